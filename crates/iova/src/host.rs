@@ -1,0 +1,537 @@
+//! The host model: IOMMU units, IOMMU groups, devices and reserved regions.
+//!
+//! A [`Host`] is what discovery (sysfs, a saved profile file, or a hand-written
+//! simulation) produces and what the container and the layout checker consume. It holds
+//! facts only; the set algebra that turns them into usable IOVAs is
+//! [`Host::valid_iova_ranges`].
+//!
+//! The rules follow the Linux kernel (see `shared/design/SEMANTICS.md`): the usable IOVAs
+//! of a group are its IOMMU's aperture minus every reserved region of the group except
+//! `direct-relaxable` ones. When the aperture is not known (sysfs does not show it for
+//! every IOMMU), the whole 64-bit space is assumed and the result says so.
+
+use serde::{Deserialize, Serialize};
+
+use crate::range::{IovaRange, IovaSet};
+
+/// The page-size bitmap of a typical x86 IOMMU: 4 KiB | 2 MiB | 1 GiB.
+pub const PGSIZES_4K_2M_1G: u64 = 0x4020_1000;
+/// 4 KiB pages only.
+pub const PGSIZES_4K: u64 = 0x1000;
+/// An ARM 64 KiB granule: 64 KiB | 512 MiB.
+pub const PGSIZES_64K_512M: u64 = 0x2001_0000;
+
+/// Who made an IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IommuVendor {
+    /// Intel VT-d (`dmar*`).
+    Intel,
+    /// AMD-Vi (`ivhd*`).
+    Amd,
+    /// ARM SMMUv3.
+    ArmSmmuV3,
+    /// ARM SMMU v1/v2.
+    ArmSmmu,
+    /// virtio-iommu.
+    Virtio,
+    /// Anything else.
+    Unknown,
+}
+
+impl IommuVendor {
+    /// The short lower-case name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IommuVendor::Intel => "intel",
+            IommuVendor::Amd => "amd",
+            IommuVendor::ArmSmmuV3 => "arm-smmu-v3",
+            IommuVendor::ArmSmmu => "arm-smmu",
+            IommuVendor::Virtio => "virtio",
+            IommuVendor::Unknown => "unknown",
+        }
+    }
+}
+
+/// One IOMMU hardware unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IommuUnit {
+    /// Kernel name (`dmar0`, `ivhd0`, `smmu3.0x0000000009050000`).
+    pub name: String,
+    /// Who made it.
+    pub vendor: IommuVendor,
+    /// Input address width in bits, if known (VT-d MGAW).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_width: Option<u8>,
+    /// The IOVAs its page tables can translate, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aperture: Option<IovaRange>,
+    /// Supported page sizes as a bitmap (bit n set = 2^n bytes), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex")]
+    pub page_sizes: Option<u64>,
+    /// Whether the unit can remap (isolate) device interrupts, if known. VFIO type1
+    /// refuses groups without it unless unsafe interrupts are allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupt_remapping: Option<bool>,
+    /// Whether the unit supports pass-through (an identity domain), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_through: Option<bool>,
+}
+
+impl IommuUnit {
+    /// A unit with just a name and a vendor; every capability unknown.
+    pub fn new(name: impl Into<String>, vendor: IommuVendor) -> Self {
+        IommuUnit {
+            name: name.into(),
+            vendor,
+            address_width: None,
+            aperture: None,
+            page_sizes: None,
+            interrupt_remapping: None,
+            pass_through: None,
+        }
+    }
+
+    /// Sets the address width and the aperture `[0, 2^bits - 1]` it implies.
+    /// Widths above 64 are clamped to the full space; 0 gives no aperture.
+    pub fn with_address_width(mut self, bits: u8) -> Self {
+        self.address_width = Some(bits);
+        self.aperture = aperture_for_width(bits);
+        self
+    }
+
+    /// Sets the page-size bitmap.
+    pub fn with_page_sizes(mut self, bitmap: u64) -> Self {
+        self.page_sizes = Some(bitmap);
+        self
+    }
+
+    /// Sets whether interrupts are remapped.
+    pub fn with_interrupt_remapping(mut self, on: bool) -> Self {
+        self.interrupt_remapping = Some(on);
+        self
+    }
+}
+
+/// The aperture `[0, 2^bits - 1]`, or `None` for a width of 0.
+pub fn aperture_for_width(bits: u8) -> Option<IovaRange> {
+    match bits {
+        0 => None,
+        b if b >= 64 => Some(IovaRange::FULL),
+        b => IovaRange::new(0, (1u64 << b) - 1).ok(),
+    }
+}
+
+/// The default domain type of a group, as in `/sys/kernel/iommu_groups/N/type`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DomainType {
+    /// `DMA`: translated, strict invalidation.
+    #[serde(rename = "DMA")]
+    Dma,
+    /// `DMA-FQ`: translated, lazy (flush-queue) invalidation.
+    #[serde(rename = "DMA-FQ")]
+    DmaFq,
+    /// `identity`: DMA bypasses translation.
+    #[serde(rename = "identity")]
+    Identity,
+    /// `blocked`: all DMA is blocked.
+    #[serde(rename = "blocked")]
+    Blocked,
+    /// `unmanaged`: owned by a user such as VFIO.
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+    /// Type file absent or unreadable.
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl DomainType {
+    /// The spelling used in sysfs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DomainType::Dma => "DMA",
+            DomainType::DmaFq => "DMA-FQ",
+            DomainType::Identity => "identity",
+            DomainType::Blocked => "blocked",
+            DomainType::Unmanaged => "unmanaged",
+            DomainType::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the sysfs spelling (surrounding white space ignored). `None` when unknown.
+    pub fn from_sysfs(text: &str) -> Option<DomainType> {
+        Some(match text.trim() {
+            "DMA" => DomainType::Dma,
+            "DMA-FQ" => DomainType::DmaFq,
+            "identity" => DomainType::Identity,
+            "blocked" => DomainType::Blocked,
+            "unmanaged" => DomainType::Unmanaged,
+            _ => return None,
+        })
+    }
+
+    /// Whether DMA bypasses translation in this domain.
+    pub fn is_bypass(&self) -> bool {
+        matches!(self, DomainType::Identity)
+    }
+}
+
+/// The kind of a reserved region, as the last column of `reserved_regions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReservedKind {
+    /// Must be identity-mapped for the device to work (an RMRR); blocks assignment.
+    Direct,
+    /// Identity-mapped by default but may be given up (ISA/USB RMRRs, GPU stolen
+    /// memory); VFIO does not exclude it.
+    DirectRelaxable,
+    /// Never mapped (AMD HyperTransport, PCI host bridge windows).
+    Reserved,
+    /// An MSI doorbell window, hardware (x86) or software (ARM).
+    Msi,
+}
+
+impl ReservedKind {
+    /// The spelling used in sysfs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservedKind::Direct => "direct",
+            ReservedKind::DirectRelaxable => "direct-relaxable",
+            ReservedKind::Reserved => "reserved",
+            ReservedKind::Msi => "msi",
+        }
+    }
+
+    /// Parses the sysfs spelling. `None` when unknown.
+    pub fn from_sysfs(text: &str) -> Option<ReservedKind> {
+        Some(match text {
+            "direct" => ReservedKind::Direct,
+            "direct-relaxable" => ReservedKind::DirectRelaxable,
+            "reserved" => ReservedKind::Reserved,
+            "msi" => ReservedKind::Msi,
+            _ => return None,
+        })
+    }
+
+    /// Whether VFIO punches this kind out of the usable IOVAs (all but
+    /// `direct-relaxable`).
+    pub fn excludes_iova(self) -> bool {
+        !matches!(self, ReservedKind::DirectRelaxable)
+    }
+}
+
+/// A reserved region of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReservedRegion {
+    /// The addresses.
+    #[serde(flatten)]
+    pub range: IovaRange,
+    /// What kind of reservation.
+    pub kind: ReservedKind,
+}
+
+/// A PCI (or platform) device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Address, e.g. `0000:03:00.0`.
+    pub name: String,
+    /// PCI vendor id, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<u16>,
+    /// PCI device id, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<u16>,
+    /// PCI class code (24 bits), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<u32>,
+    /// The IOMMU group, if the device has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+    /// The name of the IOMMU unit translating for it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu: Option<String>,
+}
+
+impl Device {
+    /// A device with only a name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Device {
+            name: name.into(),
+            vendor_id: None,
+            device_id: None,
+            class: None,
+            group: None,
+            iommu: None,
+        }
+    }
+}
+
+/// An IOMMU group: the unit of assignment to a VFIO container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// The group number.
+    pub id: u32,
+    /// The default domain type.
+    #[serde(rename = "type")]
+    pub domain_type: DomainType,
+    /// Names of the member devices.
+    pub devices: Vec<String>,
+    /// The IOMMU unit behind the group, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu: Option<String>,
+    /// Reserved regions as the kernel reports them.
+    #[serde(default)]
+    pub reserved_regions: Vec<ReservedRegion>,
+}
+
+impl Group {
+    /// A translated (`DMA`) group with no devices and no reserved regions.
+    pub fn new(id: u32) -> Self {
+        Group {
+            id,
+            domain_type: DomainType::Dma,
+            devices: Vec::new(),
+            iommu: None,
+            reserved_regions: Vec::new(),
+        }
+    }
+}
+
+/// Whole-host facts that are not per IOMMU.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostSettings {
+    /// `vfio_iommu_type1.allow_unsafe_interrupts`, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_unsafe_interrupts: Option<bool>,
+    /// `vfio_iommu_type1.dma_entry_limit`, if known (kernel default 65535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dma_entry_limit: Option<u32>,
+    /// CPU vendor (`intel`, `amd`, `arm`), if known; guest layouts depend on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_vendor: Option<String>,
+}
+
+/// A host: its IOMMU units, groups and devices.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Host {
+    /// IOMMU hardware units.
+    #[serde(default)]
+    pub iommus: Vec<IommuUnit>,
+    /// IOMMU groups, sorted by id.
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// Devices, sorted by name.
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// Host-wide settings.
+    #[serde(default)]
+    pub settings: HostSettings,
+}
+
+/// A question about a host that names something it does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// No group with that id.
+    #[error("no IOMMU group {0} on this host")]
+    NoSuchGroup(u32),
+    /// No device with that name.
+    #[error("no device '{0}' on this host")]
+    NoSuchDevice(String),
+    /// The device exists but is not in an IOMMU group.
+    #[error("device '{0}' is not in an IOMMU group (no IOMMU translates for it)")]
+    NoGroup(String),
+}
+
+/// The usable IOVAs of a group and how much is known about them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidRanges {
+    /// The usable IOVAs.
+    pub ranges: IovaSet,
+    /// The aperture they were cut from; `None` when the IOMMU's aperture is unknown and
+    /// the whole 64-bit space was assumed.
+    pub aperture: Option<IovaRange>,
+}
+
+impl ValidRanges {
+    /// Whether the aperture had to be assumed.
+    pub fn aperture_known(&self) -> bool {
+        self.aperture.is_some()
+    }
+}
+
+/// The IOVAs left of `aperture` once the given reserved regions are excluded (all kinds
+/// except `direct-relaxable`).
+pub fn usable_iovas<'a>(
+    aperture: IovaRange,
+    reserved: impl IntoIterator<Item = &'a ReservedRegion>,
+) -> IovaSet {
+    let excluded: IovaSet = reserved
+        .into_iter()
+        .filter(|r| r.kind.excludes_iova())
+        .map(|r| r.range)
+        .collect();
+    IovaSet::from(aperture).difference(&excluded)
+}
+
+impl Host {
+    /// The group with this id.
+    pub fn group(&self, id: u32) -> Result<&Group, HostError> {
+        self.groups
+            .iter()
+            .find(|g| g.id == id)
+            .ok_or(HostError::NoSuchGroup(id))
+    }
+
+    /// The device with this name. A short PCI address (`03:00.0`) matches domain 0000.
+    pub fn device(&self, name: &str) -> Result<&Device, HostError> {
+        let full;
+        let wanted = if name.matches(':').count() == 1 {
+            full = format!("0000:{name}");
+            full.as_str()
+        } else {
+            name
+        };
+        self.devices
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| HostError::NoSuchDevice(name.to_owned()))
+    }
+
+    /// The group a device belongs to.
+    pub fn group_of_device(&self, name: &str) -> Result<&Group, HostError> {
+        let dev = self.device(name)?;
+        match dev.group {
+            Some(id) => self.group(id),
+            None => self
+                .groups
+                .iter()
+                .find(|g| g.devices.iter().any(|d| d == &dev.name))
+                .ok_or_else(|| HostError::NoGroup(dev.name.clone())),
+        }
+    }
+
+    /// The IOMMU unit with this name.
+    pub fn iommu(&self, name: &str) -> Option<&IommuUnit> {
+        self.iommus.iter().find(|u| u.name == name)
+    }
+
+    /// The IOMMU unit behind a group, if known.
+    pub fn iommu_of_group(&self, group: &Group) -> Option<&IommuUnit> {
+        let name = group.iommu.as_deref().or_else(|| {
+            group
+                .devices
+                .iter()
+                .find_map(|d| self.device(d).ok().and_then(|d| d.iommu.as_deref()))
+        })?;
+        self.iommu(name)
+    }
+
+    /// The usable IOVAs of a group: its IOMMU's aperture (or the whole 64-bit space when
+    /// unknown, flagged in the result) minus every reserved region of the group except
+    /// `direct-relaxable`.
+    pub fn valid_iova_ranges(&self, group_id: u32) -> Result<ValidRanges, HostError> {
+        let group = self.group(group_id)?;
+        let aperture = self.iommu_of_group(group).and_then(|u| u.aperture);
+        Ok(ValidRanges {
+            ranges: usable_iovas(aperture.unwrap_or(IovaRange::FULL), &group.reserved_regions),
+            aperture,
+        })
+    }
+}
+
+mod opt_hex {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::range::HexU64;
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(HexU64).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Option::<HexU64>::deserialize(d)?.map(|h| h.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(a: u64, b: u64) -> IovaRange {
+        IovaRange::new(a, b).unwrap()
+    }
+
+    fn sample() -> Host {
+        let mut g = Group::new(12);
+        g.devices.push("0000:03:00.0".into());
+        g.iommu = Some("dmar1".into());
+        g.reserved_regions = vec![
+            ReservedRegion {
+                range: r(0, 0xff_ffff),
+                kind: ReservedKind::DirectRelaxable,
+            },
+            ReservedRegion {
+                range: r(0xfee0_0000, 0xfeef_ffff),
+                kind: ReservedKind::Msi,
+            },
+        ];
+        let mut d = Device::new("0000:03:00.0");
+        d.group = Some(12);
+        Host {
+            iommus: vec![
+                IommuUnit::new("dmar1", IommuVendor::Intel)
+                    .with_address_width(39)
+                    .with_page_sizes(PGSIZES_4K_2M_1G),
+            ],
+            groups: vec![g],
+            devices: vec![d],
+            settings: HostSettings::default(),
+        }
+    }
+
+    #[test]
+    fn valid_ranges_ignore_direct_relaxable() {
+        let h = sample();
+        let v = h.valid_iova_ranges(12).unwrap();
+        assert!(v.aperture_known());
+        assert_eq!(
+            v.ranges.ranges(),
+            &[r(0, 0xfedf_ffff), r(0xfef0_0000, 0x7f_ffff_ffff)]
+        );
+    }
+
+    #[test]
+    fn unknown_aperture_is_the_full_space_and_flagged() {
+        let mut h = sample();
+        h.iommus[0].aperture = None;
+        let v = h.valid_iova_ranges(12).unwrap();
+        assert!(!v.aperture_known());
+        assert_eq!(v.ranges.span(), Some(IovaRange::FULL));
+    }
+
+    #[test]
+    fn lookups_name_what_is_missing() {
+        let h = sample();
+        assert_eq!(h.group_of_device("03:00.0").unwrap().id, 12);
+        assert_eq!(h.valid_iova_ranges(7), Err(HostError::NoSuchGroup(7)));
+        let e = h.device("0000:99:00.0").unwrap_err();
+        assert!(e.to_string().contains("0000:99:00.0"));
+    }
+
+    #[test]
+    fn profile_round_trips_through_json() {
+        let h = sample();
+        let j = serde_json::to_string_pretty(&h).unwrap();
+        assert!(j.contains("\"page_sizes\": \"0x40201000\""), "{j}");
+        assert!(j.contains("\"kind\": \"direct-relaxable\""), "{j}");
+        let back: Host = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn widths() {
+        assert_eq!(aperture_for_width(39), Some(r(0, 0x7f_ffff_ffff)));
+        assert_eq!(aperture_for_width(64), Some(IovaRange::FULL));
+        assert_eq!(aperture_for_width(0), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! `iova`: IOMMU address spaces as sets of inclusive ranges.
+//!
+//! Virtual machine monitors and user-space drivers map memory for devices through VFIO.
+//! The host IOMMU cannot map every IOVA: its aperture is limited and reserved regions
+//! (MSI windows, RMRRs, the AMD HyperTransport hole) must never be mapped. This crate
+//! models those limits exactly, with no I/O:
+//!
+//! - [`range`]: inclusive IOVA ranges covering all of `[0, 2^64-1]`, and sets of them;
+//! - [`dma`]: the [`dma::DmaSpace`] trait shared by the simulation and the real
+//!   backends, with errors that carry the kernel's errno;
+//! - [`host`]: IOMMU units, groups, devices and reserved regions, and the valid IOVA
+//!   ranges they leave.
+//!
+//! The OS layer (reading sysfs, the real VFIO and iommufd ioctls) lives in the
+//! `iova-linux` crate; the `iovactl` tool puts both in front of a user.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod dma;
+pub mod host;
+pub mod range;
+
+pub use host::{Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
+pub use range::{IovaRange, IovaSet};
