@@ -52,9 +52,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use iova::host::{
-    Device, DomainType, Group, Host, HostSettings, IommuUnit, IommuVendor,
-};
+use iova::host::{Device, DomainType, Group, Host, HostSettings, IommuUnit, IommuVendor};
 
 pub mod amd;
 mod error;
@@ -371,11 +369,15 @@ fn read_pci_devices(root: &Path) -> Result<Vec<PciInfo>, SysfsError> {
         let id16 = |t: &str| parse_0x(t).and_then(|v| u16::try_from(v).ok());
         device.vendor_id = read_value(&dir.join("vendor"), "a 0x-prefixed 16-bit hex id", id16)?;
         device.device_id = read_value(&dir.join("device"), "a 0x-prefixed 16-bit hex id", id16)?;
-        device.class = read_value(&dir.join("class"), "a 0x-prefixed 24-bit hex class code", |t| {
-            parse_0x(t)
-                .and_then(|v| u32::try_from(v).ok())
-                .filter(|v| *v <= 0xff_ffff)
-        })?;
+        device.class = read_value(
+            &dir.join("class"),
+            "a 0x-prefixed 24-bit hex class code",
+            |t| {
+                parse_0x(t)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .filter(|v| *v <= 0xff_ffff)
+            },
+        )?;
 
         let link_path = dir.join("iommu_group");
         let group_link = match read_link_name(&link_path)? {
@@ -396,7 +398,18 @@ fn read_pci_devices(root: &Path) -> Result<Vec<PciInfo>, SysfsError> {
                 }
             }
         };
-        let iommu_link = read_link_name(&dir.join("iommu"))?.and_then(|t| {
+        // On AMD hosts the IOMMU's own PCI function holds a real `iommu` directory (the
+        // unit's parent), not a link: only a link names the translating unit.
+        let iommu_path = dir.join("iommu");
+        let is_link = iommu_path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+        let iommu_link = if is_link {
+            read_link_name(&iommu_path)?
+        } else {
+            None
+        };
+        let iommu_link = iommu_link.and_then(|t| {
             Path::new(&t)
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -571,7 +584,10 @@ mod tests {
             vendor_from_name("smmu3.0x0000000009050000"),
             IommuVendor::ArmSmmuV3
         );
-        assert_eq!(vendor_from_name("smmu.0x0000000012600000"), IommuVendor::ArmSmmu);
+        assert_eq!(
+            vendor_from_name("smmu.0x0000000012600000"),
+            IommuVendor::ArmSmmu
+        );
         assert_eq!(vendor_from_name("virtio0"), IommuVendor::Virtio);
         assert_eq!(vendor_from_name("ipmmu"), IommuVendor::Unknown);
     }
@@ -582,7 +598,10 @@ mod tests {
         assert_eq!(cpu_vendor_from_modalias(intel), Some("intel"));
         let amd = "cpu:type:x86,ven0002fam0019mod0001:feature:,0000";
         assert_eq!(cpu_vendor_from_modalias(amd), Some("amd"));
-        assert_eq!(cpu_vendor_from_modalias("cpu:type:aarch64:feature:,0000"), Some("arm"));
+        assert_eq!(
+            cpu_vendor_from_modalias("cpu:type:aarch64:feature:,0000"),
+            Some("arm")
+        );
         assert_eq!(cpu_vendor_from_modalias("cpu:type:x86,ven0009fam"), None);
         assert_eq!(cpu_vendor_from_modalias("garbage"), None);
         assert_eq!(cpu_vendor_from_modalias("cpu:type:x86,ven"), None);
@@ -593,7 +612,10 @@ mod tests {
         let i = IommuUnit::new("dmar0", IommuVendor::Intel);
         let a = IommuUnit::new("ivhd0", IommuVendor::Amd);
         let v = IommuUnit::new("virtio0", IommuVendor::Virtio);
-        assert_eq!(cpu_vendor_from_iommus(&[i.clone(), v.clone()]), Some("intel"));
+        assert_eq!(
+            cpu_vendor_from_iommus(&[i.clone(), v.clone()]),
+            Some("intel")
+        );
         assert_eq!(cpu_vendor_from_iommus(&[i, a]), None);
         assert_eq!(cpu_vendor_from_iommus(&[v]), None);
     }

@@ -61,7 +61,8 @@ fn parse_line(line: &str) -> Result<ReservedRegion, LineProblem> {
     let kind = ReservedKind::from_sysfs(kind).ok_or_else(|| LineProblem::UnknownKind {
         token: kind.to_owned(),
     })?;
-    let range = IovaRange::new(first, last).map_err(|_| LineProblem::LastBeforeFirst { first, last })?;
+    let range =
+        IovaRange::new(first, last).map_err(|_| LineProblem::LastBeforeFirst { first, last })?;
     Ok(ReservedRegion { range, kind })
 }
 
@@ -106,7 +107,10 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].range, IovaRange::new(0, 0xff_ffff).unwrap());
         assert_eq!(r[0].kind, ReservedKind::DirectRelaxable);
-        assert_eq!(r[1].range, IovaRange::new(0xfee0_0000, 0xfeef_ffff).unwrap());
+        assert_eq!(
+            r[1].range,
+            IovaRange::new(0xfee0_0000, 0xfeef_ffff).unwrap()
+        );
         assert_eq!(r[1].kind, ReservedKind::Msi);
     }
 
@@ -135,15 +139,30 @@ mod tests {
             problem("0x1 0x2 msi extra"),
             (1, LineProblem::FieldCount { found: 4 })
         );
-        assert!(matches!(problem("fee00000 0x1 msi"), (1, LineProblem::NotHex { field: "first", .. })));
-        assert!(matches!(problem("0x1 0xg msi"), (1, LineProblem::NotHex { field: "last", .. })));
-        assert!(matches!(problem("0x 0x1 msi"), (1, LineProblem::NotHex { .. })));
-        assert!(matches!(problem("-0x1 0x1 msi"), (1, LineProblem::NotHex { .. })));
+        assert!(matches!(
+            problem("fee00000 0x1 msi"),
+            (1, LineProblem::NotHex { field: "first", .. })
+        ));
+        assert!(matches!(
+            problem("0x1 0xg msi"),
+            (1, LineProblem::NotHex { field: "last", .. })
+        ));
+        assert!(matches!(
+            problem("0x 0x1 msi"),
+            (1, LineProblem::NotHex { .. })
+        ));
+        assert!(matches!(
+            problem("-0x1 0x1 msi"),
+            (1, LineProblem::NotHex { .. })
+        ));
         assert!(matches!(
             problem("0x0 0x10000000000000000 reserved"),
             (1, LineProblem::TooLarge { field: "last", .. })
         ));
-        assert!(matches!(problem("0x0 0x1 MSI"), (1, LineProblem::UnknownKind { .. })));
+        assert!(matches!(
+            problem("0x0 0x1 MSI"),
+            (1, LineProblem::UnknownKind { .. })
+        ));
         assert_eq!(
             problem("0x2 0x1 msi"),
             (1, LineProblem::LastBeforeFirst { first: 2, last: 1 })

@@ -104,7 +104,10 @@ mod tests {
     fn fields_by_hand() {
         // MGAW field 0x2f (= 47, width 48), SAGAW 0b00100 (48 bits), no large pages.
         let cap = (0x2f << 16) | (0b00100 << 8);
-        assert_eq!((mgaw(cap), sagaw_width(cap), page_sizes(cap)), (48, Some(48), 0x1000));
+        assert_eq!(
+            (mgaw(cap), sagaw_width(cap), page_sizes(cap)),
+            (48, Some(48), 0x1000)
+        );
         // SAGAW says 57 but MGAW caps at 48.
         let cap = (0x2f << 16) | (0b01000 << 8) | (0b0001 << 34);
         assert_eq!((address_width(cap), page_sizes(cap)), (48, 0x20_1000));
