@@ -615,3 +615,26 @@ fn scratch_dir() -> PathBuf {
     std::fs::create_dir_all(&p).unwrap();
     p
 }
+
+#[test]
+fn unreadable_directory_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = scratch_dir();
+    let groups = root.join("kernel/iommu_groups");
+    std::fs::create_dir_all(groups.join("3")).unwrap();
+    std::fs::set_permissions(&groups, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let privileged = std::fs::read_dir(&groups).is_ok();
+    let result = read_host(&root);
+    std::fs::set_permissions(&groups, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    if privileged {
+        // Running as root: permissions do not stop us, so there is nothing to check.
+        return;
+    }
+    let e = result.unwrap_err();
+    assert!(matches!(e, SysfsError::Io { .. }));
+    assert!(
+        e.to_string().starts_with(&groups.display().to_string()),
+        "{e}"
+    );
+}

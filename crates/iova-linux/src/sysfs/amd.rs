@@ -18,7 +18,7 @@
 //! From the EFR this module reads HATS (bits 11:10, `FEATURE_HATS`): the host (v1)
 //! page table may have `HATS + 4` levels, 3 being invalid. A v1 table of L levels
 //! translates `12 + 9L` bits (48 for 4 levels, 57 for 5, all 64 for 6). Kernels since
-//! commit 025d1371cc8c (2025, "iommu/amd: Add efr[HATS] max v1 page table level") use
+//! commit 025d1371cc8c (2025, "iommu/amd: Add efr\[HATS\] max v1 page table level") use
 //! exactly that as the domain aperture; older kernels advertised the full 64-bit space
 //! but the hardware still cannot walk a deeper table, so the HATS width is the usable
 //! limit on every kernel.
