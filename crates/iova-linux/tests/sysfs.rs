@@ -638,3 +638,17 @@ fn unreadable_directory_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn kernel_unknown_type_string_is_unknown() {
+    // drivers/iommu/iommu.c prints "unknown" for a group without a default domain.
+    let root = scratch_dir();
+    let g = root.join("kernel/iommu_groups/9");
+    std::fs::create_dir_all(&g).unwrap();
+    std::fs::write(g.join("type"), "unknown\n").unwrap();
+    let h = read_host(&root);
+    std::fs::remove_dir_all(&root).unwrap();
+    let h = h.unwrap();
+    assert_eq!(h.group(9).unwrap().domain_type, DomainType::Unknown);
+    assert!(h.group(9).unwrap().reserved_regions.is_empty());
+}
