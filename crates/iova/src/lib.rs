@@ -16,9 +16,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod container;
 pub mod dma;
 pub mod host;
+pub mod pagetable;
 pub mod range;
+pub mod trace;
 
 pub use host::{Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
 pub use range::{IovaRange, IovaSet};
