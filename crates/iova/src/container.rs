@@ -147,13 +147,17 @@ pub enum AttachError {
     #[error("IOMMU group {0} is already attached")]
     AlreadyAttached(u32),
     /// The group's DMA bypasses translation and `allow_unsafe_bypass` is off.
-    #[error("IOMMU group {group} bypasses translation (identity domain); refused unless unsafe bypass is allowed")]
+    #[error(
+        "IOMMU group {group} bypasses translation (identity domain); refused unless unsafe bypass is allowed"
+    )]
     Bypass {
         /// The group.
         group: u32,
     },
     /// The group's IOMMU cannot remap interrupts and `allow_unsafe_interrupts` is off.
-    #[error("IOMMU group {group} has no interrupt remapping; refused unless unsafe interrupts are allowed")]
+    #[error(
+        "IOMMU group {group} has no interrupt remapping; refused unless unsafe interrupts are allowed"
+    )]
     UnsafeInterrupts {
         /// The group.
         group: u32,
@@ -403,7 +407,9 @@ impl Container {
     fn page_size(&self) -> u64 {
         self.geometry
             .as_ref()
-            .map_or(self.config.cpu_page_size, |g| 1u64 << g.page_sizes.trailing_zeros())
+            .map_or(self.config.cpu_page_size, |g| {
+                1u64 << g.page_sizes.trailing_zeros()
+            })
     }
 
     fn geometry_of(&self, members: &[Member]) -> Result<Geometry, AttachError> {
@@ -490,8 +496,7 @@ impl Container {
             // vfio_iommu_type1_attach_group: aperture conflict, reserved conflict,
             // resize/exclude (nothing left: EINVAL), then interrupt isolation.
             for m in self.mappings() {
-                if !member.aperture.contains_range(&m.iova) || member.excluded.overlaps(&m.iova)
-                {
+                if !member.aperture.contains_range(&m.iova) || member.excluded.overlaps(&m.iova) {
                     return Err(AttachError::Conflict { mapping: m.iova });
                 }
             }
@@ -586,7 +591,14 @@ impl Container {
     }
 
     /// Inserts a checked mapping into the page table and the tracker.
-    fn insert(&mut self, iova: u64, last: u64, host: u64, size: u64, access: Access) -> Result<(), MapError> {
+    fn insert(
+        &mut self,
+        iova: u64,
+        last: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
         let page_size = self.page_size();
         if let Some(t) = self.table.as_mut() {
             t.map(iova, host, size, access)
@@ -596,7 +608,13 @@ impl Container {
         Ok(())
     }
 
-    fn map_type1(&mut self, iova: u64, host: u64, size: u64, access: Access) -> Result<(), MapError> {
+    fn map_type1(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
         let geometry = self.geometry.as_ref().ok_or(MapError::NotReady)?;
         if !access.read && !access.write {
             return Err(MapError::BadFlags);
@@ -635,7 +653,13 @@ impl Container {
 
     /// The common first checks of an iommufd map (ioas.c, iopt_alloc_user_pages, the
     /// length checks of iopt_alloc_area_pages).
-    fn iommufd_precheck(&self, iova: u64, host: u64, size: u64, access: Access) -> Result<u64, MapError> {
+    fn iommufd_precheck(
+        &self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<u64, MapError> {
         if self.geometry.is_none() {
             return Err(MapError::NotReady);
         }
@@ -658,7 +682,13 @@ impl Container {
         Ok(page_size)
     }
 
-    fn map_iommufd(&mut self, iova: u64, host: u64, size: u64, access: Access) -> Result<(), MapError> {
+    fn map_iommufd(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
         let page_size = self.iommufd_precheck(iova, host, size, access)?;
         // iopt_check_iova
         if iova & (page_size - 1) != 0 {
@@ -889,7 +919,13 @@ impl DmaSpace for Container {
 
     /// MAP_DMA / IOMMU_IOAS_MAP with a fixed IOVA, with the flavour's checks in the
     /// kernel's order.
-    fn map(&mut self, iova: u64, host_addr: u64, size: u64, access: Access) -> Result<(), MapError> {
+    fn map(
+        &mut self,
+        iova: u64,
+        host_addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
         if self.config.flavour.is_type1() {
             self.map_type1(iova, host_addr, size, access)
         } else {
@@ -913,10 +949,7 @@ impl DmaSpace for Container {
         if self.geometry.is_none() {
             return Err(UnmapError::NotReady);
         }
-        let bytes = self
-            .mappings()
-            .map(|m| m.iova.len())
-            .sum::<u128>();
+        let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
         self.maps.clear();
         if let Some(t) = self.table.as_mut() {
             t.clear();

@@ -79,7 +79,9 @@ pub enum PageTableError {
     #[error("unusable address width {0} bits")]
     BadWidth(u32),
     /// IOVA, host address or size is not a multiple of the granule, or the size is 0.
-    #[error("iova {iova:#x}, host {host:#x} or size {size:#x} not aligned to the granule {granule:#x}")]
+    #[error(
+        "iova {iova:#x}, host {host:#x} or size {size:#x} not aligned to the granule {granule:#x}"
+    )]
     Misaligned {
         /// The IOVA given.
         iova: u64,
@@ -372,7 +374,14 @@ impl PageTable {
         self.first_mapped_in(0, self.levels - 1, 0, first, last)
     }
 
-    fn first_mapped_in(&self, table: usize, level: u32, base: u64, first: u64, last: u64) -> Option<u64> {
+    fn first_mapped_in(
+        &self,
+        table: usize,
+        level: u32,
+        base: u64,
+        first: u64,
+        last: u64,
+    ) -> Option<u64> {
         let len = self.table_len();
         let shift = self.shift(level);
         let lo = self.index(first.max(base), level);
@@ -390,7 +399,8 @@ impl PageTable {
             let ebase = base | ((i as u64).checked_shl(shift).unwrap_or(0));
             match Self::child(e) {
                 Some(c) => {
-                    if let Some(a) = self.first_mapped_in(c as usize, level - 1, ebase, first, last) {
+                    if let Some(a) = self.first_mapped_in(c as usize, level - 1, ebase, first, last)
+                    {
                         return Some(a);
                     }
                 }
@@ -404,7 +414,13 @@ impl PageTable {
     /// pages the alignment of both addresses allows. Fails, changing nothing, when an
     /// argument is not granule-aligned, a range wraps or is out of reach, or anything
     /// in the range is already mapped.
-    pub fn map(&mut self, iova: u64, host: u64, size: u64, access: Access) -> Result<(), PageTableError> {
+    pub fn map(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), PageTableError> {
         if !access.read && !access.write {
             return Err(PageTableError::NoAccess);
         }
@@ -412,7 +428,8 @@ impl PageTable {
         if let Some(a) = self.first_mapped(iova, last) {
             return Err(PageTableError::AlreadyMapped(a));
         }
-        let perm = VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
+        let perm =
+            VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
         let len = self.table_len();
         let mut iova = iova;
         let mut host = host;
@@ -600,13 +617,19 @@ mod tests {
     #[test]
     fn shapes() {
         let pt = PageTable::x86(48).unwrap();
-        assert_eq!((pt.levels(), pt.bits_per_level(), pt.granule()), (4, 9, 0x1000));
+        assert_eq!(
+            (pt.levels(), pt.bits_per_level(), pt.granule()),
+            (4, 9, 0x1000)
+        );
         assert_eq!(pt.max_iova(), (1 << 48) - 1);
         assert_eq!(PageTable::x86(39).unwrap().levels(), 4);
         assert_eq!(PageTable::x86(57).unwrap().levels(), 5);
         assert_eq!(PageTable::x86(64).unwrap().max_iova(), u64::MAX);
         let g = PageTable::granule_64k(48).unwrap();
-        assert_eq!((g.levels(), g.bits_per_level(), g.granule()), (3, 13, 0x10000));
+        assert_eq!(
+            (g.levels(), g.bits_per_level(), g.granule()),
+            (3, 13, 0x10000)
+        );
         assert_eq!(g.page_sizes(), 0x2001_0000);
         assert!(PageTable::new(0, 48).is_err());
         assert!(PageTable::new(0x800, 48).is_err());
@@ -617,22 +640,34 @@ mod tests {
     fn largest_pages_for_alignment_of_both_addresses() {
         let mut pt = PageTable::x86(48).unwrap();
         // IOVA 1G-aligned but host only 2M-aligned: 2M pages.
-        pt.map(0x4000_0000, 0x20_0000, 0x4000_0000, Access::RW).unwrap();
+        pt.map(0x4000_0000, 0x20_0000, 0x4000_0000, Access::RW)
+            .unwrap();
         assert_eq!(pt.leaf_count(1 << 30), 0);
         assert_eq!(pt.leaf_count(1 << 21), 512);
         // Both 1G aligned: one 1G leaf.
-        pt.map(0x8000_0000, 0x4000_0000, 0x4000_0000, Access::READ).unwrap();
+        pt.map(0x8000_0000, 0x4000_0000, 0x4000_0000, Access::READ)
+            .unwrap();
         assert_eq!(pt.leaf_count(1 << 30), 1);
         // 4K head, 2M middle, 4K tail.
-        pt.map(0x1_001f_f000, 0x1_001f_f000, 0x20_2000, Access::WRITE).unwrap();
+        pt.map(0x1_001f_f000, 0x1_001f_f000, 0x20_2000, Access::WRITE)
+            .unwrap();
         assert_eq!(pt.leaf_count(0x1000), 2);
         assert_eq!(pt.leaf_count(1 << 21), 513);
-        assert_eq!(pt.translate(0x1_0020_0010, Access::WRITE), Ok(0x1_0020_0010));
+        assert_eq!(
+            pt.translate(0x1_0020_0010, Access::WRITE),
+            Ok(0x1_0020_0010)
+        );
         assert_eq!(
             pt.translate(0x1_0020_0010, Access::READ),
-            Err(Fault::Permission { iova: 0x1_0020_0010, needed: Access::READ })
+            Err(Fault::Permission {
+                iova: 0x1_0020_0010,
+                needed: Access::READ
+            })
         );
-        assert_eq!(pt.translate(0x4000_0000 + 0x12_3456, Access::RW), Ok(0x20_0000 + 0x12_3456));
+        assert_eq!(
+            pt.translate(0x4000_0000 + 0x12_3456, Access::RW),
+            Ok(0x20_0000 + 0x12_3456)
+        );
     }
 
     #[test]
@@ -642,7 +677,10 @@ mod tests {
         pt.map(0x20_0000, 0x20_0000, 0x20_0000, Access::RW).unwrap();
         assert_eq!(pt.table_count(), 3); // root, L2, L1 holding a 2M leaf
         let before = pt.clone();
-        assert_eq!(pt.unmap(0x20_1000, 0x1000), Err(PageTableError::SplitsPage(0x20_0000)));
+        assert_eq!(
+            pt.unmap(0x20_1000, 0x1000),
+            Err(PageTableError::SplitsPage(0x20_0000))
+        );
         assert_eq!(pt, before);
         assert_eq!(pt.unmap(0, 0x100_0000), Ok(0x20_0000));
         assert_eq!(pt.table_count(), 1);
@@ -652,7 +690,13 @@ mod tests {
     #[test]
     fn last_page_of_the_space() {
         let mut pt = PageTable::x86(64).unwrap();
-        pt.map(0xffff_ffff_ffff_f000, 0xffff_ffff_ffff_f000, 0x1000, Access::RW).unwrap();
+        pt.map(
+            0xffff_ffff_ffff_f000,
+            0xffff_ffff_ffff_f000,
+            0x1000,
+            Access::RW,
+        )
+        .unwrap();
         assert_eq!(pt.translate(u64::MAX, Access::RW), Ok(u64::MAX));
         assert_eq!(pt.unmap(0xffff_ffff_ffff_f000, 0x1000), Ok(0x1000));
         assert_eq!(pt.table_count(), 1);
@@ -661,7 +705,10 @@ mod tests {
             small.map(1 << 48, 0, 0x1000, Access::RW),
             Err(PageTableError::OutOfReach((1 << 48) + 0xfff))
         );
-        assert_eq!(small.translate(u64::MAX, Access::READ), Err(Fault::Unmapped { iova: u64::MAX }));
+        assert_eq!(
+            small.translate(u64::MAX, Access::READ),
+            Err(Fault::Unmapped { iova: u64::MAX })
+        );
     }
 
     #[test]
@@ -669,7 +716,10 @@ mod tests {
         let mut pt = PageTable::x86(48).unwrap();
         pt.map(0x5000, 0x9000, 0x2000, Access::RW).unwrap();
         let before = pt.clone();
-        assert_eq!(pt.map(0x0, 0x0, 0x6000, Access::RW), Err(PageTableError::AlreadyMapped(0x5000)));
+        assert_eq!(
+            pt.map(0x0, 0x0, 0x6000, Access::RW),
+            Err(PageTableError::AlreadyMapped(0x5000))
+        );
         assert_eq!(pt, before);
     }
 }

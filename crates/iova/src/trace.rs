@@ -33,7 +33,7 @@
 use std::fmt;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno};
-use crate::range::{parse_u64, IovaRange};
+use crate::range::{IovaRange, parse_u64};
 
 /// One operation of a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,7 +69,11 @@ impl fmt::Display for TraceOp {
                 size,
                 host_addr,
                 access,
-            } => write!(f, "map {iova:#x} {size:#x} {host_addr:#x} {}", access.as_str()),
+            } => write!(
+                f,
+                "map {iova:#x} {size:#x} {host_addr:#x} {}",
+                access.as_str()
+            ),
             TraceOp::Unmap { iova, size } => write!(f, "unmap {iova:#x} {size:#x}"),
             TraceOp::UnmapAll => f.write_str("unmap-all"),
         }
@@ -126,15 +130,15 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceLine>, TraceError> {
         };
         let words: Vec<&str> = body.split_whitespace().collect();
         let num = |k: usize, what: &str| -> Result<u64, TraceError> {
-            let w = words
-                .get(k)
-                .ok_or_else(|| err(format!("missing {what}")))?;
+            let w = words.get(k).ok_or_else(|| err(format!("missing {what}")))?;
             parse_u64(w).map_err(|e| err(format!("{what}: {e}")))
         };
         let op = match words[0] {
             "map" => {
                 if words.len() > 5 {
-                    return Err(err("too many fields (map IOVA SIZE [HOST_ADDR] [r|w|rw])".into()));
+                    return Err(err(
+                        "too many fields (map IOVA SIZE [HOST_ADDR] [r|w|rw])".into()
+                    ));
                 }
                 let iova = num(1, "IOVA")?;
                 let size = num(2, "SIZE")?;
@@ -250,7 +254,11 @@ impl SplitMix {
 pub fn random_trace(seed: u64, len: usize, info: &DmaInfo) -> Vec<TraceOp> {
     let mut rng = SplitMix(seed);
     let page = info.min_page_size().unwrap_or(0x1000);
-    let huge = if info.page_sizes & (1 << 21) != 0 { 1 << 21 } else { page.saturating_mul(16) };
+    let huge = if info.page_sizes & (1 << 21) != 0 {
+        1 << 21
+    } else {
+        page.saturating_mul(16)
+    };
     // Interesting addresses: the edges of every valid range and of the gaps between.
     let mut points: Vec<u64> = vec![0, page, 0x10_0000, u64::MAX - (page - 1)];
     for r in info.iova_ranges.iter() {
@@ -379,18 +387,34 @@ mod tests {
 
     #[test]
     fn parse_forms() {
-        let t = parse_trace("map 0x2000 4096 r # ro\nmap 0x3000 0x1000 0x9000\nmap 1 2 3 -\n").unwrap();
+        let t =
+            parse_trace("map 0x2000 4096 r # ro\nmap 0x3000 0x1000 0x9000\nmap 1 2 3 -\n").unwrap();
         assert_eq!(
             t[0].op,
-            TraceOp::Map { iova: 0x2000, size: 4096, host_addr: 0x2000, access: Access::READ }
+            TraceOp::Map {
+                iova: 0x2000,
+                size: 4096,
+                host_addr: 0x2000,
+                access: Access::READ
+            }
         );
         assert_eq!(
             t[1].op,
-            TraceOp::Map { iova: 0x3000, size: 0x1000, host_addr: 0x9000, access: Access::RW }
+            TraceOp::Map {
+                iova: 0x3000,
+                size: 0x1000,
+                host_addr: 0x9000,
+                access: Access::RW
+            }
         );
         assert_eq!(
             t[2].op,
-            TraceOp::Map { iova: 1, size: 2, host_addr: 3, access: Access::NONE }
+            TraceOp::Map {
+                iova: 1,
+                size: 2,
+                host_addr: 3,
+                access: Access::NONE
+            }
         );
         // Display round-trips.
         for l in &t {
@@ -422,7 +446,11 @@ mod tests {
         assert!(a.iter().any(|o| matches!(o, TraceOp::Unmap { .. })));
         // Every generated op survives a round trip through the text format.
         let text: String = a.iter().map(|o| format!("{o}\n")).collect();
-        let back: Vec<TraceOp> = parse_trace(&text).unwrap().into_iter().map(|l| l.op).collect();
+        let back: Vec<TraceOp> = parse_trace(&text)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.op)
+            .collect();
         assert_eq!(back, a);
     }
 

@@ -28,14 +28,70 @@ struct G {
 fn groups() -> Vec<G> {
     let ap = (0, 0x1ff_fff);
     vec![
-        G { id: 1, ap, pgs: 0x20_1000, excl: vec![(0x8_0000, 0x8_ffff)], ir: Some(true), bypass: false },
-        G { id: 2, ap: (0, 0xff_fff), pgs: 0x20_1000, excl: vec![(0x4_0000, 0x4_0fff)], ir: Some(true), bypass: false },
-        G { id: 3, ap: (0, u64::MAX), pgs: 0x1000, excl: vec![], ir: None, bypass: false },
-        G { id: 4, ap, pgs: 0x20_1000, excl: vec![], ir: Some(false), bypass: false },
-        G { id: 5, ap, pgs: 0x20_1000, excl: vec![], ir: Some(true), bypass: true },
-        G { id: 6, ap, pgs: 0x1_0000, excl: vec![], ir: Some(true), bypass: false },
-        G { id: 7, ap, pgs: 0x20_1000, excl: vec![(0, 0x1ff_fff)], ir: Some(true), bypass: false },
-        G { id: 8, ap: (0x1_0000, 0x1ff_fff), pgs: 0x20_2000, excl: vec![], ir: Some(true), bypass: false },
+        G {
+            id: 1,
+            ap,
+            pgs: 0x20_1000,
+            excl: vec![(0x8_0000, 0x8_ffff)],
+            ir: Some(true),
+            bypass: false,
+        },
+        G {
+            id: 2,
+            ap: (0, 0xff_fff),
+            pgs: 0x20_1000,
+            excl: vec![(0x4_0000, 0x4_0fff)],
+            ir: Some(true),
+            bypass: false,
+        },
+        G {
+            id: 3,
+            ap: (0, u64::MAX),
+            pgs: 0x1000,
+            excl: vec![],
+            ir: None,
+            bypass: false,
+        },
+        G {
+            id: 4,
+            ap,
+            pgs: 0x20_1000,
+            excl: vec![],
+            ir: Some(false),
+            bypass: false,
+        },
+        G {
+            id: 5,
+            ap,
+            pgs: 0x20_1000,
+            excl: vec![],
+            ir: Some(true),
+            bypass: true,
+        },
+        G {
+            id: 6,
+            ap,
+            pgs: 0x1_0000,
+            excl: vec![],
+            ir: Some(true),
+            bypass: false,
+        },
+        G {
+            id: 7,
+            ap,
+            pgs: 0x20_1000,
+            excl: vec![(0, 0x1ff_fff)],
+            ir: Some(true),
+            bypass: false,
+        },
+        G {
+            id: 8,
+            ap: (0x1_0000, 0x1ff_fff),
+            pgs: 0x20_2000,
+            excl: vec![],
+            ir: Some(true),
+            bypass: false,
+        },
     ]
 }
 
@@ -55,7 +111,10 @@ fn host() -> Host {
         let mut grp = group(
             g.id,
             &unit,
-            &g.excl.iter().map(|&(a, b)| (a, b, ReservedKind::Msi)).collect::<Vec<_>>(),
+            &g.excl
+                .iter()
+                .map(|&(a, b)| (a, b, ReservedKind::Msi))
+                .collect::<Vec<_>>(),
         );
         if g.id == 3 {
             grp.reserved_regions.push(iova::host::ReservedRegion {
@@ -117,10 +176,18 @@ impl Model {
         (first / PG..=last / PG).map(|p| p * PG)
     }
     fn mapped(&self, a: u64) -> Option<M> {
-        self.maps.iter().copied().find(|m| m.first <= a && a <= m.last)
+        self.maps
+            .iter()
+            .copied()
+            .find(|m| m.first <= a && a <= m.last)
     }
     fn overlapping(&self, first: u64, last: u64) -> Vec<M> {
-        let mut v: Vec<M> = self.maps.iter().copied().filter(|m| m.first <= last && first <= m.last).collect();
+        let mut v: Vec<M> = self
+            .maps
+            .iter()
+            .copied()
+            .filter(|m| m.first <= last && first <= m.last)
+            .collect();
         v.sort_by_key(|m| m.first);
         v
     }
@@ -153,7 +220,9 @@ impl Model {
             if irq_bad {
                 return Err(Errno::EPERM);
             }
-            if self.maps.iter().any(|m| Self::pages(m.first, m.last).any(|a| g.excl.iter().any(|&(x, y)| x <= a && a <= y))) {
+            if self.maps.iter().any(|m| {
+                Self::pages(m.first, m.last).any(|a| g.excl.iter().any(|&(x, y)| x <= a && a <= y))
+            }) {
                 return Err(Errno::EADDRINUSE);
             }
             if 1u64 << g.pgs.trailing_zeros() > PG {
@@ -162,10 +231,18 @@ impl Model {
             if !self.any_valid(&members) || bitmap == 0 {
                 return Err(Errno::EINVAL);
             }
-            if self.maps.iter().any(|m| (m.first | (m.last - m.first + 1) | (m.host % PG)) % newpage != 0) {
+            if self
+                .maps
+                .iter()
+                .any(|m| (m.first | (m.last - m.first + 1) | (m.host % PG)) % newpage != 0)
+            {
                 return Err(Errno::EADDRINUSE);
             }
-            if self.maps.iter().any(|m| m.first < g.ap.0 || m.last > g.ap.1) {
+            if self
+                .maps
+                .iter()
+                .any(|m| m.first < g.ap.0 || m.last > g.ap.1)
+            {
                 return Err(Errno::EADDRINUSE);
             }
         } else {
@@ -178,7 +255,11 @@ impl Model {
             if irq_bad {
                 return Err(Errno::EPERM);
             }
-            if self.maps.iter().any(|m| (m.first | (m.last - m.first + 1) | m.host) % newpage != 0) {
+            if self
+                .maps
+                .iter()
+                .any(|m| (m.first | (m.last - m.first + 1) | m.host) % newpage != 0)
+            {
                 return Err(Errno::EINVAL);
             }
         }
@@ -247,7 +328,12 @@ impl Model {
                 return Err(Errno::EINVAL);
             }
         }
-        self.maps.push(M { first: iova, last: iova + (size - 1), host, access });
+        self.maps.push(M {
+            first: iova,
+            last: iova + (size - 1),
+            host,
+            access,
+        });
         Ok(())
     }
 
@@ -314,8 +400,16 @@ impl Model {
 enum Op {
     Attach(u32),
     Detach(u32),
-    Map { iova: u64, size: u64, host: u64, access: Access },
-    Unmap { iova: u64, size: u64 },
+    Map {
+        iova: u64,
+        size: u64,
+        host: u64,
+        access: Access,
+    },
+    Unmap {
+        iova: u64,
+        size: u64,
+    },
     UnmapAll,
 }
 
@@ -346,7 +440,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn flavour() -> impl Strategy<Value = Flavour> {
-    prop_oneof![Just(Flavour::Type1V1), Just(Flavour::Type1V2), Just(Flavour::Iommufd)]
+    prop_oneof![
+        Just(Flavour::Type1V1),
+        Just(Flavour::Type1V2),
+        Just(Flavour::Iommufd)
+    ]
 }
 
 fn check_state(c: &Container, m: &Model) {
@@ -354,12 +452,20 @@ fn check_state(c: &Container, m: &Model) {
     want.sort_by_key(|x| x.first);
     let got: Vec<M> = c
         .mappings()
-        .map(|x| M { first: x.iova.first(), last: x.iova.last(), host: x.host_addr, access: x.access })
+        .map(|x| M {
+            first: x.iova.first(),
+            last: x.iova.last(),
+            host: x.host_addr,
+            access: x.access,
+        })
         .collect();
     assert_eq!(got, want, "mappings differ");
     assert_eq!(c.is_ready(), !m.members.is_empty());
     let valid = c.valid_iovas();
-    for a in (0..0x220).map(|p| p * PG).chain([0x1_0000_0000, u64::MAX - 0xfff]) {
+    for a in (0..0x220)
+        .map(|p| p * PG)
+        .chain([0x1_0000_0000, u64::MAX - 0xfff])
+    {
         assert_eq!(valid.contains(a), m.valid(a), "validity of {a:#x}");
     }
     for x in &want {

@@ -19,7 +19,13 @@ fn ready(flavour: Flavour) -> Container {
 }
 
 /// Runs `f`; when it fails, the container must be exactly as before.
-fn check_map(c: &mut Container, iova: u64, host: u64, size: u64, access: Access) -> Result<(), Errno> {
+fn check_map(
+    c: &mut Container,
+    iova: u64,
+    host: u64,
+    size: u64,
+    access: Access,
+) -> Result<(), Errno> {
     let before = c.clone();
     let r = c.map(iova, host, size, access).map_err(|e| e.errno());
     if r.is_err() {
@@ -42,10 +48,16 @@ fn not_ready_before_attach() {
     for f in [Flavour::Type1V1, Flavour::Type1V2, Flavour::Iommufd] {
         let mut c = Container::new(ContainerConfig::with_flavour(f));
         assert_eq!(c.info().unwrap_err().errno(), Errno::EINVAL);
-        assert_eq!(check_map(&mut c, 0, 0, 0x1000, Access::RW), Err(Errno::EINVAL));
+        assert_eq!(
+            check_map(&mut c, 0, 0, 0x1000, Access::RW),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(check_unmap(&mut c, 0, 0x1000), Err(Errno::EINVAL));
         assert_eq!(c.unmap_all().unwrap_err().errno(), Errno::EINVAL);
-        assert_eq!(c.translate(0, Access::READ), Err(Fault::Unmapped { iova: 0 }));
+        assert_eq!(
+            c.translate(0, Access::READ),
+            Err(Fault::Unmapped { iova: 0 })
+        );
     }
 }
 
@@ -55,39 +67,95 @@ fn type1_map_rows() {
         let mut c = ready(f);
         c.map(0x10_0000, HOST, 0x20_0000, Access::RW).unwrap();
         // unknown flag is not expressible; neither READ nor WRITE:
-        assert_eq!(check_map(&mut c, 0x40_0000, HOST, 0x1000, Access::NONE), Err(Errno::EINVAL));
+        assert_eq!(
+            check_map(&mut c, 0x40_0000, HOST, 0x1000, Access::NONE),
+            Err(Errno::EINVAL)
+        );
         // size 0, misaligned iova/size/vaddr
-        assert_eq!(check_map(&mut c, 0x40_0000, HOST, 0, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0x40_0800, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0x40_0000, HOST, 0x800, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0x40_0000, HOST + 0x800, 0x1000, Access::RW), Err(Errno::EINVAL));
+        assert_eq!(
+            check_map(&mut c, 0x40_0000, HOST, 0, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x40_0800, HOST, 0x1000, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x40_0000, HOST, 0x800, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x40_0000, HOST + 0x800, 0x1000, Access::RW),
+            Err(Errno::EINVAL)
+        );
         // wraps (pre-6.18: EINVAL)
-        assert_eq!(check_map(&mut c, u64::MAX - 0xfff, HOST, 0x2000, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0x40_0000, u64::MAX - 0xfff, 0x2000, Access::RW), Err(Errno::EINVAL));
+        assert_eq!(
+            check_map(&mut c, u64::MAX - 0xfff, HOST, 0x2000, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x40_0000, u64::MAX - 0xfff, 0x2000, Access::RW),
+            Err(Errno::EINVAL)
+        );
         // overlaps: inside, straddling, identical
-        assert_eq!(check_map(&mut c, 0x10_1000, HOST, 0x1000, Access::RW), Err(Errno::EEXIST));
-        assert_eq!(check_map(&mut c, 0xf_f000, HOST, 0x2000, Access::RW), Err(Errno::EEXIST));
-        assert_eq!(check_map(&mut c, 0x10_0000, HOST, 0x20_0000, Access::RW), Err(Errno::EEXIST));
+        assert_eq!(
+            check_map(&mut c, 0x10_1000, HOST, 0x1000, Access::RW),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(
+            check_map(&mut c, 0xf_f000, HOST, 0x2000, Access::RW),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x10_0000, HOST, 0x20_0000, Access::RW),
+            Err(Errno::EEXIST)
+        );
         // an overlap that is also outside the valid ranges: EEXIST comes first
-        assert_eq!(check_map(&mut c, 0x2f_f000, HOST, 0x2000, Access::RW), Err(Errno::EEXIST));
+        assert_eq!(
+            check_map(&mut c, 0x2f_f000, HOST, 0x2000, Access::RW),
+            Err(Errno::EEXIST)
+        );
         // not inside one valid range: reserved window, beyond aperture, straddling
-        assert_eq!(check_map(&mut c, 0xfee0_0000, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0xfedf_f000, HOST, 0x2000, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0x80_0000_0000, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, 0x7f_ffff_f000, HOST, 0x2000, Access::RW), Err(Errno::EINVAL));
-        assert_eq!(check_map(&mut c, u64::MAX - 0xfff, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
+        assert_eq!(
+            check_map(&mut c, 0xfee0_0000, HOST, 0x1000, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0xfedf_f000, HOST, 0x2000, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x80_0000_0000, HOST, 0x1000, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, 0x7f_ffff_f000, HOST, 0x2000, Access::RW),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_map(&mut c, u64::MAX - 0xfff, HOST, 0x1000, Access::RW),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(c.mapping_count(), 1);
     }
 }
 
 #[test]
 fn type1_wrap_is_eoverflow_from_6_18_when_selected() {
-    let mut cfg = ContainerConfig::default();
-    cfg.type1_wrap_eoverflow = true;
+    let cfg = ContainerConfig {
+        type1_wrap_eoverflow: true,
+        ..ContainerConfig::default()
+    };
     let mut c = Container::new(cfg);
     c.attach(&intel39(), 1).unwrap();
-    assert_eq!(check_map(&mut c, u64::MAX - 0xfff, HOST, 0x2000, Access::RW), Err(Errno::EOVERFLOW));
-    assert_eq!(check_unmap(&mut c, u64::MAX - 0xfff, 0x2000), Err(Errno::EOVERFLOW));
+    assert_eq!(
+        check_map(&mut c, u64::MAX - 0xfff, HOST, 0x2000, Access::RW),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        check_unmap(&mut c, u64::MAX - 0xfff, 0x2000),
+        Err(Errno::EOVERFLOW)
+    );
 }
 
 #[test]
@@ -96,13 +164,27 @@ fn entry_limit_then_enospc() {
     // and before the valid-range check.
     let mut c = ready(Flavour::Type1V2);
     for i in 0..65535u64 {
-        c.map(i * 0x1000, HOST + i * 0x1000, 0x1000, Access::RW).unwrap();
+        c.map(i * 0x1000, HOST + i * 0x1000, 0x1000, Access::RW)
+            .unwrap();
     }
     assert_eq!(c.info().unwrap().dma_avail, Some(0));
     let before = c.clone();
-    assert_eq!(c.map(0x1_0000_0000, HOST, 0x1000, Access::RW).unwrap_err().errno(), Errno::ENOSPC);
-    assert_eq!(c.map(0x1000, HOST, 0x1000, Access::RW).unwrap_err().errno(), Errno::EEXIST);
-    assert_eq!(c.map(0xfee0_0000, HOST, 0x1000, Access::RW).unwrap_err().errno(), Errno::ENOSPC);
+    assert_eq!(
+        c.map(0x1_0000_0000, HOST, 0x1000, Access::RW)
+            .unwrap_err()
+            .errno(),
+        Errno::ENOSPC
+    );
+    assert_eq!(
+        c.map(0x1000, HOST, 0x1000, Access::RW).unwrap_err().errno(),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        c.map(0xfee0_0000, HOST, 0x1000, Access::RW)
+            .unwrap_err()
+            .errno(),
+        Errno::ENOSPC
+    );
     assert!(c == before);
     assert_eq!(c.unmap(0x1000, 0x1000), Ok(0x1000));
     assert_eq!(c.info().unwrap().dma_avail, Some(1));
@@ -117,7 +199,10 @@ fn type1_v2_unmap_rows() {
     assert_eq!(check_unmap(&mut c, 0x10_0800, 0x1000), Err(Errno::EINVAL));
     assert_eq!(check_unmap(&mut c, 0x10_0000, 0x800), Err(Errno::EINVAL));
     assert_eq!(check_unmap(&mut c, 0x10_0000, 0), Err(Errno::EINVAL));
-    assert_eq!(check_unmap(&mut c, u64::MAX - 0xfff, 0x2000), Err(Errno::EINVAL));
+    assert_eq!(
+        check_unmap(&mut c, u64::MAX - 0xfff, 0x2000),
+        Err(Errno::EINVAL)
+    );
     // would split: starts inside, ends inside
     assert_eq!(check_unmap(&mut c, 0x10_1000, 0x1000), Err(Errno::EINVAL));
     assert_eq!(check_unmap(&mut c, 0x10_0000, 0x1000), Err(Errno::EINVAL));
@@ -128,14 +213,18 @@ fn type1_v2_unmap_rows() {
     c.map(0x40_0000, HOST, 0x1000, Access::READ).unwrap();
     assert_eq!(check_unmap(&mut c, 0, 0x1000_0000), Ok(0x20_1000));
     assert_eq!(c.mapping_count(), 0);
-    assert_eq!(c.translate(0x10_0000, Access::READ), Err(Fault::Unmapped { iova: 0x10_0000 }));
+    assert_eq!(
+        c.translate(0x10_0000, Access::READ),
+        Err(Fault::Unmapped { iova: 0x10_0000 })
+    );
 }
 
 #[test]
 fn type1_v1_unmap_takes_whole_mappings_from_their_first_iova() {
     let mut c = ready(Flavour::Type1V1);
     c.map(0x10_0000, HOST, 0x20_0000, Access::RW).unwrap();
-    c.map(0x30_0000, HOST + 0x20_0000, 0x2000, Access::RW).unwrap();
+    c.map(0x30_0000, HOST + 0x20_0000, 0x2000, Access::RW)
+        .unwrap();
     // starts inside a mapping: ignored, success with 0 bytes
     assert_eq!(check_unmap(&mut c, 0x10_1000, 0x1000), Ok(0));
     assert_eq!(check_unmap(&mut c, 0x10_1000, 0x30_0000), Ok(0));
@@ -167,11 +256,17 @@ fn last_page_maps_and_unmaps_when_valid() {
         let mut c = Container::new(ContainerConfig::with_flavour(f));
         c.attach(&mixed(), 3).unwrap();
         let last = 0xffff_ffff_ffff_f000;
-        assert_eq!(c.info().unwrap().iova_ranges.span().unwrap().last(), u64::MAX);
+        assert_eq!(
+            c.info().unwrap().iova_ranges.span().unwrap().last(),
+            u64::MAX
+        );
         c.map(last, 0x1000, 0x1000, Access::RW).unwrap();
         assert_eq!(c.translate(u64::MAX, Access::WRITE), Ok(0x1fff));
         // overlap at the very end is seen
-        assert_eq!(check_map(&mut c, last, 0x1000, 0x1000, Access::RW), Err(Errno::EEXIST));
+        assert_eq!(
+            check_map(&mut c, last, 0x1000, 0x1000, Access::RW),
+            Err(Errno::EEXIST)
+        );
         assert_eq!(check_unmap(&mut c, last, 0x1000), Ok(0x1000));
         assert_eq!(c.page_table().unwrap().table_count(), 1);
     }
@@ -182,21 +277,60 @@ fn iommufd_map_rows() {
     let mut c = ready(Flavour::Iommufd);
     assert_eq!(c.info().unwrap().dma_avail, None);
     c.map(0x10_0000, HOST, 0x20_0000, Access::RW).unwrap();
-    assert_eq!(check_map(&mut c, u64::MAX, HOST, 0x1000, Access::RW), Err(Errno::EOVERFLOW));
-    assert_eq!(check_map(&mut c, 0x40_0000, HOST, u64::MAX, Access::RW), Err(Errno::EOVERFLOW));
-    assert_eq!(check_map(&mut c, 0x40_0000, HOST, 0x1000, Access::NONE), Err(Errno::EINVAL));
-    assert_eq!(check_map(&mut c, 0x40_0000, u64::MAX - 0xfff, 0x1000, Access::RW), Err(Errno::EOVERFLOW));
-    assert_eq!(check_map(&mut c, 0x40_0000, HOST, 0, Access::RW), Err(Errno::EINVAL));
-    assert_eq!(check_map(&mut c, 0x40_0000, HOST, 0x800, Access::RW), Err(Errno::EINVAL));
-    assert_eq!(check_map(&mut c, 0x40_0800, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
-    assert_eq!(check_map(&mut c, u64::MAX - 0xfff, HOST, 0x2000, Access::RW), Err(Errno::EOVERFLOW));
+    assert_eq!(
+        check_map(&mut c, u64::MAX, HOST, 0x1000, Access::RW),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0000, HOST, u64::MAX, Access::RW),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0000, HOST, 0x1000, Access::NONE),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0000, u64::MAX - 0xfff, 0x1000, Access::RW),
+        Err(Errno::EOVERFLOW)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0000, HOST, 0, Access::RW),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0000, HOST, 0x800, Access::RW),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0800, HOST, 0x1000, Access::RW),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        check_map(&mut c, u64::MAX - 0xfff, HOST, 0x2000, Access::RW),
+        Err(Errno::EOVERFLOW)
+    );
     // reserved is checked before overlap in iommufd
-    assert_eq!(check_map(&mut c, 0xfee0_0000, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
-    assert_eq!(check_map(&mut c, 0x80_0000_0000, HOST, 0x1000, Access::RW), Err(Errno::EINVAL));
-    assert_eq!(check_map(&mut c, 0x10_1000, HOST, 0x1000, Access::RW), Err(Errno::EEXIST));
+    assert_eq!(
+        check_map(&mut c, 0xfee0_0000, HOST, 0x1000, Access::RW),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x80_0000_0000, HOST, 0x1000, Access::RW),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x10_1000, HOST, 0x1000, Access::RW),
+        Err(Errno::EEXIST)
+    );
     // misaligned host address: checked last
-    assert_eq!(check_map(&mut c, 0x10_1000, HOST + 0x800, 0x1000, Access::RW), Err(Errno::EEXIST));
-    assert_eq!(check_map(&mut c, 0x40_0000, HOST + 0x800, 0x1000, Access::RW), Err(Errno::EINVAL));
+    assert_eq!(
+        check_map(&mut c, 0x10_1000, HOST + 0x800, 0x1000, Access::RW),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        check_map(&mut c, 0x40_0000, HOST + 0x800, 0x1000, Access::RW),
+        Err(Errno::EINVAL)
+    );
 }
 
 #[test]
@@ -210,9 +344,15 @@ fn iommufd_unmap_rows() {
     c.map(0x30_0000, HOST, 0x1000, Access::RW).unwrap();
     assert_eq!(check_unmap(&mut c, 0x10_1000, 0x1000), Err(Errno::ENOENT));
     // bisects the second area after covering the first: nothing changes
-    assert_eq!(check_unmap(&mut c, 0x10_0000, 0x20_0800), Err(Errno::ENOENT));
+    assert_eq!(
+        check_unmap(&mut c, 0x10_0000, 0x20_0800),
+        Err(Errno::ENOENT)
+    );
     assert_eq!(check_unmap(&mut c, 0x10_0000, 0), Err(Errno::EINVAL));
-    assert_eq!(check_unmap(&mut c, u64::MAX - 0xfff, 0x2000), Err(Errno::EOVERFLOW));
+    assert_eq!(
+        check_unmap(&mut c, u64::MAX - 0xfff, 0x2000),
+        Err(Errno::EOVERFLOW)
+    );
     assert_eq!(check_unmap(&mut c, 0x1000, u64::MAX), Err(Errno::EOVERFLOW));
     // no alignment rule on unmap: an unaligned superset works
     assert_eq!(check_unmap(&mut c, 0xf_f800, 0x20_1000), Err(Errno::ENOENT)); // clips 0x300000
@@ -232,21 +372,32 @@ fn iommufd_auto_allocation() {
     assert_eq!(c.map_auto(HOST + 0x1000, 0x3000, Access::RW), Ok(0x7000));
     // 2 MiB buffer: 2 MiB aligned
     assert_eq!(c.map_auto(HOST, 0x20_0000, Access::RW), Ok(0x20_0000));
-    assert_eq!(c.map_auto(HOST + 0x800, 0x1000, Access::RW).unwrap_err().errno(), Errno::EINVAL);
+    assert_eq!(
+        c.map_auto(HOST + 0x800, 0x1000, Access::RW)
+            .unwrap_err()
+            .errno(),
+        Errno::EINVAL
+    );
     // type1 has no automatic allocation
     let mut t = ready(Flavour::Type1V2);
     assert!(t.map_auto(HOST, 0x1000, Access::RW).is_err());
     // allowed list restricts allocation; overlapping a reserved range is refused
     let mut c = ready(Flavour::Iommufd);
     let before = c.clone();
-    let e = c.allow_iovas(&IovaSet::from(r(0xfe00_0000, 0xfeef_ffff))).unwrap_err();
+    let e = c
+        .allow_iovas(&IovaSet::from(r(0xfe00_0000, 0xfeef_ffff)))
+        .unwrap_err();
     assert_eq!(e.errno(), Errno::EADDRINUSE);
     assert!(c == before);
-    c.allow_iovas(&IovaSet::from(r(0x1_0000_0000, 0x1_0000_3fff))).unwrap();
+    c.allow_iovas(&IovaSet::from(r(0x1_0000_0000, 0x1_0000_3fff)))
+        .unwrap();
     assert_eq!(c.map_auto(HOST, 0x2000, Access::RW), Ok(0x1_0000_0000));
     assert_eq!(c.map_auto(HOST, 0x2000, Access::RW), Ok(0x1_0000_2000));
     let before = c.clone();
-    assert_eq!(c.map_auto(HOST, 0x1000, Access::RW).unwrap_err().errno(), Errno::ENOSPC);
+    assert_eq!(
+        c.map_auto(HOST, 0x1000, Access::RW).unwrap_err().errno(),
+        Errno::ENOSPC
+    );
     assert!(c == before);
 }
 
@@ -254,9 +405,16 @@ fn iommufd_auto_allocation() {
 fn iommufd_auto_allocation_skips_the_last_page() {
     let mut c = Container::new(ContainerConfig::with_flavour(Flavour::Iommufd));
     c.attach(&mixed(), 3).unwrap();
-    c.allow_iovas(&IovaSet::from(r(0xffff_ffff_ffff_e000, u64::MAX))).unwrap();
-    assert_eq!(c.map_auto(HOST, 0x1000, Access::RW), Ok(0xffff_ffff_ffff_e000));
-    assert_eq!(c.map_auto(HOST, 0x1000, Access::RW).unwrap_err().errno(), Errno::ENOSPC);
+    c.allow_iovas(&IovaSet::from(r(0xffff_ffff_ffff_e000, u64::MAX)))
+        .unwrap();
+    assert_eq!(
+        c.map_auto(HOST, 0x1000, Access::RW),
+        Ok(0xffff_ffff_ffff_e000)
+    );
+    assert_eq!(
+        c.map_auto(HOST, 0x1000, Access::RW).unwrap_err().errno(),
+        Errno::ENOSPC
+    );
 }
 
 #[test]
@@ -282,7 +440,10 @@ fn heterogeneous_apertures_narrow_to_the_smallest() {
 #[test]
 fn attach_refused_when_a_mapping_is_above_the_new_aperture() {
     let host = mixed();
-    for (f, errno) in [(Flavour::Type1V2, Errno::EINVAL), (Flavour::Iommufd, Errno::EADDRINUSE)] {
+    for (f, errno) in [
+        (Flavour::Type1V2, Errno::EINVAL),
+        (Flavour::Iommufd, Errno::EADDRINUSE),
+    ] {
         let mut c = Container::new(ContainerConfig::with_flavour(f));
         c.attach(&host, 2).unwrap();
         c.map(0x100_0000_0000, HOST, 0x1000, Access::RW).unwrap();
@@ -298,19 +459,27 @@ fn attach_refused_when_a_mapping_is_above_the_new_aperture() {
 fn attach_refusals() {
     let host = mixed();
     let mut c = Container::new(ContainerConfig::default());
-    assert_eq!(c.attach(&host, 99).unwrap_err(), AttachError::NoSuchGroup(99));
+    assert_eq!(
+        c.attach(&host, 99).unwrap_err(),
+        AttachError::NoSuchGroup(99)
+    );
     // no interrupt remapping: EPERM unless allowed
     assert_eq!(c.attach(&host, 4).unwrap_err().errno(), Errno::EPERM);
     assert!(!c.is_ready());
     // bypass group: refused unless allowed
-    assert_eq!(c.attach(&host, 5).unwrap_err(), AttachError::Bypass { group: 5 });
+    assert_eq!(
+        c.attach(&host, 5).unwrap_err(),
+        AttachError::Bypass { group: 5 }
+    );
     c.attach(&host, 1).unwrap();
     assert_eq!(c.attach(&host, 1).unwrap_err().errno(), Errno::EBUSY);
     // no common page size with a 64K-only unit... 4K|2M|1G & 64K|512M = 0
     assert_eq!(c.attach(&host, 6).unwrap_err().errno(), Errno::EINVAL);
-    let mut cfg = ContainerConfig::default();
-    cfg.allow_unsafe_interrupts = true;
-    cfg.allow_unsafe_bypass = true;
+    let cfg = ContainerConfig {
+        allow_unsafe_interrupts: true,
+        allow_unsafe_bypass: true,
+        ..ContainerConfig::default()
+    };
     let mut u = Container::new(cfg);
     u.attach(&host, 4).unwrap();
     u.attach(&host, 5).unwrap();
@@ -332,18 +501,25 @@ fn detaching_the_last_group_drops_every_mapping() {
     assert!(!c.is_ready());
     assert_eq!(c.info().unwrap_err().errno(), Errno::EINVAL);
     c.attach(&host, 1).unwrap();
-    assert_eq!(c.translate(0x10_0000, Access::RW), Err(Fault::Unmapped { iova: 0x10_0000 }));
+    assert_eq!(
+        c.translate(0x10_0000, Access::RW),
+        Err(Fault::Unmapped { iova: 0x10_0000 })
+    );
 }
 
 #[test]
 fn translate_uses_large_pages_and_permissions() {
     let mut c = ready(Flavour::Type1V2);
-    c.map(0x4000_0000, 0x1_4000_0000, 0x4000_0000, Access::READ).unwrap();
+    c.map(0x4000_0000, 0x1_4000_0000, 0x4000_0000, Access::READ)
+        .unwrap();
     let pt = c.page_table().unwrap();
     assert_eq!(pt.leaf_count(1 << 30), 1);
     assert_eq!(c.translate(0x4000_0010, Access::READ), Ok(0x1_4000_0010));
     assert_eq!(
         c.translate(0x4000_0010, Access::WRITE),
-        Err(Fault::Permission { iova: 0x4000_0010, needed: Access::WRITE })
+        Err(Fault::Permission {
+            iova: 0x4000_0010,
+            needed: Access::WRITE
+        })
     );
 }

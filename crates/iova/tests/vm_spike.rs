@@ -15,7 +15,11 @@ fn simulated_container_answers_like_the_kernel() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    assert_eq!(trace.len(), expected.len(), "trace and expected answers differ in length");
+    assert_eq!(
+        trace.len(),
+        expected.len(),
+        "trace and expected answers differ in length"
+    );
     let host = common::intel39();
     let mut c = Container::new(ContainerConfig::default());
     c.attach(&host, 1).unwrap();
@@ -25,13 +29,19 @@ fn simulated_container_answers_like_the_kernel() {
     assert_eq!(info.dma_avail, Some(65535));
     assert_eq!(
         info.iova_ranges.ranges(),
-        &[common::r(0, 0xfedf_ffff), common::r(0xfef0_0000, 0x7f_ffff_ffff)]
+        &[
+            common::r(0, 0xfedf_ffff),
+            common::r(0xfef0_0000, 0x7f_ffff_ffff)
+        ]
     );
     let mut mismatches = Vec::new();
     for (line, want) in trace.iter().zip(&expected) {
         let got = format_outcome(&apply(&mut c, &line.op));
         if got != *want {
-            mismatches.push(format!("line {}: {} -> {got}, kernel said {want}", line.line_no, line.op));
+            mismatches.push(format!(
+                "line {}: {} -> {got}, kernel said {want}",
+                line.line_no, line.op
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

@@ -13,7 +13,10 @@ pub fn group(id: u32, unit: &str, reserved: &[(u64, u64, ReservedKind)]) -> Grou
     g.iommu = Some(unit.to_owned());
     g.reserved_regions = reserved
         .iter()
-        .map(|&(a, b, kind)| ReservedRegion { range: r(a, b), kind })
+        .map(|&(a, b, kind)| ReservedRegion {
+            range: r(a, b),
+            kind,
+        })
         .collect();
     g
 }
@@ -32,7 +35,11 @@ pub fn intel39() -> Host {
         ],
         groups: vec![
             group(1, "dmar0", &[msi]),
-            group(2, "dmar0", &[(0, 0xff_ffff, ReservedKind::DirectRelaxable), msi]),
+            group(
+                2,
+                "dmar0",
+                &[(0, 0xff_ffff, ReservedKind::DirectRelaxable), msi],
+            ),
         ],
         ..Host::default()
     }
@@ -67,7 +74,11 @@ pub fn mixed() -> Host {
         groups: vec![
             group(1, "dmar0", &[msi]),
             group(2, "dmar1", &[msi]),
-            group(3, "amd0", &[(0xfd_0000_0000, 0xff_ffff_ffff, ReservedKind::Reserved)]),
+            group(
+                3,
+                "amd0",
+                &[(0xfd_0000_0000, 0xff_ffff_ffff, ReservedKind::Reserved)],
+            ),
             group(4, "noir", &[msi]),
             bypass,
             group(6, "smmu64k", &[(0x800_0000, 0x80f_ffff, ReservedKind::Msi)]),
