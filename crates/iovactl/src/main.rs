@@ -8,6 +8,7 @@
 mod error;
 mod hostsrc;
 mod inspect;
+mod replay;
 mod report;
 
 use std::process::ExitCode;
@@ -29,11 +30,15 @@ struct Cli {
 enum Command {
     /// Show IOMMU units, groups, devices, reserved regions and the valid IOVA ranges.
     Inspect(inspect::InspectArgs),
+    /// Replay a DMA trace (map / unmap / unmap-all) on a simulated VFIO container and
+    /// print the kernel's answer to each operation: ok, ok 0xBYTES, or an errno name.
+    Replay(replay::ReplayArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Replay(args) => replay::run(&args),
     }
 }
 
