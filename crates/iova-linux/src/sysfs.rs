@@ -520,13 +520,56 @@ fn is_dir(path: &Path) -> Result<bool, SysfsError> {
     }
 }
 
-/// A file's content as UTF-8; a missing file is `None`.
+/// The most bytes read from one file. A sysfs attribute holds at most a page; this
+/// leaves room for hand-made trees while keeping a runaway file out of memory.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// What a non-regular file is, for messages.
+fn describe(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device node"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// A file's content as UTF-8; a missing file is `None`. Anything but a regular file
+/// (following links) is an error: a directory, a FIFO or device (which could block or
+/// never end), a dangling link. At most [`MAX_FILE_BYTES`] are read.
 fn read_text(path: &Path) -> Result<Option<String>, SysfsError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, e)),
+    use std::io::Read as _;
+    let not_a_file = |what| SysfsError::NotAFile {
+        path: path.to_owned(),
+        what,
     };
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => return Err(not_a_file(describe(m.file_type()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return match path.symlink_metadata() {
+                Ok(_) => Err(not_a_file("a dangling symbolic link")),
+                Err(_) => Ok(None),
+            };
+        }
+        Err(e) => return Err(io_error(path, e)),
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| io_error(path, e))?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > MAX_FILE_BYTES) {
+        return Err(SysfsError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|_| SysfsError::NotUtf8 {

@@ -48,8 +48,12 @@ impl HostArgs {
 }
 
 fn load_profile(path: &Path) -> Result<LoadedHost, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::input(format!("cannot read host profile {}: {e}", path.display()))
+    let bytes = crate::input::read_file(path, "host profile")?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        CliError::input(format!(
+            "host profile {} is not UTF-8 text: {e}",
+            path.display()
+        ))
     })?;
     let host: Host = serde_json::from_str(&text).map_err(|e| {
         CliError::input(format!("host profile {} is not valid: {e}", path.display()))

@@ -7,6 +7,7 @@
 
 mod error;
 mod hostsrc;
+mod input;
 mod inspect;
 mod replay;
 mod report;

@@ -74,6 +74,12 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     let text = read_trace(&args.trace)?;
     let ops = parse_trace(&text)
         .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
+    if ops.is_empty() {
+        return Err(CliError::input(format!(
+            "trace {} has no operations (expected lines such as 'map IOVA SIZE')",
+            args.trace.display()
+        )));
+    }
     let loaded = args.host.load()?;
     let host = &loaded.host;
 
@@ -120,13 +126,15 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
 }
 
 fn read_trace(path: &PathBuf) -> Result<String, CliError> {
-    let mut bytes = Vec::new();
-    let res = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+    let bytes = if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::input(format!("cannot read trace from standard input: {e}")))?;
+        bytes
     } else {
-        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
+        crate::input::read_file(path, "trace")?
     };
-    res.map_err(|e| CliError::input(format!("cannot read trace {}: {e}", path.display())))?;
     String::from_utf8(bytes)
         .map_err(|e| CliError::input(format!("trace {} is not UTF-8 text: {e}", path.display())))
 }

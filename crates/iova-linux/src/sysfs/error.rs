@@ -147,6 +147,25 @@ pub enum SysfsError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A path where a regular file is expected holds something else: a directory, a
+    /// FIFO, a device, a socket, or a symbolic link to nothing. (A FIFO or a device
+    /// could block or never end; a dangling link is not "missing": someone put it
+    /// there.)
+    #[error("{}: {what}, where a regular file is expected", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there instead ("a directory", "a FIFO", "a dangling symbolic link").
+        what: &'static str,
+    },
+    /// A file is larger than any sysfs attribute can be.
+    #[error("{}: larger than {limit} bytes; not a sysfs attribute", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The most bytes read.
+        limit: u64,
+    },
     /// A file's content or an entry's name is not UTF-8.
     #[error("{}: not valid UTF-8", path.display())]
     NotUtf8 {
@@ -228,6 +247,8 @@ impl SysfsError {
             | SysfsError::NotADirectory { path }
             | SysfsError::Io { path, .. }
             | SysfsError::NotUtf8 { path }
+            | SysfsError::NotAFile { path, .. }
+            | SysfsError::TooLarge { path, .. }
             | SysfsError::Line { path, .. }
             | SysfsError::BadGroupName { path, .. }
             | SysfsError::UnknownDomainType { path, .. }

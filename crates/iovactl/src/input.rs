@@ -1,0 +1,62 @@
+//! Reading the files a user names on the command line (traces, host profiles), with
+//! messages that say what is wrong with the path itself.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use crate::error::CliError;
+
+/// The most bytes read from one input file (traces and profiles are text, far smaller).
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// What a non-regular file is, for messages.
+fn describe(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device node"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads the regular file `path` (`what` names it in messages: "trace", "host
+/// profile"). A directory, FIFO, device or dangling symbolic link is refused before
+/// anything is read (a FIFO would block, a device might never end), and so is a file
+/// above [`MAX_INPUT_BYTES`]. Every error is an input error naming the path.
+pub fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => {
+            return Err(CliError::input(format!(
+                "{what} {shown} is {}, not a regular file",
+                describe(m.file_type())
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.symlink_metadata().is_ok() => {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Err(CliError::input(format!(
+                "{what} {shown} is a dangling symbolic link (to '{target}')"
+            )));
+        }
+        Err(e) => return Err(CliError::input(format!("cannot read {what} {shown}: {e}"))),
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| CliError::input(format!("cannot read {what} {shown}: {e}")))?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > MAX_INPUT_BYTES) {
+        return Err(CliError::input(format!(
+            "{what} {shown} is larger than {MAX_INPUT_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,861 @@
+//! The bad-input catalogue: every command and every parser fed the inputs a real user
+//! produces by mistake (empty and truncated files, wrong radix, inverted and overflowing
+//! ranges, fractional sizes, unknown devices and flavours, directories, FIFOs and
+//! dangling links where a file is expected, binary garbage, non-UTF-8, huge numbers...).
+//!
+//! Each case is one row of [`CASES`]: the arguments, the files to create in a fresh
+//! temporary directory (optionally on top of a small valid sysfs tree), the exit code
+//! and the substrings stderr must contain. Every row asserts: no panic (exit code not
+//! 101, no "panicked" on stderr), the expected exit code (2 for bad input), and a
+//! message that names the input (the path, the device, the token).
+//!
+//! `{T}` in an argument or an expected substring stands for the case's temporary
+//! directory. The tests run as root, so permission bits deny nothing; unreadable
+//! inputs are made of a directory, a FIFO or a dangling symbolic link instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to put at a path below the case directory.
+#[derive(Clone, Copy)]
+enum F {
+    /// A regular file with these bytes.
+    Bytes(&'static [u8]),
+    /// An empty directory.
+    Dir,
+    /// A named pipe with no writer (reading it would block forever).
+    Fifo,
+    /// A symbolic link to a path that does not exist.
+    Dangling,
+    /// A symbolic link with this target text.
+    Link(&'static str),
+}
+
+/// What the case directory starts with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Base {
+    /// Nothing.
+    Empty,
+    /// A small valid sysfs tree under `{T}/sys` (see [`valid_sysfs`]) and a valid trace
+    /// at `{T}/ok.trace`.
+    Sysfs,
+}
+
+struct Case {
+    name: &'static str,
+    args: &'static [&'static str],
+    base: Base,
+    files: &'static [(&'static str, F)],
+    code: i32,
+    expect: &'static [&'static str],
+}
+
+const fn case(
+    name: &'static str,
+    base: Base,
+    files: &'static [(&'static str, F)],
+    args: &'static [&'static str],
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        args,
+        base,
+        files,
+        code: 2,
+        expect,
+    }
+}
+
+use Base::{Empty, Sysfs};
+use F::{Bytes, Dangling, Dir, Fifo, Link};
+
+macro_rules! rr {
+    () => {
+        "sys/kernel/iommu_groups/1/reserved_regions"
+    };
+}
+const INSPECT: &[&str] = &["inspect", "--sysfs-root", "{T}/sys"];
+
+/// `inspect --sysfs-root {T}/sys` with the tree's file `$path` replaced by `$f`,
+/// expecting the path and the given substrings.
+macro_rules! sysfs_case {
+    ($name:expr, $path:expr, $f:expr, [$($e:expr),*]) => {
+        case($name, Sysfs, &[($path, $f)], INSPECT, &[concat!("{T}/", $path), $($e),*])
+    };
+}
+
+/// `replay` of the trace `$text` on the valid tree, expecting the trace path and the
+/// given substrings.
+macro_rules! trace_case {
+    ($name:expr, $text:expr, [$($e:expr),*]) => {
+        case(
+            $name,
+            Sysfs,
+            &[("bad.trace", Bytes($text))],
+            &["replay", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "{T}/bad.trace"],
+            &["{T}/bad.trace", $($e),*],
+        )
+    };
+}
+
+/// `inspect --host {T}/p.json` of the profile `$text`.
+macro_rules! profile_case {
+    ($name:expr, $text:expr, [$($e:expr),*]) => {
+        case(
+            $name,
+            Empty,
+            &[("p.json", Bytes($text))],
+            &["inspect", "--host", "{T}/p.json"],
+            &["{T}/p.json", $($e),*],
+        )
+    };
+}
+
+const REPLAY_OK: &[&str] = &[
+    "replay",
+    "--sysfs-root",
+    "{T}/sys",
+    "--device",
+    "03:00.0",
+    "{T}/ok.trace",
+];
+
+static CASES: &[Case] = &[
+    // ---- command line ------------------------------------------------------------
+    case("no command", Empty, &[], &[], &["Usage"]),
+    case("unknown command", Empty, &[], &["frobnicate"], &["frobnicate"]),
+    case("unknown option", Empty, &[], &["inspect", "--bogus"], &["--bogus"]),
+    case(
+        "both --host and --sysfs-root",
+        Sysfs,
+        &[],
+        &["inspect", "--sysfs-root", "{T}/sys", "--host", "{T}/p.json"],
+        &["--host", "--sysfs-root"],
+    ),
+    case(
+        "unknown flavour",
+        Sysfs,
+        &[],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "--flavour",
+            "type2",
+            "{T}/ok.trace",
+        ],
+        &["type2", "type1v2"],
+    ),
+    case(
+        "replay without --device",
+        Sysfs,
+        &[],
+        &["replay", "--sysfs-root", "{T}/sys", "{T}/ok.trace"],
+        &["--device"],
+    ),
+    case(
+        "negative dma entry limit",
+        Sysfs,
+        &[],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "--dma-entry-limit",
+            "-1",
+            "{T}/ok.trace",
+        ],
+        &["-1"],
+    ),
+    case(
+        "dma entry limit above 2^32-1",
+        Sysfs,
+        &[],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "--dma-entry-limit",
+            "99999999999",
+            "{T}/ok.trace",
+        ],
+        &["99999999999"],
+    ),
+    case(
+        "dma entry limit in hex",
+        Sysfs,
+        &[],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "--dma-entry-limit",
+            "0xzz",
+            "{T}/ok.trace",
+        ],
+        &["0xzz"],
+    ),
+    // ---- devices -----------------------------------------------------------------
+    case(
+        "inspect: unknown device",
+        Sysfs,
+        &[],
+        &["inspect", "--sysfs-root", "{T}/sys", "--device", "99:00.0"],
+        &["99:00.0"],
+    ),
+    case(
+        "inspect: device that is not a PCI address",
+        Sysfs,
+        &[],
+        &["inspect", "--sysfs-root", "{T}/sys", "--device", "eth0"],
+        &["eth0"],
+    ),
+    case(
+        "inspect: empty device name",
+        Sysfs,
+        &[],
+        &["inspect", "--sysfs-root", "{T}/sys", "--device", ""],
+        &["--device"],
+    ),
+    case(
+        "replay: unknown device",
+        Sysfs,
+        &[],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "0000:42:00.7",
+            "{T}/ok.trace",
+        ],
+        &["0000:42:00.7"],
+    ),
+    case(
+        "replay: device outside any group",
+        Sysfs,
+        &[
+            ("sys/bus/pci/devices/0000:00:1f.0/vendor", Bytes(b"0x8086\n")),
+            ("sys/bus/pci/devices/0000:00:1f.0/device", Bytes(b"0xa304\n")),
+        ],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "00:1f.0",
+            "{T}/ok.trace",
+        ],
+        &["00:1f.0"],
+    ),
+    // ---- sysfs root --------------------------------------------------------------
+    case(
+        "sysfs root missing",
+        Empty,
+        &[],
+        &["inspect", "--sysfs-root", "{T}/nowhere"],
+        &["{T}/nowhere"],
+    ),
+    case(
+        "sysfs root is a file",
+        Empty,
+        &[("sys", Bytes(b"not a directory\n"))],
+        INSPECT,
+        &["{T}/sys", "not a directory"],
+    ),
+    case(
+        "sysfs root is a FIFO",
+        Empty,
+        &[("sys", Fifo)],
+        INSPECT,
+        &["{T}/sys"],
+    ),
+    case(
+        "sysfs root is a dangling symlink",
+        Empty,
+        &[("sys", Dangling)],
+        INSPECT,
+        &["{T}/sys"],
+    ),
+    case(
+        "kernel/iommu_groups is a file",
+        Sysfs,
+        &[("sys/kernel/iommu_groups", Bytes(b"1\n"))],
+        INSPECT,
+        &["{T}/sys/kernel/iommu_groups", "not a directory"],
+    ),
+    // ---- reserved_regions --------------------------------------------------------
+    sysfs_case!("reserved_regions: empty line", rr!(), Bytes(b"\n\n"), [":1:", "empty line"]),
+    sysfs_case!(
+        "reserved_regions: truncated line",
+        rr!(),
+        Bytes(b"0x00000000fee00000 0x00000000feef"),
+        [":1:", "0x00000000fee00000 0x00000000feef"]
+    ),
+    sysfs_case!(
+        "reserved_regions: 0xzz",
+        rr!(),
+        Bytes(b"0xzz 0x00000000feefffff msi\n"),
+        [":1:", "'0xzz'"]
+    ),
+    sysfs_case!(
+        "reserved_regions: hex without 0x",
+        rr!(),
+        Bytes(b"0x00000000fee00000 0x00000000feefffff msi\n12ab 0x12ff msi\n"),
+        [":2:", "'12ab'"]
+    ),
+    sysfs_case!(
+        "reserved_regions: last below first",
+        rr!(),
+        Bytes(b"0x00000000feefffff 0x00000000fee00000 msi\n"),
+        [":1:", "below first"]
+    ),
+    sysfs_case!(
+        "reserved_regions: address past 2^64",
+        rr!(),
+        Bytes(b"0x0 0x10000000000000000 reserved\n"),
+        [":1:", "0x10000000000000000"]
+    ),
+    sysfs_case!(
+        "reserved_regions: unknown type",
+        rr!(),
+        Bytes(b"0x00000000fee00000 0x00000000feefffff sw-msi\n"),
+        [":1:", "'sw-msi'"]
+    ),
+    sysfs_case!(
+        "reserved_regions: non-UTF-8",
+        rr!(),
+        Bytes(b"0x00000000fee00000 0x00000000feefffff m\xffsi\n"),
+        ["UTF-8"]
+    ),
+    sysfs_case!(
+        "reserved_regions: binary garbage",
+        rr!(),
+        Bytes(b"\x00\x01\x02ELF\x7f\x00\x00"),
+        [":1:"]
+    ),
+    sysfs_case!("reserved_regions: a directory", rr!(), Dir, ["directory"]),
+    sysfs_case!("reserved_regions: a FIFO", rr!(), Fifo, ["FIFO"]),
+    sysfs_case!(
+        "reserved_regions: dangling symlink",
+        rr!(),
+        Dangling,
+        ["dangling"]
+    ),
+    // ---- other group files -------------------------------------------------------
+    sysfs_case!(
+        "group type: unknown",
+        "sys/kernel/iommu_groups/1/type",
+        Bytes(b"passthrough\n"),
+        ["'passthrough'"]
+    ),
+    sysfs_case!(
+        "group type: empty",
+        "sys/kernel/iommu_groups/1/type",
+        Bytes(b""),
+        ["unknown domain type"]
+    ),
+    sysfs_case!(
+        "group type: a FIFO",
+        "sys/kernel/iommu_groups/1/type",
+        Fifo,
+        ["FIFO"]
+    ),
+    sysfs_case!(
+        "group directory not a number",
+        "sys/kernel/iommu_groups/group7",
+        Dir,
+        ["'group7'"]
+    ),
+    sysfs_case!(
+        "group number above 2^32-1",
+        "sys/kernel/iommu_groups/99999999999",
+        Dir,
+        ["'99999999999'"]
+    ),
+    sysfs_case!(
+        "group devices is a file",
+        "sys/kernel/iommu_groups/1/devices",
+        Bytes(b"0000:03:00.0\n"),
+        ["not a directory"]
+    ),
+    // ---- IOMMU capability registers ----------------------------------------------
+    sysfs_case!(
+        "VT-d cap: 0xzz",
+        "sys/class/iommu/dmar0/intel-iommu/cap",
+        Bytes(b"0xzz\n"),
+        ["'0xzz'"]
+    ),
+    sysfs_case!(
+        "VT-d cap: more than 64 bits",
+        "sys/class/iommu/dmar0/intel-iommu/cap",
+        Bytes(b"1d2008c2226028600\n"),
+        ["'1d2008c2226028600'"]
+    ),
+    sysfs_case!(
+        "VT-d cap: empty",
+        "sys/class/iommu/dmar0/intel-iommu/cap",
+        Bytes(b""),
+        ["hex register"]
+    ),
+    sysfs_case!(
+        "VT-d ecap: decimal with a sign",
+        "sys/class/iommu/dmar0/intel-iommu/ecap",
+        Bytes(b"-1\n"),
+        ["'-1'"]
+    ),
+    sysfs_case!(
+        "VT-d cap: a directory",
+        "sys/class/iommu/dmar0/intel-iommu/cap",
+        Dir,
+        ["directory"]
+    ),
+    sysfs_case!(
+        "AMD features: three numbers",
+        "sys/class/iommu/ivhd0/amd-iommu/features",
+        Bytes(b"1:2:3\n"),
+        ["'1:2:3'"]
+    ),
+    sysfs_case!(
+        "AMD cap: above 32 bits",
+        "sys/class/iommu/ivhd0/amd-iommu/cap",
+        Bytes(b"1ffffffff\n"),
+        ["'1ffffffff'"]
+    ),
+    // ---- PCI device files --------------------------------------------------------
+    sysfs_case!(
+        "PCI vendor without 0x",
+        "sys/bus/pci/devices/0000:03:00.0/vendor",
+        Bytes(b"8086\n"),
+        ["'8086'"]
+    ),
+    sysfs_case!(
+        "PCI vendor above 16 bits",
+        "sys/bus/pci/devices/0000:03:00.0/vendor",
+        Bytes(b"0x18086\n"),
+        ["'0x18086'"]
+    ),
+    sysfs_case!(
+        "PCI class non-UTF-8",
+        "sys/bus/pci/devices/0000:03:00.0/class",
+        Bytes(b"0x02\xc3\x28000\n"),
+        ["UTF-8"]
+    ),
+    sysfs_case!(
+        "PCI iommu_group link to a non-number",
+        "sys/bus/pci/devices/0000:03:00.0/iommu_group",
+        Link("../../../../kernel/iommu_groups/one"),
+        ["'../../../../kernel/iommu_groups/one'"]
+    ),
+    sysfs_case!(
+        "PCI iommu_group is a file, not a link",
+        "sys/bus/pci/devices/0000:03:00.0/iommu_group",
+        Bytes(b"1\n"),
+        ["symbolic link"]
+    ),
+    // ---- module parameters -------------------------------------------------------
+    sysfs_case!(
+        "dma_entry_limit negative",
+        "sys/module/vfio_iommu_type1/parameters/dma_entry_limit",
+        Bytes(b"-1\n"),
+        ["'-1'"]
+    ),
+    sysfs_case!(
+        "dma_entry_limit fractional",
+        "sys/module/vfio_iommu_type1/parameters/dma_entry_limit",
+        Bytes(b"1.5\n"),
+        ["'1.5'"]
+    ),
+    sysfs_case!(
+        "dma_entry_limit huge",
+        "sys/module/vfio_iommu_type1/parameters/dma_entry_limit",
+        Bytes(b"184467440737095516160\n"),
+        ["'184467440737095516160'"]
+    ),
+    sysfs_case!(
+        "allow_unsafe_interrupts not a boolean",
+        "sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+        Bytes(b"maybe\n"),
+        ["'maybe'"]
+    ),
+    // ---- traces ------------------------------------------------------------------
+    case(
+        "trace missing",
+        Sysfs,
+        &[],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "{T}/none.trace",
+        ],
+        &["{T}/none.trace"],
+    ),
+    case(
+        "trace is a directory",
+        Sysfs,
+        &[("bad.trace", Dir)],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "{T}/bad.trace",
+        ],
+        &["{T}/bad.trace", "directory"],
+    ),
+    case(
+        "trace is a FIFO",
+        Sysfs,
+        &[("bad.trace", Fifo)],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "{T}/bad.trace",
+        ],
+        &["{T}/bad.trace", "FIFO"],
+    ),
+    case(
+        "trace is a dangling symlink",
+        Sysfs,
+        &[("bad.trace", Dangling)],
+        &[
+            "replay",
+            "--sysfs-root",
+            "{T}/sys",
+            "--device",
+            "03:00.0",
+            "{T}/bad.trace",
+        ],
+        &["{T}/bad.trace", "dangling"],
+    ),
+    trace_case!("trace empty", b"", ["no operations"]),
+    trace_case!("trace only comments", b"# nothing\n\n", ["no operations"]),
+    trace_case!("trace non-UTF-8", b"map 0x1000 0x1000\nmap \xfe\xff 1\n", ["UTF-8"]),
+    trace_case!(
+        "trace binary garbage",
+        b"\x7fELF\x02\x01\x01\x00\x00\x00",
+        ["line 1", "unknown operation"]
+    ),
+    trace_case!("trace 0xzz", b"map 0xzz 0x1000\n", ["line 1", "'0xzz'"]),
+    trace_case!("trace hex without 0x", b"map 12ab 0x1000\n", ["line 1", "'12ab'"]),
+    trace_case!(
+        "trace number past 2^64",
+        b"map 0x1000 0x1000\nunmap 18446744073709551616 0x1000\n",
+        ["line 2", "'18446744073709551616'"]
+    ),
+    trace_case!(
+        "trace fractional size",
+        b"map 0x100000 1.5T\n",
+        ["line 1", "'1.5T'"]
+    ),
+    trace_case!(
+        "trace truncated line",
+        b"map 0x100000 0x200000\nmap 0x40000\n",
+        ["line 2", "SIZE"]
+    ),
+    trace_case!(
+        "trace unknown operation",
+        b"mmap 0x1000 0x1000\n",
+        ["line 1", "'mmap'"]
+    ),
+    trace_case!(
+        "trace unknown access",
+        b"map 0x1000 0x1000 0x1000 rwx\n",
+        ["line 1", "'rwx'"]
+    ),
+    trace_case!(
+        "trace too many fields",
+        b"unmap 0x1000 0x1000 0x1000\n",
+        ["line 1", "unmap IOVA SIZE"]
+    ),
+    trace_case!("trace unmap-all with an argument", b"unmap-all 0\n", ["line 1"]),
+    trace_case!(
+        "trace misplaced underscore",
+        b"map 0x_1000 0x1000\n",
+        ["line 1", "'0x_1000'"]
+    ),
+    // ---- host profiles -----------------------------------------------------------
+    case(
+        "profile missing",
+        Empty,
+        &[],
+        &["inspect", "--host", "{T}/none.json"],
+        &["{T}/none.json"],
+    ),
+    case(
+        "profile is a directory",
+        Empty,
+        &[("p.json", Dir)],
+        &["inspect", "--host", "{T}/p.json"],
+        &["{T}/p.json", "directory"],
+    ),
+    case(
+        "profile is a FIFO",
+        Empty,
+        &[("p.json", Fifo)],
+        &["inspect", "--host", "{T}/p.json"],
+        &["{T}/p.json", "FIFO"],
+    ),
+    case(
+        "profile is a dangling symlink",
+        Empty,
+        &[("p.json", Dangling)],
+        &["inspect", "--host", "{T}/p.json"],
+        &["{T}/p.json", "dangling"],
+    ),
+    profile_case!("profile empty", b"", ["line 1"]),
+    profile_case!(
+        "profile truncated",
+        b"{\"iommus\": [{\"name\": \"dmar0\", \"vendor\": \"in",
+        ["line 1"]
+    ),
+    profile_case!("profile binary garbage", b"\x00\x01\x02\x03PK\x03\x04", ["line 1"]),
+    profile_case!("profile non-UTF-8", b"{\"iommus\": [\"\xff\"]}", ["UTF-8"]),
+    profile_case!(
+        "profile address 0xzz",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"aperture\": {\"first\": \"0xzz\", \"last\": \"0x1\"}}]}",
+        ["'0xzz'", "line 1"]
+    ),
+    profile_case!(
+        "profile range last below first",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\",\n \"aperture\": {\"first\": \"0x2000\", \"last\": \"0x1000\"}}]}",
+        ["line 2"]
+    ),
+    profile_case!(
+        "profile address past 2^64",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x10000000000000000\"}]}",
+        ["'0x10000000000000000'"]
+    ),
+    profile_case!(
+        "profile negative address",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": -4096}]}",
+        ["-4096"]
+    ),
+    profile_case!(
+        "profile unknown vendor",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"via\"}]}",
+        ["via"]
+    ),
+    profile_case!("profile is a JSON array", b"[1, 2, 3]", ["line 1"]),
+    // Writing is the operating system's refusal, not bad content: exit 3.
+    Case {
+        code: 3,
+        ..case(
+        "inspect --save-profile into a directory",
+        Sysfs,
+        &[("out", Dir)],
+        &[
+            "inspect",
+            "--sysfs-root",
+            "{T}/sys",
+            "--save-profile",
+            "{T}/out",
+        ],
+        &["{T}/out"],
+    )},
+];
+
+/// A small valid host: one VT-d unit with a 39-bit aperture, group 1 (DMA, MSI
+/// window) holding 0000:03:00.0, an AMD unit with no devices, the type1 parameters.
+fn valid_sysfs(root: &Path) {
+    let files: &[(&str, &[u8])] = &[
+        (
+            "kernel/iommu_groups/1/reserved_regions",
+            b"0x00000000fee00000 0x00000000feefffff msi\n",
+        ),
+        ("kernel/iommu_groups/1/type", b"DMA\n"),
+        ("kernel/iommu_groups/1/devices/0000:03:00.0", b""),
+        ("class/iommu/dmar0/intel-iommu/cap", b"d2008c22260286\n"),
+        ("class/iommu/dmar0/intel-iommu/ecap", b"f050da\n"),
+        ("class/iommu/dmar0/devices/0000:03:00.0", b""),
+        ("class/iommu/ivhd0/amd-iommu/cap", b"190b3\n"),
+        ("class/iommu/ivhd0/amd-iommu/features", b"f77ef22294:0\n"),
+        ("bus/pci/devices/0000:03:00.0/vendor", b"0x8086\n"),
+        ("bus/pci/devices/0000:03:00.0/device", b"0x1533\n"),
+        ("bus/pci/devices/0000:03:00.0/class", b"0x020000\n"),
+        (
+            "module/vfio_iommu_type1/parameters/dma_entry_limit",
+            b"65535\n",
+        ),
+        (
+            "module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+            b"N\n",
+        ),
+    ];
+    for (p, bytes) in files {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        "../../../../kernel/iommu_groups/1",
+        root.join("bus/pci/devices/0000:03:00.0/iommu_group"),
+    )
+    .unwrap();
+}
+
+fn make(dir: &Path, rel: &str, f: F) {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    // Replace whatever the base tree has there.
+    if let Ok(m) = path.symlink_metadata() {
+        if m.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    match f {
+        Bytes(b) => std::fs::write(&path, b).unwrap(),
+        Dir => std::fs::create_dir_all(&path).unwrap(),
+        Fifo => {
+            let ok = Command::new("mkfifo").arg(&path).status().unwrap();
+            assert!(ok.success(), "mkfifo {}", path.display());
+        }
+        Dangling => {
+            std::os::unix::fs::symlink(dir.join("does-not-exist"), &path).unwrap();
+        }
+        Link(target) => std::os::unix::fs::symlink(target, &path).unwrap(),
+    }
+}
+
+fn case_dir(i: usize) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("iovactl-bad-inputs-{}-{i}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs iovactl with a deadline (a FIFO read blocks forever); `None` when it hung.
+fn run(args: &[String]) -> Option<(i32, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iovactl"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run iovactl");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let code = status.code().unwrap_or(-1);
+            return Some((code, String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn check(i: usize, c: &Case) -> Result<(), String> {
+    let dir = case_dir(i);
+    let t = dir.to_str().unwrap();
+    if c.base == Sysfs {
+        valid_sysfs(&dir.join("sys"));
+        std::fs::write(dir.join("ok.trace"), "map 0x100000 0x200000\nunmap-all\n").unwrap();
+    }
+    for &(rel, f) in c.files {
+        make(&dir, rel, f);
+    }
+    let args: Vec<String> = c.args.iter().map(|a| a.replace("{T}", t)).collect();
+    let result = run(&args);
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some((code, stderr)) = result else {
+        return Err(format!("{}: hung (killed after 20 s)", c.name));
+    };
+    let mut problems = Vec::new();
+    if code == 101 || stderr.contains("panicked") {
+        problems.push("panicked".to_owned());
+    }
+    if code != c.code {
+        problems.push(format!("exit code {code}, expected {}", c.code));
+    }
+    for e in c.expect {
+        let e = e.replace("{T}", t);
+        if !stderr.contains(&e) {
+            problems.push(format!("stderr lacks {e:?}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}\n    args: {args:?}\n    stderr: {}",
+            c.name,
+            problems.join("; "),
+            stderr.trim_end().replace('\n', "\n            ")
+        ))
+    }
+}
+
+#[test]
+fn the_valid_base_tree_and_trace_are_accepted() {
+    // The catalogue's cases are only meaningful if the tree they spoil is valid.
+    let dir = case_dir(usize::MAX);
+    valid_sysfs(&dir.join("sys"));
+    std::fs::write(dir.join("ok.trace"), "map 0x100000 0x200000\nunmap-all\n").unwrap();
+    let t = dir.to_str().unwrap();
+    for args in [INSPECT, REPLAY_OK] {
+        let args: Vec<String> = args.iter().map(|a| a.replace("{T}", t)).collect();
+        let (code, stderr) = run(&args).expect("finishes");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_bad_input_is_refused_clearly() {
+    assert!(CASES.len() >= 40, "the catalogue shrank to {}", CASES.len());
+    // Run the cases on a few threads: each spawns a process, mostly waiting.
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(c) = CASES.get(i) else { break };
+                    if let Err(e) = check(i, c) {
+                        failures.lock().unwrap().push(e);
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    println!(
+        "bad-input catalogue: {} cases, {} failed",
+        CASES.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
