@@ -1,0 +1,52 @@
+//! The trace parser on arbitrary text; accepted traces print and re-parse to the same
+//! operations, and replay on every flavour over a mixed host keeps the container's
+//! invariants.
+#![no_main]
+
+use iova::container::Container;
+use iova::trace::{apply, format_outcome, parse_trace};
+use iova_fuzz::{FLAVOURS, check_invariants, config, mixed_host};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let ops = match parse_trace(text) {
+        Ok(ops) => ops,
+        Err(e) => {
+            assert!(e.line_no >= 1);
+            assert!(e.to_string().contains(&format!("line {}", e.line_no)));
+            return;
+        }
+    };
+    let printed: String = ops.iter().map(|l| format!("{}\n", l.op)).collect();
+    let again = parse_trace(&printed).expect("printed traces parse");
+    assert_eq!(
+        again.iter().map(|l| l.op).collect::<Vec<_>>(),
+        ops.iter().map(|l| l.op).collect::<Vec<_>>()
+    );
+    let host = mixed_host();
+    // The group set comes from the trace length so different inputs attach differently.
+    let groups: &[u32] = match ops.len() % 4 {
+        0 => &[1],
+        1 => &[2, 6],
+        2 => &[3, 1],
+        _ => &[4, 5, 7, 2],
+    };
+    for fl in FLAVOURS {
+        let mut c = Container::new(config(fl, ops.len() % 3 == 0));
+        for g in groups {
+            let _ = c.attach(&host, *g);
+        }
+        for l in ops.iter().take(256) {
+            let before = c.clone();
+            let out = apply(&mut c, &l.op);
+            let _ = format_outcome(&out);
+            if out.is_err() {
+                assert!(c == before, "failed {} changed the container", l.op);
+            }
+            check_invariants(&c);
+        }
+    }
+});
