@@ -1,14 +1,14 @@
 #!/bin/bash
 # Fetch a Debian kernel into the vmtest cache (never installed on the host).
 #   vmtest/kernel.sh SERIES CACHE      SERIES = 6.1 | 6.12
-# Leaves CACHE/kernel-SERIES/{vmlinux,version,modules/*.ko,load-order} and prints the dir.
+# Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order} and prints the dir.
 # Package indexes come from a private apt state under CACHE/apt (the host's apt state and
 # dpkg architecture list stay untouched), built from the host's own Debian sources plus
 # the backports suite (the 6.12 kernel lives there).
 set -euo pipefail
 SERIES=$1; CACHE=$(realpath -m "$2")
 OUT=$CACHE/kernel-$SERIES
-[ -e "$OUT/load-order" ] && { echo "$OUT"; exit 0; }
+[ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }
 A=$CACHE/apt
 apt_p() {
   local tool=$1; shift
@@ -63,8 +63,10 @@ for m in vfio_iommu_type1 vfio-pci iommufd; do
 done
 cp "$T/x/boot/config-$KV" "$T/out/config"
 echo "$KV" > "$T/out/version"
-# The uncompressed ELF boots through QEMU's PVH entry (no in-guest decompression under TCG).
-python3 -c 'import lzma,sys; d=open(sys.argv[1],"rb").read(); open(sys.argv[2],"wb").write(lzma.LZMADecompressor().decompress(d[d.find(b"\xfd7zXZ\x00"):]))' \
-  "$T/x/boot/vmlinuz-$KV" "$T/out/vmlinux"
+# The uncompressed ELF boots through QEMU's PVH entry (no in-guest decompression under
+# TCG, ~2 s saved); kernels not compressed with xz boot as the bzImage.
+cp "$T/x/boot/vmlinuz-$KV" "$T/out/kernel"
+python3 -c 'import lzma,sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\xfd7zXZ\x00"); i>=0 or sys.exit(1); open(sys.argv[2],"wb").write(lzma.LZMADecompressor().decompress(d[i:]))' \
+  "$T/x/boot/vmlinuz-$KV" "$T/out/vmlinux" && mv "$T/out/vmlinux" "$T/out/kernel" || rm -f "$T/out/vmlinux"
 rm -rf "$OUT"; mv "$T/out" "$OUT"; rm -rf "$T"
 echo "$OUT"
