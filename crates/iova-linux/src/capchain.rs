@@ -360,8 +360,11 @@ fn parse_iova_range(buf: &[u8], offset: u64) -> Result<(Vec<IovaRange>, u64), Ca
         };
         let start = read_u64(buf, entry).ok_or(oob.clone())?;
         let end = read_u64(buf, entry + 8).ok_or(oob)?;
-        let range =
-            IovaRange::new(start, end).map_err(|_| CapChainError::InvertedRange { index, start, end })?;
+        let range = IovaRange::new(start, end).map_err(|_| CapChainError::InvertedRange {
+            index,
+            start,
+            end,
+        })?;
         ranges.push(range);
     }
     Ok((ranges, size))
@@ -439,7 +442,11 @@ pub mod build {
                     put_u32(&mut body, 0);
                     put_u32(&mut body, *n);
                 }
-                Cap::Other { id, version, body: n } => {
+                Cap::Other {
+                    id,
+                    version,
+                    body: n,
+                } => {
                     put_u16(&mut body, *id);
                     put_u16(&mut body, *version);
                     put_u32(&mut body, 0);
@@ -527,12 +534,18 @@ mod tests {
         buf.truncate(24);
         assert_eq!(
             parse_type1_info(&buf),
-            Err(CapChainError::NeedsMore { argsz: 116, len: 24 })
+            Err(CapChainError::NeedsMore {
+                argsz: 116,
+                len: 24
+            })
         );
         // Without the CAPS flag a 16-byte reply is complete.
         let mut small = buf[..16].to_vec();
         set_u32(&mut small, 4, INFO_FLAG_PGSIZES);
-        assert_eq!(parse_type1_info(&small).unwrap().iova_pgsizes, Some(0x4020_1000));
+        assert_eq!(
+            parse_type1_info(&small).unwrap().iova_pgsizes,
+            Some(0x4020_1000)
+        );
     }
 
     #[test]
@@ -542,25 +555,43 @@ mod tests {
         set_u32(&mut buf, 68 + 4, 24);
         assert!(matches!(
             parse_type1_info(&buf),
-            Err(CapChainError::BadLink { offset: 68, next: 24 })
+            Err(CapChainError::BadLink {
+                offset: 68,
+                next: 24
+            })
         ));
         // A self-loop.
         let mut buf = spike_reply();
         set_u32(&mut buf, 24 + 4, 24);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::BadLink { .. })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::BadLink { .. })
+        ));
     }
 
     #[test]
     fn bad_offsets_are_errors() {
         let mut buf = spike_reply();
         set_u32(&mut buf, 16, 8);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::InHeader { offset: 8 })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::InHeader { offset: 8 })
+        ));
         set_u32(&mut buf, 16, 26);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::Misaligned { offset: 26 })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::Misaligned { offset: 26 })
+        ));
         set_u32(&mut buf, 16, 116);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::OutOfBounds { .. })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::OutOfBounds { .. })
+        ));
         set_u32(&mut buf, 16, u32::MAX - 3);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::OutOfBounds { .. })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::OutOfBounds { .. })
+        ));
     }
 
     #[test]
@@ -569,18 +600,31 @@ mod tests {
         set_u32(&mut buf, 68 + 8, 3);
         assert!(matches!(
             parse_type1_info(&buf),
-            Err(CapChainError::TooManyRanges { nr_iovas: 3, room: 2, .. })
+            Err(CapChainError::TooManyRanges {
+                nr_iovas: 3,
+                room: 2,
+                ..
+            })
         ));
         set_u32(&mut buf, 68 + 8, u32::MAX);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::TooManyRanges { .. })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::TooManyRanges { .. })
+        ));
     }
 
     #[test]
     fn inverted_range_and_duplicates_are_errors() {
         let buf = reply(0x1000, &[Cap::IovaRange(vec![(0x2000, 0x1000)])], 8);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::InvertedRange { .. })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::InvertedRange { .. })
+        ));
         let buf = reply(0x1000, &[Cap::DmaAvail(1), Cap::DmaAvail(2)], 8);
-        assert!(matches!(parse_type1_info(&buf), Err(CapChainError::Duplicate { id: 3, .. })));
+        assert!(matches!(
+            parse_type1_info(&buf),
+            Err(CapChainError::Duplicate { id: 3, .. })
+        ));
     }
 
     #[test]
@@ -588,9 +632,17 @@ mod tests {
         let buf = reply(
             0x1000,
             &[
-                Cap::Other { id: 99, version: 1, body: 20 },
+                Cap::Other {
+                    id: 99,
+                    version: 1,
+                    body: 20,
+                },
                 Cap::IovaRange(vec![(0, u64::MAX)]),
-                Cap::Other { id: CAP_DMA_AVAIL, version: 7, body: 0 },
+                Cap::Other {
+                    id: CAP_DMA_AVAIL,
+                    version: 7,
+                    body: 0,
+                },
             ],
             8,
         );
@@ -607,7 +659,11 @@ mod tests {
                 v.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect()
             )),
             (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(f, p, m)| Cap::Migration(
-                MigrationCap { flags: f, pgsize_bitmap: p, max_dirty_bitmap_size: m }
+                MigrationCap {
+                    flags: f,
+                    pgsize_bitmap: p,
+                    max_dirty_bitmap_size: m
+                }
             )),
             any::<u32>().prop_map(Cap::DmaAvail),
             (4u16..1000, 0u16..3, 0usize..40).prop_map(|(id, version, body)| Cap::Other {

@@ -133,7 +133,12 @@ impl Device {
     }
 
     /// Reads `buf.len()` bytes at `offset` inside a region.
-    pub fn read_region(&self, region: &RegionInfo, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    pub fn read_region(
+        &self,
+        region: &RegionInfo,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
         let at = region_offset(region, offset, buf.len())?;
         sys::pread_exact(&self.fd, buf, at)
     }

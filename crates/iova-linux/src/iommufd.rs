@@ -254,7 +254,8 @@ impl Ioas {
                     let got = usize::try_from(r.num_iovas).map_err(|_| Errno::EINVAL)?;
                     let mut ranges = Vec::new();
                     for raw in arr.iter().take(got.min(n)) {
-                        ranges.push(IovaRange::new(raw.start, raw.last).map_err(|_| Errno::EINVAL)?);
+                        ranges
+                            .push(IovaRange::new(raw.start, raw.last).map_err(|_| Errno::EINVAL)?);
                     }
                     return Ok(IovaRangesReply {
                         ranges,
@@ -289,7 +290,10 @@ impl Ioas {
     pub fn allow_iovas_pairs(&self, pairs: &[(u64, u64)]) -> Result<(), Errno> {
         let mut arr: Vec<RawRange> = pairs
             .iter()
-            .map(|(s, l)| RawRange { start: *s, last: *l })
+            .map(|(s, l)| RawRange {
+                start: *s,
+                last: *l,
+            })
             .collect();
         self.allow_iovas_raw(&mut arr)
     }
@@ -321,7 +325,13 @@ impl Ioas {
     }
 
     /// Maps at a fixed IOVA.
-    pub fn map_fixed(&self, iova: u64, user_va: u64, length: u64, access: Access) -> Result<(), Errno> {
+    pub fn map_fixed(
+        &self,
+        iova: u64,
+        user_va: u64,
+        length: u64,
+        access: Access,
+    ) -> Result<(), Errno> {
         self.map_raw(MAP_FIXED_IOVA | map_flags(access), user_va, length, iova)
             .map(|_| ())
     }
@@ -354,16 +364,27 @@ impl DmaSpace for Ioas {
         let r = self.iova_ranges().map_err(InfoError::Kernel)?;
         Ok(DmaInfo {
             iova_ranges: r.ranges.into_iter().collect::<IovaSet>(),
-            page_sizes: if r.alignment.is_power_of_two() { r.alignment } else { 0 },
+            page_sizes: if r.alignment.is_power_of_two() {
+                r.alignment
+            } else {
+                0
+            },
             dma_avail: None,
         })
     }
 
-    fn map(&mut self, iova: u64, host_addr: u64, size: u64, access: Access) -> Result<(), MapError> {
-        self.map_fixed(iova, host_addr, size, access).map_err(|e| match e {
-            Errno::EFAULT => MapError::BadAddress,
-            e => MapError::Kernel(e),
-        })
+    fn map(
+        &mut self,
+        iova: u64,
+        host_addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        self.map_fixed(iova, host_addr, size, access)
+            .map_err(|e| match e {
+                Errno::EFAULT => MapError::BadAddress,
+                e => MapError::Kernel(e),
+            })
     }
 
     fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {

@@ -272,9 +272,13 @@ impl Container {
 
     /// `VFIO_CHECK_EXTENSION`: whether the container supports `ext`.
     pub fn check_extension(&self, ext: Extension) -> Result<bool, Type1Error> {
-        sys::ioctl_val(&self.fd, VFIO_CHECK_EXTENSION, libc::c_ulong::from(ext.code()))
-            .map(|r| r > 0)
-            .map_err(ioctl_err("VFIO_CHECK_EXTENSION"))
+        sys::ioctl_val(
+            &self.fd,
+            VFIO_CHECK_EXTENSION,
+            libc::c_ulong::from(ext.code()),
+        )
+        .map(|r| r > 0)
+        .map_err(ioctl_err("VFIO_CHECK_EXTENSION"))
     }
 
     /// The IOMMU model set, once a group is attached.

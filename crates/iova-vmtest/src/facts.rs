@@ -19,7 +19,8 @@ pub fn group_of(bdf: &str) -> Result<u32, String> {
 pub fn vtd_address_width() -> Result<u32, String> {
     let text = fs::read_to_string("/sys/class/iommu/dmar0/intel-iommu/cap")
         .map_err(|e| format!("dmar0 cap: {e}"))?;
-    let cap = u64::from_str_radix(text.trim(), 16).map_err(|e| format!("dmar0 cap {text:?}: {e}"))?;
+    let cap =
+        u64::from_str_radix(text.trim(), 16).map_err(|e| format!("dmar0 cap {text:?}: {e}"))?;
     let mgaw = (cap >> 16) & 0x3f;
     u32::try_from(mgaw + 1).map_err(|e| e.to_string())
 }
@@ -71,5 +72,8 @@ pub fn vfio_cdev(bdf: &str) -> Result<String, String> {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
-    names.into_iter().next().ok_or_else(|| format!("{dir} is empty"))
+    names
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{dir} is empty"))
 }

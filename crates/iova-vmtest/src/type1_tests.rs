@@ -48,7 +48,11 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
         c.get_info_raw(capchain::INFO_HEADER_LEN).err(),
         Some(Errno::EINVAL),
     );
-    r.eq("dma-info-not-ready", c.info().err().map(|e| e.errno()), Some(Errno::EINVAL));
+    r.eq(
+        "dma-info-not-ready",
+        c.info().err().map(|e| e.errno()),
+        Some(Errno::EINVAL),
+    );
 
     let group = match Group::open(group_id) {
         Ok(g) => g,
@@ -56,7 +60,10 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
     };
     r.eq(
         "group-viable",
-        group.status().map(|f| f & type1::GROUP_FLAGS_VIABLE != 0).ok(),
+        group
+            .status()
+            .map(|f| f & type1::GROUP_FLAGS_VIABLE != 0)
+            .ok(),
         Some(true),
     );
     if let Err(e) = c.attach(group, IommuType::Type1v2) {
@@ -69,11 +76,16 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
         Ok(b) => {
             let argsz = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
             let cap_off = u32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-            r.note(&format!("GET_INFO with 24 bytes: argsz {argsz}, cap_offset {cap_off}"));
+            r.note(&format!(
+                "GET_INFO with 24 bytes: argsz {argsz}, cap_offset {cap_off}"
+            ));
             if argsz > 24 && cap_off == 0 {
                 r.pass("get-info-argsz-raised-cap-offset-0");
             } else {
-                r.fail("get-info-argsz-raised-cap-offset-0", &format!("argsz {argsz} cap_offset {cap_off}"));
+                r.fail(
+                    "get-info-argsz-raised-cap-offset-0",
+                    &format!("argsz {argsz} cap_offset {cap_off}"),
+                );
             }
         }
         Err(e) => r.fail("get-info-argsz-raised-cap-offset-0", &e.name()),
@@ -92,7 +104,11 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
     };
     let got: Option<iova::IovaSet> = info.iova_ranges.clone().map(|v| v.into_iter().collect());
     r.eq("iova-ranges-match-sysfs", got, Some(expected.clone()));
-    r.eq("page-sizes-include-4k", info.iova_pgsizes.map(|p| p & 0xfff == 0 && p & K4 != 0), Some(true));
+    r.eq(
+        "page-sizes-include-4k",
+        info.iova_pgsizes.map(|p| p & 0xfff == 0 && p & K4 != 0),
+        Some(true),
+    );
     let avail0 = info.dma_avail;
     r.eq("dma-avail-default-65535", avail0, Some(65535));
 
@@ -118,7 +134,13 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
         Err(e) => return r.fail("alloc", &e.name()),
     };
     let va = buf.addr();
-    let map = |r: &mut Report, what: &str, vaddr: u64, iova: u64, size: u64, flags: u32, want: Result<(), Errno>| {
+    let map = |r: &mut Report,
+               what: &str,
+               vaddr: u64,
+               iova: u64,
+               size: u64,
+               flags: u32,
+               want: Result<(), Errno>| {
         let got = c.map_raw(vaddr, iova, size, flags);
         if got.is_ok() && want.is_err() {
             let _ = c.unmap_raw(iova, size, 0);
@@ -128,47 +150,222 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
     };
     let _ = map(r, "good-2m", va, 0x10_0000, M2, RW, Ok(()));
     let msi = 0xfee0_0000u64;
-    let _ = map(r, "in-msi-window-einval", va, msi, K4, RW, Err(Errno::EINVAL));
-    let _ = map(r, "last-page-of-msi-window-einval", va, msi + 0xff000, K4, RW, Err(Errno::EINVAL));
-    let _ = map(r, "straddling-msi-window-einval", va, msi - K4, 2 * K4, RW, Err(Errno::EINVAL));
+    let _ = map(
+        r,
+        "in-msi-window-einval",
+        va,
+        msi,
+        K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "last-page-of-msi-window-einval",
+        va,
+        msi + 0xff000,
+        K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "straddling-msi-window-einval",
+        va,
+        msi - K4,
+        2 * K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
     if map(r, "just-below-msi-window", va, msi - K4, K4, RW, Ok(())).is_ok() {
-        r.eq("unmap-just-below-msi-window-bytes", c.unmap_raw(msi - K4, K4, 0), Ok(K4));
+        r.eq(
+            "unmap-just-below-msi-window-bytes",
+            c.unmap_raw(msi - K4, K4, 0),
+            Ok(K4),
+        );
     }
-    if map(r, "last-page-of-aperture", va, top - (K4 - 1), K4, RW, Ok(())).is_ok() {
+    if map(
+        r,
+        "last-page-of-aperture",
+        va,
+        top - (K4 - 1),
+        K4,
+        RW,
+        Ok(()),
+    )
+    .is_ok()
+    {
         let _ = c.unmap_raw(top - (K4 - 1), K4, 0);
     }
     if let Some(past) = top.checked_add(1) {
-        let _ = map(r, "first-page-past-aperture-einval", va, past, K4, RW, Err(Errno::EINVAL));
+        let _ = map(
+            r,
+            "first-page-past-aperture-einval",
+            va,
+            past,
+            K4,
+            RW,
+            Err(Errno::EINVAL),
+        );
     }
-    let _ = map(r, "straddling-aperture-end-einval", va, top - (K4 - 1), 2 * K4, RW, Err(Errno::EINVAL));
-    let _ = map(r, "overlap-inside-eexist", va, 0x10_1000, K4, RW, Err(Errno::EEXIST));
-    let _ = map(r, "overlap-straddles-start-eexist", va, 0xf_f000, 2 * K4, RW, Err(Errno::EEXIST));
-    let _ = map(r, "overlap-identical-eexist", va, 0x10_0000, M2, RW, Err(Errno::EEXIST));
-    let _ = map(r, "unaligned-iova-einval", va, 0x40_0800, K4, RW, Err(Errno::EINVAL));
-    let _ = map(r, "unaligned-size-einval", va, 0x40_0000, 0x800, RW, Err(Errno::EINVAL));
-    let _ = map(r, "unaligned-vaddr-einval", va + 0x800, 0x40_0000, K4, RW, Err(Errno::EINVAL));
+    let _ = map(
+        r,
+        "straddling-aperture-end-einval",
+        va,
+        top - (K4 - 1),
+        2 * K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "overlap-inside-eexist",
+        va,
+        0x10_1000,
+        K4,
+        RW,
+        Err(Errno::EEXIST),
+    );
+    let _ = map(
+        r,
+        "overlap-straddles-start-eexist",
+        va,
+        0xf_f000,
+        2 * K4,
+        RW,
+        Err(Errno::EEXIST),
+    );
+    let _ = map(
+        r,
+        "overlap-identical-eexist",
+        va,
+        0x10_0000,
+        M2,
+        RW,
+        Err(Errno::EEXIST),
+    );
+    let _ = map(
+        r,
+        "unaligned-iova-einval",
+        va,
+        0x40_0800,
+        K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "unaligned-size-einval",
+        va,
+        0x40_0000,
+        0x800,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "unaligned-vaddr-einval",
+        va + 0x800,
+        0x40_0000,
+        K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
     let _ = map(r, "size-0-einval", va, 0x40_0000, 0, RW, Err(Errno::EINVAL));
-    let _ = map(r, "iova-wraps-einval", va, u64::MAX - (K4 - 1), 2 * K4, RW, Err(Errno::EINVAL));
-    let _ = map(r, "vaddr-wraps-einval", u64::MAX - (K4 - 1), 0x40_0000, 2 * K4, RW, Err(Errno::EINVAL));
-    let _ = map(r, "no-access-flags-einval", va, 0x40_0000, K4, 0, Err(Errno::EINVAL));
-    let _ = map(r, "unknown-flag-einval", va, 0x40_0000, K4, RW | 0x80, Err(Errno::EINVAL));
-    let _ = map(r, "vaddr-not-mapped-efault", 0x1_0000, 0x40_0000, K4, RW, Err(Errno::EFAULT));
+    let _ = map(
+        r,
+        "iova-wraps-einval",
+        va,
+        u64::MAX - (K4 - 1),
+        2 * K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "vaddr-wraps-einval",
+        u64::MAX - (K4 - 1),
+        0x40_0000,
+        2 * K4,
+        RW,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "no-access-flags-einval",
+        va,
+        0x40_0000,
+        K4,
+        0,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "unknown-flag-einval",
+        va,
+        0x40_0000,
+        K4,
+        RW | 0x80,
+        Err(Errno::EINVAL),
+    );
+    let _ = map(
+        r,
+        "vaddr-not-mapped-efault",
+        0x1_0000,
+        0x40_0000,
+        K4,
+        RW,
+        Err(Errno::EFAULT),
+    );
     // A failed map leaves nothing behind: one mapping exists, so one fewer slot.
     r.eq(
         "failed-maps-leave-nothing",
         c.get_info().ok().and_then(|i| i.dma_avail),
         avail0.map(|a| a - 1),
     );
-    let unmap = |r: &mut Report, what: &str, iova: u64, size: u64, flags: u32, want: Result<u64, Errno>| {
-        r.eq(&format!("unmap-{what}"), c.unmap_raw(iova, size, flags), want);
-    };
-    unmap(r, "bisects-mapping-einval", 0x10_1000, K4, 0, Err(Errno::EINVAL));
-    unmap(r, "start-of-mapping-einval", 0x10_0000, K4, 0, Err(Errno::EINVAL));
+    let unmap =
+        |r: &mut Report, what: &str, iova: u64, size: u64, flags: u32, want: Result<u64, Errno>| {
+            r.eq(
+                &format!("unmap-{what}"),
+                c.unmap_raw(iova, size, flags),
+                want,
+            );
+        };
+    unmap(
+        r,
+        "bisects-mapping-einval",
+        0x10_1000,
+        K4,
+        0,
+        Err(Errno::EINVAL),
+    );
+    unmap(
+        r,
+        "start-of-mapping-einval",
+        0x10_0000,
+        K4,
+        0,
+        Err(Errno::EINVAL),
+    );
     unmap(r, "nothing-mapped-0-bytes", 0x1000_0000, K4, 0, Ok(0));
     unmap(r, "unaligned-einval", 0x10_0800, K4, 0, Err(Errno::EINVAL));
     unmap(r, "size-0-einval", 0x10_0000, 0, 0, Err(Errno::EINVAL));
-    unmap(r, "wraps-einval", u64::MAX - (K4 - 1), 2 * K4, 0, Err(Errno::EINVAL));
-    unmap(r, "superset-returns-mapping-bytes", 0, 0x1000_0000, 0, Ok(M2));
+    unmap(
+        r,
+        "wraps-einval",
+        u64::MAX - (K4 - 1),
+        2 * K4,
+        0,
+        Err(Errno::EINVAL),
+    );
+    unmap(
+        r,
+        "superset-returns-mapping-bytes",
+        0,
+        0x1000_0000,
+        0,
+        Ok(M2),
+    );
     let _ = c.map_raw(va, 0x10_0000, M2, RW);
     let _ = c.map_raw(va, 0x30_0000, K4, RW);
     let _ = c.map_raw(va, 0x30_2000, K4, RW);
@@ -177,8 +374,22 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
         c.get_info().ok().and_then(|i| i.dma_avail),
         avail0.map(|a| a - 3),
     );
-    unmap(r, "all-with-nonzero-iova-einval", 0x10_0000, 0, type1::DMA_UNMAP_FLAG_ALL, Err(Errno::EINVAL));
-    unmap(r, "all-returns-total-bytes", 0, 0, type1::DMA_UNMAP_FLAG_ALL, Ok(M2 + 2 * K4));
+    unmap(
+        r,
+        "all-with-nonzero-iova-einval",
+        0x10_0000,
+        0,
+        type1::DMA_UNMAP_FLAG_ALL,
+        Err(Errno::EINVAL),
+    );
+    unmap(
+        r,
+        "all-returns-total-bytes",
+        0,
+        0,
+        type1::DMA_UNMAP_FLAG_ALL,
+        Ok(M2 + 2 * K4),
+    );
     unmap(r, "after-all-nothing-left", 0x10_0000, M2, 0, Ok(0));
     drop(buf);
 }
