@@ -4,6 +4,7 @@
 //! iommufd ([`iommufd`]), plus VFIO device access ([`device`]).
 #![deny(missing_docs)]
 
+pub mod arena;
 pub mod capchain;
 pub mod device;
 pub mod iommufd;

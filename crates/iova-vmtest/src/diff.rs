@@ -10,21 +10,15 @@
 //!   Every outcome line (`ok`, `ok 0x<bytes>`, errno name) must agree; each
 //!   disagreement is printed.
 //!
-//! Host addresses: traces carry arbitrary host addresses (often equal to the IOVA),
-//! but the kernel pins real process memory. Each map's host address is translated into
-//! an arena of anonymous memory: `arena + (host % ARENA)`, keeping the page offset so
-//! misaligned host addresses stay misaligned; when the range would run past the end of
-//! the arena only the in-page offset is kept. A host range that wraps past 2^64 is
-//! passed unchanged (both sides must refuse it before looking at memory). Both the
-//! kernel and the simulation receive the translated operation, so their answers stay
-//! comparable (the simulation does not model pinning).
+//! Host addresses: each map's host address is moved into real process memory by
+//! `iova_linux::arena::TraceArena` (see there); both sides get the moved operation.
 
 use std::path::Path;
 
 use iova::container::{Container, ContainerConfig};
 use iova::dma::{Access, DmaSpace};
 use iova::trace::{TraceOp, apply, format_outcome, parse_trace, random_trace};
-use iova_linux::sys::AnonMemory;
+use iova_linux::arena::TraceArena;
 
 use crate::edu::SimSpace;
 use crate::report::Report;
@@ -64,8 +58,6 @@ fn simulated(r: &mut Report, group: u32) -> Option<Container> {
 pub fn simulated_type1(r: &mut Report, group: u32) -> Option<Box<dyn SimSpace>> {
     simulated(r, group).map(|c| Box::new(c) as Box<dyn SimSpace>)
 }
-
-const ARENA: u64 = 64 << 20;
 
 /// The vm-spike sequence (shared/reference/vm-spike/vfiotest.c), as a trace.
 const CORPUS: &str = "
@@ -111,35 +103,6 @@ unmap-all
 unmap 0x100000 0x200000
 ";
 
-fn translate_host(op: TraceOp, arena: u64) -> TraceOp {
-    match op {
-        TraceOp::Map {
-            iova,
-            size,
-            host_addr,
-            access,
-        } => {
-            let wraps = host_addr.checked_add(size.saturating_sub(1)).is_none();
-            let host_addr = if wraps {
-                host_addr
-            } else {
-                let mut off = host_addr % ARENA;
-                if off.saturating_add(size) > ARENA {
-                    off %= 0x1000;
-                }
-                arena + off
-            };
-            TraceOp::Map {
-                iova,
-                size,
-                host_addr,
-                access,
-            }
-        }
-        other => other,
-    }
-}
-
 /// Replays `ops` on both; returns (operations, disagreements).
 fn replay(
     r: &mut Report,
@@ -147,11 +110,11 @@ fn replay(
     real: &mut dyn DmaSpace,
     sim: &mut Container,
     ops: &[TraceOp],
-    arena: u64,
+    arena: &TraceArena,
 ) -> (usize, usize) {
     let mut bad = 0;
     for (i, op) in ops.iter().enumerate() {
-        let op = translate_host(*op, arena);
+        let op = arena.place(*op);
         let got = format_outcome(&apply(real, &op));
         let want = format_outcome(&apply(sim, &op));
         if got != want {
@@ -217,7 +180,7 @@ pub fn run_type1(r: &mut Report, c: &mut iova_linux::type1::Container, group: u3
         Ok(si) => r.eq("sim-info-equals-kernel-info", si, info.clone()),
         Err(e) => r.fail("sim-info-equals-kernel-info", &e.to_string()),
     }
-    let arena = match AnonMemory::new(usize::try_from(ARENA).unwrap_or(0)) {
+    let arena = match TraceArena::new(TraceArena::DEFAULT_LEN) {
         Ok(a) => a,
         Err(e) => return r.fail("diff-arena", &e.name()),
     };
@@ -226,7 +189,7 @@ pub fn run_type1(r: &mut Report, c: &mut iova_linux::type1::Container, group: u3
     match parse_trace(CORPUS) {
         Ok(lines) => {
             let ops: Vec<TraceOp> = lines.iter().map(|l| l.op).collect();
-            let (n, bad) = replay(r, "corpus", c, &mut sim, &ops, arena.addr());
+            let (n, bad) = replay(r, "corpus", c, &mut sim, &ops, &arena);
             r.eq(&format!("diff-corpus-{n}-ops-agree"), bad, 0);
         }
         Err(e) => r.fail("diff-corpus-parse", &e.to_string()),
@@ -235,7 +198,7 @@ pub fn run_type1(r: &mut Report, c: &mut iova_linux::type1::Container, group: u3
     for k in 0..4u64 {
         let s = seed.wrapping_mul(1000).wrapping_add(k);
         let ops = random_trace(s, 150, &info);
-        let (n, bad) = replay(r, &format!("seed {s}"), c, &mut sim, &ops, arena.addr());
+        let (n, bad) = replay(r, &format!("seed {s}"), c, &mut sim, &ops, &arena);
         r.eq(&format!("diff-random-seed-{s}-{n}-ops-agree"), bad, 0);
         total += n;
         bad_total += bad;

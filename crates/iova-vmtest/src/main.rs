@@ -11,6 +11,7 @@
 //! of `shared/design/SEMANTICS.md`, the guest's own sysfs (reserved regions, the VT-d
 //! address width) read here independently, and the data a device DMA leaves in memory.
 
+mod cli_tests;
 mod diff;
 mod edu;
 mod facts;
@@ -32,7 +33,10 @@ fn main() {
         .unwrap_or(1);
     let mut r = Report::new(tag);
     match mode.as_str() {
-        "type1" => type1_tests::run(&mut r, bdf, seed),
+        "type1" => {
+            type1_tests::run(&mut r, bdf, seed);
+            cli_tests::run(&mut r, bdf, tag);
+        }
         "iommufd" => iommufd_tests::run(&mut r, bdf, seed),
         other => r.fail("mode", &format!("unknown mode {other}")),
     }
