@@ -9,7 +9,7 @@ use iova::range::IovaSet;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::hostsrc::HostArgs;
+use crate::hostsrc::{HostArgs, group_facts, groups_of_devices};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
 
 /// Options of `iovactl inspect`.
@@ -112,31 +112,16 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The groups to show: all of them, or those of the named devices (in the order given,
-/// without repeats). An unknown device is an input error naming it.
+/// The groups to show: all of them, or those of the named devices.
 fn selected_groups<'h>(host: &'h Host, devices: &[String]) -> Result<Vec<&'h Group>, CliError> {
     if devices.is_empty() {
         return Ok(host.groups.iter().collect());
     }
-    let mut out: Vec<&Group> = Vec::new();
-    for d in devices {
-        let g = host
-            .group_of_device(d)
-            .map_err(|e| CliError::input(format!("--device {d}: {e}")))?;
-        if !out.iter().any(|x| x.id == g.id) {
-            out.push(g);
-        }
-    }
-    Ok(out)
+    groups_of_devices(host, devices)
 }
 
 fn group_json(host: &Host, g: &Group, vfio: &VfioAnswer) -> Result<Value, CliError> {
-    let valid = host
-        .valid_iova_ranges(g.id)
-        .map_err(|e| CliError::input(e.to_string()))?;
-    let issues = host
-        .group_issues(g.id)
-        .map_err(|e| CliError::input(e.to_string()))?;
+    let (valid, issues) = group_facts(host, g)?;
     let iommu = host.iommu_of_group(g).map(|u| u.name.clone());
     let mut warnings: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
     let (valid_set, source, kernel) = match vfio {
@@ -280,12 +265,7 @@ fn to_table(
         s.push('\n');
     }
     for (g, answer) in groups.iter().zip(vfio) {
-        let valid = host
-            .valid_iova_ranges(g.id)
-            .map_err(|e| CliError::input(e.to_string()))?;
-        let issues = host
-            .group_issues(g.id)
-            .map_err(|e| CliError::input(e.to_string()))?;
+        let (valid, issues) = group_facts(host, g)?;
         let unit = host
             .iommu_of_group(g)
             .map_or("unknown".to_string(), |u| u.name.clone());

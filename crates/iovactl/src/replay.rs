@@ -13,7 +13,7 @@ use iova::trace::{TraceLine, TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 
 use crate::error::CliError;
-use crate::hostsrc::HostArgs;
+use crate::hostsrc::{HostArgs, groups_of_devices};
 
 /// Container semantics to simulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,18 +113,12 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The groups of the named devices, in order, without repeats.
+/// The group ids of the named devices, in order, without repeats.
 fn group_ids(host: &Host, devices: &[String]) -> Result<Vec<u32>, CliError> {
-    let mut groups: Vec<u32> = Vec::new();
-    for d in devices {
-        let g = host
-            .group_of_device(d)
-            .map_err(|e| CliError::input(format!("--device {d}: {e}")))?;
-        if !groups.contains(&g.id) {
-            groups.push(g.id);
-        }
-    }
-    Ok(groups)
+    Ok(groups_of_devices(host, devices)?
+        .iter()
+        .map(|g| g.id)
+        .collect())
 }
 
 /// Applies every operation (after `place`) and returns the answer lines.
