@@ -9,7 +9,9 @@
 //! - [`dma`]: the [`dma::DmaSpace`] trait shared by the simulation and the real
 //!   backends, with errors that carry the kernel's errno;
 //! - [`host`]: IOMMU units, groups, devices and reserved regions, and the valid IOVA
-//!   ranges they leave.
+//!   ranges they leave;
+//! - [`guest`]: guest memory layouts of real VMMs, checked and planned against those
+//!   ranges, exported to a virtio-iommu, drawn as SVG.
 //!
 //! The OS layer (reading sysfs, the real VFIO and iommufd ioctls) lives in the
 //! `iova-linux` crate; the `iovactl` tool puts both in front of a user.
@@ -17,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod dma;
+pub mod guest;
 pub mod host;
 pub mod range;
 
