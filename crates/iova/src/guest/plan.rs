@@ -223,7 +223,7 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
     for w in report.conflicts.iter().filter(|x| !x.fatal) {
         plan.notes.push(format!("warning left: {w}"));
     }
-    plan.memory_planned = layout.ram_bytes();
+    plan.memory_planned = u128::from(fit.memory);
     plan.feasible = true;
     plan.config = Some(fit);
     plan.layout = Some(layout);
