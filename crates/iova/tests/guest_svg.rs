@@ -21,7 +21,7 @@ fn every_conflict_is_drawn_and_labelled() {
     }
     assert!(doc.contains("#e01e1e"), "conflicts are red");
     // The 1 MiB MSI window gets its own labelled band next to terabytes of RAM.
-    assert!(doc.contains("reserved msi"));
+    assert!(doc.contains("reserved region: msi"));
     assert!(doc.contains("0xfee00000"));
     assert!(doc.contains("NOT OK"));
     // Text is escaped.

@@ -13,12 +13,12 @@ use super::check::{CheckReport, ConflictReason};
 use super::{SectionKind, human_size};
 use crate::host::ReservedKind;
 
-const W: f64 = 1220.0;
+const W: f64 = 1300.0;
 const AXIS_X: f64 = 150.0;
-const HOST_X: f64 = 420.0;
+const HOST_X: f64 = 400.0;
 const LANE_W: f64 = 120.0;
-const GUEST_X: f64 = 560.0;
-const LABEL_GAP: f64 = 13.0;
+const GUEST_X: f64 = 540.0;
+const LINE: f64 = 12.0;
 const TOP: f64 = 130.0;
 
 const C_VALID: &str = "#cde9c8";
@@ -63,7 +63,7 @@ fn band_height(len: u128) -> f64 {
 /// it belongs to for a leader line.
 struct Column {
     next_free: f64,
-    items: Vec<(f64, f64, String, &'static str, bool)>,
+    items: Vec<(f64, f64, Vec<String>, &'static str, bool)>,
 }
 
 impl Column {
@@ -74,10 +74,11 @@ impl Column {
         }
     }
 
-    fn add(&mut self, anchor: f64, text: String, color: &'static str, bold: bool) {
+    fn add(&mut self, anchor: f64, lines: Vec<String>, color: &'static str, bold: bool) {
         let y = anchor.max(self.next_free);
-        self.next_free = y + LABEL_GAP;
-        self.items.push((anchor, y, text, color, bold));
+        let n = u32::try_from(lines.len()).unwrap_or(1);
+        self.next_free = y + LINE * f64::from(n) + 2.0;
+        self.items.push((anchor, y, lines, color, bold));
     }
 }
 
@@ -145,7 +146,7 @@ pub fn render(report: &CheckReport) -> String {
         let (a, b) = (*a, *b);
         let Ok(addr) = u64::try_from(a) else { continue };
         let h = band_height(b - a);
-        axis.add(y, hex128(a), "#333333", false);
+        axis.add(y, vec![hex128(a)], "#333333", false);
 
         // Host lane.
         let hs = host_state(addr);
@@ -158,7 +159,7 @@ pub fn render(report: &CheckReport) -> String {
                     ReservedKind::Direct => C_DIRECT,
                     _ => C_RESERVED,
                 },
-                format!("reserved {} (group {g})", k.as_str()),
+                format!("reserved region: {} (group {g})", k.as_str()),
             ),
             HostState::Excluded => (C_RESERVED, "not valid".to_owned()),
         };
@@ -181,12 +182,15 @@ pub fn render(report: &CheckReport) -> String {
                 .unwrap_or(1u128 << 64);
             host_labels.add(
                 y,
-                format!(
-                    "{label} {}-{} ({})",
-                    hex128(a),
-                    hex128(end - 1),
-                    human_size(end - a)
-                ),
+                vec![
+                    label,
+                    format!(
+                        "{}-{} ({})",
+                        hex128(a),
+                        hex128(end - 1),
+                        human_size(end - a)
+                    ),
+                ],
                 "#222222",
                 false,
             );
@@ -221,13 +225,13 @@ pub fn render(report: &CheckReport) -> String {
                 let p2p = if s.p2p { ", p2p" } else { "" };
                 guest_labels.add(
                     y,
-                    format!(
+                    vec![format!(
                         "{} [{}{p2p}] {} ({})",
                         s.name,
                         s.kind,
                         s.range,
                         human_size(s.range.len())
-                    ),
+                    )],
                     "#111111",
                     false,
                 );
@@ -242,13 +246,16 @@ pub fn render(report: &CheckReport) -> String {
                     };
                     guest_labels.add(
                         y,
-                        format!(
-                            "{} {} {} ({}): {why}",
-                            if x.fatal { "CONFLICT" } else { "warning" },
-                            x.section,
-                            x.range,
-                            human_size(x.range.len())
-                        ),
+                        vec![
+                            format!(
+                                "{} {} {} ({})",
+                                if x.fatal { "CONFLICT" } else { "warning" },
+                                x.section,
+                                x.range,
+                                human_size(x.range.len())
+                            ),
+                            format!("  {why}"),
+                        ],
                         if x.fatal { C_FATAL } else { C_WARN },
                         true,
                     );
@@ -260,7 +267,7 @@ pub fn render(report: &CheckReport) -> String {
     let bottom = y;
     let _ = writeln!(
         body,
-        r##"<text x="{AXIS_X}" y="{:.1}" font-size="10" text-anchor="end" fill="#333">0x10000000000000000 (2^64)</text>"##,
+        r##"<text x="{AXIS_X}" y="{:.1}" font-size="10" text-anchor="end" fill="#333">2^64</text>"##,
         bottom + 4.0
     );
 
@@ -275,14 +282,17 @@ pub fn render(report: &CheckReport) -> String {
             Some(GUEST_X + LANE_W),
         ),
     ] {
-        for (anchor_y, ly, text, color, bold) in &col.items {
+        for (anchor_y, ly, lines, color, bold) in &col.items {
             let weight = if *bold { "bold" } else { "normal" };
-            let _ = writeln!(
-                labels,
-                r#"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" font-weight="{weight}" fill="{color}">{}</text>"#,
-                ly + 9.0,
-                esc(text)
-            );
+            for (i, text) in lines.iter().enumerate() {
+                let dy = LINE * f64::from(u32::try_from(i).unwrap_or(0));
+                let _ = writeln!(
+                    labels,
+                    r#"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" font-weight="{weight}" fill="{color}">{}</text>"#,
+                    ly + 9.0 + dy,
+                    esc(text)
+                );
+            }
             match leader_to {
                 Some(lx) => {
                     let tx = if anchor == "end" { x + 2.0 } else { x - 2.0 };
@@ -373,7 +383,7 @@ pub fn render(report: &CheckReport) -> String {
             r##"<rect x="{lx:.1}" y="78" width="14" height="12" fill="{color}" stroke="#555" stroke-width="0.5"/><text x="{:.1}" y="88" font-size="10" fill="#222">{name}</text>"##,
             lx + 18.0
         );
-        lx += 22.0 + 6.0 * name.len() as f64; // layout only
+        lx += 26.0 + 6.2 * name.len() as f64; // layout only
     }
     let _ = writeln!(
         head,
