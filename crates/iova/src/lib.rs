@@ -10,6 +10,12 @@
 //!   backends, with errors that carry the kernel's errno;
 //! - [`host`]: IOMMU units, groups, devices and reserved regions, and the valid IOVA
 //!   ranges they leave;
+//! - [`container`]: a simulated VFIO type1 container or iommufd IOAS answering like the
+//!   kernel, errno by errno;
+//! - [`pagetable`]: the software IO page table the container keeps in step, with
+//!   translation and faults;
+//! - [`trace`]: map/unmap traces replayed on any [`dma::DmaSpace`] to compare the
+//!   simulation with the real kernel;
 //! - [`guest`]: guest memory layouts of real VMMs, checked and planned against those
 //!   ranges, exported to a virtio-iommu, drawn as SVG.
 //!
@@ -18,10 +24,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod container;
 pub mod dma;
 pub mod guest;
 pub mod host;
+pub mod pagetable;
 pub mod range;
+pub mod trace;
 
 pub use host::{Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
 pub use range::{IovaRange, IovaSet};

@@ -18,26 +18,21 @@ pub fn set_json(s: &IovaSet) -> Value {
     Value::Array(s.iter().map(range_json).collect())
 }
 
-/// A byte count with a binary unit: `4 KiB`, `512 GiB`, `16 EiB`.
+/// A byte count with a binary unit: `4 KiB`, `512 GiB`, `16 EiB`; exact where a
+/// unit divides it (`4078 MiB`), otherwise rounded to one decimal (`508.0 GiB`).
 pub fn human_bytes(n: u128) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut i = 0;
-    let mut v = n;
-    while i + 1 < UNITS.len() && v >= 1024 && v % 1024 == 0 {
-        v /= 1024;
-        i += 1;
+    let unit = |j: usize| 1u128 << (10 * j);
+    let j = (0..UNITS.len()).rev().find(|&j| n >= unit(j)).unwrap_or(0);
+    if n % unit(j) == 0 {
+        return format!("{} {}", n / unit(j), UNITS[j]);
     }
-    if v >= 1024 * 1024 && i + 1 < UNITS.len() {
-        // Not a whole multiple: show a rounded value with one more unit step.
-        let mut f = n as f64; // display only
-        let mut j = 0;
-        while j + 1 < UNITS.len() && f >= 1024.0 {
-            f /= 1024.0;
-            j += 1;
-        }
-        return format!("{f:.1} {}", UNITS[j]);
+    if j > 0 && n % unit(j - 1) == 0 && n / unit(j - 1) < 10_000 {
+        return format!("{} {}", n / unit(j - 1), UNITS[j - 1]);
     }
-    format!("{v} {}", UNITS[i])
+    // Tenths of the unit, rounded down: integer arithmetic, no float conversion.
+    let tenths = n * 10 / unit(j);
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[j])
 }
 
 /// The page sizes of a bitmap spelled out: `4K 2M 1G`.
@@ -75,6 +70,12 @@ mod tests {
         assert_eq!(human_bytes(1u128 << 64), "16 EiB");
         assert_eq!(human_bytes(0x10_0000), "1 MiB");
         assert_eq!(human_bytes(1000), "1000 B");
+        assert_eq!(human_bytes(0xfee0_0000), "4078 MiB");
+        assert_eq!(
+            human_bytes((1 << 39) - 0x1000_0000 - 0x10_0000),
+            "511.7 GiB"
+        );
+        assert_eq!(human_bytes((1u128 << 64) - 1), "15.9 EiB");
         assert_eq!(page_sizes(0x4020_1000), "4K 2M 1G");
         assert_eq!(page_sizes(0x2001_0000), "64K 512M");
     }
