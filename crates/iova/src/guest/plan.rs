@@ -378,6 +378,21 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
         let Ok(range) = IovaRange::from_start_size(first, take64) else {
             continue;
         };
+        missing -= range.len();
+        // Grow a RAM section that ends right below, rather than adding a new one.
+        if let Some(prev) = sections.iter_mut().find(|s| {
+            s.kind == SectionKind::Ram && s.range.last().checked_add(1) == Some(range.first())
+        }) {
+            if let Ok(grown) = IovaRange::new(prev.range.first(), range.last()) {
+                plan.changes.push(format!(
+                    "extend '{}' by {} to {grown}",
+                    prev.name,
+                    human_size(range.len())
+                ));
+                prev.range = grown;
+                continue;
+            }
+        }
         n += 1;
         let name = format!("ram-moved-{n}");
         plan.changes.push(format!(
@@ -385,7 +400,6 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
             human_size(range.len())
         ));
         sections.push(Section::new(name, SectionKind::Ram, range));
-        missing -= range.len();
     }
     let Ok(new_layout) = Layout::new(format!("{} (planned)", layout.name), sections) else {
         plan.notes
