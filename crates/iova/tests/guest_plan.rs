@@ -139,3 +139,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The virtio-iommu reserved regions and the valid IOVAs partition the 64-bit
+    /// space; MSI subtypes only cover host MSI windows (checked address by address at
+    /// the region edges, against the host's regions directly).
+    #[test]
+    fn virtio_iommu_export_partitions_the_space(host in host()) {
+        use iova::guest::virtio_iommu::{self, ResvSubtype};
+        let c = Container::of_devices(&host, &["0000:01:00.0"]).unwrap();
+        let Some(cfg) = virtio_iommu::export(&c) else {
+            prop_assert!(c.valid.is_empty());
+            return Ok(());
+        };
+        let mut points = vec![0u64, u64::MAX];
+        for r in &cfg.reserved {
+            points.extend([r.start, r.end, r.start.saturating_sub(1), r.end.saturating_add(1)]);
+        }
+        for r in c.valid.iter() {
+            points.extend([r.first(), r.last()]);
+        }
+        for p in points {
+            let resv: Vec<_> = cfg.reserved.iter().filter(|r| r.start <= p && p <= r.end).collect();
+            prop_assert!(resv.len() <= 1, "regions overlap at {p:#x}");
+            prop_assert_eq!(resv.len() == 1, !c.valid.contains(p), "at {:#x}", p);
+            if let Some(r) = resv.first() {
+                let host_msi = host.groups[0].reserved_regions.iter().any(|g| {
+                    g.kind == ReservedKind::Msi && g.range.first() <= p && p <= g.range.last()
+                });
+                prop_assert_eq!(r.subtype == ResvSubtype::Msi, host_msi, "at {:#x}", p);
+            }
+        }
+        let span = c.valid.span().unwrap();
+        prop_assert_eq!(cfg.input_range, span);
+    }
+}

@@ -24,6 +24,8 @@ pub struct Container {
     /// Page sizes every IOMMU supports (AND of the units' bitmaps; 4 KiB assumed for a
     /// unit that does not say).
     pub page_size_mask: u64,
+    /// Whether a unit did not say which page sizes it supports (4 KiB was assumed).
+    pub page_sizes_assumed: bool,
 }
 
 /// The aperture of the IOMMU unit behind a group.
@@ -77,6 +79,7 @@ impl Container {
             apertures: Vec::new(),
             reserved: Vec::new(),
             page_size_mask: u64::MAX,
+            page_sizes_assumed: false,
         };
         for d in devices {
             let d = d.as_ref();
@@ -109,7 +112,9 @@ impl Container {
             {
                 c.apertures.push(ua);
             }
-            c.page_size_mask &= unit.and_then(|u| u.page_sizes).unwrap_or(PGSIZES_4K);
+            let sizes = unit.and_then(|u| u.page_sizes);
+            c.page_sizes_assumed |= sizes.is_none();
+            c.page_size_mask &= sizes.unwrap_or(PGSIZES_4K);
             for r in &group.reserved_regions {
                 c.reserved.push(GroupRegion {
                     group: group.id,
@@ -334,6 +339,13 @@ pub fn check_container(layout: &Layout, container: &Container) -> CheckReport {
     let mut notes = Vec::new();
     if container.apertures.iter().any(|a| a.aperture.is_none()) {
         notes.push("an IOMMU aperture is unknown: the whole 64-bit space was assumed".to_owned());
+    }
+    if container.page_sizes_assumed {
+        notes.push(
+            "an IOMMU does not report its page sizes (sysfs does not show them for AMD-Vi): \
+             4 KiB pages were assumed"
+                .to_owned(),
+        );
     }
     let ok = !conflicts.iter().any(|c| c.fatal);
     CheckReport {

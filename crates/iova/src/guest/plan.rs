@@ -206,6 +206,7 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
             .push("the requested layout fits as it is".to_owned());
     }
     plan.options = preset.options(&fit);
+    plan.notes.extend(layout.notes.iter().cloned());
     if qemu_x86 {
         let top = layout
             .sections()

@@ -190,10 +190,7 @@ impl Preset {
                     };
                     out.push(format!("-global {dev}.pci-hole64-size={}", size_arg(h)));
                 }
-                out.push(match cfg.cpu_vendor {
-                    CpuVendor::Amd => "-cpu host,host-phys-bits=on (an AMD vCPU: QEMU >= 7.1 moves RAM above 4 GiB to 1 TiB when it would reach the HyperTransport window)".to_owned(),
-                    _ => "-cpu host,host-phys-bits=on".to_owned(),
-                });
+                out.push("-cpu host,host-phys-bits=on".to_owned());
                 out
             }
             Preset::QemuVirt => vec![

@@ -383,7 +383,7 @@ pub fn render(report: &CheckReport) -> String {
             r##"<rect x="{lx:.1}" y="78" width="14" height="12" fill="{color}" stroke="#555" stroke-width="0.5"/><text x="{:.1}" y="88" font-size="10" fill="#222">{name}</text>"##,
             lx + 18.0
         );
-        lx += 26.0 + 6.2 * name.len() as f64; // layout only
+        lx += 26.0 + 6.2 * f64::from(u32::try_from(name.len()).unwrap_or(0));
     }
     let _ = writeln!(
         head,
