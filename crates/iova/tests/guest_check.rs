@@ -62,6 +62,11 @@ fn q35_600g_on_a_39_bit_host_fails_above_512g() {
         "{:?}",
         p.changes
     );
+    // Without p2p warnings the 32 GiB hole must end by 512 GiB too:
+    // ROUND_UP(4G + above, 1G) + 32G <= 512G -> above <= 476G -> 478 GiB.
+    let (clean, opts) = p.without_warnings.clone().unwrap();
+    assert_eq!(clean.memory, 478 * GIB);
+    assert!(opts.iter().any(|o| o == "-m 478G"));
     let again = check(p.layout.as_ref().unwrap(), &host, &[NIC]).unwrap();
     assert!(again.ok, "{:?}", again.conflicts);
 }

@@ -406,6 +406,10 @@ fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
             "max_ram_below_4g": c.max_ram_below_4g.map(hex),
             "pci_hole64_size": c.pci_hole64_size.map(hex),
         })),
+        "without_warnings": p.without_warnings.as_ref().map(|(c, opts)| json!({
+            "memory": hex(c.memory),
+            "options": opts,
+        })),
         "changes": p.changes,
         "options": p.options,
         "notes": p.notes,

@@ -8,6 +8,7 @@ use super::{CpuVendor, Layout, Section, SectionKind, align_down, align_up, human
 use crate::range::{IovaRange, IovaSet};
 
 const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
 
 /// What to plan for: a VMM preset (planned through its options) or a custom layout
 /// (planned by moving and splitting RAM).
@@ -40,6 +41,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// The check of the proposed layout against the container.
     pub report: Option<CheckReport>,
+    /// For presets whose plan leaves peer-to-peer warnings: the largest memory size
+    /// (1 GiB steps) at which the layout has no conflict at all, with its options.
+    pub without_warnings: Option<(GuestConfig, Vec<String>)>,
 }
 
 /// Proposes a layout for `input` that the container can map: every RAM and ROM section
@@ -117,6 +121,7 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
         options: Vec::new(),
         notes: Vec::new(),
         report: None,
+        without_warnings: None,
     };
     let original = match preset.layout(cfg) {
         Ok(l) => l,
@@ -224,12 +229,50 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
     for w in report.conflicts.iter().filter(|x| !x.fatal) {
         plan.notes.push(format!("warning left: {w}"));
     }
+    if !report.conflicts.is_empty() {
+        if let Some(clean) = largest_without_conflicts(preset, &fit, c) {
+            plan.notes.push(format!(
+                "with {} of RAM the layout has no warning either (peer-to-peer DMA into every \
+                 BAR window works): {}",
+                human_size(u128::from(clean.memory)),
+                preset.options(&clean).join(" ")
+            ));
+            plan.without_warnings = Some((clean, preset.options(&clean)));
+        }
+    }
     plan.memory_planned = u128::from(fit.memory);
     plan.feasible = true;
     plan.config = Some(fit);
     plan.layout = Some(layout);
     plan.report = Some(report);
     plan
+}
+
+/// The largest memory below `fit` (in 1 GiB steps, at most 4096 tries) whose layout has
+/// no conflict at all, fatal or not.
+fn largest_without_conflicts(
+    preset: Preset,
+    fit: &GuestConfig,
+    c: &Container,
+) -> Option<GuestConfig> {
+    let step = (fit.memory / 4096).max(GIB) & !(2 * MIB - 1);
+    let mut mem = align_down(fit.memory, GIB);
+    if mem == fit.memory {
+        mem = mem.checked_sub(step)?;
+    }
+    while mem >= GIB {
+        let cand = GuestConfig {
+            memory: mem,
+            ..*fit
+        };
+        if let Ok(l) = preset.layout(&cand) {
+            if check_container(&l, c).conflicts.is_empty() {
+                return Some(cand);
+            }
+        }
+        mem = mem.checked_sub(step)?;
+    }
+    None
 }
 
 /// What the VMM can and cannot do about RAM placement, in one honest sentence.
@@ -280,6 +323,7 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
         options: Vec::new(),
         notes: Vec::new(),
         report: None,
+        without_warnings: None,
     };
     let original = check_container(layout, c);
     if !original.has_fatal() {
