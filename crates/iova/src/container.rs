@@ -59,7 +59,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
-use crate::host::Host;
+use crate::host::{Host, ReservedKind};
 use crate::pagetable::{Fault, PageTable};
 use crate::range::{IovaRange, IovaSet};
 
@@ -107,6 +107,11 @@ pub struct ContainerConfig {
     /// Accept groups whose DMA bypasses translation (identity domain). Unsafe: the
     /// device can reach all of memory whatever is mapped.
     pub allow_unsafe_bypass: bool,
+    /// Accept groups with a `direct` reserved region (a VT-d RMRR the firmware needs
+    /// identity-mapped). The Intel driver refuses such devices in an unmanaged domain
+    /// with EPERM ("ineligible for IOMMU domain attach due to platform RMRR
+    /// requirement"); unsafe: the firmware may keep doing DMA there behind the guest.
+    pub allow_unsafe_direct: bool,
     /// The CPU page size (4096 on x86).
     pub cpu_page_size: u64,
     /// Answer a wrapping type1 map or unmap with EOVERFLOW, as Linux 6.18 and later do,
@@ -121,6 +126,7 @@ impl Default for ContainerConfig {
             dma_entry_limit: 65535,
             allow_unsafe_interrupts: false,
             allow_unsafe_bypass: false,
+            allow_unsafe_direct: false,
             cpu_page_size: 4096,
             type1_wrap_eoverflow: false,
         }
@@ -153,6 +159,16 @@ pub enum AttachError {
     Bypass {
         /// The group.
         group: u32,
+    },
+    /// The group has a `direct` reserved region (RMRR) and `allow_unsafe_direct` is off.
+    #[error(
+        "IOMMU group {group} has a direct (RMRR) region {range}; the device needs an identity mapping there and is refused unless unsafe direct regions are allowed"
+    )]
+    DirectRegion {
+        /// The group.
+        group: u32,
+        /// The region.
+        range: IovaRange,
     },
     /// The group's IOMMU cannot remap interrupts and `allow_unsafe_interrupts` is off.
     #[error(
@@ -209,7 +225,9 @@ impl AttachError {
         match self {
             AttachError::NoSuchGroup(_) => Errno::ENOENT,
             AttachError::AlreadyAttached(_) => Errno::EBUSY,
-            AttachError::Bypass { .. } | AttachError::UnsafeInterrupts { .. } => Errno::EPERM,
+            AttachError::Bypass { .. }
+            | AttachError::UnsafeInterrupts { .. }
+            | AttachError::DirectRegion { .. } => Errno::EPERM,
             AttachError::InUse { .. } => Errno::EADDRINUSE,
             AttachError::Conflict { .. }
             | AttachError::NoValidIova
@@ -474,6 +492,18 @@ impl Container {
         }
         if group.domain_type.is_bypass() && !self.config.allow_unsafe_bypass {
             return Err(AttachError::Bypass { group: group_id });
+        }
+        if !self.config.allow_unsafe_direct {
+            if let Some(r) = group
+                .reserved_regions
+                .iter()
+                .find(|r| r.kind == ReservedKind::Direct)
+            {
+                return Err(AttachError::DirectRegion {
+                    group: group_id,
+                    range: r.range,
+                });
+            }
         }
         let unit = host.iommu_of_group(group);
         let member = Member {

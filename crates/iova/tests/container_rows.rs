@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{intel39, mixed, r};
+use common::{group, intel39, mixed, r};
 use iova::container::{AttachError, Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaSpace, Errno};
+use iova::host::ReservedKind;
 use iova::pagetable::Fault;
 use iova::range::IovaSet;
 
@@ -522,4 +523,50 @@ fn translate_uses_large_pages_and_permissions() {
             needed: Access::WRITE
         })
     );
+}
+
+#[test]
+fn direct_rmrr_groups_are_refused_with_eperm_unless_allowed() {
+    // The VT-d driver refuses an RMRR-locked device in an unmanaged domain with EPERM;
+    // a direct-relaxable region is no obstacle.
+    let mut host = intel39();
+    let mut g = group(
+        7,
+        "dmar0",
+        &[
+            (0xbd80_0000, 0xbd9f_ffff, ReservedKind::Direct),
+            (0xfee0_0000, 0xfeef_ffff, ReservedKind::Msi),
+        ],
+    );
+    g.devices.push("0000:00:14.0".into());
+    host.groups.push(g);
+    host.groups.push(group(
+        8,
+        "dmar0",
+        &[(0, 0xff_ffff, ReservedKind::DirectRelaxable)],
+    ));
+    for f in [Flavour::Type1V2, Flavour::Iommufd] {
+        let mut c = Container::new(ContainerConfig::with_flavour(f));
+        let e = c.attach(&host, 7).unwrap_err();
+        assert_eq!(e.errno(), Errno::EPERM, "{f:?}");
+        assert!(
+            matches!(e, AttachError::DirectRegion { group: 7, .. }),
+            "{e:?}"
+        );
+        assert!(!c.is_ready());
+        c.attach(&host, 8).unwrap();
+        let mut unsafe_ok = Container::new(ContainerConfig {
+            allow_unsafe_direct: true,
+            ..ContainerConfig::with_flavour(f)
+        });
+        unsafe_ok.attach(&host, 7).unwrap();
+        // Even then nothing is ever mapped inside the region.
+        assert_eq!(
+            unsafe_ok
+                .map(0xbd80_0000, HOST, 0x1000, Access::RW)
+                .unwrap_err()
+                .errno(),
+            Errno::EINVAL
+        );
+    }
 }

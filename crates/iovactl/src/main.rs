@@ -9,6 +9,7 @@ mod error;
 mod guest_cmds;
 mod hostsrc;
 mod inspect;
+mod replay;
 mod report;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     Export(guest_cmds::ExportArgs),
     /// Draw the address space, the container and the guest layout as an SVG picture.
     Render(guest_cmds::RenderArgs),
+    /// Replay a DMA trace (map / unmap / unmap-all) on a simulated VFIO container and
+    /// print the kernel's answer to each operation: ok, ok 0xBYTES, or an errno name.
+    Replay(replay::ReplayArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -47,6 +51,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Plan(args) => guest_cmds::run_plan_cmd(&args),
         Command::Export(args) => guest_cmds::run_export_cmd(&args),
         Command::Render(args) => guest_cmds::run_render_cmd(&args),
+        Command::Replay(args) => replay::run(&args),
     }
 }
 
