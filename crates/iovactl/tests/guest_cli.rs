@@ -413,6 +413,12 @@ fn render_draws_every_conflict_and_converts_to_png() {
         assert!(doc.contains(&range), "conflict {range} not in the SVG");
     }
     let Some((bin, _)) = converter() else {
+        // scripts/test installs rsvg-convert and sets IOVA_REQUIRE_SVG_CONVERTER=1, so
+        // in the suite (and CI) the conversion is never skipped.
+        assert!(
+            std::env::var_os("IOVA_REQUIRE_SVG_CONVERTER").is_none(),
+            "IOVA_REQUIRE_SVG_CONVERTER is set but no SVG converter is installed"
+        );
         eprintln!(
             "SKIPPED the PNG conversion: neither rsvg-convert nor ImageMagick's convert is installed"
         );
