@@ -15,7 +15,9 @@
 //! - [`pagetable`]: the software IO page table the container keeps in step, with
 //!   translation and faults;
 //! - [`trace`]: map/unmap traces replayed on any [`dma::DmaSpace`] to compare the
-//!   simulation with the real kernel.
+//!   simulation with the real kernel;
+//! - [`guest`]: guest memory layouts of real VMMs, checked and planned against those
+//!   ranges, exported to a virtio-iommu, drawn as SVG.
 //!
 //! The OS layer (reading sysfs, the real VFIO and iommufd ioctls) lives in the
 //! `iova-linux` crate; the `iovactl` tool puts both in front of a user.
@@ -24,6 +26,7 @@
 
 pub mod container;
 pub mod dma;
+pub mod guest;
 pub mod host;
 pub mod pagetable;
 pub mod range;

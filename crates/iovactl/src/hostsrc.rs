@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use iova::host::Host;
+use iova::host::{Group, GroupIssue, Host, ValidRanges};
 
 use crate::error::CliError;
 
@@ -62,4 +62,33 @@ fn load_profile(path: &Path) -> Result<LoadedHost, CliError> {
         host,
         source: format!("profile {}", path.display()),
     })
+}
+
+/// The groups of the named devices, in the order given, without repeats. An unknown
+/// device, or one without a group, is an input error naming it.
+pub fn groups_of_devices<'h>(
+    host: &'h Host,
+    devices: &[String],
+) -> Result<Vec<&'h Group>, CliError> {
+    let mut out: Vec<&Group> = Vec::new();
+    for d in devices {
+        let g = host
+            .group_of_device(d)
+            .map_err(|e| CliError::input(format!("--device {d}: {e}")))?;
+        if !out.iter().any(|x| x.id == g.id) {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// A group's valid IOVA ranges and the issues a user must know about.
+pub fn group_facts(host: &Host, group: &Group) -> Result<(ValidRanges, Vec<GroupIssue>), CliError> {
+    let valid = host
+        .valid_iova_ranges(group.id)
+        .map_err(|e| CliError::input(e.to_string()))?;
+    let issues = host
+        .group_issues(group.id)
+        .map_err(|e| CliError::input(e.to_string()))?;
+    Ok((valid, issues))
 }

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use iova::host::{Group, Host};
+use iova::range::IovaSet;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::hostsrc::HostArgs;
+use crate::hostsrc::{HostArgs, group_facts, groups_of_devices};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
 
 /// Options of `iovactl inspect`.
@@ -26,6 +27,67 @@ pub struct InspectArgs {
     /// Also save the host as a profile file, to be loaded later with --host.
     #[arg(long, value_name = "FILE")]
     save_profile: Option<PathBuf>,
+    /// Do not ask the kernel through /dev/vfio (by default, on the live host, groups
+    /// bound to vfio-pci are opened and their valid IOVA ranges read with
+    /// VFIO_IOMMU_GET_INFO).
+    #[arg(long)]
+    no_vfio: bool,
+}
+
+/// What the kernel itself said about a group through VFIO, or why it could not be asked.
+enum VfioAnswer {
+    /// Not asked: not the live host, or --no-vfio.
+    NotAsked,
+    /// `/dev/vfio/N` is absent: the group is not bound to vfio-pci.
+    NotBound,
+    /// Asking failed.
+    Failed(String),
+    /// GET_INFO of a type1 v2 container holding just this group.
+    Info {
+        ranges: IovaSet,
+        page_sizes: Option<u64>,
+        dma_avail: Option<u32>,
+    },
+}
+
+/// Opens the group in a fresh type1 v2 container and reads GET_INFO.
+fn ask_vfio(group: u32) -> VfioAnswer {
+    use iova_linux::type1::{Container, IommuType};
+    if !std::path::Path::new(&format!("/dev/vfio/{group}")).exists() {
+        return VfioAnswer::NotBound;
+    }
+    let res = Container::open()
+        .and_then(|mut c| c.attach_group(group, IommuType::Type1v2).map(|()| c))
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.get_info().map_err(|e| e.to_string()));
+    match res {
+        Ok(info) => VfioAnswer::Info {
+            ranges: info.iova_ranges.unwrap_or_default().into_iter().collect(),
+            page_sizes: info.iova_pgsizes,
+            dma_avail: info.dma_avail,
+        },
+        Err(e) => VfioAnswer::Failed(e),
+    }
+}
+
+/// The answers for the groups shown, asked only on the live host.
+fn vfio_answers(args: &InspectArgs, groups: &[&Group]) -> Vec<VfioAnswer> {
+    let live = args.host.host.is_none()
+        && args
+            .host
+            .sysfs_root
+            .as_deref()
+            .is_none_or(|p| p == std::path::Path::new("/sys"));
+    groups
+        .iter()
+        .map(|g| {
+            if live && !args.no_vfio {
+                ask_vfio(g.id)
+            } else {
+                VfioAnswer::NotAsked
+            }
+        })
+        .collect()
 }
 
 /// Runs `iovactl inspect`.
@@ -40,41 +102,56 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
             CliError::Os(format!("cannot write host profile {}: {e}", path.display()))
         })?;
     }
+    let vfio = vfio_answers(args, &groups);
     if args.json {
-        let v = to_json(host, &groups)?;
+        let v = to_json(host, &groups, &vfio)?;
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", to_table(host, &groups, &loaded.source)?);
+        print!("{}", to_table(host, &groups, &vfio, &loaded.source)?);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The groups to show: all of them, or those of the named devices (in the order given,
-/// without repeats). An unknown device is an input error naming it.
+/// The groups to show: all of them, or those of the named devices.
 fn selected_groups<'h>(host: &'h Host, devices: &[String]) -> Result<Vec<&'h Group>, CliError> {
     if devices.is_empty() {
         return Ok(host.groups.iter().collect());
     }
-    let mut out: Vec<&Group> = Vec::new();
-    for d in devices {
-        let g = host
-            .group_of_device(d)
-            .map_err(|e| CliError::input(format!("--device {d}: {e}")))?;
-        if !out.iter().any(|x| x.id == g.id) {
-            out.push(g);
-        }
-    }
-    Ok(out)
+    groups_of_devices(host, devices)
 }
 
-fn group_json(host: &Host, g: &Group) -> Result<Value, CliError> {
-    let valid = host
-        .valid_iova_ranges(g.id)
-        .map_err(|e| CliError::input(e.to_string()))?;
-    let issues = host
-        .group_issues(g.id)
-        .map_err(|e| CliError::input(e.to_string()))?;
+fn group_json(host: &Host, g: &Group, vfio: &VfioAnswer) -> Result<Value, CliError> {
+    let (valid, issues) = group_facts(host, g)?;
     let iommu = host.iommu_of_group(g).map(|u| u.name.clone());
+    let mut warnings: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+    let (valid_set, source, kernel) = match vfio {
+        VfioAnswer::Info {
+            ranges,
+            page_sizes,
+            dma_avail,
+        } => {
+            if ranges != &valid.ranges {
+                warnings.push(format!(
+                    "the kernel's valid ranges differ from those computed from sysfs ({})",
+                    valid.ranges
+                ));
+            }
+            (
+                ranges.clone(),
+                "vfio",
+                json!({
+                    "valid_iova_ranges": set_json(ranges),
+                    "page_sizes": page_sizes.map(hex),
+                    "dma_avail": dma_avail,
+                }),
+            )
+        }
+        VfioAnswer::Failed(e) => {
+            warnings.push(format!("VFIO query failed: {e}"));
+            (valid.ranges.clone(), "sysfs", Value::Null)
+        }
+        VfioAnswer::NotBound | VfioAnswer::NotAsked => (valid.ranges.clone(), "sysfs", Value::Null),
+    };
     Ok(json!({
         "id": g.id,
         "type": g.domain_type.as_str(),
@@ -86,16 +163,20 @@ fn group_json(host: &Host, g: &Group) -> Result<Value, CliError> {
             "last": hex(r.range.last()),
             "kind": r.kind.as_str(),
         })).collect::<Vec<_>>(),
-        "valid_iova_ranges": set_json(&valid.ranges),
-        "warnings": issues.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        "valid_iova_ranges": set_json(&valid_set),
+        "valid_iova_ranges_source": source,
+        "sysfs_valid_iova_ranges": set_json(&valid.ranges),
+        "vfio": kernel,
+        "warnings": warnings,
         "blocked": issues.iter().any(|i| i.is_blocker()),
     }))
 }
 
-fn to_json(host: &Host, groups: &[&Group]) -> Result<Value, CliError> {
+fn to_json(host: &Host, groups: &[&Group], vfio: &[VfioAnswer]) -> Result<Value, CliError> {
     let groups = groups
         .iter()
-        .map(|g| group_json(host, g))
+        .zip(vfio)
+        .map(|(g, v)| group_json(host, g, v))
         .collect::<Result<Vec<_>, _>>()?;
     let iommus: Vec<Value> = host
         .iommus
@@ -128,7 +209,12 @@ fn to_json(host: &Host, groups: &[&Group]) -> Result<Value, CliError> {
     Ok(json!({"groups": groups, "iommus": iommus, "devices": devices}))
 }
 
-fn to_table(host: &Host, groups: &[&Group], source: &str) -> Result<String, CliError> {
+fn to_table(
+    host: &Host,
+    groups: &[&Group],
+    vfio: &[VfioAnswer],
+    source: &str,
+) -> Result<String, CliError> {
     use std::fmt::Write as _;
     let mut s = String::new();
     if host.groups.is_empty() {
@@ -178,13 +264,8 @@ fn to_table(host: &Host, groups: &[&Group], source: &str) -> Result<String, CliE
         s.push_str(&table(&rows));
         s.push('\n');
     }
-    for g in groups {
-        let valid = host
-            .valid_iova_ranges(g.id)
-            .map_err(|e| CliError::input(e.to_string()))?;
-        let issues = host
-            .group_issues(g.id)
-            .map_err(|e| CliError::input(e.to_string()))?;
+    for (g, answer) in groups.iter().zip(vfio) {
+        let (valid, issues) = group_facts(host, g)?;
         let unit = host
             .iommu_of_group(g)
             .map_or("unknown".to_string(), |u| u.name.clone());
@@ -233,11 +314,43 @@ fn to_table(host: &Host, groups: &[&Group], source: &str) -> Result<String, CliE
                 human_bytes(r.range.len())
             );
         }
-        if valid.ranges.is_empty() {
+        let (ranges, from) = match answer {
+            VfioAnswer::Info { ranges, .. } => (ranges, "kernel, VFIO GET_INFO"),
+            _ => (&valid.ranges, "computed from sysfs"),
+        };
+        let _ = writeln!(s, "  valid IOVA ranges ({from}):");
+        if ranges.is_empty() {
             let _ = writeln!(s, "  valid     none: nothing can be mapped");
         }
-        for r in valid.ranges.iter() {
+        for r in ranges.iter() {
             let _ = writeln!(s, "  valid     {r}  {}", human_bytes(r.len()));
+        }
+        match answer {
+            VfioAnswer::Info {
+                ranges,
+                page_sizes: pgs,
+                dma_avail,
+            } => {
+                if ranges != &valid.ranges {
+                    let _ = writeln!(s, "  warning   sysfs predicted {} instead", valid.ranges);
+                }
+                if let Some(p) = pgs {
+                    let _ = writeln!(s, "  pages     {} ({}) per VFIO", hex(*p), page_sizes(*p));
+                }
+                if let Some(n) = dma_avail {
+                    let _ = writeln!(s, "  mappings  {n} available (dma_entry_limit)");
+                }
+            }
+            VfioAnswer::Failed(e) => {
+                let _ = writeln!(s, "  warning   VFIO query failed: {e}");
+            }
+            VfioAnswer::NotBound => {
+                let _ = writeln!(
+                    s,
+                    "  note      not bound to vfio-pci: ranges computed from sysfs only"
+                );
+            }
+            VfioAnswer::NotAsked => {}
         }
         for i in &issues {
             let tag = if i.is_blocker() { "BLOCKER" } else { "warning" };

@@ -6,6 +6,7 @@
 //! read for a reason other than bad content).
 
 mod error;
+mod guest_cmds;
 mod hostsrc;
 mod input;
 mod inspect;
@@ -31,6 +32,14 @@ struct Cli {
 enum Command {
     /// Show IOMMU units, groups, devices, reserved regions and the valid IOVA ranges.
     Inspect(inspect::InspectArgs),
+    /// Check a guest layout against the devices' container: exit 0 when it fits, 1 when not.
+    Check(guest_cmds::CheckArgs),
+    /// Propose a guest layout that fits, with the VMM options that produce it.
+    Plan(guest_cmds::PlanArgs),
+    /// Export the container's limits for a VMM (virtio-iommu config and PROBE replies).
+    Export(guest_cmds::ExportArgs),
+    /// Draw the address space, the container and the guest layout as an SVG picture.
+    Render(guest_cmds::RenderArgs),
     /// Replay a DMA trace (map / unmap / unmap-all) on a simulated VFIO container and
     /// print the kernel's answer to each operation: ok, ok 0xBYTES, or an errno name.
     Replay(replay::ReplayArgs),
@@ -39,6 +48,10 @@ enum Command {
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Check(args) => guest_cmds::run_check_cmd(&args),
+        Command::Plan(args) => guest_cmds::run_plan_cmd(&args),
+        Command::Export(args) => guest_cmds::run_export_cmd(&args),
+        Command::Render(args) => guest_cmds::run_render_cmd(&args),
         Command::Replay(args) => replay::run(&args),
     }
 }

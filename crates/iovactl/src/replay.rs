@@ -7,10 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use iova::container::{Container, ContainerConfig, Flavour};
-use iova::trace::{apply, format_outcome, parse_trace};
+use iova::dma::DmaSpace;
+use iova::host::Host;
+use iova::trace::{TraceLine, TraceOp, apply, format_outcome, parse_trace};
+use iova_linux::arena::TraceArena;
 
 use crate::error::CliError;
-use crate::hostsrc::HostArgs;
+use crate::hostsrc::{HostArgs, groups_of_devices};
 
 /// Container semantics to simulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +63,12 @@ pub struct ReplayArgs {
     /// setting when known, else the kernel default 65535.
     #[arg(long, value_name = "N")]
     dma_entry_limit: Option<u32>,
+    /// Run the trace on the REAL kernel through /dev/vfio (type1 v2, or v1 with
+    /// `--flavour type1v1`) instead of the simulation. The devices must be bound to
+    /// vfio-pci. Host addresses are moved into a 64 MiB block of this process's memory
+    /// (keeping their page offset). Prints the same line format as the simulation.
+    #[arg(long)]
+    vfio: bool,
     /// Print each operation before its answer (`map 0x1000 0x1000 -> ok`).
     #[arg(long, short)]
     verbose: bool,
@@ -82,6 +91,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
     let loaded = args.host.load()?;
     let host = &loaded.host;
+    if args.vfio {
+        return run_vfio(args, host, &ops);
+    }
 
     let mut config = ContainerConfig::with_flavour(args.flavour.into());
     config.allow_unsafe_interrupts =
@@ -93,16 +105,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
     let mut container = Container::new(config);
 
-    let mut groups: Vec<u32> = Vec::new();
-    for d in &args.devices {
-        let g = host
-            .group_of_device(d)
-            .map_err(|e| CliError::input(format!("--device {d}: {e}")))?;
-        if !groups.contains(&g.id) {
-            groups.push(g.id);
-        }
-    }
-    for id in groups {
+    for id in group_ids(host, &args.devices)? {
         if let Err(e) = container.attach(host, id) {
             eprintln!(
                 "iovactl: attaching group {id} fails with {}: {e}",
@@ -112,15 +115,64 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
         }
     }
 
+    print!("{}", run_ops(&mut container, &ops, |op| op, args.verbose));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The group ids of the named devices, in order, without repeats.
+fn group_ids(host: &Host, devices: &[String]) -> Result<Vec<u32>, CliError> {
+    Ok(groups_of_devices(host, devices)?
+        .iter()
+        .map(|g| g.id)
+        .collect())
+}
+
+/// Applies every operation (after `place`) and returns the answer lines.
+fn run_ops(
+    space: &mut dyn DmaSpace,
+    ops: &[TraceLine],
+    place: impl Fn(TraceOp) -> TraceOp,
+    verbose: bool,
+) -> String {
     let mut out = String::new();
-    for line in &ops {
-        let outcome = apply(&mut container, &line.op);
-        if args.verbose {
+    for line in ops {
+        let op = place(line.op);
+        let outcome = apply(space, &op);
+        if verbose {
             out.push_str(&format!("{} -> ", line.op));
         }
         out.push_str(&format_outcome(&outcome));
         out.push('\n');
     }
+    out
+}
+
+/// `replay --vfio`: the same trace on the real kernel.
+fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCode, CliError> {
+    use iova_linux::type1::{Container as Type1, IommuType};
+    let iommu = match args.flavour {
+        FlavourArg::Type1v2 => IommuType::Type1v2,
+        FlavourArg::Type1v1 => IommuType::Type1,
+        FlavourArg::Iommufd => {
+            return Err(CliError::input(
+                "--vfio with --flavour iommufd is not supported yet: the real replay uses \
+                 the VFIO type1 container (/dev/vfio/vfio)",
+            ));
+        }
+    };
+    let groups = group_ids(host, &args.devices)?;
+    let mut container =
+        Type1::open().map_err(|e| CliError::Os(format!("VFIO: {e} (is vfio-pci loaded?)")))?;
+    for id in groups {
+        container
+            .attach_group(id, iommu)
+            .map_err(|e| CliError::Os(format!("VFIO: attaching group {id}: {e}")))?;
+    }
+    let arena = TraceArena::new(TraceArena::DEFAULT_LEN)
+        .map_err(|e| CliError::Os(format!("cannot map the host-address arena: {e}")))?;
+    let out = run_ops(&mut container, ops, |op| arena.place(op), args.verbose);
+    // Leave nothing mapped behind us.
+    let _ = container.unmap_all();
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }

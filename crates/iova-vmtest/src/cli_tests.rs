@@ -1,0 +1,137 @@
+//! The `iovactl` tool itself on the real kernel: `inspect` must read the valid ranges
+//! through VFIO and agree with the guest's sysfs facts, and `replay --vfio` must print,
+//! line for line, what `replay` (the simulation) prints for the same trace. On the
+//! 39-bit guest, the real replay of the vm-spike sequence must also equal the answers a
+//! real 6.1 kernel gave in the spike's log (crates/iova/tests/data/vm-spike-39.expected).
+//!
+//! The harness puts a static `iovactl` at `/iovactl`. Run after the other type1 checks,
+//! when no container holds the group any more (a group node opens once).
+
+use std::process::Command;
+
+use iova::range::IovaSet;
+
+use crate::facts;
+use crate::report::Report;
+
+const IOVACTL: &str = "/iovactl";
+const SPIKE_TRACE: &str = include_str!("../../iova/tests/data/vm-spike-39.trace");
+const SPIKE_EXPECTED: &str = include_str!("../../iova/tests/data/vm-spike-39.expected");
+
+/// Runs iovactl; returns (exit code, stdout, stderr).
+fn iovactl(args: &[&str]) -> Result<(i32, String, String), String> {
+    let out = Command::new(IOVACTL)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {IOVACTL}: {e}"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Pulls the `"first"`/`"last"` pairs of one JSON array member out of iovactl's JSON
+/// (a small scan, so the test binary needs no JSON parser).
+fn ranges_after(json: &str, key: &str) -> Option<IovaSet> {
+    let start = json.find(&format!("\"{key}\""))?;
+    let rest = &json[start..];
+    let open = rest.find('[')?;
+    let close = rest.find(']')?;
+    let body = &rest[open..close];
+    let mut set = IovaSet::new();
+    let mut it = body.split('"').filter(|t| t.starts_with("0x"));
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        let r = iova::range::IovaRange::new(
+            iova::range::parse_u64(a).ok()?,
+            iova::range::parse_u64(b).ok()?,
+        )
+        .ok()?;
+        set.insert(r);
+    }
+    Some(set)
+}
+
+/// The CLI checks on a type1 guest.
+pub fn run(r: &mut Report, bdf: &str, tag: &str) {
+    let group = match facts::group_of(bdf) {
+        Ok(g) => g,
+        Err(e) => return r.fail("cli-setup", &e),
+    };
+    let Ok((want, _)) = facts::expected_valid(group) else {
+        return r.fail(
+            "cli-setup",
+            "cannot compute the expected valid ranges from sysfs",
+        );
+    };
+
+    match iovactl(&["inspect", "--device", bdf, "--json"]) {
+        Ok((0, out, _)) => {
+            r.eq(
+                "cli-inspect-source-is-vfio",
+                out.contains("\"valid_iova_ranges_source\": \"vfio\""),
+                true,
+            );
+            r.eq(
+                "cli-inspect-kernel-ranges-equal-sysfs-facts",
+                ranges_after(&out, "valid_iova_ranges"),
+                Some(want.clone()),
+            );
+            r.eq(
+                "cli-inspect-sysfs-prediction-equals-facts",
+                ranges_after(&out, "sysfs_valid_iova_ranges"),
+                Some(want),
+            );
+        }
+        Ok((code, _, err)) => r.fail("cli-inspect", &format!("exit {code}: {err}")),
+        Err(e) => r.fail("cli-inspect", &e),
+    }
+
+    let trace = "/tmp/spike.trace";
+    if let Err(e) = std::fs::write(trace, SPIKE_TRACE) {
+        return r.fail("cli-replay-setup", &e.to_string());
+    }
+    let real = iovactl(&["replay", "--vfio", "--device", bdf, trace]);
+    let sim = iovactl(&["replay", "--device", bdf, trace]);
+    match (real, sim) {
+        (Ok((0, real, _)), Ok((0, sim, _))) => {
+            let ops = SPIKE_TRACE
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .count();
+            r.eq("cli-replay-vfio-one-line-per-op", real.lines().count(), ops);
+            if real != sim {
+                for (i, (a, b)) in real.lines().zip(sim.lines()).enumerate() {
+                    if a != b {
+                        r.note(&format!(
+                            "DISAGREE op {}: kernel {a}, simulation {b}",
+                            i + 1
+                        ));
+                    }
+                }
+            }
+            r.eq(
+                "cli-replay-vfio-equals-simulation",
+                real.as_str(),
+                sim.as_str(),
+            );
+            if tag.contains("aw39") {
+                let expected: Vec<&str> = SPIKE_EXPECTED
+                    .lines()
+                    .map(|l| l.split('#').next().unwrap_or("").trim())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                r.eq(
+                    "cli-replay-vfio-equals-6.1-spike-log",
+                    real.lines().collect::<Vec<_>>(),
+                    expected,
+                );
+            }
+        }
+        (real, sim) => r.fail(
+            "cli-replay",
+            &format!("real replay {real:?}, simulated replay {sim:?}"),
+        ),
+    }
+}

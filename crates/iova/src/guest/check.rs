@@ -1,0 +1,444 @@
+//! Checking a guest layout against the IOVAs a VFIO container can map.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::{Layout, Section, SectionKind, align_down, align_up, human_size};
+use crate::host::{GroupIssue, Host, HostError, PGSIZES_4K, ReservedKind, ReservedRegion};
+use crate::range::{IovaRange, IovaSet};
+
+/// The devices' groups taken as ONE container: what every group allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Container {
+    /// The devices, with their full names, in the order given (no repeats).
+    pub devices: Vec<String>,
+    /// Their groups, in order of first appearance.
+    pub groups: Vec<u32>,
+    /// IOVAs every group can map: the intersection of their valid ranges.
+    pub valid: IovaSet,
+    /// The aperture behind each group (one entry per distinct unit and aperture).
+    pub apertures: Vec<UnitAperture>,
+    /// The reserved regions of the groups, with the group they come from.
+    pub reserved: Vec<GroupRegion>,
+    /// Page sizes every IOMMU supports (AND of the units' bitmaps; 4 KiB assumed for a
+    /// unit that does not say).
+    pub page_size_mask: u64,
+    /// Whether a unit did not say which page sizes it supports (4 KiB was assumed).
+    pub page_sizes_assumed: bool,
+}
+
+/// The aperture of the IOMMU unit behind a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitAperture {
+    /// The unit's name, when known.
+    pub unit: Option<String>,
+    /// A group it translates for.
+    pub group: u32,
+    /// The aperture; `None` when unknown (the whole space is then assumed).
+    pub aperture: Option<IovaRange>,
+    /// Its address width in bits, when known.
+    pub width: Option<u8>,
+}
+
+/// A reserved region and the group that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GroupRegion {
+    /// The group.
+    pub group: u32,
+    /// The region.
+    pub region: ReservedRegion,
+}
+
+/// The inputs of a check that make no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// No device was named.
+    #[error("no device given: name at least one device to assign")]
+    NoDevices,
+    /// A device the host does not have, or one outside any IOMMU group.
+    #[error("device '{device}': {source}")]
+    UnknownDevice {
+        /// The name as given.
+        device: String,
+        /// What the host said.
+        source: HostError,
+    },
+}
+
+impl Container {
+    /// The container that would hold these devices' groups.
+    pub fn of_devices<S: AsRef<str>>(host: &Host, devices: &[S]) -> Result<Container, CheckError> {
+        if devices.is_empty() {
+            return Err(CheckError::NoDevices);
+        }
+        let mut c = Container {
+            devices: Vec::new(),
+            groups: Vec::new(),
+            valid: IovaSet::full(),
+            apertures: Vec::new(),
+            reserved: Vec::new(),
+            page_size_mask: u64::MAX,
+            page_sizes_assumed: false,
+        };
+        for d in devices {
+            let d = d.as_ref();
+            let unknown = |source| CheckError::UnknownDevice {
+                device: d.to_owned(),
+                source,
+            };
+            let dev = host.device(d).map_err(unknown)?;
+            let group = host.group_of_device(d).map_err(unknown)?;
+            if !c.devices.contains(&dev.name) {
+                c.devices.push(dev.name.clone());
+            }
+            if c.groups.contains(&group.id) {
+                continue;
+            }
+            c.groups.push(group.id);
+            let valid = host.valid_iova_ranges(group.id).map_err(unknown)?;
+            c.valid = c.valid.intersection(&valid.ranges);
+            let unit = host.iommu_of_group(group);
+            let ua = UnitAperture {
+                unit: unit.map(|u| u.name.clone()),
+                group: group.id,
+                aperture: valid.aperture,
+                width: unit.and_then(|u| u.address_width),
+            };
+            if !c
+                .apertures
+                .iter()
+                .any(|a| a.unit == ua.unit && a.aperture == ua.aperture)
+            {
+                c.apertures.push(ua);
+            }
+            let sizes = unit.and_then(|u| u.page_sizes);
+            c.page_sizes_assumed |= sizes.is_none();
+            c.page_size_mask &= sizes.unwrap_or(PGSIZES_4K);
+            for r in &group.reserved_regions {
+                c.reserved.push(GroupRegion {
+                    group: group.id,
+                    region: *r,
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    /// The smallest page size every IOMMU supports (4 KiB when they share none).
+    pub fn min_page_size(&self) -> u64 {
+        match self.page_size_mask {
+            0 => 4096,
+            m => 1u64 << m.trailing_zeros(),
+        }
+    }
+
+    /// The host regions of MSI kind among the groups' reserved regions.
+    pub fn msi_regions(&self) -> IovaSet {
+        self.reserved
+            .iter()
+            .filter(|r| r.region.kind == ReservedKind::Msi)
+            .map(|r| r.region.range)
+            .collect()
+    }
+}
+
+/// Why part of a section cannot be DMA-mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ConflictReason {
+    /// Past what the IOMMU unit can translate.
+    BeyondAperture {
+        /// The unit, when known.
+        unit: Option<String>,
+        /// Its aperture.
+        aperture: IovaRange,
+        /// Its address width in bits, when known.
+        width: Option<u8>,
+    },
+    /// Inside a reserved region of a group (MSI window, HyperTransport, RMRR …).
+    Reserved {
+        /// The group.
+        group: u32,
+        /// The whole region.
+        region: IovaRange,
+        /// Its kind.
+        region_kind: ReservedKind,
+    },
+    /// The section does not start or end on a page the IOMMU can map.
+    Misaligned {
+        /// The smallest page size every IOMMU of the container supports.
+        page_size: u64,
+    },
+}
+
+impl fmt::Display for ConflictReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConflictReason::BeyondAperture {
+                unit,
+                aperture,
+                width,
+            } => {
+                write!(
+                    f,
+                    "beyond the aperture of IOMMU unit {}",
+                    unit.as_deref().unwrap_or("?")
+                )?;
+                if let Some(w) = width {
+                    write!(f, " ({w}-bit, {aperture})")
+                } else {
+                    write!(f, " ({aperture})")
+                }
+            }
+            ConflictReason::Reserved {
+                group,
+                region,
+                region_kind,
+            } => write!(
+                f,
+                "inside reserved region {} {region} of group {group}",
+                region_kind.as_str()
+            ),
+            ConflictReason::Misaligned { page_size } => write!(
+                f,
+                "misaligned to the minimum IOMMU page size {}",
+                human_size(u128::from(*page_size))
+            ),
+        }
+    }
+}
+
+/// Part of a DMA-mapped section the container cannot map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The section's name.
+    pub section: String,
+    /// The section's kind.
+    pub section_kind: SectionKind,
+    /// The addresses in conflict (inclusive, within the section).
+    pub range: IovaRange,
+    /// Why.
+    pub reason: ConflictReason,
+    /// Whether the VM cannot work (RAM and ROM); MMIO windows mapped for peer-to-peer
+    /// only lose peer-to-peer DMA there.
+    pub fatal: bool,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} ({}) {}: {}",
+            if self.fatal { "FATAL" } else { "warning" },
+            self.section,
+            self.section_kind,
+            self.range,
+            self.reason
+        )
+    }
+}
+
+/// A group issue that makes assignment impossible whatever the layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    /// The group.
+    pub group: u32,
+    /// The requested devices in it.
+    pub devices: Vec<String>,
+    /// The issue.
+    pub issue: GroupIssue,
+    /// The issue in words.
+    pub message: String,
+}
+
+/// The result of [`check()`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// Whether the VM can start with these devices: no fatal conflict and no blocker.
+    pub ok: bool,
+    /// The layout checked.
+    pub layout: Layout,
+    /// The container the devices' groups form.
+    pub container: Container,
+    /// Every part of a DMA-mapped section that cannot be mapped, by address.
+    pub conflicts: Vec<Conflict>,
+    /// Group issues that block assignment.
+    pub blockers: Vec<Blocker>,
+    /// Other things worth knowing (unknown apertures, …).
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    /// The fatal conflicts.
+    pub fn fatal(&self) -> impl Iterator<Item = &Conflict> {
+        self.conflicts.iter().filter(|c| c.fatal)
+    }
+
+    /// Whether there is a fatal conflict.
+    pub fn has_fatal(&self) -> bool {
+        self.fatal().next().is_some()
+    }
+}
+
+/// Checks a guest layout for the devices to assign: their groups form one container;
+/// every DMA-mapped section must lie in the container's valid IOVAs and be aligned to
+/// its smallest page. Unknown devices are an error; group blockers (identity domain,
+/// direct RMRR, no interrupt remapping) are reported and make `ok` false.
+pub fn check<S: AsRef<str>>(
+    layout: &Layout,
+    host: &Host,
+    devices: &[S],
+) -> Result<CheckReport, CheckError> {
+    let container = Container::of_devices(host, devices)?;
+    let mut report = check_container(layout, &container);
+    for &g in &container.groups {
+        let issues = host
+            .group_issues(g)
+            .map_err(|source| CheckError::UnknownDevice {
+                device: format!("group {g}"),
+                source,
+            })?;
+        let members: Vec<String> = host
+            .groups
+            .iter()
+            .find(|x| x.id == g)
+            .map(|x| {
+                x.devices
+                    .iter()
+                    .filter(|d| container.devices.contains(d))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for issue in issues {
+            if issue.is_blocker() {
+                report.blockers.push(Blocker {
+                    group: g,
+                    devices: members.clone(),
+                    message: issue.to_string(),
+                    issue,
+                });
+            } else {
+                report.notes.push(format!("group {g}: {issue}"));
+            }
+        }
+    }
+    report.ok = !report.has_fatal() && report.blockers.is_empty();
+    Ok(report)
+}
+
+/// Checks a layout against an already-built container (no blockers are looked at).
+pub fn check_container(layout: &Layout, container: &Container) -> CheckReport {
+    let mut conflicts = Vec::new();
+    let page = container.min_page_size();
+    for s in layout.sections().iter().filter(|s| s.is_dma_mapped()) {
+        section_conflicts(s, container, page, &mut conflicts);
+    }
+    conflicts.sort_by_key(|c| (c.range.first(), c.range.last(), c.section.clone()));
+    let mut notes = Vec::new();
+    if container.apertures.iter().any(|a| a.aperture.is_none()) {
+        notes.push("an IOMMU aperture is unknown: the whole 64-bit space was assumed".to_owned());
+    }
+    if container.page_sizes_assumed {
+        notes.push(
+            "an IOMMU does not report its page sizes (sysfs does not show them for AMD-Vi): \
+             4 KiB pages were assumed"
+                .to_owned(),
+        );
+    }
+    let ok = !conflicts.iter().any(|c| c.fatal);
+    CheckReport {
+        ok,
+        layout: layout.clone(),
+        container: container.clone(),
+        conflicts,
+        blockers: Vec::new(),
+        notes,
+    }
+}
+
+fn section_conflicts(s: &Section, c: &Container, page: u64, out: &mut Vec<Conflict>) {
+    let fatal = s.is_fatal_if_unmappable();
+    let mut push = |range: IovaRange, reason: ConflictReason| {
+        let dup = out
+            .iter()
+            .any(|x| x.section == s.name && x.range == range && same_cause(&x.reason, &reason));
+        if !dup {
+            out.push(Conflict {
+                section: s.name.clone(),
+                section_kind: s.kind,
+                range,
+                reason,
+                fatal,
+            });
+        }
+    };
+    for a in &c.apertures {
+        let Some(ap) = a.aperture else { continue };
+        for piece in IovaSet::from(s.range).difference(&IovaSet::from(ap)).iter() {
+            push(
+                *piece,
+                ConflictReason::BeyondAperture {
+                    unit: a.unit.clone(),
+                    aperture: ap,
+                    width: a.width,
+                },
+            );
+        }
+    }
+    for gr in &c.reserved {
+        if !gr.region.kind.excludes_iova() {
+            continue;
+        }
+        if let Some(piece) = s.range.intersection(&gr.region.range) {
+            push(
+                piece,
+                ConflictReason::Reserved {
+                    group: gr.group,
+                    region: gr.region.range,
+                    region_kind: gr.region.kind,
+                },
+            );
+        }
+    }
+    // Alignment of both ends to the smallest page.
+    let reason = ConflictReason::Misaligned { page_size: page };
+    let first = s.range.first();
+    let last = s.range.last();
+    if first % page != 0 {
+        let end = align_up(first, page)
+            .and_then(|e| e.checked_sub(1))
+            .map_or(last, |e| e.min(last));
+        if let Ok(r) = IovaRange::new(first, end) {
+            push(r, reason.clone());
+        }
+    }
+    if let Some(after) = last.checked_add(1) {
+        if after % page != 0 {
+            let start = align_down(last, page).max(first);
+            if let Ok(r) = IovaRange::new(start, last) {
+                push(r, reason);
+            }
+        }
+    }
+}
+
+/// Two reasons name the same cause (the same reserved region in two groups counts once).
+fn same_cause(a: &ConflictReason, b: &ConflictReason) -> bool {
+    match (a, b) {
+        (
+            ConflictReason::Reserved {
+                region: ra,
+                region_kind: ka,
+                ..
+            },
+            ConflictReason::Reserved {
+                region: rb,
+                region_kind: kb,
+                ..
+            },
+        ) => ra == rb && ka == kb,
+        _ => a == b,
+    }
+}

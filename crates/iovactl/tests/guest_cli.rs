@@ -1,0 +1,438 @@
+//! `iovactl check | plan | export | render` against the example hosts in
+//! examples/hosts (facts from examples/hosts/README.md) and the example layouts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn host(name: &str) -> String {
+    root()
+        .join("examples/hosts")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iovactl"))
+        .args(args)
+        .output()
+        .expect("iovactl runs")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn check(h: &str, dev: &str, guest: &str, mem: &str, extra: &[&str]) -> Output {
+    let hp = host(h);
+    let mut a = vec![
+        "check",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        dev,
+        "--guest",
+        guest,
+        "--memory",
+        mem,
+        "--json",
+    ];
+    a.extend_from_slice(extra);
+    run(&a)
+}
+
+#[test]
+fn q35_600g_on_the_39_bit_host_fails_above_512g() {
+    let out = check("intel-vtd-39", "0000:03:00.0", "qemu-q35", "600G", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    // examples/hosts/README.md: valid IOVAs of group 12.
+    assert_eq!(
+        v["valid_iova_ranges"],
+        serde_json::json!([
+            {"first": "0x0", "last": "0xfedfffff"},
+            {"first": "0xfef00000", "last": "0x7fffffffff"}
+        ])
+    );
+    let fatal: Vec<&Value> = v["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["fatal"] == true)
+        .collect();
+    assert_eq!(fatal.len(), 1);
+    assert_eq!(fatal[0]["section"], "ram-above-4g");
+    assert_eq!(fatal[0]["first"], "0x8000000000");
+    assert!(fatal[0]["reason"].as_str().unwrap().contains("39-bit"));
+    for key in ["ok", "valid_iova_ranges", "layout", "conflicts", "blockers"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    let kinds: Vec<&str> = v["layout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.iter().all(|k| ["ram", "rom", "mmio"].contains(k)));
+
+    // The plan proposes a fix: 510 GiB (all RAM below 512 GiB).
+    let hp = host("intel-vtd-39");
+    let out = run(&[
+        "plan",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "03:00.0",
+        "--guest",
+        "qemu-q35",
+        "--memory",
+        "600G",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let p = json(&out);
+    assert_eq!(p["feasible"], true);
+    assert!(
+        p["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "-m 510G")
+    );
+    let human = run(&[
+        "plan",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "03:00.0",
+        "--guest",
+        "qemu-q35",
+        "--memory",
+        "600G",
+    ]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("Proposed layout") && text.contains("-m 510G"),
+        "{text}"
+    );
+}
+
+#[test]
+fn amd_1t_q35_is_relocated_like_qemu_and_fits() {
+    let out = check("amd-epyc", "0000:41:00.0", "qemu-q35", "1T", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    let high = v["layout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ram-above-4g")
+        .unwrap();
+    // pc.c: above_4g_mem_start = AMD_ABOVE_1TB_START; 1 TiB - 2 GiB above.
+    assert_eq!(high["first"], "0x10000000000");
+    assert_eq!(high["last"], "0x1ff7fffffff");
+}
+
+#[test]
+fn amd_1t_without_relocation_fails_inside_the_ht_window() {
+    for (guest, extra) in [
+        ("cloud-hypervisor", vec![]),
+        ("crosvm", vec![]),
+        ("qemu-q35", vec!["--cpu-vendor", "intel"]),
+    ] {
+        let out = check("amd-epyc", "0000:41:00.0", guest, "1T", &extra);
+        assert_eq!(out.status.code(), Some(1), "{guest}");
+        let v = json(&out);
+        let c = &v["conflicts"][0];
+        assert_eq!(c["fatal"], true);
+        assert_eq!(c["first"], "0xfd00000000", "{guest}");
+        assert_eq!(c["last"], "0xffffffffff", "{guest}");
+        assert!(
+            c["reason"].as_str().unwrap().contains("reserved"),
+            "{guest}"
+        );
+    }
+}
+
+#[test]
+fn direct_rmrr_and_identity_domain_are_blockers() {
+    for dev in ["0000:00:14.0", "0000:00:00.0"] {
+        let out = check("intel-vtd-39", dev, "qemu-q35", "4G", &[]);
+        assert_eq!(out.status.code(), Some(1), "{dev}");
+        let v = json(&out);
+        assert_eq!(v["ok"], false);
+        assert!(!v["blockers"].as_array().unwrap().is_empty(), "{dev}");
+    }
+    let v = json(&check(
+        "intel-vtd-39",
+        "0000:00:14.0",
+        "qemu-q35",
+        "4G",
+        &[],
+    ));
+    assert_eq!(v["blockers"][0]["issue"]["kind"], "direct-region");
+    let v = json(&check(
+        "intel-vtd-39",
+        "0000:00:00.0",
+        "qemu-q35",
+        "4G",
+        &[],
+    ));
+    assert_eq!(v["blockers"][0]["issue"]["kind"], "bypass");
+}
+
+#[test]
+fn clean_cases_pass_with_exit_0() {
+    let out = check("intel-vtd-48", "0000:01:00.0", "qemu-q35", "64G", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert!(v["conflicts"].as_array().unwrap().is_empty());
+    // The human report says so too.
+    let hp = host("intel-vtd-39");
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "0000:03:00.0",
+        "--guest",
+        "firecracker",
+        "--memory",
+        "8G",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Result: OK"));
+}
+
+#[test]
+fn bad_input_exits_2_and_names_it() {
+    let out = check("intel-vtd-39", "0000:03:00.0", "bochs", "8G", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(
+        e.contains("bochs") && e.contains("qemu-q35") && e.contains("crosvm"),
+        "{e}"
+    );
+    let out = check("intel-vtd-39", "0000:03:00.0", "qemu-q35", "1.5T", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("1.5T"));
+    let out = check("intel-vtd-39", "0000:99:00.0", "qemu-q35", "8G", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("0000:99:00.0"));
+    let out = check(
+        "intel-vtd-39",
+        "0000:03:00.0",
+        "qemu-q35",
+        "8G",
+        &["--cpu-vendor", "via"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // A broken layout file names file and line.
+    let dir = std::env::temp_dir().join(format!("iovactl-guest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(
+        &f,
+        "[[section]]\nname = \"a\"\nkind = \"ram\"\nfirst = \"0x2000\"\nlast = \"0x1000\"\n",
+    )
+    .unwrap();
+    let hp = host("intel-vtd-39");
+    let fp = f.display().to_string();
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "03:00.0",
+        "--layout",
+        &fp,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("{fp}:1: section 'a'")),
+        "{}",
+        stderr(&out)
+    );
+    // Neither --guest nor --layout.
+    let out = run(&["check", "--sysfs-root", &hp, "--device", "03:00.0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn example_layout_files() {
+    let dir = root().join("examples/layouts");
+    let amd = host("amd-epyc");
+    let f = dir.join("amd-1t-around-ht.toml").display().to_string();
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &amd,
+        "--device",
+        "41:00.0",
+        "--layout",
+        &f,
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let f = dir.join("naive-flat-8g.toml").display().to_string();
+    let intel = host("intel-vtd-39");
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &intel,
+        "--device",
+        "03:00.0",
+        "--layout",
+        &f,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["conflicts"][0]["first"], "0xfee00000");
+    let out = run(&[
+        "plan",
+        "--sysfs-root",
+        &intel,
+        "--device",
+        "03:00.0",
+        "--layout",
+        &f,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let p = json(&out);
+    assert_eq!(
+        p["memory_planned"], p["memory_requested"],
+        "all 8 GiB kept by splitting"
+    );
+    assert!(p["layout_toml"].as_str().unwrap().contains("[[section]]"));
+}
+
+#[test]
+fn export_virtio_iommu_for_group_12() {
+    let hp = host("intel-vtd-39");
+    let out = run(&[
+        "export",
+        "virtio-iommu",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "0000:03:00.0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["config"]["input_range"]["start"], "0x0");
+    assert_eq!(v["config"]["input_range"]["end"], "0x7fffffffff");
+    assert_eq!(v["config"]["page_size_mask"], "0x40201000");
+    let resv = v["probe"]["resv_mem"].as_array().unwrap();
+    assert!(resv.iter().any(|r| r["subtype"] == "msi"
+        && r["subtype_value"] == 1
+        && r["start"] == "0xfee00000"
+        && r["end"] == "0xfeefffff"));
+    assert!(resv.iter().any(|r| r["subtype"] == "reserved"
+        && r["start"] == "0x8000000000"
+        && r["end"] == "0xffffffffffffffff"));
+}
+
+fn converter() -> Option<(&'static str, Vec<&'static str>)> {
+    for (bin, probe) in [("rsvg-convert", "--version"), ("convert", "-version")] {
+        if Command::new(bin)
+            .arg(probe)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some((bin, vec![]));
+        }
+    }
+    None
+}
+
+#[test]
+fn render_draws_every_conflict_and_converts_to_png() {
+    let dir = std::env::temp_dir().join(format!("iovactl-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("map.svg");
+    let svgp = svg.display().to_string();
+    let amd = host("amd-epyc");
+    let base = [
+        "--sysfs-root",
+        amd.as_str(),
+        "--device",
+        "41:00.0",
+        "--guest",
+        "cloud-hypervisor",
+        "--memory",
+        "1T",
+    ];
+    let mut args = vec!["render"];
+    args.extend_from_slice(&base);
+    args.extend_from_slice(&["--svg", &svgp]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = std::fs::read_to_string(&svg).unwrap();
+    let mut cargs = vec!["check"];
+    cargs.extend_from_slice(&base);
+    cargs.push("--json");
+    let v = json(&run(&cargs));
+    let conflicts = v["conflicts"].as_array().unwrap();
+    assert!(!conflicts.is_empty());
+    for c in conflicts {
+        let range = format!(
+            "[{}, {}]",
+            c["first"].as_str().unwrap(),
+            c["last"].as_str().unwrap()
+        );
+        assert!(doc.contains(&range), "conflict {range} not in the SVG");
+    }
+    let Some((bin, _)) = converter() else {
+        // scripts/test installs rsvg-convert and sets IOVA_REQUIRE_SVG_CONVERTER=1, so
+        // in the suite (and CI) the conversion is never skipped.
+        assert!(
+            std::env::var_os("IOVA_REQUIRE_SVG_CONVERTER").is_none(),
+            "IOVA_REQUIRE_SVG_CONVERTER is set but no SVG converter is installed"
+        );
+        eprintln!(
+            "SKIPPED the PNG conversion: neither rsvg-convert nor ImageMagick's convert is installed"
+        );
+        return;
+    };
+    let png = dir.join("map.png");
+    let st = if bin == "rsvg-convert" {
+        Command::new(bin).arg(&svg).arg("-o").arg(&png).status()
+    } else {
+        Command::new(bin).arg(&svg).arg(&png).status()
+    }
+    .unwrap();
+    assert!(st.success(), "{bin} failed");
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(bytes.len() > 10_000, "suspiciously small PNG");
+}
