@@ -53,7 +53,12 @@ fn groups() -> Vec<G> {
     };
     vec![
         g(1, ap, Some(0x20_1000), &[(0x8_0000, 0x8_ffff)]),
-        g(2, Some((0, 0xff_ffff)), Some(0x4020_1000), &[(0x4_0000, 0x4_0fff)]),
+        g(
+            2,
+            Some((0, 0xff_ffff)),
+            Some(0x4020_1000),
+            &[(0x4_0000, 0x4_0fff)],
+        ),
         G {
             relaxable: Some((0, 0xf_ffff)),
             ir: None,
@@ -100,7 +105,8 @@ fn host() -> Host {
             grp.reserved_regions.push(region(d, ReservedKind::Direct));
         }
         if let Some(d) = g.relaxable {
-            grp.reserved_regions.push(region(d, ReservedKind::DirectRelaxable));
+            grp.reserved_regions
+                .push(region(d, ReservedKind::DirectRelaxable));
         }
         if g.bypass {
             grp.domain_type = DomainType::Identity;
@@ -182,7 +188,11 @@ impl Model {
         let mut cands = vec![];
         for &id in members {
             cands.push(self.ap(id).0);
-            cands.extend(self.punched(id).iter().filter_map(|&(_, y)| y.checked_add(1)));
+            cands.extend(
+                self.punched(id)
+                    .iter()
+                    .filter_map(|&(_, y)| y.checked_add(1)),
+            );
         }
         cands.into_iter().any(|a| self.valid_with(members, a))
     }
@@ -616,7 +626,8 @@ fn check_state(c: &Container, m: &Model) {
 }
 
 fuzz_target!(|input: Input| {
-    let flavour = [Flavour::Type1V1, Flavour::Type1V2, Flavour::Iommufd][usize::from(input.flavour % 3)];
+    let flavour =
+        [Flavour::Type1V1, Flavour::Type1V2, Flavour::Iommufd][usize::from(input.flavour % 3)];
     let mut cfg = ContainerConfig::with_flavour(flavour);
     cfg.dma_entry_limit = LIMIT;
     cfg.allow_unsafe_bypass = input.unsafe_bits & 1 != 0;
@@ -651,13 +662,21 @@ fuzz_target!(|input: Input| {
                     m.detach(g).map(|()| None),
                 )
             }
-            Op::Map { iova, size, host, odd, access: a } => {
+            Op::Map {
+                iova,
+                size,
+                host,
+                odd,
+                access: a,
+            } => {
                 let o = |bit: u8| if odd & bit != 0 { 0x800 } else { 0 };
                 let iova = iova.get() | o(1);
                 let size = size.get() | o(2);
                 let host = u64::from(host) * PG + o(4);
                 (
-                    c.map(iova, host, size, access(a)).map(|()| None).map_err(|e| e.errno()),
+                    c.map(iova, host, size, access(a))
+                        .map(|()| None)
+                        .map_err(|e| e.errno()),
                     m.map(iova, host, size, access(a)).map(|()| None),
                 )
             }
@@ -669,8 +688,16 @@ fuzz_target!(|input: Input| {
                     m.unmap(iova, size),
                 )
             }
-            Op::UnmapAll => (c.unmap_all().map(Some).map_err(|e| e.errno()), m.unmap_all()),
-            Op::MapAuto { host, shift, size, access: a } => {
+            Op::UnmapAll => (
+                c.unmap_all().map(Some).map_err(|e| e.errno()),
+                m.unmap_all(),
+            ),
+            Op::MapAuto {
+                host,
+                shift,
+                size,
+                access: a,
+            } => {
                 let host = u64::from(host) << (8 + u32::from(shift % 16));
                 let size = match size {
                     Size::Quarter => 0x20_0000,
@@ -678,15 +705,25 @@ fuzz_target!(|input: Input| {
                 };
                 let got = c.map_auto(host, size, access(a)).map_err(|e| e.errno());
                 match m.map_auto(host, size, access(a)) {
-                    Ok(Some(iova)) => (got.map(|v| Some(u128::from(v))), Ok(Some(u128::from(iova)))),
+                    Ok(Some(iova)) => {
+                        (got.map(|v| Some(u128::from(v))), Ok(Some(u128::from(iova))))
+                    }
                     Ok(None) => {
                         // Nothing fits in the model's search window: the container must
                         // fail with ENOSPC or pick a fitting IOVA above it.
                         match got {
                             Err(e) => assert_eq!(e, Errno::ENOSPC, "op {i} {op:?}"),
                             Ok(v) => {
-                                assert!(v >= AUTO_SEARCH_END && m.auto_fits(v, size), "op {i} {op:?}: {v:#x}");
-                                m.maps.push(M { first: v, last: v + (size - 1), host, access: access(a) });
+                                assert!(
+                                    v >= AUTO_SEARCH_END && m.auto_fits(v, size),
+                                    "op {i} {op:?}: {v:#x}"
+                                );
+                                m.maps.push(M {
+                                    first: v,
+                                    last: v + (size - 1),
+                                    host,
+                                    access: access(a),
+                                });
                             }
                         }
                         check_state(&c, &m);
@@ -701,7 +738,11 @@ fuzz_target!(|input: Input| {
                     .take(4)
                     .filter_map(|&(p, n, single)| {
                         let a = (u64::from(p) % SPACE_PAGES) * PG;
-                        let b = if single { a } else { a + u64::from(n % 64) * PG + (PG - 1) };
+                        let b = if single {
+                            a
+                        } else {
+                            a + u64::from(n % 64) * PG + (PG - 1)
+                        };
                         IovaRange::new(a, b).ok()
                     })
                     .collect();

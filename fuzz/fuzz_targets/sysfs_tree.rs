@@ -84,10 +84,16 @@ struct Input {
 }
 
 const BASE: &[(&str, &str)] = &[
-    ("kernel/iommu_groups/1/reserved_regions", "0x00000000fee00000 0x00000000feefffff msi\n"),
+    (
+        "kernel/iommu_groups/1/reserved_regions",
+        "0x00000000fee00000 0x00000000feefffff msi\n",
+    ),
     ("kernel/iommu_groups/1/type", "DMA\n"),
     ("kernel/iommu_groups/1/devices/0000:03:00.0", ""),
-    ("kernel/iommu_groups/2/reserved_regions", "0x0000000000000000 0x0000000000ffffff direct-relaxable\n0x00000000fee00000 0x00000000feefffff msi\n"),
+    (
+        "kernel/iommu_groups/2/reserved_regions",
+        "0x0000000000000000 0x0000000000ffffff direct-relaxable\n0x00000000fee00000 0x00000000feefffff msi\n",
+    ),
     ("kernel/iommu_groups/2/type", "identity\n"),
     ("kernel/iommu_groups/2/devices/0000:04:00.0", ""),
     ("class/iommu/dmar0/intel-iommu/cap", "d2008c22260286\n"),
@@ -99,22 +105,39 @@ const BASE: &[(&str, &str)] = &[
     ("bus/pci/devices/0000:03:00.0/device", "0x1533\n"),
     ("bus/pci/devices/0000:03:00.0/class", "0x020000\n"),
     ("bus/pci/devices/0000:04:00.0/vendor", "0x1022\n"),
-    ("module/vfio_iommu_type1/parameters/dma_entry_limit", "65535\n"),
-    ("module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "N\n"),
-    ("devices/system/cpu/modalias", "cpu:type:x86,ven0000fam0006mod0055:feature:,0000\n"),
+    (
+        "module/vfio_iommu_type1/parameters/dma_entry_limit",
+        "65535\n",
+    ),
+    (
+        "module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+        "N\n",
+    ),
+    (
+        "devices/system/cpu/modalias",
+        "cpu:type:x86,ven0000fam0006mod0055:feature:,0000\n",
+    ),
 ];
 
 fn scratch() -> PathBuf {
     // tmpfs when there is one: the tree is rewritten on every run.
     let base = Path::new("/dev/shm");
-    let dir = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
+    let dir = if base.is_dir() {
+        base.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     dir.join(format!("iova-fuzz-sysfs-{}", std::process::id()))
 }
 
 /// A single path component made of the name's safe characters (never empty, `.`,
 /// `..` or containing `/` or NUL).
 fn component(name: &str) -> String {
-    let s: String = name.chars().filter(|c| *c != '/' && *c != '\0').take(40).collect();
+    let s: String = name
+        .chars()
+        .filter(|c| *c != '/' && *c != '\0')
+        .take(40)
+        .collect();
     if s.is_empty() || s == "." || s == ".." {
         format!("x{s}")
     } else {

@@ -30,7 +30,7 @@ pub fn mixed_host() -> Host {
     let msi = (0xfee0_0000, 0xfeef_ffff, ReservedKind::Msi);
     let mut bypass = group(5, "dmar1", &[msi]);
     bypass.domain_type = DomainType::Identity;
-    Host {
+    let mut h = Host {
         iommus: vec![
             IommuUnit::new("dmar0", IommuVendor::Intel)
                 .with_address_width(39)
@@ -65,10 +65,28 @@ pub fn mixed_host() -> Host {
             group(4, "noir", &[msi]),
             bypass,
             group(6, "smmu64k", &[(0x800_0000, 0x80f_ffff, ReservedKind::Msi)]),
-            group(7, "dmar0", &[msi, (0xe000_0000, 0xe00f_ffff, ReservedKind::Direct)]),
+            group(
+                7,
+                "dmar0",
+                &[msi, (0xe000_0000, 0xe00f_ffff, ReservedKind::Direct)],
+            ),
         ],
         ..Host::default()
-    }
+    };
+    // Each group's device, so commands that take device names find them.
+    h.devices = h
+        .groups
+        .iter()
+        .flat_map(|g| {
+            g.devices.iter().map(|d| {
+                let mut dev = iova::host::Device::new(d.clone());
+                dev.group = Some(g.id);
+                dev.iommu = g.iommu.clone();
+                dev
+            })
+        })
+        .collect();
+    h
 }
 
 /// The three flavours.
@@ -96,14 +114,22 @@ pub fn check_invariants(c: &Container) {
             assert!(m.iova.first() > p, "mappings overlap at {}", m.iova);
         }
         prev_last = Some(m.iova.last());
-        assert!(valid.contains_range(&m.iova), "{} outside {valid:?}", m.iova);
+        assert!(
+            valid.contains_range(&m.iova),
+            "{} outside {valid:?}",
+            m.iova
+        );
         bytes += m.iova.len();
         for a in [m.iova.first(), m.iova.last()] {
             let want = m.host_addr.wrapping_add(a - m.iova.first());
             assert_eq!(c.translate(a, m.access), Ok(want), "translate {a:#x}");
         }
         if m.access != Access::RW {
-            let other = if m.access.read { Access::WRITE } else { Access::READ };
+            let other = if m.access.read {
+                Access::WRITE
+            } else {
+                Access::READ
+            };
             assert!(c.translate(m.iova.first(), other).is_err());
         }
     }
