@@ -166,8 +166,14 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
                     "--memory goes with --guest; a --layout file gives its own sizes",
                 ));
             }
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::input(format!("cannot read layout file {}: {e}", path.display()))
+            // read_file refuses a FIFO (which would block), a directory or a dangling
+            // link before reading anything.
+            let bytes = crate::input::read_file(path, "layout file")?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                CliError::input(format!(
+                    "layout file {} is not UTF-8 text: {e}",
+                    path.display()
+                ))
             })?;
             let layout = layout_file::parse(&path.display().to_string(), &text)
                 .map_err(|e| CliError::input(e.to_string()))?;

@@ -100,6 +100,19 @@ macro_rules! trace_case {
     };
 }
 
+/// `check` of the layout file `$text`, expecting the given substrings.
+macro_rules! layout_case {
+    ($name:expr, $text:expr, [$($e:expr),*]) => {
+        case(
+            $name,
+            Sysfs,
+            &[("l.toml", Bytes($text))],
+            &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml"],
+            &[$($e),*],
+        )
+    };
+}
+
 /// `inspect --host {T}/p.json` of the profile `$text`.
 macro_rules! profile_case {
     ($name:expr, $text:expr, [$($e:expr),*]) => {
@@ -591,6 +604,161 @@ static CASES: &[Case] = &[
         b"map 0x_1000 0x1000\n",
         ["line 1", "'0x_1000'"]
     ),
+    // ---- guest layouts: check, plan, export, render ------------------------------
+    case(
+        "check: unknown preset",
+        Sysfs,
+        &[],
+        &[
+            "check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q36",
+            "--memory", "8G",
+        ],
+        &["qemu-q36", "qemu-q35"],
+    ),
+    case(
+        "check: fractional memory",
+        Sysfs,
+        &[],
+        &[
+            "check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35",
+            "--memory", "1.5T",
+        ],
+        &["--memory", "'1.5T'"],
+    ),
+    case(
+        "check: memory past 2^64",
+        Sysfs,
+        &[],
+        &[
+            "check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35",
+            "--memory", "99999E",
+        ],
+        &["--memory", "'99999E'"],
+    ),
+    case(
+        "check: memory 0xzz",
+        Sysfs,
+        &[],
+        &[
+            "check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35",
+            "--memory", "0xzz",
+        ],
+        &["--memory", "'0xzz'"],
+    ),
+    case(
+        "check: preset without memory",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35"],
+        &["--memory"],
+    ),
+    case(
+        "check: unknown CPU vendor",
+        Sysfs,
+        &[],
+        &[
+            "check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35",
+            "--memory", "8G", "--cpu-vendor", "via",
+        ],
+        &["via"],
+    ),
+    case(
+        "check: unknown device",
+        Sysfs,
+        &[],
+        &[
+            "check", "--sysfs-root", "{T}/sys", "--device", "99:00.0", "--guest", "qemu-q35",
+            "--memory", "8G",
+        ],
+        &["99:00.0"],
+    ),
+    case(
+        "check: layout missing",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/none.toml"],
+        &["{T}/none.toml"],
+    ),
+    case(
+        "check: layout is a FIFO",
+        Sysfs,
+        &[("l.toml", Fifo)],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml"],
+        &["{T}/l.toml", "FIFO"],
+    ),
+    case(
+        "check: layout is a directory",
+        Sysfs,
+        &[("l.toml", Dir)],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml"],
+        &["{T}/l.toml", "directory"],
+    ),
+    layout_case!("layout empty", b"", ["{T}/l.toml", "section"]),
+    layout_case!("layout non-UTF-8", b"name = \"\xff\xfe\"\n", ["{T}/l.toml", "UTF-8"]),
+    layout_case!(
+        "layout truncated",
+        b"[[section]\nname = \"a\"\n",
+        ["{T}/l.toml:1"]
+    ),
+    layout_case!(
+        "layout last below first",
+        b"[[section]]\nname = \"low\"\nkind = \"ram\"\nfirst = \"0x2000\"\nlast = \"0x1000\"\n",
+        ["{T}/l.toml:1", "'low'", "below first"]
+    ),
+    layout_case!(
+        "layout range past 2^64",
+        b"[[section]]\nname = \"top\"\nkind = \"ram\"\nstart = \"0xffffffffffff0000\"\nsize = \"1M\"\n",
+        ["{T}/l.toml:1", "'top'", "wraps"]
+    ),
+    layout_case!(
+        "layout fractional size",
+        b"[[section]]\nname = \"ram\"\nkind = \"ram\"\nstart = \"4G\"\nsize = \"1.5T\"\n",
+        ["{T}/l.toml:1", "'1.5T'"]
+    ),
+    layout_case!(
+        "layout wrong radix",
+        b"[[section]]\nname = \"ram\"\nkind = \"ram\"\nfirst = \"12ab\"\nlast = \"0x1fff\"\n",
+        ["{T}/l.toml:1", "'12ab'"]
+    ),
+    layout_case!(
+        "layout unknown kind",
+        b"[[section]]\nname = \"a\"\nkind = \"dram\"\nstart = \"4G\"\nsize = \"1G\"\n",
+        ["{T}/l.toml:1", "'dram'"]
+    ),
+    case(
+        "plan: fractional memory",
+        Sysfs,
+        &[],
+        &[
+            "plan", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35",
+            "--memory", "1.5T",
+        ],
+        &["'1.5T'"],
+    ),
+    case(
+        "render: unknown preset",
+        Sysfs,
+        &[],
+        &[
+            "render", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "bogus",
+            "--memory", "1G", "--svg", "{T}/out.svg",
+        ],
+        &["bogus"],
+    ),
+    case(
+        "export: unknown format",
+        Sysfs,
+        &[],
+        &["export", "xml", "--sysfs-root", "{T}/sys", "--device", "03:00.0"],
+        &["xml"],
+    ),
+    case(
+        "export: unknown device",
+        Sysfs,
+        &[],
+        &["export", "virtio-iommu", "--sysfs-root", "{T}/sys", "--device", "07:00.0"],
+        &["07:00.0"],
+    ),
     // ---- host profiles -----------------------------------------------------------
     case(
         "profile missing",
@@ -858,4 +1026,51 @@ fn every_bad_input_is_refused_clearly() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+/// Security defaults on the command line: `replay` refuses (exit 1, EPERM) a bypass
+/// group, a group with a direct RMRR and a group without interrupt remapping, and
+/// attaches each only with the `--allow-unsafe-*` flag for its risk.
+#[test]
+fn unsafe_groups_need_their_unsafe_flag() {
+    let dir = case_dir(usize::MAX - 1);
+    let t = dir.to_str().unwrap().to_owned();
+    valid_sysfs(&dir.join("sys"));
+    // The same tree with interrupt remapping off (ecap bit 3 clear).
+    valid_sysfs(&dir.join("noir"));
+    std::fs::write(dir.join("noir/class/iommu/dmar0/intel-iommu/ecap"), "0\n").unwrap();
+    std::fs::write(dir.join("ok.trace"), "map 0x100000 0x200000\n").unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hosts/intel-vtd-39");
+    let repo = repo.to_str().unwrap().to_owned();
+    let trace = format!("{t}/ok.trace");
+    let noir = format!("{t}/noir");
+    // (root, device, flag): group 0 of the example host is identity, group 5 has a
+    // direct RMRR.
+    for (root, device, flag) in [
+        (repo.as_str(), "00:00.0", "--allow-unsafe-bypass"),
+        (repo.as_str(), "00:14.0", "--allow-unsafe-direct"),
+        (noir.as_str(), "03:00.0", "--allow-unsafe-interrupts"),
+    ] {
+        let base = ["replay", "--sysfs-root", root, "--device", device];
+        let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        args.push(trace.clone());
+        let (code, stderr) = run(&args).expect("finishes");
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("EPERM"), "{stderr}");
+        for other in [
+            "--allow-unsafe-bypass",
+            "--allow-unsafe-direct",
+            "--allow-unsafe-interrupts",
+        ] {
+            let mut a = args.clone();
+            a.insert(5, other.to_owned());
+            let (code, stderr) = run(&a).expect("finishes");
+            if other == flag {
+                assert_eq!(code, 0, "{a:?}: {stderr}");
+            } else {
+                assert_eq!(code, 1, "{a:?} must still refuse: {stderr}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
