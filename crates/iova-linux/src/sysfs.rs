@@ -343,9 +343,14 @@ fn read_groups(root: &Path) -> Result<Vec<GroupInfo>, SysfsError> {
     Ok(groups)
 }
 
-/// A decimal `u32` written with digits only (no sign, no white space).
+/// A decimal `u32` written as the kernel writes it: digits only (no sign, no white
+/// space) and no leading zero, so that two directories (`1` and `001`) can never name
+/// the same group.
 fn parse_group_number(name: &str) -> Option<u32> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if name.len() > 1 && name.starts_with('0') {
         return None;
     }
     name.parse().ok()
@@ -671,5 +676,10 @@ mod tests {
         assert_eq!(parse_group_number("+1"), None);
         assert_eq!(parse_group_number(""), None);
         assert_eq!(parse_group_number("x1"), None);
+        // Found by the sysfs_tree fuzz target: "001" next to "1" gave two groups with
+        // id 1, and the second one's reserved regions were ignored.
+        assert_eq!(parse_group_number("0"), Some(0));
+        assert_eq!(parse_group_number("001"), None);
+        assert_eq!(parse_group_number("01"), None);
     }
 }

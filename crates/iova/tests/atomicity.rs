@@ -143,6 +143,13 @@ fn table_host() -> Host {
     h
 }
 
+/// A named failing call and the errno it must give.
+type Row<'a> = (
+    &'a str,
+    Box<dyn Fn(&mut Container) -> Result<(), Errno> + 'a>,
+    Errno,
+);
+
 /// One failing call of every error of every operation, each from a state with
 /// mappings (and, for iommufd, an allowed list), checked for the errno and for an
 /// unchanged container.
@@ -164,11 +171,7 @@ fn every_error_of_every_operation_leaves_the_state_unchanged() {
                 .unwrap();
         }
         let type1 = fl != Flavour::Iommufd;
-        let mut cases: Vec<(
-            &str,
-            Box<dyn Fn(&mut Container) -> Result<(), Errno>>,
-            Errno,
-        )> = vec![
+        let mut cases: Vec<Row> = vec![
             (
                 "attach unknown group",
                 Box::new(|c| c.attach(&h, 99).map_err(|e| e.errno())),

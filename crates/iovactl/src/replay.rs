@@ -177,7 +177,7 @@ fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_trace(path: &PathBuf) -> Result<String, CliError> {
+fn read_trace(path: &std::path::Path) -> Result<String, CliError> {
     let bytes = if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()

@@ -390,6 +390,13 @@ static CASES: &[Case] = &[
         Dir,
         ["'group7'"]
     ),
+    // Found by fuzzing: "001" beside "1" made two groups with id 1.
+    sysfs_case!(
+        "group directory with a leading zero",
+        "sys/kernel/iommu_groups/001",
+        Dir,
+        ["'001'"]
+    ),
     sysfs_case!(
         "group number above 2^32-1",
         "sys/kernel/iommu_groups/99999999999",
