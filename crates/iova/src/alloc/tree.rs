@@ -290,6 +290,7 @@ impl ExtentTree {
     }
 
     /// The extent with the smallest `first > addr`.
+    #[cfg(test)]
     pub(crate) fn above(&self, addr: u64) -> Option<Extent> {
         let mut t = self.root;
         let mut best = None;
