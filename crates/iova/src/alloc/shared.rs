@@ -123,7 +123,7 @@ impl SharedAllocator {
             shared: Arc::clone(&self.inner),
             granule: self.inner.granule,
             shift,
-            mags: (0..CACHE_CLASSES).map(|_| Vec::new()).collect(),
+            mags: Magazines::new(),
             slots: Vec::new(),
             spare: Vec::new(),
             index: AddrMap::default(),
@@ -144,6 +144,61 @@ struct Slot {
     state: Arc<AtomicU8>,
 }
 
+/// One stack of slot indices per size class, in a single flat allocation.
+#[derive(Debug)]
+struct Magazines {
+    store: Vec<u32>,
+    lens: [usize; CACHE_CLASSES],
+}
+
+impl Magazines {
+    fn new() -> Self {
+        Magazines {
+            store: vec![0; CACHE_CLASSES * CAPACITY],
+            lens: [0; CACHE_CLASSES],
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self, class: usize) -> Option<u32> {
+        let n = self.lens.get(class).copied()?.checked_sub(1)?;
+        let i = *self.store.get(class * CAPACITY + n)?;
+        self.lens[class] = n;
+        Some(i)
+    }
+
+    /// False when the magazine is full.
+    #[inline]
+    fn push(&mut self, class: usize, i: u32) -> bool {
+        let Some(&n) = self.lens.get(class) else {
+            return false;
+        };
+        match self.store.get_mut(class * CAPACITY + n) {
+            Some(cell) if n < CAPACITY => {
+                *cell = i;
+                self.lens[class] = n + 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes and returns the `k` oldest entries of a magazine.
+    fn take_oldest(&mut self, class: usize, k: usize) -> Vec<u32> {
+        let n = self.lens[class];
+        let k = k.min(n);
+        let base = class * CAPACITY;
+        let out = self.store[base..base + k].to_vec();
+        self.store.copy_within(base + k..base + n, base);
+        self.lens[class] = n - k;
+        out
+    }
+
+    fn count(&self) -> usize {
+        self.lens.iter().sum()
+    }
+}
+
 /// A per-thread front end of a [`SharedAllocator`] with magazines of small ranges.
 ///
 /// Requests of at most [`CACHE_CLASSES`] granules with an alignment of at most the
@@ -155,7 +210,7 @@ pub struct LocalCache {
     shared: Arc<Shared>,
     granule: u64,
     shift: u32,
-    mags: Vec<Vec<u32>>,
+    mags: Magazines,
     slots: Vec<Slot>,
     spare: Vec<u32>,
     /// First address -> slot, for every range this cache owns (plus stale entries for
@@ -169,6 +224,7 @@ fn at(i: u32) -> usize {
 }
 
 impl LocalCache {
+    #[inline]
     fn class_of(&self, size: u64, align: u64) -> Option<usize> {
         if size == 0 || !align.is_power_of_two() || align > self.granule {
             return None;
@@ -180,18 +236,28 @@ impl LocalCache {
 
     /// Allocates like [`Allocator::alloc`]. Small requests come from this thread's
     /// magazine.
+    #[inline]
     pub fn alloc(&mut self, size: u64, align: u64) -> Result<IovaRange, AllocError> {
-        let Some(class) = self.class_of(size, align) else {
-            return self.shared.lock().alloc(size, align);
-        };
-        if let Some(i) = self.mags[class].pop() {
-            let slot = &self.slots[at(i)];
-            slot.state.store(OUT, Ordering::Release);
-            return Ok(slot.range);
+        if let Some(class) = self.class_of(size, align) {
+            if let Some(i) = self.mags.pop(class) {
+                if let Some(slot) = self.slots.get(at(i)) {
+                    slot.state.store(OUT, Ordering::Release);
+                    return Ok(slot.range);
+                }
+            }
+            return self.refill(class, size, align);
         }
-        self.refill(class, size, align)
+        self.alloc_uncached(size, align)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn alloc_uncached(&mut self, size: u64, align: u64) -> Result<IovaRange, AllocError> {
+        self.shared.lock().alloc(size, align)
+    }
+
+    #[cold]
+    #[inline(never)]
     fn refill(&mut self, class: usize, size: u64, align: u64) -> Result<IovaRange, AllocError> {
         let shared = Arc::clone(&self.shared);
         let mut core = shared.lock();
@@ -201,7 +267,7 @@ impl LocalCache {
             match core.alloc_leased(size, align, Some(Arc::clone(&state))) {
                 Ok(range) => {
                     if !self.adopt(range, class, state) {
-                        // No slot index left: give it straight back and stop.
+                        // No slot index or magazine room left: give it straight back.
                         let _ = core.release_cached(range);
                         break;
                     }
@@ -212,7 +278,7 @@ impl LocalCache {
                 }
             }
         }
-        if let Some(i) = self.mags[class].pop() {
+        if let Some(i) = self.mags.pop(class) {
             let slot = &self.slots[at(i)];
             slot.state.store(OUT, Ordering::Release);
             return Ok(slot.range);
@@ -225,7 +291,8 @@ impl LocalCache {
         }
     }
 
-    /// Records a range just leased from the core; false when no slot index is left.
+    /// Records a range just leased from the core; false when no slot index or
+    /// magazine room is left (the range is then not recorded).
     fn adopt(&mut self, range: IovaRange, class: usize, state: Arc<AtomicU8>) -> bool {
         let slot = Slot {
             range,
@@ -245,52 +312,63 @@ impl LocalCache {
                 i
             }
         };
+        if !self.mags.push(class, i) {
+            self.spare.push(i);
+            return false;
+        }
         if let Some(old) = self.index.insert(range.first(), i) {
             // A stale entry for a range freed elsewhere and now leased again.
             self.spare.push(old);
         }
-        self.mags[class].push(i);
         true
     }
 
     /// Frees like [`Allocator::free`]. A range this cache handed out goes back to its
     /// magazine without a lock; anything else goes to the core.
+    #[inline]
     pub fn free(&mut self, range: IovaRange) -> Result<(), AllocError> {
         if let Some(&i) = self.index.get(&range.first()) {
-            let slot = &self.slots[at(i)];
-            let state = if slot.range == range {
-                match slot.state.compare_exchange(
-                    OUT,
-                    IN_CACHE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        let class = slot.class;
-                        self.mags[class].push(i);
-                        if self.mags[class].len() > CAPACITY {
-                            self.spill(class);
-                        }
+            if let Some(slot) = self.slots.get(at(i)) {
+                if slot.range == range
+                    && slot
+                        .state
+                        .compare_exchange(OUT, IN_CACHE, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
+                    let class = slot.class;
+                    if self.mags.push(class, i) {
                         return Ok(());
                     }
-                    Err(s) => s,
+                    self.spill_and_push(class, i);
+                    return Ok(());
                 }
-            } else {
-                let s = slot.state.load(Ordering::Acquire);
-                if s == OUT {
-                    return Err(AllocError::Mismatch {
-                        range,
-                        allocated: slot.range,
-                    });
-                }
-                s
-            };
+            }
+        }
+        self.free_slow(range)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&mut self, range: IovaRange) -> Result<(), AllocError> {
+        if let Some(&i) = self.index.get(&range.first()) {
+            let slot = &self.slots[at(i)];
+            // Only this cache moves a lease out of IN_CACHE, and GONE is final, so the
+            // state read here cannot change under us except OUT -> GONE.
+            let state = slot.state.load(Ordering::Acquire);
+            if slot.range != range && state == OUT {
+                return Err(AllocError::Mismatch {
+                    range,
+                    allocated: slot.range,
+                });
+            }
             if state == IN_CACHE {
                 return Err(AllocError::NotAllocated { range });
             }
-            // GONE: freed elsewhere since; forget it and ask the core.
-            self.index.remove(&range.first());
-            self.spare.push(i);
+            if state == GONE {
+                // Freed elsewhere since: forget it and ask the core.
+                self.index.remove(&range.first());
+                self.spare.push(i);
+            }
         }
         self.shared.lock().free(range)
     }
@@ -302,7 +380,7 @@ impl LocalCache {
 
     /// The number of ranges waiting in this cache's magazines.
     pub fn cached_count(&self) -> usize {
-        self.mags.iter().map(Vec::len).sum()
+        self.mags.count()
     }
 
     /// Gives every range in the magazines back to the core.
@@ -314,21 +392,23 @@ impl LocalCache {
 
     fn flush_locked(&mut self, core: &mut Allocator) {
         for class in 0..CACHE_CLASSES {
-            let drained: Vec<u32> = std::mem::take(&mut self.mags[class]);
-            for i in drained {
+            for i in self.mags.take_oldest(class, CAPACITY) {
                 self.give_back(core, i);
             }
         }
         self.sweep();
     }
 
-    /// Gives the older half of an overflowing magazine back to the core.
-    fn spill(&mut self, class: usize) {
+    /// Gives the older half of a full magazine back to the core, then pushes `i`.
+    #[cold]
+    #[inline(never)]
+    fn spill_and_push(&mut self, class: usize, i: u32) {
         let shared = Arc::clone(&self.shared);
         let mut core = shared.lock();
-        let n = BATCH.min(self.mags[class].len());
-        let drained: Vec<u32> = self.mags[class].drain(..n).collect();
-        for i in drained {
+        for old in self.mags.take_oldest(class, BATCH) {
+            self.give_back(&mut core, old);
+        }
+        if !self.mags.push(class, i) {
             self.give_back(&mut core, i);
         }
         if self.index.len() > self.sweep_at {
