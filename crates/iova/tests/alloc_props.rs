@@ -302,3 +302,50 @@ proptest! {
         prop_assert_eq!(shared.with_core(|a| a.allocation_count()), 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Enough extents (hundreds) that the free-extent index splits and joins nodes on
+    /// several levels; placements still match a page-scanning first-fit / top-down.
+    #[test]
+    fn many_extents_match_a_page_scan(
+        policy in policy(),
+        ops in prop::collection::vec((any::<bool>(), 1u64..=4, any::<prop::sample::Index>()), 200..1200),
+    ) {
+        const N: u64 = 2048;
+        let set = IovaSet::from(IovaRange::new(0, N * G - 1).unwrap());
+        let mut a = Allocator::new(&set, G, policy).unwrap();
+        let mut used = vec![false; 2048];
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        for (k, (alloc, n, pick)) in ops.into_iter().enumerate() {
+            if alloc || live.is_empty() {
+                let fits = |p: u64| (p..p + n).all(|q| !used[q as usize]);
+                let mut cands = (0..=N - n).filter(|&p| fits(p));
+                let expect = match policy {
+                    Policy::FirstFit => cands.next(),
+                    Policy::TopDown => cands.last(),
+                };
+                let got = a.alloc(n * G, G).ok();
+                prop_assert_eq!(got, expect.map(|p| pages(p, n)));
+                if let Some(p) = expect {
+                    (p..p + n).for_each(|q| used[q as usize] = true);
+                    live.push((p, n));
+                }
+            } else {
+                let (p, n) = live.swap_remove(pick.index(live.len()));
+                prop_assert_eq!(a.free(pages(p, n)), Ok(()));
+                (p..p + n).for_each(|q| used[q as usize] = false);
+            }
+            if k % 64 == 0 {
+                let free: IovaSet = (0..N).filter(|&p| !used[p as usize]).map(|p| pages(p, 1)).collect();
+                prop_assert_eq!(a.free_ranges(), free);
+            }
+        }
+        for (p, n) in live {
+            prop_assert_eq!(a.free(pages(p, n)), Ok(()));
+        }
+        prop_assert_eq!(a.free_ranges(), set);
+        prop_assert_eq!(a.free_extent_count(), 1);
+    }
+}

@@ -329,22 +329,30 @@ impl Allocator {
         let span = size - 1;
         let mask = align - 1;
         let found = match self.policy {
-            Policy::FirstFit => self.free.search_low(span, &|e: Extent| {
-                let start = e.first.checked_add(mask)? & !mask;
-                let last = start.checked_add(span)?;
-                (last <= e.last).then_some(start)
-            }),
-            Policy::TopDown => self.free.search_high(span, &|e: Extent| {
-                let start = e.last.checked_sub(span)? & !mask;
-                (start >= e.first).then_some(start)
-            }),
+            Policy::FirstFit => self.free.search_mut(
+                span,
+                &|e: Extent| {
+                    let start = e.first.checked_add(mask)? & !mask;
+                    let last = start.checked_add(span)?;
+                    (last <= e.last).then_some(start)
+                },
+                false,
+            ),
+            Policy::TopDown => self.free.search_mut(
+                span,
+                &|e: Extent| {
+                    let start = e.last.checked_sub(span)? & !mask;
+                    (start >= e.first).then_some(start)
+                },
+                true,
+            ),
         };
-        let (extent, start) = found.ok_or(AllocError::NoSpace { size, align })?;
+        let (leaf, idx, extent, start) = found.ok_or(AllocError::NoSpace { size, align })?;
         let range = IovaRange::new(start, start + span).map_err(|_| AllocError::NoSpace {
             size,
             align,
         })?;
-        self.carve(extent, range)?;
+        self.carve(leaf, idx, extent, range)?;
         self.live.insert(
             range.first(),
             Live {
@@ -356,21 +364,30 @@ impl Allocator {
         Ok(range)
     }
 
-    /// Removes `range` (inside the free `extent`) from the free space. Fails (changing
-    /// nothing) only when a new extent is needed and the arena is full.
-    fn carve(&mut self, extent: Extent, range: IovaRange) -> Result<(), AllocError> {
+    /// Removes `range` from the free `extent`, entry `idx` of `leaf` reached by the
+    /// tree's current path. Fails (changing nothing) only when a new extent is needed
+    /// and the arena is full.
+    fn carve(
+        &mut self,
+        leaf: u32,
+        idx: usize,
+        extent: Extent,
+        range: IovaRange,
+    ) -> Result<(), AllocError> {
         let (a, b) = (range.first(), range.last());
         match (a == extent.first, b == extent.last) {
-            (true, true) => self.free.remove(extent.first),
-            (true, false) => self.free.update(
-                extent.first,
+            (true, true) => self.free.remove_at(leaf, idx),
+            (true, false) => self.free.set_at(
+                leaf,
+                idx,
                 Extent {
                     first: b + 1,
                     last: extent.last,
                 },
             ),
-            (false, true) => self.free.update(
-                extent.first,
+            (false, true) => self.free.set_at(
+                leaf,
+                idx,
                 Extent {
                     first: extent.first,
                     last: a - 1,
@@ -380,16 +397,15 @@ impl Allocator {
                 self.free
                     .reserve_one()
                     .map_err(|_| AllocError::MetadataFull)?;
-                self.free.update(
-                    extent.first,
+                self.free.set_at(
+                    leaf,
+                    idx,
                     Extent {
                         first: extent.first,
                         last: a - 1,
                     },
                 );
-                self.free
-                    .insert(b + 1, extent.last)
-                    .map_err(|_| AllocError::MetadataFull)?;
+                self.free.insert_at_pos(leaf, idx + 1, b + 1, extent.last);
             }
         }
         Ok(())
@@ -411,18 +427,21 @@ impl Allocator {
     /// like any other allocation.
     pub fn alloc_at(&mut self, range: IovaRange) -> Result<(), AllocError> {
         self.check_granule(range)?;
-        let extent = self
-            .free
-            .floor(range.first())
-            .filter(|e| e.first <= range.first() && range.last() <= e.last);
-        let Some(extent) = extent else {
+        let (leaf, idx) = self.free.locate(range.first());
+        let found = idx.and_then(|i| {
+            self.free
+                .get(leaf, i)
+                .filter(|e| e.first <= range.first() && range.last() <= e.last)
+                .map(|e| (i, e))
+        });
+        let Some((idx, extent)) = found else {
             return Err(if self.managed.contains_range(&range) {
                 AllocError::Busy { range }
             } else {
                 AllocError::OutsideSet { range }
             });
         };
-        self.carve(extent, range)?;
+        self.carve(leaf, idx, extent, range)?;
         self.live.insert(
             range.first(),
             Live {
@@ -445,6 +464,10 @@ impl Allocator {
                 .map_err(|_| AllocError::NotAllocated { range })?;
             return Err(AllocError::Mismatch { range, allocated });
         }
+        // Room for a new extent is checked before anything changes.
+        self.free
+            .reserve_one()
+            .map_err(|_| AllocError::MetadataFull)?;
         if let Some(lease) = &live.lease {
             // Held by a thread cache: only a range the cache handed out may be freed.
             if lease
@@ -471,19 +494,38 @@ impl Allocator {
         }
     }
 
-    /// Returns a live range to the free space, coalescing with its neighbours.
+    /// Returns a live range to the free space, coalescing with its neighbours. One
+    /// descent finds the predecessor; the successor is usually its neighbour in the
+    /// same leaf, and both are changed in place.
     fn release(&mut self, range: IovaRange) -> Result<(), AllocError> {
         let (a, b) = (range.first(), range.last());
-        let before = a
-            .checked_sub(1)
-            .and_then(|p| self.free.floor(p))
+        let (leaf, idx) = self.free.locate(a);
+        let pred = idx
+            .and_then(|i| self.free.get(leaf, i))
             .filter(|e| e.last.checked_add(1) == Some(a));
-        let after = b
-            .checked_add(1)
-            .and_then(|n| self.free.floor(n))
-            .filter(|e| b.checked_add(1) == Some(e.first));
-        match (before, after) {
-            (Some(p), Some(s)) => {
+        let next = idx.map_or(0, |i| i + 1);
+        let adjacent = |e: &Extent| b.checked_add(1) == Some(e.first);
+        let succ_near = self.free.get(leaf, next).filter(adjacent);
+        let succ_far = if succ_near.is_none() && self.free.get(leaf, next).is_none() {
+            b.checked_add(1)
+                .and_then(|n| self.free.floor(n))
+                .filter(adjacent)
+        } else {
+            None
+        };
+        match (pred, succ_near, succ_far) {
+            (Some(p), Some(s), _) => {
+                self.free.set_at(
+                    leaf,
+                    next - 1,
+                    Extent {
+                        first: p.first,
+                        last: s.last,
+                    },
+                );
+                self.free.remove_at(leaf, next);
+            }
+            (Some(p), None, Some(s)) => {
                 self.free.remove(s.first);
                 self.free.update(
                     p.first,
@@ -493,24 +535,35 @@ impl Allocator {
                     },
                 );
             }
-            (Some(p), None) => self.free.update(
-                p.first,
+            (Some(p), None, None) => self.free.set_at(
+                leaf,
+                next - 1,
                 Extent {
                     first: p.first,
                     last: b,
                 },
             ),
-            (None, Some(s)) => self.free.update(
+            (None, Some(s), _) => self.free.set_at(
+                leaf,
+                next,
+                Extent {
+                    first: a,
+                    last: s.last,
+                },
+            ),
+            (None, None, Some(s)) => self.free.update(
                 s.first,
                 Extent {
                     first: a,
                     last: s.last,
                 },
             ),
-            (None, None) => self
-                .free
-                .insert(a, b)
-                .map_err(|_| AllocError::MetadataFull)?,
+            (None, None, None) => {
+                self.free
+                    .reserve_one()
+                    .map_err(|_| AllocError::MetadataFull)?;
+                self.free.insert_at_pos(leaf, next, a, b);
+            }
         }
         self.live.remove(&a);
         self.live_bytes -= range.len();
