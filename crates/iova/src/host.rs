@@ -373,6 +373,60 @@ pub fn usable_iovas<'a>(
     IovaSet::from(aperture).difference(&excluded)
 }
 
+/// Something about a group that a user assigning it to a VM must know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum GroupIssue {
+    /// The group's domain is `identity`: DMA bypasses the IOMMU. VFIO type1 refuses it
+    /// unless unsafe operation is allowed. Blocks safe assignment.
+    Bypass,
+    /// The group has a `direct` reserved region (an RMRR): the device needs an identity
+    /// mapping there and cannot be assigned to a VM. Blocks assignment.
+    DirectRegion {
+        /// The region.
+        range: IovaRange,
+    },
+    /// The IOMMU does not remap interrupts: VFIO refuses the group (EPERM) unless
+    /// `allow_unsafe_interrupts` is set. Blocks safe assignment.
+    NoInterruptRemapping,
+    /// The aperture of the IOMMU is not known; the whole 64-bit space was assumed.
+    ApertureUnknown,
+    /// No IOMMU unit is known for the group.
+    NoIommuUnit,
+    /// The domain blocks all DMA.
+    Blocked,
+}
+
+impl GroupIssue {
+    /// Whether the issue makes safe assignment to a VM impossible.
+    pub fn is_blocker(&self) -> bool {
+        matches!(
+            self,
+            GroupIssue::Bypass | GroupIssue::DirectRegion { .. } | GroupIssue::NoInterruptRemapping
+        )
+    }
+}
+
+impl std::fmt::Display for GroupIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupIssue::Bypass => f.write_str("identity domain: DMA bypasses the IOMMU"),
+            GroupIssue::DirectRegion { range } => write!(
+                f,
+                "direct RMRR {range}: device cannot be assigned (it needs an identity mapping there)"
+            ),
+            GroupIssue::NoInterruptRemapping => f.write_str(
+                "no interrupt remapping: VFIO refuses the group (EPERM) unless allow_unsafe_interrupts is set",
+            ),
+            GroupIssue::ApertureUnknown => {
+                f.write_str("aperture unknown: the whole 64-bit space is assumed")
+            }
+            GroupIssue::NoIommuUnit => f.write_str("no IOMMU unit known for this group"),
+            GroupIssue::Blocked => f.write_str("blocked domain: all DMA is refused"),
+        }
+    }
+}
+
 impl Host {
     /// The group with this id.
     pub fn group(&self, id: u32) -> Result<&Group, HostError> {
@@ -424,6 +478,34 @@ impl Host {
                 .find_map(|d| self.device(d).ok().and_then(|d| d.iommu.as_deref()))
         })?;
         self.iommu(name)
+    }
+
+    /// What a user must know about a group before assigning it: bypass, direct RMRRs,
+    /// missing interrupt remapping, unknown aperture. Blockers first.
+    pub fn group_issues(&self, group_id: u32) -> Result<Vec<GroupIssue>, HostError> {
+        let group = self.group(group_id)?;
+        let unit = self.iommu_of_group(group);
+        let mut out = Vec::new();
+        if group.domain_type.is_bypass() {
+            out.push(GroupIssue::Bypass);
+        }
+        for r in &group.reserved_regions {
+            if r.kind == ReservedKind::Direct {
+                out.push(GroupIssue::DirectRegion { range: r.range });
+            }
+        }
+        if unit.is_some_and(|u| u.interrupt_remapping == Some(false)) {
+            out.push(GroupIssue::NoInterruptRemapping);
+        }
+        if group.domain_type == DomainType::Blocked {
+            out.push(GroupIssue::Blocked);
+        }
+        match unit {
+            None => out.push(GroupIssue::NoIommuUnit),
+            Some(u) if u.aperture.is_none() => out.push(GroupIssue::ApertureUnknown),
+            Some(_) => {}
+        }
+        Ok(out)
     }
 
     /// The usable IOVAs of a group: its IOMMU's aperture (or the whole 64-bit space when
@@ -526,6 +608,23 @@ mod tests {
         assert!(j.contains("\"kind\": \"direct-relaxable\""), "{j}");
         let back: Host = serde_json::from_str(&j).unwrap();
         assert_eq!(back, h);
+    }
+
+    #[test]
+    fn issues_flag_blockers() {
+        let mut h = sample();
+        assert_eq!(h.group_issues(12).unwrap(), vec![]);
+        h.groups[0].domain_type = DomainType::Identity;
+        h.groups[0].reserved_regions.push(ReservedRegion {
+            range: r(0xbd80_0000, 0xbd9f_ffff),
+            kind: ReservedKind::Direct,
+        });
+        h.iommus[0].interrupt_remapping = Some(false);
+        h.iommus[0].aperture = None;
+        let issues = h.group_issues(12).unwrap();
+        assert_eq!(issues.len(), 4, "{issues:?}");
+        assert_eq!(issues.iter().filter(|i| i.is_blocker()).count(), 3);
+        assert!(issues.contains(&GroupIssue::ApertureUnknown));
     }
 
     #[test]

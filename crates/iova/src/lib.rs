@@ -11,7 +11,13 @@
 //! - [`alloc`]: a fast, exact IOVA allocator over an [`IovaSet`] for user-space
 //!   drivers, with per-thread magazines;
 //! - [`host`]: IOMMU units, groups, devices and reserved regions, and the valid IOVA
-//!   ranges they leave.
+//!   ranges they leave;
+//! - [`container`]: a simulated VFIO type1 container or iommufd IOAS answering like the
+//!   kernel, errno by errno;
+//! - [`pagetable`]: the software IO page table the container keeps in step, with
+//!   translation and faults;
+//! - [`trace`]: map/unmap traces replayed on any [`dma::DmaSpace`] to compare the
+//!   simulation with the real kernel.
 //!
 //! The OS layer (reading sysfs, the real VFIO and iommufd ioctls) lives in the
 //! `iova-linux` crate; the `iovactl` tool puts both in front of a user.
@@ -19,9 +25,12 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod container;
 pub mod dma;
 pub mod host;
+pub mod pagetable;
 pub mod range;
+pub mod trace;
 
 pub use host::{Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
 pub use range::{IovaRange, IovaSet};

@@ -1,0 +1,458 @@
+//! The VFIO type1 backend: a `/dev/vfio/vfio` container with IOMMU groups attached.
+//!
+//! ```no_run
+//! use iova::dma::{Access, DmaSpace};
+//! use iova_linux::{sys::AnonMemory, type1::{Container, IommuType}};
+//!
+//! let mut c = Container::open().map_err(|e| e.to_string())?;
+//! c.attach_group(1, IommuType::Type1v2).map_err(|e| e.to_string())?;
+//! let buf = AnonMemory::new(0x20_0000).map_err(|e| e.to_string())?;
+//! c.map(0x10_0000, buf.addr(), 0x20_0000, Access::RW).map_err(|e| e.to_string())?;
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! Errors the kernel reports come back as the kernel's errno (`MapError::Kernel`,
+//! `UnmapError::Kernel`, `InfoError::Kernel`): the real kernel is the authority here,
+//! and the simulated container is compared against it errno by errno.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use iova::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
+use iova::range::IovaSet;
+
+use crate::capchain::{self, CapChainError, Type1Info};
+use crate::device::Device;
+use crate::sys::{self, Pod, Request};
+
+const VFIO_TYPE: u8 = b';';
+const VFIO_BASE: u8 = 100;
+const VFIO_GET_API_VERSION: Request = sys::io(VFIO_TYPE, VFIO_BASE);
+const VFIO_CHECK_EXTENSION: Request = sys::io(VFIO_TYPE, VFIO_BASE + 1);
+const VFIO_SET_IOMMU: Request = sys::io(VFIO_TYPE, VFIO_BASE + 2);
+const VFIO_GROUP_GET_STATUS: Request = sys::io(VFIO_TYPE, VFIO_BASE + 3);
+const VFIO_GROUP_SET_CONTAINER: Request = sys::io(VFIO_TYPE, VFIO_BASE + 4);
+const VFIO_GROUP_GET_DEVICE_FD: Request = sys::io(VFIO_TYPE, VFIO_BASE + 6);
+const VFIO_IOMMU_GET_INFO: Request = sys::io(VFIO_TYPE, VFIO_BASE + 12);
+const VFIO_IOMMU_MAP_DMA: Request = sys::io(VFIO_TYPE, VFIO_BASE + 13);
+const VFIO_IOMMU_UNMAP_DMA: Request = sys::io(VFIO_TYPE, VFIO_BASE + 14);
+
+/// The VFIO API version this code speaks (`VFIO_API_VERSION`).
+pub const VFIO_API_VERSION: i32 = 0;
+/// Group status flag: all devices of the group are bound to VFIO drivers or none.
+pub const GROUP_FLAGS_VIABLE: u32 = 1;
+/// Group status flag: the group is in a container.
+pub const GROUP_FLAGS_CONTAINER_SET: u32 = 2;
+
+/// MAP flag: the device may read.
+pub const DMA_MAP_FLAG_READ: u32 = 1;
+/// MAP flag: the device may write.
+pub const DMA_MAP_FLAG_WRITE: u32 = 2;
+/// UNMAP flag: unmap everything (needs [`Extension::UnmapAll`]).
+pub const DMA_UNMAP_FLAG_ALL: u32 = 2;
+
+/// Container extensions (`VFIO_CHECK_EXTENSION` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// Type1 IOMMU (v1 unmap semantics).
+    Type1,
+    /// Type1 v2 (no partial unmaps).
+    Type1v2,
+    /// Type1 nesting.
+    Type1Nesting,
+    /// No IOMMU (unsafe).
+    NoIommu,
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`.
+    UnmapAll,
+    /// `VFIO_DMA_MAP_FLAG_VADDR`.
+    UpdateVaddr,
+}
+
+impl Extension {
+    /// The kernel's number for it.
+    pub const fn code(self) -> u32 {
+        match self {
+            Extension::Type1 => 1,
+            Extension::Type1v2 => 3,
+            Extension::Type1Nesting => 6,
+            Extension::NoIommu => 8,
+            Extension::UnmapAll => 9,
+            Extension::UpdateVaddr => 10,
+        }
+    }
+}
+
+/// Which IOMMU model to ask for in `VFIO_SET_IOMMU`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IommuType {
+    /// Type1 v2: unmaps never split a mapping.
+    Type1v2,
+    /// Type1 v1.
+    Type1,
+}
+
+impl IommuType {
+    fn extension(self) -> Extension {
+        match self {
+            IommuType::Type1v2 => Extension::Type1v2,
+            IommuType::Type1 => Extension::Type1,
+        }
+    }
+}
+
+/// Why a container operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Type1Error {
+    /// Opening a device node failed.
+    #[error("cannot open {path}: {errno}")]
+    Open {
+        /// The node.
+        path: PathBuf,
+        /// The errno.
+        errno: Errno,
+    },
+    /// The kernel speaks another VFIO API version.
+    #[error("VFIO API version {0}, expected {VFIO_API_VERSION}")]
+    ApiVersion(i32),
+    /// The container lacks the IOMMU model asked for.
+    #[error("the VFIO container does not support {0:?}")]
+    NoExtension(Extension),
+    /// The group is not viable (some device in it is bound to a non-VFIO driver).
+    #[error("IOMMU group {0} is not viable (bind every device in it to vfio-pci)")]
+    NotViable(u32),
+    /// An ioctl failed.
+    #[error("{op} failed: {errno}")]
+    Ioctl {
+        /// The ioctl.
+        op: &'static str,
+        /// The errno.
+        errno: Errno,
+    },
+    /// No attached group holds the device.
+    #[error("no attached group holds device {0}")]
+    NoDevice(String),
+}
+
+impl Type1Error {
+    /// The errno behind the failure, where there is one.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Type1Error::Open { errno, .. } | Type1Error::Ioctl { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+fn ioctl_err(op: &'static str) -> impl Fn(Errno) -> Type1Error {
+    move |errno| Type1Error::Ioctl { op, errno }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct GroupStatus {
+    argsz: u32,
+    flags: u32,
+}
+// SAFETY: repr(C) struct of integers matching `struct vfio_group_status`.
+unsafe impl Pod for GroupStatus {}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct DmaMap {
+    argsz: u32,
+    flags: u32,
+    vaddr: u64,
+    iova: u64,
+    size: u64,
+}
+// SAFETY: repr(C) struct of integers matching `struct vfio_iommu_type1_dma_map`.
+unsafe impl Pod for DmaMap {}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct DmaUnmap {
+    argsz: u32,
+    flags: u32,
+    iova: u64,
+    size: u64,
+}
+// SAFETY: repr(C) struct of integers matching `struct vfio_iommu_type1_dma_unmap`
+// without the trailing flexible array (argsz excludes it).
+unsafe impl Pod for DmaUnmap {}
+
+fn size_u32<T>() -> u32 {
+    u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
+}
+
+/// An IOMMU group opened from `/dev/vfio/N`.
+#[derive(Debug)]
+pub struct Group {
+    id: u32,
+    fd: OwnedFd,
+}
+
+impl Group {
+    /// Opens `/dev/vfio/<id>`.
+    pub fn open(id: u32) -> Result<Group, Type1Error> {
+        Self::open_path(id, &PathBuf::from(format!("/dev/vfio/{id}")))
+    }
+
+    /// Opens a group node at another path.
+    pub fn open_path(id: u32, path: &Path) -> Result<Group, Type1Error> {
+        let fd = sys::open_rw(path).map_err(|e| Type1Error::Open {
+            path: path.to_owned(),
+            errno: sys::errno_of(&e),
+        })?;
+        Ok(Group { id, fd })
+    }
+
+    /// The group number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// `VFIO_GROUP_GET_STATUS` flags.
+    pub fn status(&self) -> Result<u32, Type1Error> {
+        let mut st = GroupStatus {
+            argsz: size_u32::<GroupStatus>(),
+            flags: 0,
+        };
+        sys::ioctl_ptr(&self.fd, VFIO_GROUP_GET_STATUS, &mut st)
+            .map_err(ioctl_err("VFIO_GROUP_GET_STATUS"))?;
+        Ok(st.flags)
+    }
+
+    /// Opens a device of the group by name (`0000:00:03.0`).
+    pub fn device(&self, name: &str) -> Result<Device, Type1Error> {
+        let fd = sys::ioctl_str(&self.fd, VFIO_GROUP_GET_DEVICE_FD, name)
+            .map_err(ioctl_err("VFIO_GROUP_GET_DEVICE_FD"))?;
+        // SAFETY: on success the ioctl returns a new file descriptor that nothing else
+        // owns.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Device::from_fd(name, fd))
+    }
+}
+
+/// A VFIO type1 container (`/dev/vfio/vfio`).
+#[derive(Debug)]
+pub struct Container {
+    fd: OwnedFd,
+    groups: Vec<Group>,
+    iommu: Option<IommuType>,
+}
+
+impl Container {
+    /// Opens `/dev/vfio/vfio` and checks the API version.
+    pub fn open() -> Result<Container, Type1Error> {
+        Self::open_path(Path::new("/dev/vfio/vfio"))
+    }
+
+    /// Opens a container node at another path and checks the API version.
+    pub fn open_path(path: &Path) -> Result<Container, Type1Error> {
+        let fd = sys::open_rw(path).map_err(|e| Type1Error::Open {
+            path: path.to_owned(),
+            errno: sys::errno_of(&e),
+        })?;
+        let c = Container {
+            fd,
+            groups: Vec::new(),
+            iommu: None,
+        };
+        let v = c.api_version()?;
+        if v != VFIO_API_VERSION {
+            return Err(Type1Error::ApiVersion(v));
+        }
+        Ok(c)
+    }
+
+    /// `VFIO_GET_API_VERSION`.
+    pub fn api_version(&self) -> Result<i32, Type1Error> {
+        sys::ioctl_val(&self.fd, VFIO_GET_API_VERSION, 0).map_err(ioctl_err("VFIO_GET_API_VERSION"))
+    }
+
+    /// `VFIO_CHECK_EXTENSION`: whether the container supports `ext`.
+    pub fn check_extension(&self, ext: Extension) -> Result<bool, Type1Error> {
+        sys::ioctl_val(
+            &self.fd,
+            VFIO_CHECK_EXTENSION,
+            libc::c_ulong::from(ext.code()),
+        )
+        .map(|r| r > 0)
+        .map_err(ioctl_err("VFIO_CHECK_EXTENSION"))
+    }
+
+    /// The IOMMU model set, once a group is attached.
+    pub fn iommu_type(&self) -> Option<IommuType> {
+        self.iommu
+    }
+
+    /// The attached groups.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// Opens group `id`, checks it is viable, puts it in the container and, for the
+    /// first group, sets the IOMMU model (`iommu`, which must be supported).
+    pub fn attach_group(&mut self, id: u32, iommu: IommuType) -> Result<(), Type1Error> {
+        let group = Group::open(id)?;
+        self.attach(group, iommu)
+    }
+
+    /// Like [`Container::attach_group`] with an already opened group.
+    pub fn attach(&mut self, group: Group, iommu: IommuType) -> Result<(), Type1Error> {
+        if group.status()? & GROUP_FLAGS_VIABLE == 0 {
+            return Err(Type1Error::NotViable(group.id));
+        }
+        if self.iommu.is_none() && !self.check_extension(iommu.extension())? {
+            return Err(Type1Error::NoExtension(iommu.extension()));
+        }
+        let mut raw = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+        sys::ioctl_ptr(&group.fd, VFIO_GROUP_SET_CONTAINER, &mut raw)
+            .map_err(ioctl_err("VFIO_GROUP_SET_CONTAINER"))?;
+        if self.iommu.is_none() {
+            let code = libc::c_ulong::from(iommu.extension().code());
+            // On failure the group is dropped, which takes it out of the container.
+            sys::ioctl_val(&self.fd, VFIO_SET_IOMMU, code).map_err(ioctl_err("VFIO_SET_IOMMU"))?;
+            self.iommu = Some(iommu);
+        }
+        self.groups.push(group);
+        Ok(())
+    }
+
+    /// Opens a device held by one of the attached groups.
+    pub fn device(&self, name: &str) -> Result<Device, Type1Error> {
+        let mut last = Type1Error::NoDevice(name.to_owned());
+        for g in &self.groups {
+            match g.device(name) {
+                Ok(d) => return Ok(d),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// `VFIO_IOMMU_GET_INFO` with size negotiation: asks with the bare header, grows
+    /// the buffer to the `argsz` the kernel reports and retries (a few times, in case
+    /// the chain grows in between), then parses the capability chain.
+    pub fn get_info(&self) -> Result<Type1Info, InfoError> {
+        let mut len = capchain::INFO_HEADER_LEN;
+        for _ in 0..4 {
+            let buf = self.get_info_raw(len).map_err(InfoError::Kernel)?;
+            match capchain::parse_type1_info(&buf) {
+                Err(CapChainError::NeedsMore { argsz, .. }) => {
+                    let want = usize::try_from(argsz).unwrap_or(usize::MAX);
+                    if want > 1 << 20 {
+                        return Err(InfoError::Malformed(format!(
+                            "GET_INFO asks for {argsz} bytes"
+                        )));
+                    }
+                    len = want;
+                }
+                Err(e) => return Err(InfoError::Malformed(e.to_string())),
+                Ok(info) => return Ok(info),
+            }
+        }
+        Err(InfoError::Malformed(
+            "GET_INFO kept asking for a larger buffer".to_owned(),
+        ))
+    }
+
+    /// One `VFIO_IOMMU_GET_INFO` call with an `argsz` of `len` bytes; returns the bytes
+    /// the kernel wrote (for tests of the negotiation itself).
+    pub fn get_info_raw(&self, len: usize) -> Result<Vec<u8>, Errno> {
+        let words = len.div_ceil(8).max(2);
+        let mut buf = vec![0u64; words];
+        let argsz = u32::try_from(len).map_err(|_| Errno::EINVAL)?;
+        let mut first = [0u8; 8];
+        first[..4].copy_from_slice(&argsz.to_ne_bytes());
+        buf[0] = u64::from_ne_bytes(first);
+        sys::ioctl_buf(&self.fd, VFIO_IOMMU_GET_INFO, &mut buf)?;
+        let mut bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        bytes.truncate(len);
+        Ok(bytes)
+    }
+
+    /// `VFIO_IOMMU_MAP_DMA` with raw flags; the kernel's errno on failure.
+    pub fn map_raw(&self, vaddr: u64, iova: u64, size: u64, flags: u32) -> Result<(), Errno> {
+        let mut m = DmaMap {
+            argsz: size_u32::<DmaMap>(),
+            flags,
+            vaddr,
+            iova,
+            size,
+        };
+        sys::ioctl_ptr(&self.fd, VFIO_IOMMU_MAP_DMA, &mut m).map(|_| ())
+    }
+
+    /// `VFIO_IOMMU_UNMAP_DMA` with raw flags; the bytes unmapped, or the errno.
+    pub fn unmap_raw(&self, iova: u64, size: u64, flags: u32) -> Result<u64, Errno> {
+        let mut u = DmaUnmap {
+            argsz: size_u32::<DmaUnmap>(),
+            flags,
+            iova,
+            size,
+        };
+        sys::ioctl_ptr(&self.fd, VFIO_IOMMU_UNMAP_DMA, &mut u)?;
+        Ok(u.size)
+    }
+}
+
+/// The MAP flags for an access.
+pub fn map_flags(access: Access) -> u32 {
+    (if access.read { DMA_MAP_FLAG_READ } else { 0 })
+        | (if access.write { DMA_MAP_FLAG_WRITE } else { 0 })
+}
+
+impl DmaSpace for Container {
+    fn info(&self) -> Result<DmaInfo, InfoError> {
+        if self.iommu.is_none() {
+            return Err(InfoError::NotReady);
+        }
+        let info = self.get_info()?;
+        Ok(DmaInfo {
+            iova_ranges: info
+                .iova_ranges
+                .map(|r| r.into_iter().collect())
+                .unwrap_or_else(IovaSet::new),
+            page_sizes: info.iova_pgsizes.unwrap_or(0),
+            dma_avail: info.dma_avail,
+        })
+    }
+
+    fn map(
+        &mut self,
+        iova: u64,
+        host_addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        self.map_raw(host_addr, iova, size, map_flags(access))
+            .map_err(|e| match e {
+                Errno::EFAULT => MapError::BadAddress,
+                e => MapError::Kernel(e),
+            })
+    }
+
+    fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
+        self.unmap_raw(iova, size, 0)
+            .map(u128::from)
+            .map_err(UnmapError::Kernel)
+    }
+
+    fn unmap_all(&mut self) -> Result<u128, UnmapError> {
+        if self
+            .check_extension(Extension::UnmapAll)
+            .map_err(|e| UnmapError::Kernel(e.errno().unwrap_or(Errno::EINVAL)))?
+        {
+            return self
+                .unmap_raw(0, 0, DMA_UNMAP_FLAG_ALL)
+                .map(u128::from)
+                .map_err(UnmapError::Kernel);
+        }
+        // Without the extension: two halves of 2^63 bytes cover the whole space.
+        let half = 1u64 << 63;
+        let a = self.unmap_raw(0, half, 0).map_err(UnmapError::Kernel)?;
+        let b = self.unmap_raw(half, half, 0).map_err(UnmapError::Kernel)?;
+        Ok(u128::from(a) + u128::from(b))
+    }
+}

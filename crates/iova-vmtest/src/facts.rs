@@ -1,0 +1,79 @@
+//! Facts about the guest read straight from its sysfs, independently of
+//! `iova_linux::sysfs`, to derive the answers the kernel must give.
+
+use std::fs;
+
+use iova::range::{IovaRange, IovaSet};
+
+/// The IOMMU group of a PCI device.
+pub fn group_of(bdf: &str) -> Result<u32, String> {
+    let link = fs::read_link(format!("/sys/bus/pci/devices/{bdf}/iommu_group"))
+        .map_err(|e| format!("iommu_group of {bdf}: {e}"))?;
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("bad iommu_group link {}", link.display()))
+}
+
+/// The VT-d maximum guest address width: bits 21:16 of `cap`, plus one.
+pub fn vtd_address_width() -> Result<u32, String> {
+    let text = fs::read_to_string("/sys/class/iommu/dmar0/intel-iommu/cap")
+        .map_err(|e| format!("dmar0 cap: {e}"))?;
+    let cap =
+        u64::from_str_radix(text.trim(), 16).map_err(|e| format!("dmar0 cap {text:?}: {e}"))?;
+    let mgaw = (cap >> 16) & 0x3f;
+    u32::try_from(mgaw + 1).map_err(|e| e.to_string())
+}
+
+/// The group's reserved regions that exclude IOVAs (every kind but
+/// `direct-relaxable`), from `reserved_regions` (`first last kind`, inclusive).
+pub fn excluded_regions(group: u32) -> Result<Vec<IovaRange>, String> {
+    let path = format!("/sys/kernel/iommu_groups/{group}/reserved_regions");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [first, last, kind] = f.as_slice() else {
+            return Err(format!("{path}:{}: expected 3 fields", n + 1));
+        };
+        let parse = |s: &str| {
+            u64::from_str_radix(s.trim_start_matches("0x"), 16)
+                .map_err(|e| format!("{path}:{}: {s}: {e}", n + 1))
+        };
+        if *kind == "direct-relaxable" {
+            continue;
+        }
+        out.push(IovaRange::new(parse(first)?, parse(last)?).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// The IOVAs a type1 container holding only this group must report: the aperture
+/// `[0, 2^aw - 1]` minus the excluded reserved regions.
+pub fn expected_valid(group: u32) -> Result<(IovaSet, u64), String> {
+    let aw = vtd_address_width()?;
+    let top = 1u64
+        .checked_shl(aw)
+        .and_then(|t| t.checked_sub(1))
+        .ok_or_else(|| format!("address width {aw}"))?;
+    let mut set = IovaSet::from(IovaRange::new(0, top).map_err(|e| e.to_string())?);
+    for r in excluded_regions(group)? {
+        set.remove(r);
+    }
+    Ok((set, top))
+}
+
+/// The vfio cdev name (`vfio0`) of a device bound to vfio-pci, if the kernel has cdevs.
+pub fn vfio_cdev(bdf: &str) -> Result<String, String> {
+    let dir = format!("/sys/bus/pci/devices/{bdf}/vfio-dev");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{dir} is empty"))
+}

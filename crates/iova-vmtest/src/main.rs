@@ -1,0 +1,41 @@
+//! The in-guest test binary of `vmtest/`.
+//!
+//! `vmtest/run` boots a Linux guest under QEMU (emulated Intel VT-d plus the `edu` DMA
+//! device), binds `edu` to `vfio-pci` and runs this binary as
+//! `iova-vmtest <type1|iommufd> <tag> <pci-address>`. Every check prints one line,
+//! `vmtest: PASS <tag>/<name>` or `vmtest: FAIL <tag>/<name>: why`, on the serial
+//! console; the harness counts them. The last line is `vmtest-guest: done <tag>`, so a
+//! crash or hang shows as a missing line.
+//!
+//! Expected answers come from facts, never from the code under test: the errno tables
+//! of `shared/design/SEMANTICS.md`, the guest's own sysfs (reserved regions, the VT-d
+//! address width) read here independently, and the data a device DMA leaves in memory.
+
+mod diff;
+mod edu;
+mod facts;
+mod iommufd_tests;
+mod report;
+mod type1_tests;
+
+use report::Report;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(tag), Some(bdf)) = (args.get(1), args.get(2), args.get(3)) else {
+        eprintln!("usage: iova-vmtest <type1|iommufd> <tag> <pci-address> [seed]");
+        std::process::exit(2);
+    };
+    let seed = args
+        .get(4)
+        .and_then(|s| iova::range::parse_u64(s).ok())
+        .unwrap_or(1);
+    let mut r = Report::new(tag);
+    match mode.as_str() {
+        "type1" => type1_tests::run(&mut r, bdf, seed),
+        "iommufd" => iommufd_tests::run(&mut r, bdf, seed),
+        other => r.fail("mode", &format!("unknown mode {other}")),
+    }
+    println!("vmtest-guest: {} passed, {} failed", r.passed, r.failed);
+    println!("vmtest-guest: done {tag}");
+}

@@ -1,0 +1,989 @@
+//! A simulated VFIO container: type1 (v1 and v2) or an iommufd IOAS.
+//!
+//! [`Container`] reproduces what the Linux kernel answers, errno by errno and check by
+//! check in the kernel's order (see `shared/design/SEMANTICS.md`, checked against
+//! `drivers/vfio/vfio_iommu_type1.c` and `drivers/iommu/iommufd/io_pagetable.c`):
+//!
+//! - [`Container::attach`] narrows the valid IOVAs to the intersection of every
+//!   attached group's aperture (an unknown aperture counts as the whole 64-bit space)
+//!   minus every reserved region except `direct-relaxable`; the page-size bitmap is the
+//!   AND of every domain's, with sizes below the CPU page replaced by the CPU page.
+//!   It refuses groups whose IOMMU cannot remap interrupts (EPERM) and bypass
+//!   (identity) groups (EPERM) unless the configuration allows the unsafe setup, and
+//!   refuses, changing nothing, a group whose limits would strand an existing mapping
+//!   (type1: EINVAL, iommufd: EADDRINUSE).
+//! - [`Container::detach`] never fails for an attached group; it recomputes everything,
+//!   and dropping the last group drops every mapping (the container is then back to
+//!   its "no IOMMU set" state).
+//! - Until a group is attached, `info`, `map` and `unmap` answer
+//!   [`InfoError::NotReady`]/[`MapError::NotReady`]/[`UnmapError::NotReady`] (EINVAL), as
+//!   type1 does before `VFIO_SET_IOMMU`.
+//! - The [`DmaSpace`] operations follow the flavour's MAP/UNMAP rules; every failed
+//!   operation leaves the container exactly as it was (`Container` is `Clone + Eq`, so
+//!   tests compare snapshots).
+//!
+//! Known, deliberate differences from the kernel are listed on [`Flavour`].
+//!
+//! ```
+//! use iova::container::{Container, ContainerConfig};
+//! use iova::dma::{Access, DmaSpace, Errno};
+//! use iova::host::{Group, Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
+//! use iova::range::IovaRange;
+//!
+//! let mut group = Group::new(1);
+//! group.iommu = Some("dmar0".into());
+//! group.reserved_regions.push(ReservedRegion {
+//!     range: IovaRange::new(0xfee0_0000, 0xfeef_ffff)?,
+//!     kind: ReservedKind::Msi,
+//! });
+//! let host = Host {
+//!     iommus: vec![IommuUnit::new("dmar0", IommuVendor::Intel)
+//!         .with_address_width(39)
+//!         .with_page_sizes(0x4020_1000)
+//!         .with_interrupt_remapping(true)],
+//!     groups: vec![group],
+//!     ..Host::default()
+//! };
+//! let mut c = Container::new(ContainerConfig::default());
+//! assert_eq!(c.map(0, 0, 0x1000, Access::RW).unwrap_err().errno(), Errno::EINVAL); // not ready
+//! c.attach(&host, 1)?;
+//! c.map(0x10_0000, 0x7f00_0000_0000, 0x20_0000, Access::RW)?;
+//! assert_eq!(c.translate(0x10_0123, Access::READ), Ok(0x7f00_0000_0123));
+//! assert_eq!(c.map(0xfee0_0000, 0, 0x1000, Access::RW).unwrap_err().errno(), Errno::EINVAL);
+//! assert_eq!(c.unmap(0x10_1000, 0x1000).unwrap_err().errno(), Errno::EINVAL); // would split
+//! assert_eq!(c.unmap_all()?, 0x20_0000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
+use crate::host::{Host, ReservedKind};
+use crate::pagetable::{Fault, PageTable};
+use crate::range::{IovaRange, IovaSet};
+
+/// Which kernel interface the container behaves like.
+///
+/// Deliberate differences from the kernel, all documented here:
+/// - iommufd removes the areas below a bisected one before answering ENOENT; this model
+///   checks first and changes nothing (a failed operation changes nothing).
+/// - iommufd accepts an IOAS whose valid ranges are empty and alignments below the CPU
+///   page; this model refuses the attach (EINVAL) and always aligns to the smallest
+///   page of the combined bitmap.
+/// - iommufd has no `dma_entry_limit`; `dma_avail` is `None` there.
+/// - Pinning failures (EFAULT, ENOMEM) are not simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Flavour {
+    /// VFIO type1, v1 interface: unmap removes whole mappings whose first IOVA lies in
+    /// the range (possibly more than asked) and ignores a range starting inside one.
+    Type1V1,
+    /// VFIO type1, v2 interface (the default; what QEMU uses): unmaps must not split.
+    #[default]
+    Type1V2,
+    /// iommufd IOAS: EADDRINUSE/ENOENT/EOVERFLOW flavoured answers, automatic IOVA
+    /// allocation and ALLOW_IOVAS.
+    Iommufd,
+}
+
+impl Flavour {
+    /// Whether this is one of the type1 flavours.
+    pub fn is_type1(self) -> bool {
+        matches!(self, Flavour::Type1V1 | Flavour::Type1V2)
+    }
+}
+
+/// How a container is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContainerConfig {
+    /// The interface to behave like.
+    pub flavour: Flavour,
+    /// Most mappings a type1 container holds (`vfio_iommu_type1.dma_entry_limit`,
+    /// kernel default 65535).
+    pub dma_entry_limit: u32,
+    /// Accept groups whose IOMMU cannot remap interrupts
+    /// (`allow_unsafe_interrupts`); unsafe: a device can then forge interrupts.
+    pub allow_unsafe_interrupts: bool,
+    /// Accept groups whose DMA bypasses translation (identity domain). Unsafe: the
+    /// device can reach all of memory whatever is mapped.
+    pub allow_unsafe_bypass: bool,
+    /// Accept groups with a `direct` reserved region (a VT-d RMRR the firmware needs
+    /// identity-mapped). The Intel driver refuses such devices in an unmanaged domain
+    /// with EPERM ("ineligible for IOMMU domain attach due to platform RMRR
+    /// requirement"); unsafe: the firmware may keep doing DMA there behind the guest.
+    pub allow_unsafe_direct: bool,
+    /// The CPU page size (4096 on x86).
+    pub cpu_page_size: u64,
+    /// Answer a wrapping type1 map or unmap with EOVERFLOW, as Linux 6.18 and later do,
+    /// instead of EINVAL (the default, every earlier kernel).
+    pub type1_wrap_eoverflow: bool,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig {
+            flavour: Flavour::Type1V2,
+            dma_entry_limit: 65535,
+            allow_unsafe_interrupts: false,
+            allow_unsafe_bypass: false,
+            allow_unsafe_direct: false,
+            cpu_page_size: 4096,
+            type1_wrap_eoverflow: false,
+        }
+    }
+}
+
+impl ContainerConfig {
+    /// The default configuration with another flavour.
+    pub fn with_flavour(flavour: Flavour) -> Self {
+        ContainerConfig {
+            flavour,
+            ..ContainerConfig::default()
+        }
+    }
+}
+
+/// Why a group could not be attached. Nothing changes when an attach fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// The host has no such group.
+    #[error("no IOMMU group {0} on this host")]
+    NoSuchGroup(u32),
+    /// The group is already in this container.
+    #[error("IOMMU group {0} is already attached")]
+    AlreadyAttached(u32),
+    /// The group's DMA bypasses translation and `allow_unsafe_bypass` is off.
+    #[error(
+        "IOMMU group {group} bypasses translation (identity domain); refused unless unsafe bypass is allowed"
+    )]
+    Bypass {
+        /// The group.
+        group: u32,
+    },
+    /// The group has a `direct` reserved region (RMRR) and `allow_unsafe_direct` is off.
+    #[error(
+        "IOMMU group {group} has a direct (RMRR) region {range}; the device needs an identity mapping there and is refused unless unsafe direct regions are allowed"
+    )]
+    DirectRegion {
+        /// The group.
+        group: u32,
+        /// The region.
+        range: IovaRange,
+    },
+    /// The group's IOMMU cannot remap interrupts and `allow_unsafe_interrupts` is off.
+    #[error(
+        "IOMMU group {group} has no interrupt remapping; refused unless unsafe interrupts are allowed"
+    )]
+    UnsafeInterrupts {
+        /// The group.
+        group: u32,
+    },
+    /// type1: an existing mapping lies outside the new aperture or in a newly
+    /// reserved region.
+    #[error("existing mapping {mapping} lies outside what the group can map")]
+    Conflict {
+        /// The stranded mapping.
+        mapping: IovaRange,
+    },
+    /// iommufd: the group would reserve IOVAs that are mapped, allowed by
+    /// ALLOW_IOVAS, or misaligned for its page size.
+    #[error("{range} is in use and the group would reserve or misalign it")]
+    InUse {
+        /// The mapping or allowed range in the way.
+        range: IovaRange,
+    },
+    /// No IOVA would be left to map.
+    #[error("no valid IOVA would be left")]
+    NoValidIova,
+    /// The domains have no page size in common.
+    #[error("no common page size (combined bitmap {bitmap:#x})")]
+    NoCommonPageSize {
+        /// The combined bitmap.
+        bitmap: u64,
+    },
+    /// iommufd: the domain's smallest page is larger than the CPU page.
+    #[error("the smallest IOMMU page {page_size:#x} is larger than the CPU page")]
+    PageSizeAboveCpuPage {
+        /// The IOMMU's smallest page.
+        page_size: u64,
+    },
+    /// type1: an existing mapping cannot be replayed into the new domain (its
+    /// alignment is below the new smallest page).
+    #[error("existing mapping {mapping} cannot be mapped in the new domain")]
+    Replay {
+        /// The mapping.
+        mapping: IovaRange,
+    },
+    /// The configured CPU page size is not a power of two from 4 KiB to 4 GiB.
+    #[error("bad CPU page size {0:#x}")]
+    BadCpuPageSize(u64),
+}
+
+impl AttachError {
+    /// The errno the kernel gives (or, for model-only refusals, would give).
+    pub fn errno(&self) -> Errno {
+        match self {
+            AttachError::NoSuchGroup(_) => Errno::ENOENT,
+            AttachError::AlreadyAttached(_) => Errno::EBUSY,
+            AttachError::Bypass { .. }
+            | AttachError::UnsafeInterrupts { .. }
+            | AttachError::DirectRegion { .. } => Errno::EPERM,
+            AttachError::InUse { .. } => Errno::EADDRINUSE,
+            AttachError::Conflict { .. }
+            | AttachError::NoValidIova
+            | AttachError::NoCommonPageSize { .. }
+            | AttachError::PageSizeAboveCpuPage { .. }
+            | AttachError::Replay { .. }
+            | AttachError::BadCpuPageSize(_) => Errno::EINVAL,
+        }
+    }
+}
+
+/// Why a detach failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetachError {
+    /// The group is not in this container.
+    #[error("IOMMU group {0} is not attached")]
+    NotAttached(u32),
+}
+
+impl DetachError {
+    /// The errno the kernel gives.
+    pub fn errno(&self) -> Errno {
+        Errno::EINVAL
+    }
+}
+
+/// Why ALLOW_IOVAS was refused. Nothing changes when it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowIovasError {
+    /// Only iommufd has ALLOW_IOVAS.
+    #[error("ALLOW_IOVAS is an iommufd operation")]
+    Unsupported,
+    /// A range of one byte (the kernel wants `start < last`).
+    #[error("allowed range {0} has start == last")]
+    Degenerate(IovaRange),
+    /// A range overlaps a reserved range.
+    #[error("allowed range {0} overlaps a reserved range")]
+    Reserved(IovaRange),
+}
+
+impl AllowIovasError {
+    /// The errno the kernel gives.
+    pub fn errno(&self) -> Errno {
+        match self {
+            AllowIovasError::Unsupported => Errno::ENOTTY,
+            AllowIovasError::Degenerate(_) => Errno::EINVAL,
+            AllowIovasError::Reserved(_) => Errno::EADDRINUSE,
+        }
+    }
+}
+
+/// One mapping of the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mapping {
+    /// The IOVAs.
+    pub iova: IovaRange,
+    /// The host address of the first byte.
+    pub host_addr: u64,
+    /// What the device may do.
+    pub access: Access,
+}
+
+/// What the tracker stores per mapping, keyed by the first IOVA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    last: u64,
+    host: u64,
+    access: Access,
+}
+
+/// One attached group's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    id: u32,
+    aperture: IovaRange,
+    page_sizes: u64,
+    excluded: IovaSet,
+}
+
+/// What the attached groups allow together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Geometry {
+    aperture: IovaRange,
+    valid: IovaSet,
+    page_sizes: u64,
+}
+
+/// A simulated VFIO container or iommufd IOAS. See the [module documentation](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    config: ContainerConfig,
+    members: Vec<Member>,
+    geometry: Option<Geometry>,
+    allowed: IovaSet,
+    maps: BTreeMap<u64, Entry>,
+    table: Option<PageTable>,
+}
+
+impl Container {
+    /// An empty container with no group attached.
+    pub fn new(config: ContainerConfig) -> Self {
+        Container {
+            config,
+            members: Vec::new(),
+            geometry: None,
+            allowed: IovaSet::default(),
+            maps: BTreeMap::new(),
+            table: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ContainerConfig {
+        &self.config
+    }
+
+    /// Whether a group is attached (the container answers map/unmap/info).
+    pub fn is_ready(&self) -> bool {
+        self.geometry.is_some()
+    }
+
+    /// The attached groups, in attach order.
+    pub fn groups(&self) -> impl Iterator<Item = u32> + '_ {
+        self.members.iter().map(|m| m.id)
+    }
+
+    /// The valid IOVAs (empty before any attach).
+    pub fn valid_iovas(&self) -> IovaSet {
+        self.geometry
+            .as_ref()
+            .map(|g| g.valid.clone())
+            .unwrap_or_default()
+    }
+
+    /// The common aperture of the attached groups.
+    pub fn aperture(&self) -> Option<IovaRange> {
+        self.geometry.as_ref().map(|g| g.aperture)
+    }
+
+    /// The iommufd allowed list (empty: no restriction).
+    pub fn allowed_iovas(&self) -> &IovaSet {
+        &self.allowed
+    }
+
+    /// The live mappings, by IOVA.
+    pub fn mappings(&self) -> impl Iterator<Item = Mapping> + '_ {
+        self.maps.iter().map(|(&first, e)| Mapping {
+            iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
+            host_addr: e.host,
+            access: e.access,
+        })
+    }
+
+    /// How many mappings are live.
+    pub fn mapping_count(&self) -> usize {
+        self.maps.len()
+    }
+
+    /// The page table kept in step with the mappings (`None` before any attach).
+    pub fn page_table(&self) -> Option<&PageTable> {
+        self.table.as_ref()
+    }
+
+    /// Translates a device access at `iova` through the page table.
+    pub fn translate(&self, iova: u64, access: Access) -> Result<u64, Fault> {
+        match &self.table {
+            Some(t) => t.translate(iova, access),
+            None => Err(Fault::Unmapped { iova }),
+        }
+    }
+
+    /// The mapping containing `iova`, if any.
+    pub fn mapping_at(&self, iova: u64) -> Option<Mapping> {
+        let (&first, e) = self.maps.range(..=iova).next_back()?;
+        (e.last >= iova).then(|| Mapping {
+            iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
+            host_addr: e.host,
+            access: e.access,
+        })
+    }
+
+    /// The lowest mapping overlapping `[first, last]`.
+    fn first_overlap(&self, first: u64, last: u64) -> Option<(u64, Entry)> {
+        if let Some((&f, e)) = self.maps.range(..=first).next_back() {
+            if e.last >= first {
+                return Some((f, *e));
+            }
+        }
+        self.maps
+            .range((Bound::Excluded(first), Bound::Included(last)))
+            .next()
+            .map(|(&f, e)| (f, *e))
+    }
+
+    fn page_size(&self) -> u64 {
+        self.geometry
+            .as_ref()
+            .map_or(self.config.cpu_page_size, |g| {
+                1u64 << g.page_sizes.trailing_zeros()
+            })
+    }
+
+    fn geometry_of(&self, members: &[Member]) -> Result<Geometry, AttachError> {
+        let cpu = self.config.cpu_page_size;
+        let mut aperture = IovaRange::FULL;
+        let mut bitmap = u64::MAX;
+        let mut excluded = IovaSet::default();
+        for m in members {
+            aperture = aperture
+                .intersection(&m.aperture)
+                .ok_or(AttachError::NoValidIova)?;
+            bitmap &= m.page_sizes;
+            excluded = excluded.union(&m.excluded);
+        }
+        if bitmap & (cpu - 1) != 0 {
+            bitmap &= !(cpu - 1);
+            bitmap |= cpu;
+        }
+        let valid = IovaSet::from(aperture).difference(&excluded);
+        if valid.is_empty() {
+            return Err(AttachError::NoValidIova);
+        }
+        if bitmap == 0 || bitmap.trailing_zeros() > 32 {
+            return Err(AttachError::NoCommonPageSize { bitmap });
+        }
+        Ok(Geometry {
+            aperture,
+            valid,
+            page_sizes: bitmap,
+        })
+    }
+
+    /// A page table for `geometry` holding every current mapping.
+    fn build_table(&self, geometry: &Geometry) -> Result<PageTable, AttachError> {
+        let bits = 64 - geometry.aperture.last().leading_zeros();
+        let mut t = PageTable::new(geometry.page_sizes, bits.max(1)).map_err(|_| {
+            AttachError::NoCommonPageSize {
+                bitmap: geometry.page_sizes,
+            }
+        })?;
+        for m in self.mappings() {
+            let size = m.iova.size().unwrap_or(u64::MAX);
+            t.map(m.iova.first(), m.host_addr, size, m.access)
+                .map_err(|_| AttachError::Replay { mapping: m.iova })?;
+        }
+        Ok(t)
+    }
+
+    /// Attaches a group of `host` (VFIO_GROUP_SET_CONTAINER + VFIO_SET_IOMMU for the
+    /// first group; IOMMU_HWPT/device attach for iommufd). See the module docs for the
+    /// rules; nothing changes when it fails.
+    pub fn attach(&mut self, host: &Host, group_id: u32) -> Result<(), AttachError> {
+        let cpu = self.config.cpu_page_size;
+        if !cpu.is_power_of_two() || !(4096..=1 << 32).contains(&cpu) {
+            return Err(AttachError::BadCpuPageSize(cpu));
+        }
+        let group = host
+            .group(group_id)
+            .map_err(|_| AttachError::NoSuchGroup(group_id))?;
+        if self.members.iter().any(|m| m.id == group_id) {
+            return Err(AttachError::AlreadyAttached(group_id));
+        }
+        if group.domain_type.is_bypass() && !self.config.allow_unsafe_bypass {
+            return Err(AttachError::Bypass { group: group_id });
+        }
+        if !self.config.allow_unsafe_direct {
+            if let Some(r) = group
+                .reserved_regions
+                .iter()
+                .find(|r| r.kind == ReservedKind::Direct)
+            {
+                return Err(AttachError::DirectRegion {
+                    group: group_id,
+                    range: r.range,
+                });
+            }
+        }
+        let unit = host.iommu_of_group(group);
+        let member = Member {
+            id: group_id,
+            aperture: unit.and_then(|u| u.aperture).unwrap_or(IovaRange::FULL),
+            page_sizes: unit.and_then(|u| u.page_sizes).unwrap_or(cpu),
+            excluded: group
+                .reserved_regions
+                .iter()
+                .filter(|r| r.kind.excludes_iova())
+                .map(|r| r.range)
+                .collect(),
+        };
+        let irq_ok = unit.and_then(|u| u.interrupt_remapping) != Some(false)
+            || self.config.allow_unsafe_interrupts;
+        let mut members = self.members.clone();
+        members.push(member.clone());
+
+        let (geometry, table) = if self.config.flavour.is_type1() {
+            // vfio_iommu_type1_attach_group: aperture conflict, reserved conflict,
+            // resize/exclude (nothing left: EINVAL), then interrupt isolation.
+            for m in self.mappings() {
+                if !member.aperture.contains_range(&m.iova) || member.excluded.overlaps(&m.iova) {
+                    return Err(AttachError::Conflict { mapping: m.iova });
+                }
+            }
+            let geometry = self.geometry_of(&members)?;
+            if !irq_ok {
+                return Err(AttachError::UnsafeInterrupts { group: group_id });
+            }
+            let table = self.build_table(&geometry)?;
+            (geometry, table)
+        } else {
+            // iommufd: interrupt isolation at bind, then reserved regions, then the
+            // domain's page size and aperture (iopt_table_add_domain).
+            if !irq_ok {
+                return Err(AttachError::UnsafeInterrupts { group: group_id });
+            }
+            for r in &member.excluded {
+                self.check_reservable(r)?;
+            }
+            let min_page = 1u64 << member.page_sizes.trailing_zeros();
+            if member.page_sizes != 0 && min_page > cpu {
+                return Err(AttachError::PageSizeAboveCpuPage {
+                    page_size: min_page,
+                });
+            }
+            let geometry = self.geometry_of(&members)?;
+            let align = 1u64 << geometry.page_sizes.trailing_zeros();
+            if align > self.page_size() {
+                for m in self.mappings() {
+                    let size = m.iova.size().unwrap_or(u64::MAX);
+                    if (m.iova.first() | size | (m.host_addr % cpu)) & (align - 1) != 0 {
+                        return Err(AttachError::InUse { range: m.iova });
+                    }
+                }
+            }
+            for r in IovaSet::from(member.aperture).complement().iter() {
+                self.check_reservable(r)?;
+            }
+            let table = self.build_table(&geometry)?;
+            (geometry, table)
+        };
+        self.members = members;
+        self.geometry = Some(geometry);
+        self.table = Some(table);
+        Ok(())
+    }
+
+    /// iopt_reserve_iova: a reserved range may not cover a mapping or an allowed range.
+    fn check_reservable(&self, r: &IovaRange) -> Result<(), AttachError> {
+        if let Some((f, e)) = self.first_overlap(r.first(), r.last()) {
+            return Err(AttachError::InUse {
+                range: IovaRange::new(f, e.last).unwrap_or(*r),
+            });
+        }
+        if let Some(a) = self.allowed.iter().find(|a| a.overlaps(r)) {
+            return Err(AttachError::InUse { range: *a });
+        }
+        Ok(())
+    }
+
+    /// Detaches a group. Never fails for an attached group: the valid IOVAs and page
+    /// sizes are recomputed from the remaining groups, and detaching the last group
+    /// drops every mapping.
+    pub fn detach(&mut self, group_id: u32) -> Result<(), DetachError> {
+        let pos = self
+            .members
+            .iter()
+            .position(|m| m.id == group_id)
+            .ok_or(DetachError::NotAttached(group_id))?;
+        let mut members = self.members.clone();
+        members.remove(pos);
+        if members.is_empty() {
+            self.members.clear();
+            self.geometry = None;
+            self.maps.clear();
+            self.table = None;
+            return Ok(());
+        }
+        // Removing a group only widens the aperture and the page sizes, so neither the
+        // geometry nor the replay can fail; keep the old ones if they somehow do.
+        if let Ok(g) = self.geometry_of(&members) {
+            if let Ok(t) = self.build_table(&g) {
+                self.geometry = Some(g);
+                self.table = Some(t);
+            }
+        }
+        self.members = members;
+        Ok(())
+    }
+
+    fn wrap_error(&self) -> bool {
+        self.config.flavour == Flavour::Iommufd || self.config.type1_wrap_eoverflow
+    }
+
+    /// Inserts a checked mapping into the page table and the tracker.
+    fn insert(
+        &mut self,
+        iova: u64,
+        last: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let page_size = self.page_size();
+        if let Some(t) = self.table.as_mut() {
+            t.map(iova, host, size, access)
+                .map_err(|_| MapError::Misaligned { page_size })?;
+        }
+        self.maps.insert(iova, Entry { last, host, access });
+        Ok(())
+    }
+
+    fn map_type1(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let geometry = self.geometry.as_ref().ok_or(MapError::NotReady)?;
+        if !access.read && !access.write {
+            return Err(MapError::BadFlags);
+        }
+        let page_size = self.page_size();
+        if size == 0 {
+            return Err(MapError::ZeroSize);
+        }
+        if (size | iova | host) & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size });
+        }
+        let wrap = if self.wrap_error() {
+            MapError::Overflow
+        } else {
+            MapError::Wraps
+        };
+        let (Some(last), Some(_)) = (iova.checked_add(size - 1), host.checked_add(size - 1)) else {
+            return Err(wrap);
+        };
+        if let Some((f, e)) = self.first_overlap(iova, last) {
+            return Err(MapError::Exists {
+                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+            });
+        }
+        if self.maps.len() >= self.config.dma_entry_limit as usize {
+            return Err(MapError::TooManyMappings {
+                limit: self.config.dma_entry_limit,
+            });
+        }
+        let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
+        if !geometry.valid.contains_range(&range) {
+            return Err(MapError::NotInValidRange);
+        }
+        self.insert(iova, last, host, size, access)
+    }
+
+    /// The common first checks of an iommufd map (ioas.c, iopt_alloc_user_pages, the
+    /// length checks of iopt_alloc_area_pages).
+    fn iommufd_precheck(
+        &self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<u64, MapError> {
+        if self.geometry.is_none() {
+            return Err(MapError::NotReady);
+        }
+        if iova == u64::MAX || size == u64::MAX {
+            return Err(MapError::Overflow);
+        }
+        if !access.read && !access.write {
+            return Err(MapError::BadFlags);
+        }
+        if host.checked_add(size).is_none() {
+            return Err(MapError::Overflow);
+        }
+        let page_size = self.page_size();
+        if size == 0 {
+            return Err(MapError::ZeroSize);
+        }
+        if size & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size });
+        }
+        Ok(page_size)
+    }
+
+    fn map_iommufd(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let page_size = self.iommufd_precheck(iova, host, size, access)?;
+        // iopt_check_iova
+        if iova & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size });
+        }
+        let last = iova.checked_add(size - 1).ok_or(MapError::Overflow)?;
+        let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
+        if !self.valid_iovas().contains_range(&range) {
+            return Err(MapError::NotInValidRange);
+        }
+        if let Some((f, e)) = self.first_overlap(iova, last) {
+            return Err(MapError::Exists {
+                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+            });
+        }
+        // iopt_insert_area: the host page offset must suit the alignment.
+        if (host % self.config.cpu_page_size) & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size });
+        }
+        self.insert(iova, last, host, size, access)
+    }
+
+    /// iommufd IOMMU_IOAS_MAP without `FIXED_IOVA`: the kernel picks the IOVA. First fit
+    /// from the bottom over the allowed list (or everything) minus reserved and mapped
+    /// IOVAs, never in the first or the last CPU page of the space, aligned to
+    /// `roundup_pow_of_two(size)` capped by the host address's alignment and by the
+    /// huge-page size (512 CPU pages). Type1 has no such operation
+    /// (`MapError::Kernel(ENOTTY)`).
+    pub fn map_auto(&mut self, host_addr: u64, size: u64, access: Access) -> Result<u64, MapError> {
+        if self.config.flavour != Flavour::Iommufd {
+            return Err(MapError::Kernel(Errno::ENOTTY));
+        }
+        let page_size = self.iommufd_precheck(0, host_addr, size, access)?;
+        let cpu = self.config.cpu_page_size;
+        // iopt_alloc_iova
+        if size >= u64::MAX / 2 {
+            return Err(MapError::Overflow);
+        }
+        let mut align = size.next_power_of_two();
+        if host_addr != 0 {
+            align = align.min(1u64 << host_addr.trailing_zeros());
+        }
+        let max_align = cpu.saturating_mul(512);
+        if align >= max_align {
+            align = max_align;
+        }
+        if align < page_size {
+            return Err(MapError::Misaligned { page_size });
+        }
+        let offset = host_addr % cpu;
+        let window = IovaRange::new(cpu, u64::MAX - cpu).map_err(|_| MapError::NoSpace)?;
+        let spans = if self.allowed.is_empty() {
+            IovaSet::from(window)
+        } else {
+            self.allowed.clamp(window)
+        };
+        let free = spans.intersection(&self.valid_iovas());
+        let mut found = None;
+        'outer: for span in &free {
+            let mut start = span.first();
+            let mut holes = Vec::new();
+            for (&f, e) in self.maps.range(..=span.last()) {
+                if e.last < start {
+                    continue;
+                }
+                if f > start {
+                    holes.push((start, f - 1));
+                }
+                match e.last.checked_add(1) {
+                    Some(n) => start = n,
+                    None => {
+                        start = u64::MAX;
+                        break;
+                    }
+                }
+            }
+            if start <= span.last() && start != u64::MAX {
+                holes.push((start, span.last()));
+            }
+            for (hs, hl) in holes {
+                let Some(a) = hs.checked_add(align - 1) else {
+                    continue;
+                };
+                let a = (a & !(align - 1)) | offset;
+                if a >= hl || hl - a < size - 1 {
+                    continue;
+                }
+                found = Some(a);
+                break 'outer;
+            }
+        }
+        let iova = found.ok_or(MapError::NoSpace)?;
+        if (host_addr % cpu) & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size });
+        }
+        let last = iova + (size - 1);
+        self.insert(iova, last, host_addr, size, access)?;
+        Ok(iova)
+    }
+
+    /// iommufd IOMMU_IOAS_ALLOW_IOVAS: replaces the allowed list (used by automatic
+    /// allocation only) atomically. Refused when a range is a single byte (EINVAL) or
+    /// overlaps a reserved range of an attached group (EADDRINUSE). An empty set lifts
+    /// the restriction.
+    pub fn allow_iovas(&mut self, allowed: &IovaSet) -> Result<(), AllowIovasError> {
+        if self.config.flavour != Flavour::Iommufd {
+            return Err(AllowIovasError::Unsupported);
+        }
+        if let Some(r) = allowed.iter().find(|r| r.first() == r.last()) {
+            return Err(AllowIovasError::Degenerate(*r));
+        }
+        if let Some(g) = &self.geometry {
+            let reserved = g.valid.complement();
+            if let Some(r) = allowed.iter().find(|r| reserved.overlaps(r)) {
+                return Err(AllowIovasError::Reserved(*r));
+            }
+        }
+        self.allowed = allowed.clone();
+        Ok(())
+    }
+
+    fn unmap_type1(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
+        if self.geometry.is_none() {
+            return Err(UnmapError::NotReady);
+        }
+        let page_size = self.page_size();
+        if iova & (page_size - 1) != 0 {
+            return Err(UnmapError::Misaligned { page_size });
+        }
+        if size == 0 {
+            return Err(UnmapError::ZeroSize);
+        }
+        if size & (page_size - 1) != 0 {
+            return Err(UnmapError::Misaligned { page_size });
+        }
+        let last = iova.checked_add(size - 1).ok_or(if self.wrap_error() {
+            UnmapError::Overflow
+        } else {
+            UnmapError::Wraps
+        })?;
+        let mut doomed = Vec::new();
+        if self.config.flavour == Flavour::Type1V2 {
+            if let Some(m) = self.mapping_at(iova) {
+                if m.iova.first() != iova {
+                    return Err(UnmapError::Splits { mapping: m.iova });
+                }
+            }
+            if let Some(m) = self.mapping_at(last) {
+                if m.iova.last() != last {
+                    return Err(UnmapError::Splits { mapping: m.iova });
+                }
+            }
+            doomed.extend(self.maps.range(iova..=last).map(|(&f, _)| f));
+        } else if let Some((f, _)) = self.first_overlap(iova, last) {
+            // v1: stop at a mapping that starts below the range; otherwise remove every
+            // mapping whose first IOVA lies in the range, whole.
+            if f >= iova {
+                doomed.extend(self.maps.range(iova..=last).map(|(&f, _)| f));
+            }
+        }
+        Ok(self.remove(&doomed))
+    }
+
+    fn unmap_iommufd(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
+        if self.geometry.is_none() {
+            return Err(UnmapError::NotReady);
+        }
+        if iova == 0 && size == u64::MAX {
+            return self.unmap_all();
+        }
+        if iova == u64::MAX || size == u64::MAX {
+            return Err(UnmapError::Overflow);
+        }
+        if size == 0 {
+            return Err(UnmapError::ZeroSize);
+        }
+        let last = iova.checked_add(size - 1).ok_or(UnmapError::Overflow)?;
+        let mut doomed = Vec::new();
+        let mut f = iova;
+        while let Some((first, e)) = self.first_overlap(f, last) {
+            if first < iova || e.last > last {
+                return Err(UnmapError::SplitsArea {
+                    mapping: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
+                });
+            }
+            doomed.push(first);
+            match e.last.checked_add(1) {
+                Some(n) if n <= last => f = n,
+                _ => break,
+            }
+        }
+        if doomed.is_empty() {
+            return Err(UnmapError::NotFound);
+        }
+        Ok(self.remove(&doomed))
+    }
+
+    /// Removes the mappings starting at the given IOVAs; returns their bytes.
+    fn remove(&mut self, firsts: &[u64]) -> u128 {
+        let mut bytes = 0u128;
+        for f in firsts {
+            if let Some(e) = self.maps.remove(f) {
+                let r = IovaRange::new(*f, e.last).unwrap_or(IovaRange::FULL);
+                bytes += r.len();
+                if let (Some(t), Some(size)) = (self.table.as_mut(), r.size()) {
+                    // Mappings were placed whole, so this never splits a page.
+                    let _ = t.unmap(*f, size);
+                }
+            }
+        }
+        bytes
+    }
+}
+
+impl DmaSpace for Container {
+    fn info(&self) -> Result<DmaInfo, InfoError> {
+        let g = self.geometry.as_ref().ok_or(InfoError::NotReady)?;
+        let dma_avail = self.config.flavour.is_type1().then(|| {
+            let used = u32::try_from(self.maps.len()).unwrap_or(u32::MAX);
+            self.config.dma_entry_limit.saturating_sub(used)
+        });
+        Ok(DmaInfo {
+            iova_ranges: g.valid.clone(),
+            page_sizes: g.page_sizes,
+            dma_avail,
+        })
+    }
+
+    /// MAP_DMA / IOMMU_IOAS_MAP with a fixed IOVA, with the flavour's checks in the
+    /// kernel's order.
+    fn map(
+        &mut self,
+        iova: u64,
+        host_addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        if self.config.flavour.is_type1() {
+            self.map_type1(iova, host_addr, size, access)
+        } else {
+            self.map_iommufd(iova, host_addr, size, access)
+        }
+    }
+
+    /// UNMAP_DMA / IOMMU_IOAS_UNMAP. For iommufd, `unmap(0, u64::MAX)` is the kernel's
+    /// "unmap everything" form and behaves as [`DmaSpace::unmap_all`].
+    fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
+        if self.config.flavour.is_type1() {
+            self.unmap_type1(iova, size)
+        } else {
+            self.unmap_iommufd(iova, size)
+        }
+    }
+
+    /// type1 `VFIO_DMA_UNMAP_FLAG_ALL` with iova 0 and size 0; iommufd
+    /// `IOMMU_IOAS_UNMAP(0, U64_MAX)`. Succeeds even when nothing is mapped.
+    fn unmap_all(&mut self) -> Result<u128, UnmapError> {
+        if self.geometry.is_none() {
+            return Err(UnmapError::NotReady);
+        }
+        let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
+        self.maps.clear();
+        if let Some(t) = self.table.as_mut() {
+            t.clear();
+        }
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,725 @@
+//! A software IO page table: the radix tree an IOMMU walks to translate a device's DMA
+//! address (IOVA) into a host address.
+//!
+//! The shape of the tree comes from the page-size bitmap of the address space:
+//!
+//! - the smallest page size is the *granule*; a table holds one granule worth of 8-byte
+//!   entries, so each level resolves `log2(granule) - 3` bits (9 bits for 4 KiB, as on
+//!   x86 and most ARM setups; 13 bits for the 64 KiB ARM granule);
+//! - level 0 holds granule-sized leaves; level `l` covers `granule << (bits * l)` bytes
+//!   per entry (4 KiB, 2 MiB, 1 GiB, 512 GiB, ... or 64 KiB, 512 MiB, 4 TiB, ...), and an
+//!   entry there may be a leaf (a large page) only when the bitmap has that size;
+//! - there are as many levels as the address width needs, at least 4 for a 4 KiB
+//!   granule (x86 4-level; 5 levels for up to 57 bits) and at least 3 for larger
+//!   granules; a width of 64 bits gets the levels needed to reach `2^64 - 1`.
+//!
+//! [`PageTable::map`] always uses the largest page the alignment of *both* the IOVA and
+//! the host address allows (and that fits in what is left to map), like the kernel's
+//! `iommu_map()`. [`PageTable::translate`] walks the tree as hardware does and reports a
+//! [`Fault`] for unmapped addresses or missing permission. [`PageTable::unmap`] frees
+//! tables that become empty, so [`PageTable::table_count`] and
+//! [`PageTable::leaf_counts`] show exactly what is in use.
+//!
+//! Tables live in one flat arena (`Vec<u64>`) and are referred to by index; freed
+//! tables are recycled. Failed operations change nothing.
+//!
+//! ```
+//! use iova::dma::Access;
+//! use iova::pagetable::{Fault, PageTable};
+//!
+//! let mut pt = PageTable::new(0x4020_1000, 48)?; // 4K | 2M | 1G, 48-bit IOVAs
+//! pt.map(0x4000_0000, 0x1_4000_0000, 0x4000_0000, Access::RW)?; // one 1 GiB leaf
+//! assert_eq!(pt.translate(0x4000_1234, Access::READ), Ok(0x1_4000_1234));
+//! assert_eq!(pt.leaf_count(1 << 30), 1);
+//! assert_eq!(
+//!     pt.translate(0x1000, Access::READ),
+//!     Err(Fault::Unmapped { iova: 0x1000 })
+//! );
+//! # Ok::<(), iova::pagetable::PageTableError>(())
+//! ```
+
+use crate::dma::Access;
+
+/// The most levels any table can have (a 4 KiB granule reaching 2^64 needs 6).
+pub const MAX_LEVELS: usize = 8;
+
+const VALID: u64 = 1;
+const TABLE: u64 = 1 << 1;
+const READ: u64 = 1 << 2;
+const WRITE: u64 = 1 << 3;
+const FLAG_BITS: u32 = 4;
+
+/// A DMA access the page table refused, as an IOMMU reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Fault {
+    /// Nothing is mapped at `iova` (or it is beyond the table's reach).
+    #[error("DMA fault: nothing mapped at {iova:#x}")]
+    Unmapped {
+        /// The faulting address.
+        iova: u64,
+    },
+    /// The mapping at `iova` does not allow the access.
+    #[error("DMA fault: {iova:#x} does not allow {} access", needed.as_str())]
+    Permission {
+        /// The faulting address.
+        iova: u64,
+        /// The access that was asked for.
+        needed: Access,
+    },
+}
+
+/// Why a page-table operation was refused. Nothing changes when one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PageTableError {
+    /// The page-size bitmap is empty or its smallest page is below 4 KiB or above
+    /// 2^32 bytes.
+    #[error("unusable page-size bitmap {0:#x}")]
+    BadPageSizes(u64),
+    /// The address width is 0 or above 64.
+    #[error("unusable address width {0} bits")]
+    BadWidth(u32),
+    /// IOVA, host address or size is not a multiple of the granule, or the size is 0.
+    #[error(
+        "iova {iova:#x}, host {host:#x} or size {size:#x} not aligned to the granule {granule:#x}"
+    )]
+    Misaligned {
+        /// The IOVA given.
+        iova: u64,
+        /// The host address given.
+        host: u64,
+        /// The size given.
+        size: u64,
+        /// The granule.
+        granule: u64,
+    },
+    /// The IOVA range or the host range runs past 2^64-1.
+    #[error("range at {0:#x} runs past 2^64-1")]
+    Wraps(u64),
+    /// The IOVA range is beyond what the table can translate.
+    #[error("iova range ending at {0:#x} is beyond the table's reach")]
+    OutOfReach(u64),
+    /// Something is already mapped in the range.
+    #[error("{0:#x} is already mapped")]
+    AlreadyMapped(u64),
+    /// A leaf would be split by the unmap (it starts before or ends after the range).
+    #[error("the unmap would split the page at {0:#x}")]
+    SplitsPage(u64),
+    /// No access requested (a mapping must allow read or write).
+    #[error("a mapping must allow read or write")]
+    NoAccess,
+}
+
+/// A radix IO page table. See the [module documentation](self).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PageTable {
+    /// log2 of the granule (12 for 4 KiB).
+    gshift: u32,
+    /// Bits resolved per level.
+    bits: u32,
+    /// Number of levels (the root is level `levels - 1`).
+    levels: u32,
+    /// Bit `l` set: level `l` may hold leaves.
+    leaf_levels: u32,
+    /// Every table's entries, `1 << bits` per table; table 0 is the root.
+    entries: Vec<u64>,
+    /// Number of non-empty entries of each table.
+    live: Vec<u32>,
+    /// Whether each table slot is in use.
+    used: Vec<bool>,
+    /// Table slots free for reuse.
+    free: Vec<u32>,
+    /// Number of leaves at each level.
+    leaves: [u64; MAX_LEVELS],
+    /// Bytes currently mapped.
+    mapped: u128,
+}
+
+impl std::fmt::Debug for PageTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageTable")
+            .field("granule", &self.granule())
+            .field("levels", &self.levels)
+            .field("tables", &self.table_count())
+            .field("leaves", &&self.leaves[..self.levels as usize])
+            .field("mapped", &self.mapped)
+            .finish()
+    }
+}
+
+impl PageTable {
+    /// A table for the given page-size bitmap covering IOVAs below `2^address_bits`.
+    pub fn new(page_sizes: u64, address_bits: u32) -> Result<PageTable, PageTableError> {
+        if page_sizes == 0 {
+            return Err(PageTableError::BadPageSizes(page_sizes));
+        }
+        let gshift = page_sizes.trailing_zeros();
+        if !(12..=32).contains(&gshift) {
+            return Err(PageTableError::BadPageSizes(page_sizes));
+        }
+        if address_bits == 0 || address_bits > 64 {
+            return Err(PageTableError::BadWidth(address_bits));
+        }
+        let bits = gshift - 3;
+        let min_levels = if gshift == 12 { 4 } else { 3 };
+        let needed = address_bits.saturating_sub(gshift).div_ceil(bits);
+        let levels = needed.max(min_levels);
+        if levels as usize > MAX_LEVELS {
+            return Err(PageTableError::BadWidth(address_bits));
+        }
+        let mut leaf_levels = 0u32;
+        for l in 0..levels {
+            let shift = gshift + bits * l;
+            if shift < 64 && page_sizes & (1u64 << shift) != 0 {
+                leaf_levels |= 1 << l;
+            }
+        }
+        let mut pt = PageTable {
+            gshift,
+            bits,
+            levels,
+            leaf_levels,
+            entries: Vec::new(),
+            live: Vec::new(),
+            used: Vec::new(),
+            free: Vec::new(),
+            leaves: [0; MAX_LEVELS],
+            mapped: 0,
+        };
+        pt.alloc_table();
+        Ok(pt)
+    }
+
+    /// An x86-style table: 4 KiB, 2 MiB and 1 GiB pages; 4 levels up to 48 bits, 5 up
+    /// to 57, 6 beyond.
+    pub fn x86(address_bits: u32) -> Result<PageTable, PageTableError> {
+        PageTable::new(crate::host::PGSIZES_4K_2M_1G, address_bits)
+    }
+
+    /// An ARM 64 KiB-granule table: 64 KiB and 512 MiB pages, 13 bits per level.
+    pub fn granule_64k(address_bits: u32) -> Result<PageTable, PageTableError> {
+        PageTable::new(crate::host::PGSIZES_64K_512M, address_bits)
+    }
+
+    /// The smallest page (the unit of alignment).
+    pub fn granule(&self) -> u64 {
+        1u64 << self.gshift
+    }
+
+    /// Number of levels.
+    pub fn levels(&self) -> u32 {
+        self.levels
+    }
+
+    /// Bits resolved per level.
+    pub fn bits_per_level(&self) -> u32 {
+        self.bits
+    }
+
+    /// The page sizes this table maps with, as a bitmap (leaf levels only).
+    pub fn page_sizes(&self) -> u64 {
+        let mut out = 0;
+        for l in 0..self.levels {
+            if self.leaf_levels & (1 << l) != 0 {
+                out |= 1u64 << self.shift(l);
+            }
+        }
+        out
+    }
+
+    /// The highest IOVA the table can translate.
+    pub fn max_iova(&self) -> u64 {
+        let reach = self.gshift + self.bits * self.levels;
+        if reach >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << reach) - 1
+        }
+    }
+
+    /// Number of tables in use, the root included.
+    pub fn table_count(&self) -> usize {
+        self.used.len() - self.free.len()
+    }
+
+    /// Number of leaf entries of the given page size (0 for sizes the table does not
+    /// use).
+    pub fn leaf_count(&self, page_size: u64) -> u64 {
+        (0..self.levels)
+            .find(|&l| 1u64.checked_shl(self.shift(l)) == Some(page_size))
+            .map_or(0, |l| self.leaves[l as usize])
+    }
+
+    /// `(page size, number of leaves)` for every level that may hold leaves, smallest
+    /// first.
+    pub fn leaf_counts(&self) -> Vec<(u64, u64)> {
+        (0..self.levels)
+            .filter(|l| self.leaf_levels & (1 << l) != 0)
+            .map(|l| (1u64 << self.shift(l), self.leaves[l as usize]))
+            .collect()
+    }
+
+    /// Bytes currently mapped.
+    pub fn mapped_bytes(&self) -> u128 {
+        self.mapped
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.mapped == 0
+    }
+
+    fn shift(&self, level: u32) -> u32 {
+        self.gshift + self.bits * level
+    }
+
+    fn index(&self, iova: u64, level: u32) -> usize {
+        let shift = self.shift(level);
+        let mask = (1u64 << self.bits) - 1;
+        // The shift is below 64 for every level that exists (see `new`) except possibly
+        // the root of a table reaching past 2^64, where checked_shr gives 0.
+        usize::try_from(iova.checked_shr(shift).unwrap_or(0) & mask).unwrap_or(0)
+    }
+
+    fn table_len(&self) -> usize {
+        1usize << self.bits
+    }
+
+    fn alloc_table(&mut self) -> u32 {
+        let len = self.table_len();
+        if let Some(t) = self.free.pop() {
+            let base = t as usize * len;
+            self.entries[base..base + len].fill(0);
+            self.live[t as usize] = 0;
+            self.used[t as usize] = true;
+            t
+        } else {
+            let t = u32::try_from(self.used.len()).unwrap_or(u32::MAX);
+            self.entries.resize(self.entries.len() + len, 0);
+            self.live.push(0);
+            self.used.push(true);
+            t
+        }
+    }
+
+    fn free_table(&mut self, t: u32) {
+        self.used[t as usize] = false;
+        self.free.push(t);
+    }
+
+    fn child(entry: u64) -> Option<u32> {
+        (entry & (VALID | TABLE) == (VALID | TABLE))
+            .then(|| u32::try_from(entry >> FLAG_BITS).unwrap_or(u32::MAX))
+    }
+
+    /// Translates a device access at `iova` into a host address.
+    pub fn translate(&self, iova: u64, access: Access) -> Result<u64, Fault> {
+        if iova > self.max_iova() {
+            return Err(Fault::Unmapped { iova });
+        }
+        let len = self.table_len();
+        let mut table = 0usize;
+        let mut level = self.levels;
+        while level > 0 {
+            level -= 1;
+            let e = self.entries[table * len + self.index(iova, level)];
+            if e & VALID == 0 {
+                return Err(Fault::Unmapped { iova });
+            }
+            if e & TABLE != 0 {
+                table = usize::try_from(e >> FLAG_BITS).unwrap_or(0);
+                continue;
+            }
+            let perm = Access {
+                read: e & READ != 0,
+                write: e & WRITE != 0,
+            };
+            if !perm.allows(access) {
+                return Err(Fault::Permission {
+                    iova,
+                    needed: access,
+                });
+            }
+            let offset_mask = (1u64 << self.shift(level)) - 1;
+            let page = e & !((1u64 << FLAG_BITS) - 1) & !offset_mask;
+            return Ok(page | (iova & offset_mask));
+        }
+        Err(Fault::Unmapped { iova })
+    }
+
+    fn check_range(&self, iova: u64, host: u64, size: u64) -> Result<u64, PageTableError> {
+        let g = self.granule() - 1;
+        let h = host;
+        if size == 0 || (iova | h | size) & g != 0 {
+            return Err(PageTableError::Misaligned {
+                iova,
+                host: h,
+                size,
+                granule: self.granule(),
+            });
+        }
+        let last = iova
+            .checked_add(size - 1)
+            .ok_or(PageTableError::Wraps(iova))?;
+        if h.checked_add(size - 1).is_none() {
+            return Err(PageTableError::Wraps(h));
+        }
+        if last > self.max_iova() {
+            return Err(PageTableError::OutOfReach(last));
+        }
+        Ok(last)
+    }
+
+    /// The first mapped address in `[first, last]`, if any.
+    fn first_mapped(&self, first: u64, last: u64) -> Option<u64> {
+        self.first_mapped_in(0, self.levels - 1, 0, first, last)
+    }
+
+    fn first_mapped_in(
+        &self,
+        table: usize,
+        level: u32,
+        base: u64,
+        first: u64,
+        last: u64,
+    ) -> Option<u64> {
+        let len = self.table_len();
+        let shift = self.shift(level);
+        let lo = self.index(first.max(base), level);
+        let span_last = if shift + self.bits >= 64 {
+            u64::MAX
+        } else {
+            base | ((1u64 << (shift + self.bits)) - 1)
+        };
+        let hi = self.index(last.min(span_last), level);
+        for i in lo..=hi {
+            let e = self.entries[table * len + i];
+            if e & VALID == 0 {
+                continue;
+            }
+            let ebase = base | ((i as u64).checked_shl(shift).unwrap_or(0));
+            match Self::child(e) {
+                Some(c) => {
+                    if let Some(a) = self.first_mapped_in(c as usize, level - 1, ebase, first, last)
+                    {
+                        return Some(a);
+                    }
+                }
+                None => return Some(ebase.max(first)),
+            }
+        }
+        None
+    }
+
+    /// Maps `size` bytes at `iova` to `host` with the given access, using the largest
+    /// pages the alignment of both addresses allows. Fails, changing nothing, when an
+    /// argument is not granule-aligned, a range wraps or is out of reach, or anything
+    /// in the range is already mapped.
+    pub fn map(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), PageTableError> {
+        if !access.read && !access.write {
+            return Err(PageTableError::NoAccess);
+        }
+        let last = self.check_range(iova, host, size)?;
+        if let Some(a) = self.first_mapped(iova, last) {
+            return Err(PageTableError::AlreadyMapped(a));
+        }
+        let perm =
+            VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
+        let len = self.table_len();
+        let mut iova = iova;
+        let mut host = host;
+        // Bytes left to map, minus one (so that 2^64 - granule ... fits).
+        let mut left = size - 1;
+        loop {
+            // Largest leaf level allowed by alignment and remaining size.
+            let align = iova | host;
+            let mut level = 0;
+            for l in (1..self.levels).rev() {
+                if self.leaf_levels & (1 << l) == 0 {
+                    continue;
+                }
+                let s = self.shift(l);
+                if s >= 64 {
+                    continue;
+                }
+                let psz_m1 = (1u64 << s) - 1;
+                if align & psz_m1 == 0 && left >= psz_m1 {
+                    level = l;
+                    break;
+                }
+            }
+            // Walk to the table at `level`, creating tables.
+            let mut table = 0usize;
+            let mut l = self.levels - 1;
+            while l > level {
+                let idx = table * len + self.index(iova, l);
+                let e = self.entries[idx];
+                table = match Self::child(e) {
+                    Some(c) => c as usize,
+                    None => {
+                        let c = self.alloc_table();
+                        self.entries[idx] = (u64::from(c) << FLAG_BITS) | VALID | TABLE;
+                        self.live[table] += 1;
+                        c as usize
+                    }
+                };
+                l -= 1;
+            }
+            // Fill consecutive entries of this table.
+            let s = self.shift(level);
+            let psz_m1 = (1u64 << s) - 1;
+            let mut i = self.index(iova, level);
+            loop {
+                self.entries[table * len + i] = host | perm;
+                self.live[table] += 1;
+                self.leaves[level as usize] += 1;
+                self.mapped += u128::from(psz_m1) + 1;
+                if left == psz_m1 {
+                    return Ok(());
+                }
+                left -= psz_m1 + 1;
+                iova += psz_m1 + 1;
+                host += psz_m1 + 1;
+                i += 1;
+                // Continue in this table only while the same page size still applies
+                // and a larger one does not become possible.
+                if i == len || left < psz_m1 {
+                    break;
+                }
+                if level + 1 < self.levels && self.leaf_levels & (1 << (level + 1)) != 0 {
+                    let up = self.shift(level + 1);
+                    if up < 64 {
+                        let up_m1 = (1u64 << up) - 1;
+                        if (iova | host) & up_m1 == 0 && left >= up_m1 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unmaps every page in `[iova, iova + size - 1]`; returns the bytes that were
+    /// mapped there. Fails, changing nothing, when the range is misaligned, wraps or
+    /// would split a page.
+    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<u64, PageTableError> {
+        let g = self.granule() - 1;
+        if size == 0 || (iova | size) & g != 0 {
+            return Err(PageTableError::Misaligned {
+                iova,
+                host: 0,
+                size,
+                granule: self.granule(),
+            });
+        }
+        let last = iova
+            .checked_add(size - 1)
+            .ok_or(PageTableError::Wraps(iova))?;
+        if iova > self.max_iova() {
+            return Ok(0);
+        }
+        let last = last.min(self.max_iova());
+        if let Some((first, _)) = self.leaf_at(iova) {
+            if first != iova {
+                return Err(PageTableError::SplitsPage(first));
+            }
+        }
+        if let Some((first, leaf_last)) = self.leaf_at(last) {
+            if leaf_last != last {
+                return Err(PageTableError::SplitsPage(first));
+            }
+        }
+        let before = self.mapped;
+        self.unmap_in(0, self.levels - 1, 0, iova, last);
+        Ok(u64::try_from(before - self.mapped).unwrap_or(u64::MAX))
+    }
+
+    /// Removes everything.
+    pub fn clear(&mut self) {
+        let len = self.table_len();
+        self.entries.truncate(len);
+        self.entries.fill(0);
+        self.live.truncate(1);
+        self.live[0] = 0;
+        self.used.truncate(1);
+        self.free.clear();
+        self.leaves = [0; MAX_LEVELS];
+        self.mapped = 0;
+    }
+
+    /// The leaf containing `iova`: its first and last address.
+    fn leaf_at(&self, iova: u64) -> Option<(u64, u64)> {
+        let len = self.table_len();
+        let mut table = 0usize;
+        let mut level = self.levels;
+        while level > 0 {
+            level -= 1;
+            let e = self.entries[table * len + self.index(iova, level)];
+            if e & VALID == 0 {
+                return None;
+            }
+            match Self::child(e) {
+                Some(c) => table = usize::try_from(c).unwrap_or(0),
+                None => {
+                    let m = (1u64 << self.shift(level)) - 1;
+                    return Some((iova & !m, iova | m));
+                }
+            }
+        }
+        None
+    }
+
+    fn unmap_in(&mut self, table: usize, level: u32, base: u64, first: u64, last: u64) {
+        let len = self.table_len();
+        let shift = self.shift(level);
+        let span_last = if shift + self.bits >= 64 {
+            u64::MAX
+        } else {
+            base | ((1u64 << (shift + self.bits)) - 1)
+        };
+        let lo = self.index(first.max(base), level);
+        let hi = self.index(last.min(span_last), level);
+        for i in lo..=hi {
+            let e = self.entries[table * len + i];
+            if e & VALID == 0 {
+                continue;
+            }
+            match Self::child(e) {
+                Some(c) => {
+                    let ebase = base | ((i as u64).checked_shl(shift).unwrap_or(0));
+                    self.unmap_in(c as usize, level - 1, ebase, first, last);
+                    if self.live[c as usize] == 0 {
+                        self.free_table(c);
+                        self.entries[table * len + i] = 0;
+                        self.live[table] -= 1;
+                    }
+                }
+                None => {
+                    self.entries[table * len + i] = 0;
+                    self.live[table] -= 1;
+                    self.leaves[level as usize] -= 1;
+                    self.mapped -= 1u128 << shift;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let pt = PageTable::x86(48).unwrap();
+        assert_eq!(
+            (pt.levels(), pt.bits_per_level(), pt.granule()),
+            (4, 9, 0x1000)
+        );
+        assert_eq!(pt.max_iova(), (1 << 48) - 1);
+        assert_eq!(PageTable::x86(39).unwrap().levels(), 4);
+        assert_eq!(PageTable::x86(57).unwrap().levels(), 5);
+        assert_eq!(PageTable::x86(64).unwrap().max_iova(), u64::MAX);
+        let g = PageTable::granule_64k(48).unwrap();
+        assert_eq!(
+            (g.levels(), g.bits_per_level(), g.granule()),
+            (3, 13, 0x10000)
+        );
+        assert_eq!(g.page_sizes(), 0x2001_0000);
+        assert!(PageTable::new(0, 48).is_err());
+        assert!(PageTable::new(0x800, 48).is_err());
+        assert!(PageTable::new(0x1000, 0).is_err());
+    }
+
+    #[test]
+    fn largest_pages_for_alignment_of_both_addresses() {
+        let mut pt = PageTable::x86(48).unwrap();
+        // IOVA 1G-aligned but host only 2M-aligned: 2M pages.
+        pt.map(0x4000_0000, 0x20_0000, 0x4000_0000, Access::RW)
+            .unwrap();
+        assert_eq!(pt.leaf_count(1 << 30), 0);
+        assert_eq!(pt.leaf_count(1 << 21), 512);
+        // Both 1G aligned: one 1G leaf.
+        pt.map(0x8000_0000, 0x4000_0000, 0x4000_0000, Access::READ)
+            .unwrap();
+        assert_eq!(pt.leaf_count(1 << 30), 1);
+        // 4K head, 2M middle, 4K tail.
+        pt.map(0x1_001f_f000, 0x1_001f_f000, 0x20_2000, Access::WRITE)
+            .unwrap();
+        assert_eq!(pt.leaf_count(0x1000), 2);
+        assert_eq!(pt.leaf_count(1 << 21), 513);
+        assert_eq!(
+            pt.translate(0x1_0020_0010, Access::WRITE),
+            Ok(0x1_0020_0010)
+        );
+        assert_eq!(
+            pt.translate(0x1_0020_0010, Access::READ),
+            Err(Fault::Permission {
+                iova: 0x1_0020_0010,
+                needed: Access::READ
+            })
+        );
+        assert_eq!(
+            pt.translate(0x4000_0000 + 0x12_3456, Access::RW),
+            Ok(0x20_0000 + 0x12_3456)
+        );
+    }
+
+    #[test]
+    fn unmap_frees_tables_and_refuses_splits() {
+        let mut pt = PageTable::x86(48).unwrap();
+        assert_eq!(pt.table_count(), 1);
+        pt.map(0x20_0000, 0x20_0000, 0x20_0000, Access::RW).unwrap();
+        assert_eq!(pt.table_count(), 3); // root, L2, L1 holding a 2M leaf
+        let before = pt.clone();
+        assert_eq!(
+            pt.unmap(0x20_1000, 0x1000),
+            Err(PageTableError::SplitsPage(0x20_0000))
+        );
+        assert_eq!(pt, before);
+        assert_eq!(pt.unmap(0, 0x100_0000), Ok(0x20_0000));
+        assert_eq!(pt.table_count(), 1);
+        assert!(pt.is_empty());
+    }
+
+    #[test]
+    fn last_page_of_the_space() {
+        let mut pt = PageTable::x86(64).unwrap();
+        pt.map(
+            0xffff_ffff_ffff_f000,
+            0xffff_ffff_ffff_f000,
+            0x1000,
+            Access::RW,
+        )
+        .unwrap();
+        assert_eq!(pt.translate(u64::MAX, Access::RW), Ok(u64::MAX));
+        assert_eq!(pt.unmap(0xffff_ffff_ffff_f000, 0x1000), Ok(0x1000));
+        assert_eq!(pt.table_count(), 1);
+        let mut small = PageTable::x86(48).unwrap();
+        assert_eq!(
+            small.map(1 << 48, 0, 0x1000, Access::RW),
+            Err(PageTableError::OutOfReach((1 << 48) + 0xfff))
+        );
+        assert_eq!(
+            small.translate(u64::MAX, Access::READ),
+            Err(Fault::Unmapped { iova: u64::MAX })
+        );
+    }
+
+    #[test]
+    fn overlap_refused_without_change() {
+        let mut pt = PageTable::x86(48).unwrap();
+        pt.map(0x5000, 0x9000, 0x2000, Access::RW).unwrap();
+        let before = pt.clone();
+        assert_eq!(
+            pt.map(0x0, 0x0, 0x6000, Access::RW),
+            Err(PageTableError::AlreadyMapped(0x5000))
+        );
+        assert_eq!(pt, before);
+    }
+}

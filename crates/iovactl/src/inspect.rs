@@ -1,0 +1,276 @@
+//! `iovactl inspect`: which IOVAs can this host map for this device?
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use iova::host::{Group, Host};
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+use crate::hostsrc::HostArgs;
+use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
+
+/// Options of `iovactl inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    host: HostArgs,
+    /// Only the groups of these devices (PCI address such as 0000:03:00.0 or 03:00.0).
+    /// Repeat for several.
+    #[arg(long = "device", value_name = "BDF")]
+    devices: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also save the host as a profile file, to be loaded later with --host.
+    #[arg(long, value_name = "FILE")]
+    save_profile: Option<PathBuf>,
+}
+
+/// Runs `iovactl inspect`.
+pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
+    let loaded = args.host.load()?;
+    let host = &loaded.host;
+    let groups = selected_groups(host, &args.devices)?;
+    if let Some(path) = &args.save_profile {
+        let text = serde_json::to_string_pretty(host)
+            .map_err(|e| CliError::Os(format!("cannot serialize the host profile: {e}")))?;
+        std::fs::write(path, text + "\n").map_err(|e| {
+            CliError::Os(format!("cannot write host profile {}: {e}", path.display()))
+        })?;
+    }
+    if args.json {
+        let v = to_json(host, &groups)?;
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", to_table(host, &groups, &loaded.source)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The groups to show: all of them, or those of the named devices (in the order given,
+/// without repeats). An unknown device is an input error naming it.
+fn selected_groups<'h>(host: &'h Host, devices: &[String]) -> Result<Vec<&'h Group>, CliError> {
+    if devices.is_empty() {
+        return Ok(host.groups.iter().collect());
+    }
+    let mut out: Vec<&Group> = Vec::new();
+    for d in devices {
+        let g = host
+            .group_of_device(d)
+            .map_err(|e| CliError::input(format!("--device {d}: {e}")))?;
+        if !out.iter().any(|x| x.id == g.id) {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+fn group_json(host: &Host, g: &Group) -> Result<Value, CliError> {
+    let valid = host
+        .valid_iova_ranges(g.id)
+        .map_err(|e| CliError::input(e.to_string()))?;
+    let issues = host
+        .group_issues(g.id)
+        .map_err(|e| CliError::input(e.to_string()))?;
+    let iommu = host.iommu_of_group(g).map(|u| u.name.clone());
+    Ok(json!({
+        "id": g.id,
+        "type": g.domain_type.as_str(),
+        "devices": g.devices,
+        "iommu": iommu,
+        "aperture": valid.aperture.as_ref().map(range_json),
+        "reserved_regions": g.reserved_regions.iter().map(|r| json!({
+            "first": hex(r.range.first()),
+            "last": hex(r.range.last()),
+            "kind": r.kind.as_str(),
+        })).collect::<Vec<_>>(),
+        "valid_iova_ranges": set_json(&valid.ranges),
+        "warnings": issues.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        "blocked": issues.iter().any(|i| i.is_blocker()),
+    }))
+}
+
+fn to_json(host: &Host, groups: &[&Group]) -> Result<Value, CliError> {
+    let groups = groups
+        .iter()
+        .map(|g| group_json(host, g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let iommus: Vec<Value> = host
+        .iommus
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.name,
+                "vendor": u.vendor.as_str(),
+                "address_width": u.address_width,
+                "aperture": u.aperture.as_ref().map(range_json),
+                "page_sizes": u.page_sizes.map(hex),
+                "interrupt_remapping": u.interrupt_remapping,
+            })
+        })
+        .collect();
+    let devices: Vec<Value> = host
+        .devices
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "vendor_id": d.vendor_id.map(|v| format!("{v:#06x}")),
+                "device_id": d.device_id.map(|v| format!("{v:#06x}")),
+                "class": d.class.map(|v| format!("{v:#08x}")),
+                "group": d.group,
+                "iommu": d.iommu,
+            })
+        })
+        .collect();
+    Ok(json!({"groups": groups, "iommus": iommus, "devices": devices}))
+}
+
+fn to_table(host: &Host, groups: &[&Group], source: &str) -> Result<String, CliError> {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    if host.groups.is_empty() {
+        let _ = writeln!(
+            s,
+            "No IOMMU groups found ({source}).\n\
+             This host has no IOMMU enabled, or it is not exposed to this system: no device \
+             can be assigned with VFIO here.\n\
+             To enable one: turn on VT-d / AMD-Vi (IOMMU) in the firmware and boot Linux with \
+             intel_iommu=on (Intel) or amd_iommu=on (AMD); then check /sys/kernel/iommu_groups."
+        );
+        return Ok(s);
+    }
+    let _ = writeln!(
+        s,
+        "Host ({source}): {} IOMMU unit(s), {} group(s), {} device(s)\n",
+        host.iommus.len(),
+        host.groups.len(),
+        host.devices.len()
+    );
+    if !host.iommus.is_empty() {
+        let _ = writeln!(s, "IOMMU units");
+        let mut rows = vec![vec![
+            "NAME".to_string(),
+            "VENDOR".into(),
+            "WIDTH".into(),
+            "APERTURE".into(),
+            "PAGE SIZES".into(),
+            "IRQ REMAP".into(),
+        ]];
+        for u in &host.iommus {
+            rows.push(vec![
+                u.name.clone(),
+                u.vendor.as_str().into(),
+                u.address_width.map_or("?".into(), |w| format!("{w}-bit")),
+                u.aperture.map_or("unknown".into(), |a| a.to_string()),
+                u.page_sizes.map_or("unknown".into(), |p| {
+                    format!("{} ({})", hex(p), page_sizes(p))
+                }),
+                match u.interrupt_remapping {
+                    Some(true) => "yes".into(),
+                    Some(false) => "NO".into(),
+                    None => "unknown".into(),
+                },
+            ]);
+        }
+        s.push_str(&table(&rows));
+        s.push('\n');
+    }
+    for g in groups {
+        let valid = host
+            .valid_iova_ranges(g.id)
+            .map_err(|e| CliError::input(e.to_string()))?;
+        let issues = host
+            .group_issues(g.id)
+            .map_err(|e| CliError::input(e.to_string()))?;
+        let unit = host
+            .iommu_of_group(g)
+            .map_or("unknown".to_string(), |u| u.name.clone());
+        let _ = writeln!(
+            s,
+            "Group {}  type {}  iommu {}",
+            g.id,
+            g.domain_type.as_str(),
+            unit
+        );
+        for name in &g.devices {
+            let detail = host.device(name).ok().map_or(String::new(), |d| {
+                let mut t = String::new();
+                if let (Some(v), Some(p)) = (d.vendor_id, d.device_id) {
+                    let _ = write!(t, "  {v:04x}:{p:04x}");
+                }
+                if let Some(c) = d.class {
+                    let _ = write!(t, "  class {c:06x}");
+                }
+                t
+            });
+            let _ = writeln!(s, "  device    {name}{detail}");
+        }
+        match valid.aperture {
+            Some(a) => {
+                let _ = writeln!(s, "  aperture  {a}  ({})", human_bytes(a.len()));
+            }
+            None => {
+                let _ = writeln!(s, "  aperture  unknown (whole 64-bit space assumed)");
+            }
+        }
+        if g.reserved_regions.is_empty() {
+            let _ = writeln!(s, "  reserved  none");
+        }
+        for r in &g.reserved_regions {
+            let note = if r.kind.excludes_iova() {
+                ""
+            } else {
+                "  (not excluded by VFIO)"
+            };
+            let _ = writeln!(
+                s,
+                "  reserved  {}  {}  {}{note}",
+                r.range,
+                r.kind.as_str(),
+                human_bytes(r.range.len())
+            );
+        }
+        if valid.ranges.is_empty() {
+            let _ = writeln!(s, "  valid     none: nothing can be mapped");
+        }
+        for r in valid.ranges.iter() {
+            let _ = writeln!(s, "  valid     {r}  {}", human_bytes(r.len()));
+        }
+        for i in &issues {
+            let tag = if i.is_blocker() { "BLOCKER" } else { "warning" };
+            let _ = writeln!(s, "  {tag:<8}  {i}");
+        }
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |x| x.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut s = String::new();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (c, cell) in r.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < r.len() {
+                let pad = widths[c].saturating_sub(cell.chars().count()) + 2;
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,72 @@
+#!/bin/bash
+# Fetch a Debian kernel into the vmtest cache (never installed on the host).
+#   vmtest/kernel.sh SERIES CACHE      SERIES = 6.1 | 6.12
+# Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order} and prints the dir.
+# Package indexes come from a private apt state under CACHE/apt (the host's apt state and
+# dpkg architecture list stay untouched), built from the host's own Debian sources plus
+# the backports suite (the 6.12 kernel lives there).
+set -euo pipefail
+SERIES=$1; CACHE=$(realpath -m "$2")
+OUT=$CACHE/kernel-$SERIES
+[ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }
+A=$CACHE/apt
+apt_p() {
+  local tool=$1; shift
+  $tool -o Dir::State="$A/state" -o Dir::State::status="$A/status" -o Dir::Cache="$A/cache" \
+    -o Dir::Etc::sourcelist="$A/etc/sources.list" -o Dir::Etc::sourceparts="$A/etc/sources.list.d" \
+    -o Dir::Etc::preferencesparts="$A/etc/preferences.d" "$@"
+}
+if [ ! -e "$A/updated" ]; then
+  mkdir -p "$A/state/lists/partial" "$A/cache/archives/partial" "$A/etc/sources.list.d" "$A/etc/preferences.d"
+  touch "$A/status" "$A/etc/sources.list"
+  if [ -e /etc/apt/sources.list.d/debian.sources ]; then
+    sed -E '/^Suites:/ s/\b(bookworm)-updates\b/&  \1-backports/' /etc/apt/sources.list.d/debian.sources \
+      > "$A/etc/sources.list.d/debian.sources"
+  fi
+  if [ -s /etc/apt/sources.list ]; then
+    { cat /etc/apt/sources.list
+      sed -nE 's/^(deb +[^ ]+ +)bookworm( .*)$/\1bookworm-backports\2/p' /etc/apt/sources.list; } > "$A/etc/sources.list"
+  fi
+  apt_p apt-get -q update >&2
+  touch "$A/updated"
+fi
+case $SERIES in
+  6.1) re='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
+  6.12) re='^linux-image-6\.12\.[0-9]+\+[a-z0-9]+-amd64-unsigned$' ;;
+  *) echo "unknown kernel series $SERIES" >&2; exit 2 ;;
+esac
+PKG=$(apt_p apt-cache pkgnames linux-image-6 | grep -E "$re" | sort -V | tail -1 || true)
+[ -n "$PKG" ] || { echo "no package matches $re" >&2; exit 1; }
+echo "vmtest: downloading $PKG" >&2
+T=$CACHE/tmp-$SERIES
+rm -rf "$T"; mkdir -p "$T/dl"
+(cd "$T/dl" && apt_p apt-get -q download "$PKG" >&2)
+dpkg-deb -x "$T"/dl/*.deb "$T/x"
+KV=$(ls "$T/x/lib/modules")
+depmod -b "$T/x" "$KV"   # the .deb ships no modules.dep
+MD=$T/x/lib/modules/$KV
+mkdir -p "$T/out/modules"
+# Wanted modules (absent ones are built in). Deps come from modules.dep, which lists a
+# module's dependencies so that loading them from last to first works.
+: > "$T/out/load-order"
+for m in vfio_iommu_type1 vfio-pci iommufd; do
+  line=$(grep -E "/$m\.ko(\.xz|\.zst)?:" "$MD/modules.dep" || true)
+  [ -n "$line" ] || continue
+  mod=${line%%:*}; deps=${line#*:}
+  list=$(for d in $deps; do echo "$d"; done | tac; echo "$mod")
+  for f in $list; do
+    name=$(basename "$f"); name=${name%.xz}; name=${name%.zst}
+    grep -qx "$name" "$T/out/load-order" && continue
+    case $f in *.xz) xz -dc "$MD/$f" > "$T/out/modules/$name" ;; *.zst) zstd -qdc "$MD/$f" > "$T/out/modules/$name" ;; *) cp "$MD/$f" "$T/out/modules/$name" ;; esac
+    echo "$name" >> "$T/out/load-order"
+  done
+done
+cp "$T/x/boot/config-$KV" "$T/out/config"
+echo "$KV" > "$T/out/version"
+# The uncompressed ELF boots through QEMU's PVH entry (no in-guest decompression under
+# TCG, ~2 s saved); kernels not compressed with xz boot as the bzImage.
+cp "$T/x/boot/vmlinuz-$KV" "$T/out/kernel"
+python3 -c 'import lzma,sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\xfd7zXZ\x00"); i>=0 or sys.exit(1); open(sys.argv[2],"wb").write(lzma.LZMADecompressor().decompress(d[i:]))' \
+  "$T/x/boot/vmlinuz-$KV" "$T/out/vmlinux" && mv "$T/out/vmlinux" "$T/out/kernel" || rm -f "$T/out/vmlinux"
+rm -rf "$OUT"; mv "$T/out" "$OUT"; rm -rf "$T"
+echo "$OUT"
