@@ -13,6 +13,8 @@
 //! give the detail.
 #![deny(missing_docs)]
 
+pub mod tracker;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;

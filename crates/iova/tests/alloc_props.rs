@@ -43,7 +43,7 @@ impl Model {
         let mut cands = (0..PAGES + 2).filter(|p| p % align_pages == 0 && self.fits(*p, n));
         match policy {
             Policy::FirstFit => cands.next(),
-            Policy::TopDown => cands.last(),
+            Policy::TopDown => cands.next_back(),
         }
     }
 
@@ -324,7 +324,7 @@ proptest! {
                 let mut cands = (0..=N - n).filter(|&p| fits(p));
                 let expect = match policy {
                     Policy::FirstFit => cands.next(),
-                    Policy::TopDown => cands.last(),
+                    Policy::TopDown => cands.next_back(),
                 };
                 let got = a.alloc(n * G, G).ok();
                 prop_assert_eq!(got, expect.map(|p| pages(p, n)));

@@ -21,7 +21,10 @@ impl Owners {
         assert!(set.contains_range(&r), "{r} is outside the set");
         let mut m = self.0.lock().unwrap();
         if let Some((_, &last)) = m.range(..=r.last()).next_back() {
-            assert!(last < r.first(), "{r} overlaps a live range ending at {last:#x}");
+            assert!(
+                last < r.first(),
+                "{r} overlaps a live range ending at {last:#x}"
+            );
         }
         m.insert(r.first(), r.last());
     }
@@ -46,8 +49,9 @@ fn xorshift(x: &mut u64) -> u64 {
 
 fn stress(policy: Policy, threads: usize, ops: usize) {
     // Small enough that the space runs out now and then: 4 MiB minus a hole.
-    let set = IovaSet::from(IovaRange::new(0, 0x3f_ffff).unwrap())
-        .difference(&IovaSet::from(IovaRange::new(0x10_0000, 0x10_ffff).unwrap()));
+    let set = IovaSet::from(IovaRange::new(0, 0x3f_ffff).unwrap()).difference(&IovaSet::from(
+        IovaRange::new(0x10_0000, 0x10_ffff).unwrap(),
+    ));
     let shared = SharedAllocator::new(&set, G, policy).unwrap();
     let owners = Owners(Mutex::new(BTreeMap::new()));
     // Allocations (alloc + claim) hold it shared; a double-free probe holds it
@@ -58,7 +62,8 @@ fn stress(policy: Policy, threads: usize, ops: usize) {
     std::thread::scope(|s| {
         for t in 0..threads {
             let mut cache = shared.local();
-            let (shared, owners, mailboxes, set, gate) = (&shared, &owners, &mailboxes, &set, &gate);
+            let (shared, owners, mailboxes, set, gate) =
+                (&shared, &owners, &mailboxes, &set, &gate);
             s.spawn(move || {
                 let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
                 let mut mine: Vec<IovaRange> = Vec::new();
@@ -67,7 +72,11 @@ fn stress(policy: Policy, threads: usize, ops: usize) {
                     match x % 8 {
                         0..=3 => {
                             let size = (x >> 8) % (40 * G) + 1;
-                            let align = if x & 0x100 == 0 { G } else { 1 << ((x >> 20) % 17) };
+                            let align = if x & 0x100 == 0 {
+                                G
+                            } else {
+                                1 << ((x >> 20) % 17)
+                            };
                             let _g = gate.read().unwrap();
                             match cache.alloc(size, align) {
                                 Ok(r) => {

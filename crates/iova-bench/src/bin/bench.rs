@@ -12,7 +12,7 @@ use std::time::Instant;
 use iova::alloc::{Policy, SharedAllocator};
 use iova_bench::{
     FirstFitPeer, IovaAlloc, Latency, PAGE, RangeAllocPeer, Rng, alloc_hit, churn, fragment,
-    low_4g, mixed_pages, one_page, ours, space_39,
+    low_4g, mixed_pages, one_page, ours, space_39, tracker,
 };
 use serde_json::{Value, json};
 
@@ -23,7 +23,11 @@ struct Report {
 impl Report {
     #[allow(clippy::too_many_arguments)]
     fn line(&mut self, name: &str, ours_ns: f64, peer: &str, peer_ns: f64, extra: &[(&str, f64)]) {
-        let ratio = if ours_ns > 0.0 { peer_ns / ours_ns } else { 0.0 };
+        let ratio = if ours_ns > 0.0 {
+            peer_ns / ours_ns
+        } else {
+            0.0
+        };
         let mut text = format!(
             "BENCH {name} ours_ns={ours_ns:.1} peer={peer} peer_ns={peer_ns:.1} ratio={ratio:.2}"
         );
@@ -62,6 +66,10 @@ struct Cfg {
     scale_peer_ops: [usize; 4],
     thread_pairs: usize,
     thread_reps: usize,
+    tracker_ops: usize,
+    pt_reps: usize,
+    pt_single: usize,
+    pt_translate: usize,
 }
 
 fn lat_fields(o: &Latency, p: &Latency) -> Vec<(&'static str, f64)> {
@@ -74,7 +82,10 @@ fn lat_fields(o: &Latency, p: &Latency) -> Vec<(&'static str, f64)> {
         ("avg_ratio", if o.avg > 0.0 { p.avg / o.avg } else { 0.0 }),
         ("ours_ops", o.ops as f64),
         ("peer_ops", p.ops as f64),
-        ("failed_allocs_pct", 100.0 * o.failed as f64 / (o.ops as f64 / 2.0).max(1.0)),
+        (
+            "failed_allocs_pct",
+            100.0 * o.failed as f64 / (o.ops as f64 / 2.0).max(1.0),
+        ),
     ]
 }
 
@@ -88,9 +99,25 @@ fn alloc_hit_lines(r: &mut Report, c: &Cfg) {
         c.hit_batches,
         c.hit_pairs,
     );
-    let ff = hit_median(&mut FirstFitPeer::new(&low_4g()), c.hit_batches, c.hit_pairs);
-    r.line("alloc-hit", ours_ns, "range-alloc", ra, &[("core_ns", core_ns)]);
-    r.line("alloc-hit", ours_ns, "first-fit", ff, &[("core_ns", core_ns)]);
+    let ff = hit_median(
+        &mut FirstFitPeer::new(&low_4g()),
+        c.hit_batches,
+        c.hit_pairs,
+    );
+    r.line(
+        "alloc-hit",
+        ours_ns,
+        "range-alloc",
+        ra,
+        &[("core_ns", core_ns)],
+    );
+    r.line(
+        "alloc-hit",
+        ours_ns,
+        "first-fit",
+        ff,
+        &[("core_ns", core_ns)],
+    );
 }
 
 /// Builds the same fragmented state in `a`, then churns; returns the latencies.
@@ -110,7 +137,13 @@ fn fragmented_lines(r: &mut Report, c: &Cfg) {
     // 300,000 live 4 KiB IOVAs below 4 GiB: fill 600,000, free a random half, churn.
     let (fill, holes) = (600_000, 300_000);
     let o = frag_run(&mut ours(&low_4g()), fill, holes, c.frag_ops, one_page);
-    let ff = frag_run(&mut FirstFitPeer::new(&low_4g()), fill, holes, c.peer_frag_ops, one_page);
+    let ff = frag_run(
+        &mut FirstFitPeer::new(&low_4g()),
+        fill,
+        holes,
+        c.peer_frag_ops,
+        one_page,
+    );
     let ra = frag_run(
         &mut RangeAllocPeer::new(0, 0xffff_ffff),
         fill,
@@ -118,14 +151,32 @@ fn fragmented_lines(r: &mut Report, c: &Cfg) {
         c.peer_frag_ops,
         one_page,
     );
-    r.line("alloc-fragmented", o.median, "first-fit", ff.median, &lat_fields(&o, &ff));
-    r.line("alloc-fragmented", o.median, "range-alloc", ra.median, &lat_fields(&o, &ra));
+    r.line(
+        "alloc-fragmented",
+        o.median,
+        "first-fit",
+        ff.median,
+        &lat_fields(&o, &ff),
+    );
+    r.line(
+        "alloc-fragmented",
+        o.median,
+        "range-alloc",
+        ra.median,
+        &lat_fields(&o, &ra),
+    );
 
     // The near-full low 4 GiB: 2^20 one-page entries fill it, a random 1/16 is freed,
     // then churn with mixed sizes (half of them 2..16 pages).
     let (fill, holes) = (1 << 20, 1 << 16);
     let o = frag_run(&mut ours(&low_4g()), fill, holes, c.full_ops, mixed_pages);
-    let ff = frag_run(&mut FirstFitPeer::new(&low_4g()), fill, holes, c.peer_full_ops, mixed_pages);
+    let ff = frag_run(
+        &mut FirstFitPeer::new(&low_4g()),
+        fill,
+        holes,
+        c.peer_full_ops,
+        mixed_pages,
+    );
     let ra = frag_run(
         &mut RangeAllocPeer::new(0, 0xffff_ffff),
         fill,
@@ -133,23 +184,50 @@ fn fragmented_lines(r: &mut Report, c: &Cfg) {
         c.peer_full_ops,
         mixed_pages,
     );
-    r.line("alloc-nearfull", o.median, "first-fit", ff.median, &lat_fields(&o, &ff));
-    r.line("alloc-nearfull", o.median, "range-alloc", ra.median, &lat_fields(&o, &ra));
+    r.line(
+        "alloc-nearfull",
+        o.median,
+        "first-fit",
+        ff.median,
+        &lat_fields(&o, &ff),
+    );
+    r.line(
+        "alloc-nearfull",
+        o.median,
+        "range-alloc",
+        ra.median,
+        &lat_fields(&o, &ra),
+    );
 }
 
 fn scaling_lines(r: &mut Report, c: &Cfg) {
-    for (k, n) in [1_000usize, 10_000, 100_000, 1_000_000].into_iter().enumerate() {
+    for (k, n) in [1_000usize, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .enumerate()
+    {
         let peer_ops = c.scale_peer_ops[k];
         let o = frag_run(&mut ours(&space_39()), 2 * n, n, c.scale_ops, mixed_pages);
-        let ff = frag_run(&mut FirstFitPeer::new(&space_39()), 2 * n, n, peer_ops, mixed_pages);
+        let ff = frag_run(
+            &mut FirstFitPeer::new(&space_39()),
+            2 * n,
+            n,
+            peer_ops,
+            mixed_pages,
+        );
         let name = format!("scaling-alloc-{n}");
         // Averages: the peers' cost is in the long scans, which a median can hide.
-        r.line(&name, o.avg, "first-fit", ff.avg, &[
-            ("ours_median_ns", o.median),
-            ("ours_p999_ns", o.p999),
-            ("peer_median_ns", ff.median),
-            ("peer_ops", ff.ops as f64),
-        ]);
+        r.line(
+            &name,
+            o.avg,
+            "first-fit",
+            ff.avg,
+            &[
+                ("ours_median_ns", o.median),
+                ("ours_p999_ns", o.p999),
+                ("peer_median_ns", ff.median),
+                ("peer_ops", ff.ops as f64),
+            ],
+        );
     }
 }
 
@@ -199,12 +277,85 @@ fn threads_lines(r: &mut Report, c: &Cfg) {
         p2.push(threads_peer(2, c.thread_pairs / 4));
     }
     let (one, two, p1, p2) = (median(one), median(two), median(p1), median(p2));
-    r.line("threads-1", one, "range-alloc-mutex", p1, &[("mops_per_s", 1e3 / one)]);
-    r.line("threads-2", two, "range-alloc-mutex", p2, &[
-        ("mops_per_s", 1e3 / two),
-        ("speedup_vs_1", one / two),
-        ("peer_speedup_vs_1", p1 / p2),
-    ]);
+    r.line(
+        "threads-1",
+        one,
+        "range-alloc-mutex",
+        p1,
+        &[("mops_per_s", 1e3 / one)],
+    );
+    r.line(
+        "threads-2",
+        two,
+        "range-alloc-mutex",
+        p2,
+        &[
+            ("mops_per_s", 1e3 / two),
+            ("speedup_vs_1", one / two),
+            ("peer_speedup_vs_1", p1 / p2),
+        ],
+    );
+}
+
+fn tracker_lines(r: &mut Report, c: &Cfg) {
+    // 65,535 live 4 KiB mappings (type1's default dma_entry_limit) among 2^20 pages.
+    let live = 65_535;
+    let mut ours = tracker::container(65_535);
+    let o = tracker::tracker_churn(&mut ours, 1 << 20, live, c.tracker_ops);
+    let tables = ours.page_table().map_or(0, |t| t.table_count());
+    let table_bytes = (tables * 4096) as f64 / live as f64;
+    let mut peer = tracker::RangeMapTracker::default();
+    let p = tracker::tracker_churn(&mut peer, 1 << 20, live, c.tracker_ops);
+    let mut f = lat_fields(&o.lat, &p.lat);
+    f.truncate(6);
+    f.push(("ours_rss_bytes_per_mapping", o.bytes_per_mapping));
+    f.push(("ours_pagetable_bytes_per_mapping", table_bytes));
+    f.push((
+        "ours_tracker_bytes_per_mapping",
+        (o.bytes_per_mapping - table_bytes).max(0.0),
+    ));
+    f.push(("peer_bytes_per_mapping", p.bytes_per_mapping));
+    r.line("tracker-churn", o.lat.median, "rangemap", p.lat.median, &f);
+}
+
+fn tracker_scaling_lines(r: &mut Report, c: &Cfg) {
+    for n in [1_000usize, 10_000, 100_000, 1_000_000] {
+        let slots = 4 * n as u64;
+        let mut ours = tracker::container(u32::MAX);
+        let o = tracker::tracker_churn(&mut ours, slots, n, c.scale_ops / 2);
+        let mut peer = tracker::RangeMapTracker::default();
+        let p = tracker::tracker_churn(&mut peer, slots, n, c.scale_ops / 2);
+        r.line(
+            &format!("scaling-tracker-{n}"),
+            o.lat.avg,
+            "rangemap",
+            p.lat.avg,
+            &[
+                ("ours_median_ns", o.lat.median),
+                ("ours_p999_ns", o.lat.p999),
+                ("peer_median_ns", p.lat.median),
+            ],
+        );
+    }
+}
+
+fn pagetable_lines(r: &mut Report, c: &Cfg) {
+    let (ours, peer) = tracker::pt_map_1g(c.pt_reps);
+    r.line("pt-map", ours, "array-walk", peer, &[("ptes", 262_144.0)]);
+    let (o, p) = tracker::pt_map_single(c.pt_single);
+    r.line(
+        "pt-map-4k",
+        o.median,
+        "array-walk",
+        p.median,
+        &[
+            ("ours_avg_ns", o.avg),
+            ("ours_p999_ns", o.p999),
+            ("peer_avg_ns", p.avg),
+        ],
+    );
+    let (ours, peer) = tracker::pt_translate(c.pt_translate);
+    r.line("pt-translate", ours, "array-walk", peer, &[]);
 }
 
 fn main() {
@@ -231,14 +382,18 @@ fn main() {
         Cfg {
             hit_batches: 31,
             hit_pairs: 20_000,
-            frag_ops: 200_000,
-            peer_frag_ops: 20_000,
-            full_ops: 100_000,
-            peer_full_ops: 2_000,
-            scale_ops: 50_000,
-            scale_peer_ops: [20_000, 10_000, 2_000, 400],
-            thread_pairs: 2_000_000,
+            frag_ops: 100_000,
+            peer_frag_ops: 5_000,
+            full_ops: 60_000,
+            peer_full_ops: 1_000,
+            scale_ops: 20_000,
+            scale_peer_ops: [10_000, 5_000, 1_000, 200],
+            thread_pairs: 1_000_000,
             thread_reps: 5,
+            tracker_ops: 50_000,
+            pt_reps: 3,
+            pt_single: 50_000,
+            pt_translate: 1_000_000,
         }
     } else {
         Cfg {
@@ -252,6 +407,10 @@ fn main() {
             scale_peer_ops: [100_000, 50_000, 10_000, 2_000],
             thread_pairs: 10_000_000,
             thread_reps: 9,
+            tracker_ops: 500_000,
+            pt_reps: 7,
+            pt_single: 200_000,
+            pt_translate: 10_000_000,
         }
     };
     let mut r = Report { rows: Vec::new() };
@@ -269,10 +428,16 @@ fn main() {
     if want("threads") {
         threads_lines(&mut r, &c);
     }
-    let missing = ["tracker-churn", "pt-map", "pt-translate", "scaling-tracker"];
-    for m in missing {
-        println!("SKIP {m} reason=the container tracker and page table are not in this tree yet");
+    if want("tracker") {
+        tracker_lines(&mut r, &c);
     }
+    if want("pt-") {
+        pagetable_lines(&mut r, &c);
+    }
+    if want("scaling") {
+        tracker_scaling_lines(&mut r, &c);
+    }
+    let missing: [&str; 0] = [];
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

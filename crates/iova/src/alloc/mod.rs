@@ -62,6 +62,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod live;
 mod shared;
 mod tree;
 
@@ -71,6 +72,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::range::{IovaRange, IovaSet};
+use live::LiveTable;
 use tree::{Extent, ExtentTree};
 
 pub use shared::{LocalCache, SharedAllocator};
@@ -187,14 +189,6 @@ pub(crate) const OUT: u8 = 1;
 /// No longer owned by the cache (freed elsewhere or returned to the core).
 pub(crate) const GONE: u8 = 2;
 
-#[derive(Debug, Clone)]
-struct Live {
-    last: u64,
-    /// Set when a thread cache owns the range; its state says whether the range is in
-    /// the cache's magazine or handed out.
-    lease: Option<Arc<AtomicU8>>,
-}
-
 /// The single-threaded IOVA allocator over an [`IovaSet`]. See the [module
 /// documentation](self) for units, rounding and cost.
 #[derive(Debug, Clone)]
@@ -203,7 +197,9 @@ pub struct Allocator {
     granule: u64,
     policy: Policy,
     free: ExtentTree,
-    live: AddrMap<Live>,
+    live: LiveTable,
+    /// Leases of the ranges thread caches hold (see `shared`), by first address.
+    leases: AddrMap<Arc<AtomicU8>>,
     live_bytes: u128,
 }
 
@@ -238,7 +234,8 @@ impl Allocator {
             granule,
             policy,
             free,
-            live: AddrMap::default(),
+            live: LiveTable::new(),
+            leases: AddrMap::default(),
             live_bytes: 0,
         })
     }
@@ -285,15 +282,14 @@ impl Allocator {
 
     /// Whether `range` is exactly a live allocation.
     pub fn is_allocated(&self, range: IovaRange) -> bool {
-        self.live
-            .get(&range.first())
-            .is_some_and(|l| l.last == range.last())
+        self.live.get(range.first()) == Some(range.last())
     }
 
     /// Approximate heap bytes used by the allocator's bookkeeping.
     pub fn heap_bytes(&self) -> usize {
         self.free.heap_bytes()
-            + self.live.capacity() * (std::mem::size_of::<(u64, Live)>() + 1)
+            + self.live.heap_bytes()
+            + self.leases.capacity() * (std::mem::size_of::<(u64, usize)>() + 1)
             + self.managed.range_count() * std::mem::size_of::<IovaRange>()
     }
 
@@ -348,18 +344,13 @@ impl Allocator {
             ),
         };
         let (leaf, idx, extent, start) = found.ok_or(AllocError::NoSpace { size, align })?;
-        let range = IovaRange::new(start, start + span).map_err(|_| AllocError::NoSpace {
-            size,
-            align,
-        })?;
+        let range =
+            IovaRange::new(start, start + span).map_err(|_| AllocError::NoSpace { size, align })?;
         self.carve(leaf, idx, extent, range)?;
-        self.live.insert(
-            range.first(),
-            Live {
-                last: range.last(),
-                lease,
-            },
-        );
+        self.live.insert(range.first(), range.last());
+        if let Some(lease) = lease {
+            self.leases.insert(range.first(), lease);
+        }
         self.live_bytes += range.len();
         Ok(range)
     }
@@ -442,13 +433,7 @@ impl Allocator {
             });
         };
         self.carve(leaf, idx, extent, range)?;
-        self.live.insert(
-            range.first(),
-            Live {
-                last: range.last(),
-                lease: None,
-            },
-        );
+        self.live.insert(range.first(), range.last());
         self.live_bytes += range.len();
         Ok(())
     }
@@ -456,11 +441,11 @@ impl Allocator {
     /// Frees `range`, which must be exactly a live allocation. The freed addresses
     /// coalesce with free neighbours.
     pub fn free(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        let Some(live) = self.live.get(&range.first()) else {
+        let Some(last) = self.live.get(range.first()) else {
             return Err(AllocError::NotAllocated { range });
         };
-        if live.last != range.last() {
-            let allocated = IovaRange::new(range.first(), live.last)
+        if last != range.last() {
+            let allocated = IovaRange::new(range.first(), last)
                 .map_err(|_| AllocError::NotAllocated { range })?;
             return Err(AllocError::Mismatch { range, allocated });
         }
@@ -468,7 +453,7 @@ impl Allocator {
         self.free
             .reserve_one()
             .map_err(|_| AllocError::MetadataFull)?;
-        if let Some(lease) = &live.lease {
+        if let Some(lease) = self.leases.get(&range.first()) {
             // Held by a thread cache: only a range the cache handed out may be freed.
             if lease
                 .compare_exchange(OUT, GONE, Ordering::AcqRel, Ordering::Acquire)
@@ -483,9 +468,9 @@ impl Allocator {
     /// Gives back a range a thread cache holds in its magazine (no lease check: the
     /// cache owns it).
     pub(crate) fn release_cached(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        match self.live.get(&range.first()) {
-            Some(l) if l.last == range.last() => {
-                if let Some(lease) = &l.lease {
+        match self.live.get(range.first()) {
+            Some(last) if last == range.last() => {
+                if let Some(lease) = self.leases.get(&range.first()) {
                     lease.store(GONE, Ordering::Release);
                 }
                 self.release(range)
@@ -565,7 +550,10 @@ impl Allocator {
                 self.free.insert_at_pos(leaf, next, a, b);
             }
         }
-        self.live.remove(&a);
+        self.live.remove(a);
+        if !self.leases.is_empty() {
+            self.leases.remove(&a);
+        }
         self.live_bytes -= range.len();
         Ok(())
     }
@@ -589,14 +577,32 @@ mod tests {
         let set: IovaSet = [r(0x800, 0x3fff), r(0x5000, 0x6ffe)].into_iter().collect();
         let mut a = Allocator::new(&set, 0x1000, Policy::FirstFit).unwrap();
         // [0x800, 0x3fff] -> [0x1000, 0x3fff]; [0x5000, 0x6ffe] -> [0x5000, 0x5fff].
-        assert_eq!(a.managed().ranges(), &[r(0x1000, 0x3fff), r(0x5000, 0x5fff)]);
+        assert_eq!(
+            a.managed().ranges(),
+            &[r(0x1000, 0x3fff), r(0x5000, 0x5fff)]
+        );
         assert_eq!(a.alloc(1, 1), Ok(r(0x1000, 0x1fff)));
-        assert_eq!(a.alloc(0x1001, 0), Err(AllocError::InvalidAlign { align: 0 }));
+        assert_eq!(
+            a.alloc(0x1001, 0),
+            Err(AllocError::InvalidAlign { align: 0 })
+        );
         assert_eq!(a.alloc(0x1001, 1), Ok(r(0x2000, 0x3fff)));
-        assert_eq!(a.alloc(0x2000, 1), Err(AllocError::NoSpace { size: 0x2000, align: 0x1000 }));
+        assert_eq!(
+            a.alloc(0x2000, 1),
+            Err(AllocError::NoSpace {
+                size: 0x2000,
+                align: 0x1000
+            })
+        );
         assert_eq!(a.alloc(0, 1), Err(AllocError::ZeroSize));
-        assert_eq!(a.alloc(u64::MAX, 1), Err(AllocError::TooLarge { size: u64::MAX }));
-        assert_eq!(a.alloc(0x1000, 3), Err(AllocError::InvalidAlign { align: 3 }));
+        assert_eq!(
+            a.alloc(u64::MAX, 1),
+            Err(AllocError::TooLarge { size: u64::MAX })
+        );
+        assert_eq!(
+            a.alloc(0x1000, 3),
+            Err(AllocError::InvalidAlign { align: 3 })
+        );
         assert_eq!(a.alloc(0x1000, 1), Ok(r(0x5000, 0x5fff)));
         a.check();
         assert!(Allocator::new(&set, 0x1800, Policy::FirstFit).is_err());
@@ -621,7 +627,10 @@ mod tests {
         let mut a = Allocator::new(&IovaSet::full(), 1, Policy::TopDown).unwrap();
         assert_eq!(a.alloc(1, 1), Ok(r(u64::MAX, u64::MAX)));
         assert_eq!(a.alloc(u64::MAX, 1), Ok(r(0, u64::MAX - 1)));
-        assert_eq!(a.alloc(1, 1), Err(AllocError::NoSpace { size: 1, align: 1 }));
+        assert_eq!(
+            a.alloc(1, 1),
+            Err(AllocError::NoSpace { size: 1, align: 1 })
+        );
         a.free(r(u64::MAX, u64::MAX)).unwrap();
         a.free(r(0, u64::MAX - 1)).unwrap();
         assert_eq!(a.free_ranges(), IovaSet::full());
@@ -635,12 +644,23 @@ mod tests {
         let x = a.alloc(0x1000, 1).unwrap();
         let y = a.alloc(0x2000, 1).unwrap();
         let z = a.alloc(0x1000, 1).unwrap();
-        assert_eq!((x, y, z), (r(0, 0xfff), r(0x1000, 0x2fff), r(0x3000, 0x3fff)));
+        assert_eq!(
+            (x, y, z),
+            (r(0, 0xfff), r(0x1000, 0x2fff), r(0x3000, 0x3fff))
+        );
         assert_eq!(
             a.free(r(0x1000, 0x1fff)),
-            Err(AllocError::Mismatch { range: r(0x1000, 0x1fff), allocated: y })
+            Err(AllocError::Mismatch {
+                range: r(0x1000, 0x1fff),
+                allocated: y
+            })
         );
-        assert_eq!(a.free(r(0x4000, 0x4fff)), Err(AllocError::NotAllocated { range: r(0x4000, 0x4fff) }));
+        assert_eq!(
+            a.free(r(0x4000, 0x4fff)),
+            Err(AllocError::NotAllocated {
+                range: r(0x4000, 0x4fff)
+            })
+        );
         a.free(x).unwrap();
         a.free(z).unwrap();
         assert_eq!(a.free(z), Err(AllocError::NotAllocated { range: z }));
@@ -653,15 +673,25 @@ mod tests {
 
     #[test]
     fn alloc_at_reports_busy_outside_and_unaligned() {
-        let set: IovaSet = [r(0, 0xfedf_ffff), r(0xfef0_0000, 0xffff_ffff)].into_iter().collect();
+        let set: IovaSet = [r(0, 0xfedf_ffff), r(0xfef0_0000, 0xffff_ffff)]
+            .into_iter()
+            .collect();
         let mut a = Allocator::new(&set, 0x1000, Policy::FirstFit).unwrap();
         a.alloc_at(r(0x10_0000, 0x1f_ffff)).unwrap();
-        assert_eq!(a.alloc_at(r(0x1f_f000, 0x20_0fff)), Err(AllocError::Busy { range: r(0x1f_f000, 0x20_0fff) }));
+        assert_eq!(
+            a.alloc_at(r(0x1f_f000, 0x20_0fff)),
+            Err(AllocError::Busy {
+                range: r(0x1f_f000, 0x20_0fff)
+            })
+        );
         let msi = r(0xfee0_0000, 0xfee0_0fff);
         assert_eq!(a.alloc_at(msi), Err(AllocError::OutsideSet { range: msi }));
         assert_eq!(
             a.alloc_at(r(0x800, 0x17ff)),
-            Err(AllocError::Unaligned { range: r(0x800, 0x17ff), granule: 0x1000 })
+            Err(AllocError::Unaligned {
+                range: r(0x800, 0x17ff),
+                granule: 0x1000
+            })
         );
         // First fit goes around the fixed allocation.
         assert_eq!(a.alloc(0x10_0000, 1), Ok(r(0, 0xf_ffff)));

@@ -58,7 +58,9 @@ impl Leaf {
 
     /// Index of the last entry with `first <= x`.
     fn floor(&self, x: u64) -> Option<usize> {
-        self.first[..self.n].partition_point(|&f| f <= x).checked_sub(1)
+        self.first[..self.n]
+            .partition_point(|&f| f <= x)
+            .checked_sub(1)
     }
 }
 
@@ -71,7 +73,10 @@ impl Inner {
     };
 
     fn summary(&self) -> (u64, u64) {
-        (self.max[..self.n].iter().copied().max().unwrap_or(0), self.key[0])
+        (
+            self.max[..self.n].iter().copied().max().unwrap_or(0),
+            self.key[0],
+        )
     }
 
     /// The child to descend into for address `x`: the last whose key is `<= x`, or
@@ -427,7 +432,12 @@ impl ExtentTree {
     /// Like [`Self::search_low`] / [`Self::search_high`], but leaves the path to the
     /// extent found in `self.path` and returns its leaf and index, for an in-place
     /// change.
-    pub(crate) fn search_mut<F>(&mut self, span: u64, place: &F, high: bool) -> Option<(u32, usize, Extent, u64)>
+    pub(crate) fn search_mut<F>(
+        &mut self,
+        span: u64,
+        place: &F,
+        high: bool,
+    ) -> Option<(u32, usize, Extent, u64)>
     where
         F: Fn(Extent) -> Option<u64>,
     {
@@ -436,7 +446,14 @@ impl ExtentTree {
         self.search_mut_at(root, height, span, place, high)
     }
 
-    fn search_mut_at<F>(&mut self, node: u32, h: usize, span: u64, place: &F, high: bool) -> Option<(u32, usize, Extent, u64)>
+    fn search_mut_at<F>(
+        &mut self,
+        node: u32,
+        h: usize,
+        span: u64,
+        place: &F,
+        high: bool,
+    ) -> Option<(u32, usize, Extent, u64)>
     where
         F: Fn(Extent) -> Option<u64>,
     {
@@ -503,7 +520,14 @@ impl ExtentTree {
     }
 
     #[cfg(test)]
-    fn search<F>(&self, node: u32, h: usize, span: u64, place: &F, high: bool) -> Option<(Extent, u64)>
+    fn search<F>(
+        &self,
+        node: u32,
+        h: usize,
+        span: u64,
+        place: &F,
+        high: bool,
+    ) -> Option<(Extent, u64)>
     where
         F: Fn(Extent) -> Option<u64>,
     {
@@ -642,20 +666,59 @@ mod tests {
         t.check();
         assert!(t.height >= 2);
         assert_eq!(t.len(), 5000);
-        assert_eq!(t.floor(15), Some(Extent { first: 10, last: 11 }));
+        assert_eq!(
+            t.floor(15),
+            Some(Extent {
+                first: 10,
+                last: 11
+            })
+        );
         assert_eq!(t.floor(0), Some(Extent { first: 0, last: 0 }));
         // k = 4999: 4999 % 5 == 4.
-        assert_eq!(t.floor(u64::MAX), Some(Extent { first: 49990, last: 49994 }));
+        assert_eq!(
+            t.floor(u64::MAX),
+            Some(Extent {
+                first: 49990,
+                last: 49994
+            })
+        );
         // First extent spanning at least 4 (k % 5 == 4): k = 4 -> [40, 44].
-        assert_eq!(t.search_low(4, &any), Some((Extent { first: 40, last: 44 }, 40)));
+        assert_eq!(
+            t.search_low(4, &any),
+            Some((
+                Extent {
+                    first: 40,
+                    last: 44
+                },
+                40
+            ))
+        );
         assert_eq!(
             t.search_high(4, &any),
-            Some((Extent { first: 49990, last: 49994 }, 49990))
+            Some((
+                Extent {
+                    first: 49990,
+                    last: 49994
+                },
+                49990
+            ))
         );
         assert_eq!(t.search_low(5, &any), None);
-        t.update(40, Extent { first: 41, last: 42 });
+        t.update(
+            40,
+            Extent {
+                first: 41,
+                last: 42,
+            },
+        );
         t.check();
-        assert_eq!(t.search_low(4, &any).map(|x| x.0), Some(Extent { first: 90, last: 94 }));
+        assert_eq!(
+            t.search_low(4, &any).map(|x| x.0),
+            Some(Extent {
+                first: 90,
+                last: 94
+            })
+        );
         for i in 0..n {
             let k = (i * 4201) % n;
             let first = if k == 4 { 41 } else { k * 10 };
