@@ -308,14 +308,45 @@ fn tracker_lines(r: &mut Report, c: &Cfg) {
     let p = tracker::tracker_churn(&mut peer, 1 << 20, live, c.tracker_ops);
     let mut f = lat_fields(&o.lat, &p.lat);
     f.truncate(6);
-    f.push(("ours_rss_bytes_per_mapping", o.bytes_per_mapping));
+    // Memory is measured in a fresh child process: a heap that has held other
+    // workloads hides growth in its free lists.
+    let ours_rss = rss_probe("container", live);
+    let peer_rss = rss_probe("rangemap", live);
+    f.push(("ours_rss_bytes_per_mapping", ours_rss));
     f.push(("ours_pagetable_bytes_per_mapping", table_bytes));
     f.push((
         "ours_tracker_bytes_per_mapping",
-        (o.bytes_per_mapping - table_bytes).max(0.0),
+        (ours_rss - table_bytes).max(0.0),
     ));
-    f.push(("peer_bytes_per_mapping", p.bytes_per_mapping));
+    f.push(("peer_bytes_per_mapping", peer_rss));
     r.line("tracker-churn", o.lat.median, "rangemap", p.lat.median, &f);
+}
+
+/// Runs this binary as `--rss-probe KIND N` and reads the bytes per mapping it prints.
+fn rss_probe(kind: &str, n: usize) -> f64 {
+    let Ok(exe) = std::env::current_exe() else {
+        return 0.0;
+    };
+    std::process::Command::new(exe)
+        .args(["--rss-probe", kind, &n.to_string()])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// The child side of [`rss_probe`]: fills a fresh tracker and prints RSS growth per
+/// mapping.
+fn rss_child(kind: &str, n: usize) {
+    let bytes = if kind == "container" {
+        let mut c = tracker::container(u32::MAX);
+        tracker::tracker_churn(&mut c, 1 << 20, n, 0).bytes_per_mapping
+    } else {
+        let mut m = tracker::RangeMapTracker::default();
+        tracker::tracker_churn(&mut m, 1 << 20, n, 0).bytes_per_mapping
+    };
+    println!("{bytes:.1}");
 }
 
 fn tracker_scaling_lines(r: &mut Report, c: &Cfg) {
@@ -368,6 +399,12 @@ fn main() {
             "--quick" => quick = true,
             "--out" => out = args.next().unwrap_or(out),
             "--only" => only = args.next(),
+            "--rss-probe" => {
+                let kind = args.next().unwrap_or_default();
+                let n = args.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                rss_child(&kind, n);
+                return;
+            }
             "-h" | "--help" => {
                 println!("usage: bench [--quick] [--out PATH] [--only WORKLOAD-PREFIX]");
                 return;

@@ -148,9 +148,8 @@ mod tests {
             x ^= x << 17;
             // Page-aligned keys from a small pool, so that inserts and removes collide.
             let key = (x % 5000) << 12;
-            if m.contains_key(&key) {
+            if m.remove(&key).is_some() {
                 assert!(t.remove(key));
-                m.remove(&key);
             } else {
                 t.insert(key, key + step);
                 m.insert(key, key + step);
