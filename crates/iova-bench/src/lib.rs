@@ -208,7 +208,8 @@ pub fn nanos(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Latency summary of individually timed operations.
+/// Latency summary of individually timed operations (the cheapest observed timer
+/// read is subtracted from each).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Latency {
     /// Operations timed.
@@ -219,33 +220,51 @@ pub struct Latency {
     pub avg: f64,
     /// 99.9th percentile, ns.
     pub p999: f64,
-    /// Worst, ns.
+    /// Worst sample (a batch of `n` operations counts as `n` samples of its mean), ns.
     pub max: f64,
-    /// Allocations that found no space.
-    pub failed: usize,
+    /// Percentage of allocations that found no space.
+    pub failed_pct: f64,
 }
 
-/// Summarizes raw per-operation latencies (ns).
-pub fn summarize(mut v: Vec<u64>, failed: usize) -> Latency {
-    if v.is_empty() {
+/// Operations per timed batch where single operations are too short to time alone
+/// (page-table maps, tracker churn).
+pub const BATCH_STEPS: usize = 8;
+
+/// The cheapest observed `Instant::now()` + `elapsed()` pair, ns: subtracted from each
+/// batch.
+pub fn timer_overhead() -> u64 {
+    (0..2000)
+        .map(|_| nanos(black_box(Instant::now())))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Summarizes (ns, ops) samples: single operations (`ops` = 1) or batches.
+pub fn summarize(batches: &[(u64, usize)], failed_pct: f64) -> Latency {
+    if batches.is_empty() {
         return Latency::default();
     }
-    v.sort_unstable();
-    // Nearest-rank percentile with integer arithmetic.
-    let pct = |num: usize, den: usize| v[(v.len() - 1) * num / den] as f64;
+    let mut per_op: Vec<f64> = batches
+        .iter()
+        .map(|&(ns, n)| ns as f64 / n.max(1) as f64)
+        .collect();
+    per_op.sort_by(f64::total_cmp);
+    let ops: usize = batches.iter().map(|b| b.1).sum();
+    let total: u64 = batches.iter().map(|b| b.0).sum();
+    let pct = |num: usize, den: usize| per_op[(per_op.len() - 1) * num / den];
     Latency {
-        ops: v.len(),
+        ops,
         median: pct(1, 2),
-        avg: v.iter().sum::<u64>() as f64 / v.len() as f64,
+        avg: total as f64 / ops.max(1) as f64,
         p999: pct(999, 1000),
-        max: *v.last().unwrap_or(&0) as f64,
-        failed,
+        max: per_op[per_op.len() - 1],
+        failed_pct,
     }
 }
 
 /// Churn on a fragmented space: `ops` steps of "free a random live range, allocate
-/// one of `size_pages(rng)` pages", every free and alloc timed on its own with
-/// `Instant`. A failed alloc is counted and retried as one page.
+/// one of `size_pages(rng)` pages", each free and alloc timed on its own. A failed
+/// alloc is counted and retried (untimed) as one page.
 pub fn churn<A: IovaAlloc>(
     a: &mut A,
     live: &mut Live,
@@ -253,20 +272,24 @@ pub fn churn<A: IovaAlloc>(
     rng: &mut Rng,
     size_pages: fn(&mut Rng) -> u64,
 ) -> Latency {
-    let mut lat = Vec::with_capacity(2 * ops);
-    let mut failed = 0;
-    for _ in 0..ops {
+    let plan: Vec<(u64, u64)> = (0..ops)
+        .map(|_| (rng.next_u64(), size_pages(rng) * PAGE))
+        .collect();
+    let timer = timer_overhead();
+    let mut samples = Vec::with_capacity(2 * ops);
+    let mut failed = 0usize;
+    for &(pick, size) in &plan {
         if !live.is_empty() {
-            let i = rng.below(live.len());
+            let len = u64::try_from(live.len()).unwrap_or(u64::MAX);
+            let i = usize::try_from(pick % len).unwrap_or(0);
             let (f, s) = live.swap_remove(i);
             let t = Instant::now();
             a.free(f, s);
-            lat.push(nanos(t));
+            samples.push((nanos(t).saturating_sub(timer), 1));
         }
-        let size = size_pages(rng) * PAGE;
         let t = Instant::now();
         let got = a.alloc(size, PAGE);
-        lat.push(nanos(t));
+        samples.push((nanos(t).saturating_sub(timer), 1));
         match got {
             Some(f) => live.push((f, size)),
             None => {
@@ -277,7 +300,7 @@ pub fn churn<A: IovaAlloc>(
             }
         }
     }
-    summarize(lat, failed)
+    summarize(&samples, 100.0 * failed as f64 / ops.max(1) as f64)
 }
 
 /// One page every time.

@@ -11,7 +11,7 @@ use iova::host::{Group, Host, IommuUnit, IommuVendor};
 use iova::pagetable::PageTable;
 use rangemap::RangeInclusiveMap;
 
-use crate::{Latency, PAGE, Rng, nanos, summarize};
+use crate::{BATCH_STEPS, Latency, PAGE, Rng, nanos, summarize, timer_overhead};
 
 /// A host with one VT-d unit (39-bit, 4K|2M|1G, interrupt remapping) and group 1.
 pub fn vtd_host() -> Host {
@@ -113,22 +113,31 @@ pub fn tracker_churn<T: Tracker>(t: &mut T, slots: u64, live: usize, ops: usize)
         pages.push(p);
     }
     let grown = rss_bytes().saturating_sub(before);
-    let mut lat = Vec::with_capacity(2 * ops);
-    for _ in 0..ops {
-        let i = rng.below(pages.len());
-        let p = pages.swap_remove(i);
+    let timer = timer_overhead();
+    let mut batches = Vec::with_capacity(ops / BATCH_STEPS + 1);
+    let mut done = 0;
+    while done < ops {
+        // Choices are made before the timer starts.
+        let steps = BATCH_STEPS.min(ops - done);
+        let mut plan = [(0u64, 0u64); BATCH_STEPS];
+        for slot in plan.iter_mut().take(steps) {
+            let i = rng.below(pages.len());
+            let p = pages.swap_remove(i);
+            used[usize::try_from(p).unwrap_or(0)] = false;
+            let q = pick_free(&mut rng, &mut used);
+            pages.push(q);
+            *slot = (p, q);
+        }
         let t0 = Instant::now();
-        t.unmap_page(p);
-        lat.push(nanos(t0));
-        used[usize::try_from(p).unwrap_or(0)] = false;
-        let q = pick_free(&mut rng, &mut used);
-        let t0 = Instant::now();
-        t.map_page(q, (1 << 40) + q * PAGE);
-        lat.push(nanos(t0));
-        pages.push(q);
+        for &(p, q) in plan.iter().take(steps) {
+            t.unmap_page(p);
+            t.map_page(q, (1 << 40) + q * PAGE);
+        }
+        batches.push((nanos(t0).saturating_sub(timer), 2 * steps));
+        done += steps;
     }
     Churn {
-        lat: summarize(lat, 0),
+        lat: summarize(&batches, 0.0),
         bytes_per_mapping: grown as f64 / live.max(1) as f64,
     }
 }
@@ -225,19 +234,23 @@ pub fn pt_map_single(n: usize) -> (Latency, Latency) {
     };
     let mut pt = PageTable::new(PAGE, 48).expect("4K-only table");
     let mut w = ArrayWalk::default();
-    let mut lo = Vec::with_capacity(n);
-    let mut lp = Vec::with_capacity(n);
-    for &p in &pages {
-        let iova = (1 << 30) + p * PAGE;
+    let timer = timer_overhead();
+    let mut lo = Vec::with_capacity(n / BATCH_STEPS + 1);
+    let mut lp = Vec::with_capacity(n / BATCH_STEPS + 1);
+    for chunk in pages.chunks(BATCH_STEPS) {
         let t = Instant::now();
-        pt.map(iova, (1 << 40) + p * PAGE, PAGE, Access::RW)
-            .expect("map");
-        lo.push(nanos(t));
+        for &p in chunk {
+            pt.map((1 << 30) + p * PAGE, (1 << 40) + p * PAGE, PAGE, Access::RW)
+                .expect("map");
+        }
+        lo.push((nanos(t).saturating_sub(timer), chunk.len()));
         let t = Instant::now();
-        w.map_4k(iova, (1 << 40) + p * PAGE);
-        lp.push(nanos(t));
+        for &p in chunk {
+            w.map_4k((1 << 30) + p * PAGE, (1 << 40) + p * PAGE);
+        }
+        lp.push((nanos(t).saturating_sub(timer), chunk.len()));
     }
-    (summarize(lo, 0), summarize(lp, 0))
+    (summarize(&lo, 0.0), summarize(&lp, 0.0))
 }
 
 /// ns per translation of random addresses over 1 GiB of 4 KiB mappings.

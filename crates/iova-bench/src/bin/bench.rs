@@ -82,10 +82,7 @@ fn lat_fields(o: &Latency, p: &Latency) -> Vec<(&'static str, f64)> {
         ("avg_ratio", if o.avg > 0.0 { p.avg / o.avg } else { 0.0 }),
         ("ours_ops", o.ops as f64),
         ("peer_ops", p.ops as f64),
-        (
-            "failed_allocs_pct",
-            100.0 * o.failed as f64 / (o.ops as f64 / 2.0).max(1.0),
-        ),
+        ("failed_allocs_pct", o.failed_pct),
     ]
 }
 
@@ -451,6 +448,24 @@ fn main() {
         }
     };
     let mut r = Report { rows: Vec::new() };
+    // How loaded the machine is: the cost of one Instant::now() (about 20 ns on an
+    // idle TSC machine) and the load average.
+    let timer_ns = {
+        let t = Instant::now();
+        let mut x = 0u64;
+        for _ in 0..100_000 {
+            x = x.wrapping_add(iova_bench::nanos(black_box(Instant::now())));
+        }
+        black_box(x);
+        t.elapsed().as_nanos() as f64 / 100_000.0
+    };
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default();
+    println!(
+        "NOTE timer_ns={timer_ns:.1} loadavg={loadavg} (the cheapest timer read is subtracted from each timed op)"
+    );
     let want = |w: &str| only.as_deref().is_none_or(|o| w.starts_with(o));
     let t = Instant::now();
     if want("alloc-hit") {
@@ -489,6 +504,8 @@ fn main() {
         "cpu": cpu,
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "seconds": t.elapsed().as_secs_f64(),
+        "timer_ns": timer_ns,
+        "loadavg_at_start": loadavg,
         "results": r.rows,
         "missing": missing,
     });
