@@ -6,12 +6,13 @@
 //! address in a few nanoseconds. This module gives it both:
 //!
 //! - [`Allocator`]: the single-threaded core (`&mut self`). Free space is kept as
-//!   coalesced extents in a treap augmented with the longest extent of each subtree, so
-//!   a search skips every subtree where nothing fits: an allocation costs `O(log n)`
-//!   even on a badly fragmented space (the Linux allocator's linear walk is what made
-//!   its 2022 multi-millisecond stalls). Live allocations sit in a hash map, so `free`
-//!   checks exactly what it is given: a double free or a range that was never handed
-//!   out is an [`AllocError`], never corruption.
+//!   coalesced extents in a B+tree augmented with the longest extent of each subtree,
+//!   so a search skips every subtree where nothing fits: an allocation costs `O(log n)`
+//!   even on a badly fragmented space, where an allocator that walks its free gaps one
+//!   by one (as the Linux IOVA allocator does when its cached position misses) stalls.
+//!   Live allocations sit in an open-addressing table, so `free` checks exactly what it
+//!   is given: a double free or a range that was never handed out is an
+//!   [`AllocError`], never corruption.
 //! - [`SharedAllocator`]: the core behind a mutex, `Send + Sync`, plus per-thread
 //!   [`LocalCache`] handles that keep magazines of recently freed small ranges (the
 //!   idea of the kernel's per-CPU IOVA "rcache"), so that the common alloc/free pair on
