@@ -76,7 +76,7 @@ use crate::range::{IovaRange, IovaSet};
 use live::LiveTable;
 use tree::{Extent, ExtentTree};
 
-pub use shared::{LocalCache, SharedAllocator};
+pub use shared::{CACHE_CLASSES, LocalCache, SharedAllocator};
 
 /// Where in the free space an allocation is placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
