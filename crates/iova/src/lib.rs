@@ -8,6 +8,8 @@
 //! - [`range`]: inclusive IOVA ranges covering all of `[0, 2^64-1]`, and sets of them;
 //! - [`dma`]: the [`dma::DmaSpace`] trait shared by the simulation and the real
 //!   backends, with errors that carry the kernel's errno;
+//! - [`alloc`]: a fast, exact IOVA allocator over an [`IovaSet`] for user-space
+//!   drivers, with per-thread magazines;
 //! - [`host`]: IOMMU units, groups, devices and reserved regions, and the valid IOVA
 //!   ranges they leave;
 //! - [`container`]: a simulated VFIO type1 container or iommufd IOAS answering like the
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod container;
 pub mod dma;
 pub mod guest;

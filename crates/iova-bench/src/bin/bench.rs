@@ -1,0 +1,522 @@
+//! The side-by-side harness behind `scripts/bench`.
+//!
+//! `bench [--quick] [--out PATH]`: runs every workload for ours and for its peer in
+//! this process, prints `BENCH <name> ours_ns=<median> peer=<peer> peer_ns=<median>
+//! ratio=<peer_ns/ours_ns> [extra fields]` per workload and peer, and writes the same
+//! numbers as JSON (default `target/bench.json`).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use iova::alloc::{Policy, SharedAllocator};
+use iova_bench::{
+    FirstFitPeer, IovaAlloc, Latency, PAGE, RangeAllocPeer, Rng, alloc_hit, churn, fragment,
+    low_4g, mixed_pages, one_page, ours, space_39, tracker,
+};
+use serde_json::{Value, json};
+
+struct Report {
+    rows: Vec<Value>,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    fn line(&mut self, name: &str, ours_ns: f64, peer: &str, peer_ns: f64, extra: &[(&str, f64)]) {
+        let ratio = if ours_ns > 0.0 {
+            peer_ns / ours_ns
+        } else {
+            0.0
+        };
+        let mut text = format!(
+            "BENCH {name} ours_ns={ours_ns:.1} peer={peer} peer_ns={peer_ns:.1} ratio={ratio:.2}"
+        );
+        let mut fields = BTreeMap::new();
+        for (k, v) in extra {
+            text.push_str(&format!(" {k}={v:.1}"));
+            fields.insert((*k).to_owned(), json!(v));
+        }
+        println!("{text}");
+        self.rows.push(json!({
+            "name": name, "ours_ns": ours_ns, "peer": peer, "peer_ns": peer_ns,
+            "ratio": ratio, "extra": fields,
+        }));
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Median ns per pair over `batches` batches of `pairs`.
+fn hit_median<A: IovaAlloc>(a: &mut A, batches: usize, pairs: usize) -> f64 {
+    alloc_hit(a, pairs); // warm-up: fills the magazines, faults the pages in
+    median((0..batches).map(|_| alloc_hit(a, pairs)).collect())
+}
+
+struct Cfg {
+    hit_batches: usize,
+    hit_pairs: usize,
+    frag_ops: usize,
+    peer_frag_ops: usize,
+    full_ops: usize,
+    peer_full_ops: usize,
+    scale_ops: usize,
+    scale_peer_ops: [usize; 4],
+    thread_pairs: usize,
+    thread_reps: usize,
+    tracker_ops: usize,
+    pt_reps: usize,
+    pt_single: usize,
+    pt_translate: usize,
+}
+
+fn lat_fields(o: &Latency, p: &Latency) -> Vec<(&'static str, f64)> {
+    vec![
+        ("ours_avg_ns", o.avg),
+        ("ours_p999_ns", o.p999),
+        ("ours_max_ns", o.max),
+        ("peer_avg_ns", p.avg),
+        ("peer_p999_ns", p.p999),
+        ("avg_ratio", if o.avg > 0.0 { p.avg / o.avg } else { 0.0 }),
+        ("ours_ops", o.ops as f64),
+        ("peer_ops", p.ops as f64),
+        ("failed_allocs_pct", o.failed_pct),
+    ]
+}
+
+fn alloc_hit_lines(r: &mut Report, c: &Cfg) {
+    let shared = SharedAllocator::new(&low_4g(), PAGE, Policy::FirstFit).expect("set");
+    let mut cache = shared.local();
+    let ours_ns = hit_median(&mut cache, c.hit_batches, c.hit_pairs);
+    let core_ns = hit_median(&mut ours(&low_4g()), c.hit_batches, c.hit_pairs);
+    let ra = hit_median(
+        &mut RangeAllocPeer::new(0, 0xffff_ffff),
+        c.hit_batches,
+        c.hit_pairs,
+    );
+    let ff = hit_median(
+        &mut FirstFitPeer::new(&low_4g()),
+        c.hit_batches,
+        c.hit_pairs,
+    );
+    r.line(
+        "alloc-hit",
+        ours_ns,
+        "range-alloc",
+        ra,
+        &[("core_ns", core_ns)],
+    );
+    r.line(
+        "alloc-hit",
+        ours_ns,
+        "first-fit",
+        ff,
+        &[("core_ns", core_ns)],
+    );
+}
+
+/// Builds the same fragmented state in `a`, then churns; returns the latencies.
+fn frag_run<A: IovaAlloc>(
+    a: &mut A,
+    fill: usize,
+    holes: usize,
+    ops: usize,
+    sizes: fn(&mut Rng) -> u64,
+) -> Latency {
+    let mut rng = Rng::new(0x5eed);
+    let mut live = fragment(a, fill, holes, &mut rng);
+    churn(a, &mut live, ops, &mut rng, sizes)
+}
+
+fn fragmented_lines(r: &mut Report, c: &Cfg) {
+    // 300,000 live 4 KiB IOVAs below 4 GiB: fill 600,000, free a random half, churn.
+    let (fill, holes) = (600_000, 300_000);
+    let o = frag_run(&mut ours(&low_4g()), fill, holes, c.frag_ops, one_page);
+    let ff = frag_run(
+        &mut FirstFitPeer::new(&low_4g()),
+        fill,
+        holes,
+        c.peer_frag_ops,
+        one_page,
+    );
+    let ra = frag_run(
+        &mut RangeAllocPeer::new(0, 0xffff_ffff),
+        fill,
+        holes,
+        c.peer_frag_ops,
+        one_page,
+    );
+    r.line(
+        "alloc-fragmented",
+        o.median,
+        "first-fit",
+        ff.median,
+        &lat_fields(&o, &ff),
+    );
+    r.line(
+        "alloc-fragmented",
+        o.median,
+        "range-alloc",
+        ra.median,
+        &lat_fields(&o, &ra),
+    );
+
+    // The near-full low 4 GiB: 2^20 one-page entries fill it, a random 1/16 is freed,
+    // then churn with mixed sizes (half of them 2..16 pages).
+    let (fill, holes) = (1 << 20, 1 << 16);
+    let o = frag_run(&mut ours(&low_4g()), fill, holes, c.full_ops, mixed_pages);
+    let ff = frag_run(
+        &mut FirstFitPeer::new(&low_4g()),
+        fill,
+        holes,
+        c.peer_full_ops,
+        mixed_pages,
+    );
+    let ra = frag_run(
+        &mut RangeAllocPeer::new(0, 0xffff_ffff),
+        fill,
+        holes,
+        c.peer_full_ops,
+        mixed_pages,
+    );
+    r.line(
+        "alloc-nearfull",
+        o.median,
+        "first-fit",
+        ff.median,
+        &lat_fields(&o, &ff),
+    );
+    r.line(
+        "alloc-nearfull",
+        o.median,
+        "range-alloc",
+        ra.median,
+        &lat_fields(&o, &ra),
+    );
+}
+
+fn scaling_lines(r: &mut Report, c: &Cfg) {
+    for (k, n) in [1_000usize, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let peer_ops = c.scale_peer_ops[k];
+        let o = frag_run(&mut ours(&space_39()), 2 * n, n, c.scale_ops, mixed_pages);
+        let ff = frag_run(
+            &mut FirstFitPeer::new(&space_39()),
+            2 * n,
+            n,
+            peer_ops,
+            mixed_pages,
+        );
+        let name = format!("scaling-alloc-{n}");
+        // Averages: the peers' cost is in the long scans, which a median can hide.
+        r.line(
+            &name,
+            o.avg,
+            "first-fit",
+            ff.avg,
+            &[
+                ("ours_median_ns", o.median),
+                ("ours_p999_ns", o.p999),
+                ("peer_median_ns", ff.median),
+                ("peer_ops", ff.ops as f64),
+            ],
+        );
+    }
+}
+
+/// Wall-clock ns per alloc+free pair with `threads` threads, each on its own cache.
+fn threads_ours(threads: usize, pairs: usize) -> f64 {
+    let shared = SharedAllocator::new(&low_4g(), PAGE, Policy::FirstFit).expect("set");
+    let caches: Vec<_> = (0..threads).map(|_| shared.local()).collect();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for mut cache in caches {
+            s.spawn(move || {
+                black_box(alloc_hit(&mut cache, pairs));
+            });
+        }
+    });
+    t.elapsed().as_nanos() as f64 / (threads * pairs) as f64
+}
+
+/// The same with range-alloc behind one mutex.
+fn threads_peer(threads: usize, pairs: usize) -> f64 {
+    let peer = std::sync::Mutex::new(RangeAllocPeer::new(0, 0xffff_ffff));
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let peer = &peer;
+            s.spawn(move || {
+                for i in 0..pairs {
+                    let size = iova_bench::HIT_SIZES[i % iova_bench::HIT_SIZES.len()];
+                    let first = peer.lock().unwrap().alloc(size, PAGE).expect("space");
+                    peer.lock().unwrap().free(black_box(first), size);
+                }
+            });
+        }
+    });
+    t.elapsed().as_nanos() as f64 / (threads * pairs) as f64
+}
+
+fn threads_lines(r: &mut Report, c: &Cfg) {
+    let mut one = Vec::new();
+    let mut two = Vec::new();
+    let mut p1 = Vec::new();
+    let mut p2 = Vec::new();
+    for _ in 0..c.thread_reps {
+        one.push(threads_ours(1, c.thread_pairs));
+        two.push(threads_ours(2, c.thread_pairs));
+        p1.push(threads_peer(1, c.thread_pairs / 4));
+        p2.push(threads_peer(2, c.thread_pairs / 4));
+    }
+    let (one, two, p1, p2) = (median(one), median(two), median(p1), median(p2));
+    r.line(
+        "threads-1",
+        one,
+        "range-alloc-mutex",
+        p1,
+        &[("mops_per_s", 1e3 / one)],
+    );
+    r.line(
+        "threads-2",
+        two,
+        "range-alloc-mutex",
+        p2,
+        &[
+            ("mops_per_s", 1e3 / two),
+            ("speedup_vs_1", one / two),
+            ("peer_speedup_vs_1", p1 / p2),
+        ],
+    );
+}
+
+fn tracker_lines(r: &mut Report, c: &Cfg) {
+    // 65,535 live 4 KiB mappings (type1's default dma_entry_limit) among 2^20 pages.
+    let live = 65_535;
+    let mut ours = tracker::container(65_535);
+    let o = tracker::tracker_churn(&mut ours, 1 << 20, live, c.tracker_ops);
+    let tables = ours.page_table().map_or(0, |t| t.table_count());
+    let table_bytes = (tables * 4096) as f64 / live as f64;
+    let mut peer = tracker::RangeMapTracker::default();
+    let p = tracker::tracker_churn(&mut peer, 1 << 20, live, c.tracker_ops);
+    let mut f = lat_fields(&o.lat, &p.lat);
+    f.truncate(6);
+    // Memory is measured in a fresh child process: a heap that has held other
+    // workloads hides growth in its free lists.
+    let ours_rss = rss_probe("container", live);
+    let peer_rss = rss_probe("rangemap", live);
+    f.push(("ours_rss_bytes_per_mapping", ours_rss));
+    f.push(("ours_pagetable_bytes_per_mapping", table_bytes));
+    f.push((
+        "ours_tracker_bytes_per_mapping",
+        (ours_rss - table_bytes).max(0.0),
+    ));
+    f.push(("peer_bytes_per_mapping", peer_rss));
+    r.line("tracker-churn", o.lat.median, "rangemap", p.lat.median, &f);
+}
+
+/// Runs this binary as `--rss-probe KIND N` and reads the bytes per mapping it prints.
+fn rss_probe(kind: &str, n: usize) -> f64 {
+    let Ok(exe) = std::env::current_exe() else {
+        return 0.0;
+    };
+    std::process::Command::new(exe)
+        .args(["--rss-probe", kind, &n.to_string()])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// The child side of [`rss_probe`]: fills a fresh tracker and prints RSS growth per
+/// mapping.
+fn rss_child(kind: &str, n: usize) {
+    let bytes = if kind == "container" {
+        let mut c = tracker::container(u32::MAX);
+        tracker::tracker_churn(&mut c, 1 << 20, n, 0).bytes_per_mapping
+    } else {
+        let mut m = tracker::RangeMapTracker::default();
+        tracker::tracker_churn(&mut m, 1 << 20, n, 0).bytes_per_mapping
+    };
+    println!("{bytes:.1}");
+}
+
+fn tracker_scaling_lines(r: &mut Report, c: &Cfg) {
+    for n in [1_000usize, 10_000, 100_000, 1_000_000] {
+        let slots = 4 * n as u64;
+        let mut ours = tracker::container(u32::MAX);
+        let o = tracker::tracker_churn(&mut ours, slots, n, c.scale_ops / 2);
+        let mut peer = tracker::RangeMapTracker::default();
+        let p = tracker::tracker_churn(&mut peer, slots, n, c.scale_ops / 2);
+        r.line(
+            &format!("scaling-tracker-{n}"),
+            o.lat.avg,
+            "rangemap",
+            p.lat.avg,
+            &[
+                ("ours_median_ns", o.lat.median),
+                ("ours_p999_ns", o.lat.p999),
+                ("peer_median_ns", p.lat.median),
+            ],
+        );
+    }
+}
+
+fn pagetable_lines(r: &mut Report, c: &Cfg) {
+    let (ours, peer) = tracker::pt_map_1g(c.pt_reps);
+    r.line("pt-map", ours, "array-walk", peer, &[("ptes", 262_144.0)]);
+    let (o, p) = tracker::pt_map_single(c.pt_single);
+    r.line(
+        "pt-map-4k",
+        o.median,
+        "array-walk",
+        p.median,
+        &[
+            ("ours_avg_ns", o.avg),
+            ("ours_p999_ns", o.p999),
+            ("peer_avg_ns", p.avg),
+        ],
+    );
+    let (ours, peer) = tracker::pt_translate(c.pt_translate);
+    r.line("pt-translate", ours, "array-walk", peer, &[]);
+}
+
+fn main() {
+    let mut quick = false;
+    let mut out = String::from("target/bench.json");
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--out" => out = args.next().unwrap_or(out),
+            "--only" => only = args.next(),
+            "--rss-probe" => {
+                let kind = args.next().unwrap_or_default();
+                let n = args.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                rss_child(&kind, n);
+                return;
+            }
+            "-h" | "--help" => {
+                println!("usage: bench [--quick] [--out PATH] [--only WORKLOAD-PREFIX]");
+                return;
+            }
+            other => {
+                eprintln!("bench: unknown argument '{other}' (try --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+    let c = if quick {
+        Cfg {
+            hit_batches: 31,
+            hit_pairs: 20_000,
+            frag_ops: 100_000,
+            peer_frag_ops: 5_000,
+            full_ops: 60_000,
+            peer_full_ops: 1_000,
+            scale_ops: 20_000,
+            scale_peer_ops: [10_000, 5_000, 1_000, 200],
+            thread_pairs: 1_000_000,
+            thread_reps: 5,
+            tracker_ops: 50_000,
+            pt_reps: 3,
+            pt_single: 50_000,
+            pt_translate: 1_000_000,
+        }
+    } else {
+        Cfg {
+            hit_batches: 101,
+            hit_pairs: 50_000,
+            frag_ops: 1_000_000,
+            peer_frag_ops: 100_000,
+            full_ops: 500_000,
+            peer_full_ops: 10_000,
+            scale_ops: 200_000,
+            scale_peer_ops: [100_000, 50_000, 10_000, 2_000],
+            thread_pairs: 10_000_000,
+            thread_reps: 9,
+            tracker_ops: 500_000,
+            pt_reps: 7,
+            pt_single: 200_000,
+            pt_translate: 10_000_000,
+        }
+    };
+    let mut r = Report { rows: Vec::new() };
+    // How loaded the machine is: the cost of one Instant::now() (about 20 ns on an
+    // idle TSC machine) and the load average.
+    let timer_ns = {
+        let t = Instant::now();
+        let mut x = 0u64;
+        for _ in 0..100_000 {
+            x = x.wrapping_add(iova_bench::nanos(black_box(Instant::now())));
+        }
+        black_box(x);
+        t.elapsed().as_nanos() as f64 / 100_000.0
+    };
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default();
+    println!(
+        "NOTE timer_ns={timer_ns:.1} loadavg={loadavg} (the cheapest timer read is subtracted from each timed op)"
+    );
+    let want = |w: &str| only.as_deref().is_none_or(|o| w.starts_with(o));
+    let t = Instant::now();
+    if want("alloc-hit") {
+        alloc_hit_lines(&mut r, &c);
+    }
+    if want("alloc-fragmented") || want("alloc-nearfull") {
+        fragmented_lines(&mut r, &c);
+    }
+    if want("scaling") {
+        scaling_lines(&mut r, &c);
+    }
+    if want("threads") {
+        threads_lines(&mut r, &c);
+    }
+    if want("tracker") {
+        tracker_lines(&mut r, &c);
+    }
+    if want("pt-") {
+        pagetable_lines(&mut r, &c);
+    }
+    if want("scaling") {
+        tracker_scaling_lines(&mut r, &c);
+    }
+    let missing: [&str; 0] = [];
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let doc = json!({
+        "mode": if quick { "quick" } else { "full" },
+        "cpu": cpu,
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "seconds": t.elapsed().as_secs_f64(),
+        "timer_ns": timer_ns,
+        "loadavg_at_start": loadavg,
+        "results": r.rows,
+        "missing": missing,
+    });
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
+        Ok(()) => eprintln!("bench: wrote {out} in {:.1}s", t.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("bench: cannot write {out}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
