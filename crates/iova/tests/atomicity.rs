@@ -413,3 +413,85 @@ fn every_error_of_every_operation_leaves_the_state_unchanged() {
 
 /// Marks the one row where type1 v1 answers success (0 bytes), not an error.
 const V1_IGNORES: Errno = Errno(0);
+
+// ---- the allocator -----------------------------------------------------------------
+
+use iova::alloc::{Allocator, Policy};
+
+#[derive(Debug, Clone)]
+enum AOp {
+    Alloc(u64, u64),
+    AllocAt(u64, u64),
+    Free(usize),
+    FreeRaw(u64, u64),
+}
+
+fn aop() -> impl Strategy<Value = AOp> {
+    prop_oneof![
+        4 => ((0u64..0x20_000), prop_oneof![Just(0u64), Just(3), (0u32..24).prop_map(|s| 1u64 << s)])
+            .prop_map(|(s, a)| AOp::Alloc(s, a)),
+        2 => ((0u64..0x400), (0u64..0x40)).prop_map(|(p, n)| AOp::AllocAt(p * 0x1000, n * 0x1000 + 0xfff)),
+        3 => (0usize..16).prop_map(AOp::Free),
+        1 => ((0u64..0x400), (0u64..0x8)).prop_map(|(p, n)| AOp::FreeRaw(p * 0x1000 + (n & 1) * 0x800, n * 0x1000 + 0xfff)),
+    ]
+}
+
+/// Everything observable about an allocator, as text.
+fn alloc_state(a: &Allocator) -> String {
+    format!(
+        "{a:?}\n{:?} {} {} {}",
+        a.free_ranges(),
+        a.allocation_count(),
+        a.allocated_bytes(),
+        a.free_extent_count()
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Every failing alloc / alloc_at / free (no room, bad size or alignment, a range
+    /// outside the managed space or in use, a double free, a range never handed out)
+    /// leaves the allocator's whole state, its Debug dump included, unchanged.
+    #[test]
+    fn failed_allocator_operations_change_nothing(
+        ranges in proptest::collection::vec(((0u64..0x400), (1u64..0x80)), 1..4),
+        top_down in any::<bool>(),
+        ops in proptest::collection::vec(aop(), 1..60),
+    ) {
+        let set: IovaSet = ranges.iter().map(|&(p, n)| r(p * 0x1000, (p + n) * 0x1000 - 1)).collect();
+        let policy = if top_down { Policy::TopDown } else { Policy::FirstFit };
+        let mut a = Allocator::new(&set, 0x1000, policy).unwrap();
+        let mut live: Vec<IovaRange> = Vec::new();
+        for o in &ops {
+            let before = alloc_state(&a);
+            let res = match *o {
+                AOp::Alloc(s, al) => a.alloc(s, al).map(|got| live.push(got)),
+                AOp::AllocAt(f, len) => {
+                    let rr = r(f, f + len);
+                    a.alloc_at(rr).map(|()| live.push(rr))
+                }
+                AOp::Free(i) if !live.is_empty() => {
+                    let rr = live[i % live.len()];
+                    a.free(rr).map(|()| live.retain(|x| *x != rr))
+                }
+                AOp::Free(_) => a.free(r(0, 0xfff)),
+                AOp::FreeRaw(f, len) => {
+                    let rr = r(f, f + len);
+                    a.free(rr).map(|()| live.retain(|x| *x != rr))
+                }
+            };
+            if res.is_err() {
+                prop_assert_eq!(alloc_state(&a), before, "failed {:?} changed the allocator", o);
+            }
+            // Independent bookkeeping: live ranges and free ranges partition the space.
+            let mut used = IovaSet::default();
+            for l in &live {
+                prop_assert!(!used.overlaps(l));
+                used.insert(*l);
+            }
+            prop_assert_eq!(used.union(&a.free_ranges()), a.managed().clone());
+            prop_assert!(used.intersection(&a.free_ranges()).is_empty());
+        }
+    }
+}

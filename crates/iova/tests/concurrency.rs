@@ -221,3 +221,53 @@ fn rwlock_readers_see_consistent_snapshots_while_writers_work() {
     });
     final_check(&shared.read().unwrap(), &tally);
 }
+
+/// The shared allocator from several threads, each with its own per-thread cache:
+/// ranges handed out at the same time never overlap (checked against a map of live
+/// ranges kept outside the allocator), every range is inside the managed space, and
+/// once everything is freed the free space is the whole managed space again.
+#[test]
+fn shared_allocator_hands_out_disjoint_ranges_across_threads() {
+    use iova::alloc::{Policy, SharedAllocator};
+    use iova::range::IovaSet;
+    let space = IovaSet::from(IovaRange::new(0x10_0000, 0x4fff_ffff).unwrap());
+    let shared = SharedAllocator::new(&space, 0x1000, Policy::FirstFit).unwrap();
+    let live = Mutex::new(std::collections::BTreeMap::<u64, u64>::new());
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (shared, live, space) = (&shared, &live, &space);
+            s.spawn(move || {
+                let mut cache = shared.local();
+                let mut mine: Vec<IovaRange> = Vec::new();
+                let mut rng = (t + 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                for _ in 0..OPS {
+                    if mine.len() < 64 && next(&mut rng) % 3 != 0 {
+                        let size = 0x1000 << (next(&mut rng) % 6);
+                        let got = cache.alloc(size, 0x1000).expect("space is ample");
+                        assert!(space.contains_range(&got));
+                        let mut l = live.lock().unwrap();
+                        // No live range overlaps the new one.
+                        if let Some((&f, &last)) = l.range(..=got.last()).next_back() {
+                            assert!(last < got.first(), "[{f:#x}, {last:#x}] overlaps {got}");
+                        }
+                        l.insert(got.first(), got.last());
+                        drop(l);
+                        mine.push(got);
+                    } else if let Some(rr) = mine.pop() {
+                        live.lock().unwrap().remove(&rr.first());
+                        cache.free(rr).expect("freeing what was handed out");
+                    }
+                }
+                for rr in mine {
+                    live.lock().unwrap().remove(&rr.first());
+                    cache.free(rr).expect("freeing what was handed out");
+                }
+            });
+        }
+    });
+    assert!(live.lock().unwrap().is_empty());
+    shared.with_core(|a| {
+        assert_eq!(a.allocation_count(), 0, "every range was freed");
+        assert_eq!(&a.free_ranges(), a.managed());
+    });
+}
