@@ -2,34 +2,13 @@
 # Fetch a Debian kernel into the vmtest cache (never installed on the host).
 #   vmtest/kernel.sh SERIES CACHE      SERIES = 6.1 | 6.12
 # Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order} and prints the dir.
-# Package indexes come from a private apt state under CACHE/apt (the host's apt state and
-# dpkg architecture list stay untouched), built from the host's own Debian sources plus
-# the backports suite (the 6.12 kernel lives there).
+# Package indexes come from the private apt state of vmtest/apt.sh (the host's apt state
+# stays untouched), with the backports suite (the 6.12 kernel lives there).
 set -euo pipefail
 SERIES=$1; CACHE=$(realpath -m "$2")
 OUT=$CACHE/kernel-$SERIES
 [ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }
-A=$CACHE/apt
-apt_p() {
-  local tool=$1; shift
-  $tool -o Dir::State="$A/state" -o Dir::State::status="$A/status" -o Dir::Cache="$A/cache" \
-    -o Dir::Etc::sourcelist="$A/etc/sources.list" -o Dir::Etc::sourceparts="$A/etc/sources.list.d" \
-    -o Dir::Etc::preferencesparts="$A/etc/preferences.d" "$@"
-}
-if [ ! -e "$A/updated" ]; then
-  mkdir -p "$A/state/lists/partial" "$A/cache/archives/partial" "$A/etc/sources.list.d" "$A/etc/preferences.d"
-  touch "$A/status" "$A/etc/sources.list"
-  if [ -e /etc/apt/sources.list.d/debian.sources ]; then
-    sed -E '/^Suites:/ s/\b(bookworm)-updates\b/&  \1-backports/' /etc/apt/sources.list.d/debian.sources \
-      > "$A/etc/sources.list.d/debian.sources"
-  fi
-  if [ -s /etc/apt/sources.list ]; then
-    { cat /etc/apt/sources.list
-      sed -nE 's/^(deb +[^ ]+ +)bookworm( .*)$/\1bookworm-backports\2/p' /etc/apt/sources.list; } > "$A/etc/sources.list"
-  fi
-  apt_p apt-get -q update >&2
-  touch "$A/updated"
-fi
+. "$(dirname "$0")/apt.sh"
 case $SERIES in
   6.1) re='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
   6.12) re='^linux-image-6\.12\.[0-9]+\+[a-z0-9]+-amd64-unsigned$' ;;

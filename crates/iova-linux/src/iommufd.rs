@@ -217,14 +217,31 @@ impl Ioas {
     /// (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`); returns the device id.
     pub fn attach_device(&mut self, dev: &Device) -> Result<u32, Errno> {
         let devid = self.fd.bind_device(dev)?;
+        self.attach_bound(dev, devid)?;
+        Ok(devid)
+    }
+
+    /// Attaches a device already bound to this iommufd ([`Iommufd::bind_device`]
+    /// returned `devid`) to this IOAS (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`). The kernel
+    /// reserves the device's reserved regions and the complement of its aperture in
+    /// the IOAS; it refuses with EADDRINUSE when one of them is mapped or allowed
+    /// (ALLOW_IOVAS), and then reserves nothing.
+    pub fn attach_bound(&mut self, dev: &Device, devid: u32) -> Result<(), Errno> {
         let mut a = AttachPt {
             argsz: size_u32::<AttachPt>(),
             flags: 0,
             pt_id: self.id,
         };
         sys::ioctl_ptr(dev.fd(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut a)?;
-        self.devices.push(devid);
-        Ok(devid)
+        if !self.devices.contains(&devid) {
+            self.devices.push(devid);
+        }
+        Ok(())
+    }
+
+    /// The iommufd this IOAS belongs to.
+    pub fn iommufd(&self) -> &Iommufd {
+        &self.fd
     }
 
     /// `IOMMU_IOAS_IOVA_RANGES`, starting with room for `initial` entries and retrying

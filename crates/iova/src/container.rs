@@ -20,7 +20,9 @@
 //!   type1 does before `VFIO_SET_IOMMU`.
 //! - The [`DmaSpace`] operations follow the flavour's MAP/UNMAP rules; every failed
 //!   operation leaves the container exactly as it was (`Container` is `Clone + Eq`, so
-//!   tests compare snapshots).
+//!   tests compare snapshots), except the iommufd unmap that ends inside an area:
+//!   like the kernel, it has removed the whole areas below that one when it answers
+//!   ENOENT (see [`Flavour`]).
 //!
 //! Known, deliberate differences from the kernel are listed on [`Flavour`].
 //!
@@ -65,9 +67,11 @@ use crate::range::{IovaRange, IovaSet};
 
 /// Which kernel interface the container behaves like.
 ///
+/// One failed operation changes the container, as in the kernel: an iommufd unmap
+/// whose range ends inside an area removes the whole areas below that area, then
+/// answers ENOENT (`iopt_unmap_iova_range`; seen on a 6.12 kernel by `vmtest/`).
+///
 /// Deliberate differences from the kernel, all documented here:
-/// - iommufd removes the areas below a bisected one before answering ENOENT; this model
-///   checks first and changes nothing (a failed operation changes nothing).
 /// - iommufd accepts an IOAS whose valid ranges are empty and alignments below the CPU
 ///   page; this model refuses the attach (EINVAL) and always aligns to the smallest
 ///   page of the combined bitmap.
@@ -699,13 +703,18 @@ impl Container {
         if !access.read && !access.write {
             return Err(MapError::BadFlags);
         }
+        // iopt_alloc_pages: a zero length, or one whose page count could overflow
+        // (above SIZE_MAX - PAGE_SIZE), is EINVAL before the user range is checked.
+        if size == 0 {
+            return Err(MapError::ZeroSize);
+        }
+        if size > u64::MAX - self.config.cpu_page_size {
+            return Err(MapError::Wraps);
+        }
         if host.checked_add(size).is_none() {
             return Err(MapError::Overflow);
         }
         let page_size = self.page_size();
-        if size == 0 {
-            return Err(MapError::ZeroSize);
-        }
         if size & (page_size - 1) != 0 {
             return Err(MapError::Misaligned { page_size });
         }
@@ -896,13 +905,16 @@ impl Container {
             return Err(UnmapError::ZeroSize);
         }
         let last = iova.checked_add(size - 1).ok_or(UnmapError::Overflow)?;
+        // iopt_unmap_iova_range: areas go one by one in IOVA order; the first one not
+        // wholly inside the range stops the walk with ENOENT, and the areas removed
+        // before it stay removed.
         let mut doomed = Vec::new();
+        let mut bisected = None;
         let mut f = iova;
         while let Some((first, e)) = self.first_overlap(f, last) {
             if first < iova || e.last > last {
-                return Err(UnmapError::SplitsArea {
-                    mapping: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
-                });
+                bisected = Some(IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL));
+                break;
             }
             doomed.push(first);
             match e.last.checked_add(1) {
@@ -910,10 +922,14 @@ impl Container {
                 _ => break,
             }
         }
+        let bytes = self.remove(&doomed);
+        if let Some(mapping) = bisected {
+            return Err(UnmapError::SplitsArea { mapping });
+        }
         if doomed.is_empty() {
             return Err(UnmapError::NotFound);
         }
-        Ok(self.remove(&doomed))
+        Ok(bytes)
     }
 
     /// Removes the mappings starting at the given IOVAs; returns their bytes.
@@ -985,5 +1001,82 @@ impl DmaSpace for Container {
             t.clear();
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Group, IommuUnit, IommuVendor, ReservedRegion};
+
+    /// An iommufd IOAS with one VT-d group (39-bit, MSI window reserved).
+    fn ioas() -> Container {
+        let mut group = Group::new(1);
+        group.iommu = Some("dmar0".into());
+        group.reserved_regions.push(ReservedRegion {
+            range: IovaRange::new(0xfee0_0000, 0xfeef_ffff).unwrap_or(IovaRange::FULL),
+            kind: ReservedKind::Msi,
+        });
+        let host = Host {
+            iommus: vec![
+                IommuUnit::new("dmar0", IommuVendor::Intel)
+                    .with_address_width(39)
+                    .with_page_sizes(0x4020_1000)
+                    .with_interrupt_remapping(true),
+            ],
+            groups: vec![group],
+            ..Host::default()
+        };
+        let mut c = Container::new(ContainerConfig::with_flavour(Flavour::Iommufd));
+        assert_eq!(c.attach(&host, 1), Ok(()));
+        c
+    }
+
+    /// drivers/iommu/iommufd/io_pagetable.c iopt_unmap_iova_range (6.12): whole areas
+    /// are unmapped in IOVA order until one that is not wholly inside the range; that
+    /// one answers ENOENT and the earlier removals stand. Seen by vmtest on 6.12.
+    #[test]
+    fn iommufd_unmap_ending_inside_an_area_keeps_earlier_removals() {
+        let mut c = ioas();
+        for iova in [0x10_0000, 0x20_0000, 0x40_0000] {
+            assert_eq!(c.map(iova, 0x7f00_0000_0000, 0x10_0000, Access::RW), Ok(()));
+        }
+        // [1M, 2M) is inside, [2M, 3M) is cut at 2.5M.
+        assert_eq!(
+            c.unmap(0x10_0000, 0x18_0000).map_err(|e| e.errno()),
+            Err(Errno::ENOENT)
+        );
+        let left: Vec<u64> = c.mappings().map(|m| m.iova.first()).collect();
+        assert_eq!(left, vec![0x20_0000, 0x40_0000]);
+        assert!(c.translate(0x10_0000, Access::READ).is_err());
+        // A range starting inside the first area it meets removes nothing.
+        let before = c.clone();
+        assert_eq!(
+            c.unmap(0x20_1000, 0x30_0000).map_err(|e| e.errno()),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(c, before);
+    }
+
+    /// iopt_alloc_pages (6.12): `length > SIZE_MAX - PAGE_SIZE` is EINVAL, checked
+    /// before `uptr + length` overflowing (EOVERFLOW).
+    #[test]
+    fn iommufd_map_huge_length_is_einval_before_the_user_range_wraps() {
+        let mut c = ioas();
+        let huge = u64::MAX - 0xfff;
+        for map in [
+            c.map(0x40_0000, 0x7f00_0000_0000, huge, Access::RW),
+            c.map_auto(0x7f00_0000_0000, huge, Access::RW).map(|_| ()),
+        ] {
+            assert_eq!(map.map_err(|e| e.errno()), Err(Errno::EINVAL));
+        }
+        // One page less is past that check and wraps the user range.
+        let big = u64::MAX - 0x1fff;
+        assert_eq!(
+            c.map(0x40_0000, 0x7f00_0000_0000, big, Access::RW)
+                .map_err(|e| e.errno()),
+            Err(Errno::EOVERFLOW)
+        );
+        assert_eq!(c.mapping_count(), 0);
     }
 }

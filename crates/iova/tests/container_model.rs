@@ -362,10 +362,21 @@ impl Model {
             }
             let last = iova + (size - 1);
             let hit = self.overlapping(iova, last);
-            if hit.iter().any(|m| m.first < iova || m.last > last) || hit.is_empty() {
+            // Areas are removed in IOVA order up to the first one not wholly inside
+            // (the kernel's iopt_unmap_iova_range); that one answers ENOENT.
+            let inside: Vec<M> = hit
+                .iter()
+                .copied()
+                .take_while(|m| m.first >= iova && m.last <= last)
+                .collect();
+            self.remove(&inside);
+            if inside.len() < hit.len() || hit.is_empty() {
                 return Err(Errno::ENOENT);
             }
-            return Ok(self.remove(&hit));
+            return Ok(inside
+                .iter()
+                .map(|m| u128::from(m.last - m.first) + 1)
+                .sum());
         }
         let pg = self.page();
         if iova % pg != 0 || size == 0 || size % pg != 0 || end > 1u128 << 64 {
@@ -508,7 +519,9 @@ proptest! {
                 Op::UnmapAll => (c.unmap_all().map(Some).map_err(|e| e.errno()), m.unmap_all().map(Some)),
             };
             prop_assert_eq!(got, want, "op {} {:?}", i, o);
-            if got.is_err() {
+            // The one failure that changes state (iommufd unmap ending inside an area)
+            // is checked against the model by check_state below.
+            if got.is_err() && m.maps.len() == before.mapping_count() {
                 prop_assert!(c == before, "failed op {} {:?} changed the container", i, o);
             }
             check_state(&c, &m);

@@ -1,0 +1,25 @@
+# Sourced by vmtest/kernel.sh and vmtest/build-kernel.sh: a private apt state under
+# $CACHE/apt (the host's apt state and dpkg architecture list stay untouched), built from
+# the host's own Debian sources plus the backports suite. Defines `apt_p TOOL ARGS...`
+# (apt-get / apt-cache on the private state) and refreshes the indexes once.
+A=$CACHE/apt
+apt_p() {
+  local tool=$1; shift
+  $tool -o Dir::State="$A/state" -o Dir::State::status="$A/status" -o Dir::Cache="$A/cache" \
+    -o Dir::Etc::sourcelist="$A/etc/sources.list" -o Dir::Etc::sourceparts="$A/etc/sources.list.d" \
+    -o Dir::Etc::preferencesparts="$A/etc/preferences.d" "$@"
+}
+if [ ! -e "$A/updated" ]; then
+  mkdir -p "$A/state/lists/partial" "$A/cache/archives/partial" "$A/etc/sources.list.d" "$A/etc/preferences.d"
+  touch "$A/status" "$A/etc/sources.list"
+  if [ -e /etc/apt/sources.list.d/debian.sources ]; then
+    sed -E '/^Suites:/ s/\b(bookworm)-updates\b/&  \1-backports/' /etc/apt/sources.list.d/debian.sources \
+      > "$A/etc/sources.list.d/debian.sources"
+  fi
+  if [ -s /etc/apt/sources.list ]; then
+    { cat /etc/apt/sources.list
+      sed -nE 's/^(deb +[^ ]+ +)bookworm( .*)$/\1bookworm-backports\2/p' /etc/apt/sources.list; } > "$A/etc/sources.list"
+  fi
+  apt_p apt-get -q update >&2
+  touch "$A/updated"
+fi
