@@ -425,11 +425,14 @@ impl PageTable {
             return Err(PageTableError::NoAccess);
         }
         let last = self.check_range(iova, host, size)?;
+        let perm =
+            VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
+        if size == self.granule() {
+            return self.map_one(iova, host | perm);
+        }
         if let Some(a) = self.first_mapped(iova, last) {
             return Err(PageTableError::AlreadyMapped(a));
         }
-        let perm =
-            VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
         let len = self.table_len();
         let mut iova = iova;
         let mut host = host;
@@ -504,6 +507,49 @@ impl PageTable {
         }
     }
 
+    /// Maps the single granule at `iova` with the leaf entry `leaf`, in one walk
+    /// from the root that checks each level as it goes: an empty entry above the leaf
+    /// level means nothing is mapped below it, so the missing tables are created and
+    /// cannot meet a conflict; a leaf or a non-empty entry on the way is refused before
+    /// anything changes.
+    #[inline]
+    fn map_one(&mut self, iova: u64, leaf: u64) -> Result<(), PageTableError> {
+        let len = self.table_len();
+        let mut table = 0usize;
+        let mut level = self.levels - 1;
+        while level > 0 {
+            let idx = table * len + self.index(iova, level);
+            let e = self.entries[idx];
+            if e & VALID == 0 {
+                // Nothing below: build the chain of tables down to level 0.
+                while level > 0 {
+                    let c = self.alloc_table();
+                    let idx = table * len + self.index(iova, level);
+                    self.entries[idx] = (u64::from(c) << FLAG_BITS) | VALID | TABLE;
+                    self.live[table] += 1;
+                    table = c as usize;
+                    level -= 1;
+                }
+                break;
+            }
+            if e & TABLE == 0 {
+                // A larger page covers `iova`.
+                return Err(PageTableError::AlreadyMapped(iova));
+            }
+            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX);
+            level -= 1;
+        }
+        let idx = table * len + self.index(iova, 0);
+        if self.entries[idx] & VALID != 0 {
+            return Err(PageTableError::AlreadyMapped(iova));
+        }
+        self.entries[idx] = leaf;
+        self.live[table] += 1;
+        self.leaves[0] += 1;
+        self.mapped += u128::from(self.granule());
+        Ok(())
+    }
+
     /// Unmaps every page in `[iova, iova + size - 1]`; returns the bytes that were
     /// mapped there. Fails, changing nothing, when the range is misaligned, wraps or
     /// would split a page.
@@ -524,6 +570,9 @@ impl PageTable {
             return Ok(0);
         }
         let last = last.min(self.max_iova());
+        if let Some(bytes) = self.unmap_one(iova, last) {
+            return Ok(bytes);
+        }
         if let Some((first, _)) = self.leaf_at(iova) {
             if first != iova {
                 return Err(PageTableError::SplitsPage(first));
@@ -550,6 +599,50 @@ impl PageTable {
         self.free.clear();
         self.leaves = [0; MAX_LEVELS];
         self.mapped = 0;
+    }
+
+    /// The common case of an unmap: `[iova, last]` is exactly one leaf. Walks from the
+    /// root once, clears the leaf and frees the tables it leaves empty, bottom up; the
+    /// bytes unmapped. `None` (nothing changed) for any other shape of range.
+    #[inline]
+    fn unmap_one(&mut self, iova: u64, last: u64) -> Option<u64> {
+        let len = self.table_len();
+        // path[l]: the index in `entries` of the entry used at level l.
+        let mut path = [0usize; MAX_LEVELS];
+        let mut table = 0usize;
+        let mut level = self.levels;
+        while level > 0 {
+            level -= 1;
+            let idx = table * len + self.index(iova, level);
+            let e = self.entries[idx];
+            if e & VALID == 0 {
+                return None;
+            }
+            if e & TABLE != 0 {
+                path[level as usize] = idx;
+                table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX);
+                continue;
+            }
+            let m = 1u64.checked_shl(self.shift(level))?.wrapping_sub(1);
+            if iova & m != 0 || iova | m != last {
+                return None;
+            }
+            self.entries[idx] = 0;
+            self.live[table] -= 1;
+            self.leaves[level as usize] -= 1;
+            self.mapped -= u128::from(m) + 1;
+            // Free the tables this leaves empty, bottom up (never the root).
+            while table != 0 && self.live[table] == 0 {
+                self.free_table(u32::try_from(table).unwrap_or(u32::MAX));
+                level += 1;
+                let up = path[level as usize];
+                self.entries[up] = 0;
+                table = up / len;
+                self.live[table] -= 1;
+            }
+            return Some(m + 1);
+        }
+        None
     }
 
     /// The leaf containing `iova`: its first and last address.
