@@ -60,7 +60,7 @@ use std::ops::Bound;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 use crate::host::{Host, ReservedKind};
-use crate::pagetable::{Fault, PageTable};
+use crate::pagetable::{Fault, PageTable, PageTableError};
 use crate::range::{IovaRange, IovaSet};
 
 /// Which kernel interface the container behaves like.
@@ -290,12 +290,44 @@ pub struct Mapping {
     pub access: Access,
 }
 
-/// What the tracker stores per mapping, keyed by the first IOVA.
+/// What the tracker stores per mapping, keyed by the first IOVA: 16 bytes. Every host
+/// address the container accepts is aligned to its page size (at least 4 KiB), so the
+/// access bits live in the two low bits of `host_access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     last: u64,
-    host: u64,
-    access: Access,
+    host_access: u64,
+}
+
+const ENTRY_READ: u64 = 1;
+const ENTRY_WRITE: u64 = 2;
+const ENTRY_ACCESS: u64 = ENTRY_READ | ENTRY_WRITE;
+
+impl Entry {
+    /// `None` when `host` has one of the two low bits set (never for a host address
+    /// the container accepted).
+    fn new(last: u64, host: u64, access: Access) -> Option<Entry> {
+        if host & ENTRY_ACCESS != 0 {
+            return None;
+        }
+        let bits =
+            if access.read { ENTRY_READ } else { 0 } | if access.write { ENTRY_WRITE } else { 0 };
+        Some(Entry {
+            last,
+            host_access: host | bits,
+        })
+    }
+
+    fn host(&self) -> u64 {
+        self.host_access & !ENTRY_ACCESS
+    }
+
+    fn access(&self) -> Access {
+        Access {
+            read: self.host_access & ENTRY_READ != 0,
+            write: self.host_access & ENTRY_WRITE != 0,
+        }
+    }
 }
 
 /// One attached group's limits.
@@ -376,8 +408,8 @@ impl Container {
     pub fn mappings(&self) -> impl Iterator<Item = Mapping> + '_ {
         self.maps.iter().map(|(&first, e)| Mapping {
             iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
-            host_addr: e.host,
-            access: e.access,
+            host_addr: e.host(),
+            access: e.access(),
         })
     }
 
@@ -404,14 +436,24 @@ impl Container {
         let (&first, e) = self.maps.range(..=iova).next_back()?;
         (e.last >= iova).then(|| Mapping {
             iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
-            host_addr: e.host,
-            access: e.access,
+            host_addr: e.host(),
+            access: e.access(),
         })
     }
 
     /// The lowest mapping overlapping `[first, last]`.
     fn first_overlap(&self, first: u64, last: u64) -> Option<(u64, Entry)> {
-        if let Some((&f, e)) = self.maps.range(..=first).next_back() {
+        // The mapping with the highest start at or below `last`: mappings are disjoint,
+        // so when it ends below `first` nothing overlaps, and when it starts at or below
+        // `first` it is the lowest overlapping one. One search answers both.
+        let (&f, e) = self.maps.range(..=last).next_back()?;
+        if e.last < first {
+            return None;
+        }
+        if f <= first {
+            return Some((f, *e));
+        }
+        if let Some((&f, e)) = self.maps.range(..first).next_back() {
             if e.last >= first {
                 return Some((f, *e));
             }
@@ -620,7 +662,10 @@ impl Container {
         self.config.flavour == Flavour::Iommufd || self.config.type1_wrap_eoverflow
     }
 
-    /// Inserts a checked mapping into the page table and the tracker.
+    /// Inserts a checked mapping into the page table and the tracker. The page table
+    /// refuses a range that overlaps a mapping (the two hold the same IOVAs), which is
+    /// answered as [`MapError::Exists`], so callers whose remaining checks pass need
+    /// not search the tracker first.
     fn insert(
         &mut self,
         iova: u64,
@@ -630,12 +675,33 @@ impl Container {
         access: Access,
     ) -> Result<(), MapError> {
         let page_size = self.page_size();
+        let entry = Entry::new(last, host, access).ok_or(MapError::Misaligned { page_size })?;
         if let Some(t) = self.table.as_mut() {
-            t.map(iova, host, size, access)
-                .map_err(|_| MapError::Misaligned { page_size })?;
+            if let Err(e) = t.map(iova, host, size, access) {
+                return Err(match (e, self.first_overlap(iova, last)) {
+                    (PageTableError::AlreadyMapped(_), Some((f, e))) => MapError::Exists {
+                        existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+                    },
+                    _ => MapError::Misaligned { page_size },
+                });
+            }
+        } else if let Some((f, e)) = self.first_overlap(iova, last) {
+            return Err(MapError::Exists {
+                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+            });
         }
-        self.maps.insert(iova, Entry { last, host, access });
+        self.maps.insert(iova, entry);
         Ok(())
+    }
+
+    /// The [`MapError::Exists`] answer for `[first, last]`, if a mapping overlaps it.
+    fn exists(&self, first: u64, last: u64) -> Result<(), MapError> {
+        match self.first_overlap(first, last) {
+            Some((f, e)) => Err(MapError::Exists {
+                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn map_type1(
@@ -664,19 +730,20 @@ impl Container {
         let (Some(last), Some(_)) = (iova.checked_add(size - 1), host.checked_add(size - 1)) else {
             return Err(wrap);
         };
-        if let Some((f, e)) = self.first_overlap(iova, last) {
-            return Err(MapError::Exists {
-                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
-            });
-        }
-        if self.maps.len() >= self.config.dma_entry_limit as usize {
-            return Err(MapError::TooManyMappings {
-                limit: self.config.dma_entry_limit,
-            });
-        }
+        // The kernel's order is: overlap (EEXIST), entry limit, valid ranges. The
+        // overlap answer comes from `insert` (the page table) when the two later checks
+        // pass, and from a search first when one of them fails.
+        let full = self.maps.len() >= self.config.dma_entry_limit as usize;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
-        if !geometry.valid.contains_range(&range) {
-            return Err(MapError::NotInValidRange);
+        if full || !geometry.valid.contains_range(&range) {
+            self.exists(iova, last)?;
+            return Err(if full {
+                MapError::TooManyMappings {
+                    limit: self.config.dma_entry_limit,
+                }
+            } else {
+                MapError::NotInValidRange
+            });
         }
         self.insert(iova, last, host, size, access)
     }
@@ -726,16 +793,17 @@ impl Container {
         }
         let last = iova.checked_add(size - 1).ok_or(MapError::Overflow)?;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
-        if !self.valid_iovas().contains_range(&range) {
+        if !self
+            .geometry
+            .as_ref()
+            .is_some_and(|g| g.valid.contains_range(&range))
+        {
             return Err(MapError::NotInValidRange);
         }
-        if let Some((f, e)) = self.first_overlap(iova, last) {
-            return Err(MapError::Exists {
-                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
-            });
-        }
-        // iopt_insert_area: the host page offset must suit the alignment.
+        // iopt_insert_area: the host page offset must suit the alignment (checked
+        // after the overlap, which `insert` reports otherwise).
         if (host % self.config.cpu_page_size) & (page_size - 1) != 0 {
+            self.exists(iova, last)?;
             return Err(MapError::Misaligned { page_size });
         }
         self.insert(iova, last, host, size, access)
@@ -859,6 +927,9 @@ impl Container {
         } else {
             UnmapError::Wraps
         })?;
+        if let Some(bytes) = self.remove_exact(iova, last) {
+            return Ok(bytes);
+        }
         let mut doomed = Vec::new();
         if self.config.flavour == Flavour::Type1V2 {
             if let Some(m) = self.mapping_at(iova) {
@@ -896,6 +967,9 @@ impl Container {
             return Err(UnmapError::ZeroSize);
         }
         let last = iova.checked_add(size - 1).ok_or(UnmapError::Overflow)?;
+        if let Some(bytes) = self.remove_exact(iova, last) {
+            return Ok(bytes);
+        }
         let mut doomed = Vec::new();
         let mut f = iova;
         while let Some((first, e)) = self.first_overlap(f, last) {
@@ -914,6 +988,28 @@ impl Container {
             return Err(UnmapError::NotFound);
         }
         Ok(self.remove(&doomed))
+    }
+
+    /// The common unmap: `[first, last]` is exactly one mapping. Every flavour then
+    /// removes that mapping and nothing else (mappings are disjoint, so nothing else
+    /// starts or ends inside it), in one search of the tracker. `None`, changing
+    /// nothing, for any other range.
+    fn remove_exact(&mut self, first: u64, last: u64) -> Option<u128> {
+        let std::collections::btree_map::Entry::Occupied(slot) = self.maps.entry(first) else {
+            return None;
+        };
+        if slot.get().last != last {
+            return None;
+        }
+        slot.remove();
+        // `last >= first` for every mapping; the size is `None` only for the whole
+        // 64-bit space, which no page table holds as one range.
+        let len = last.wrapping_sub(first);
+        if let (Some(t), Some(size)) = (self.table.as_mut(), len.checked_add(1)) {
+            // Mappings were placed whole, so this never splits a page.
+            let _ = t.unmap(first, size);
+        }
+        Some(u128::from(len) + 1)
     }
 
     /// Removes the mappings starting at the given IOVAs; returns their bytes.
