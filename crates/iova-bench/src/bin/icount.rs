@@ -20,10 +20,15 @@ use iova::pagetable::PageTable;
 use iova_bench::tracker::{self, ArrayWalk, Tracker};
 use iova_bench::{IovaAlloc, PAGE, Rng, fragment, low_4g, ours};
 
-/// The timed region: everything callgrind counts.
+/// The timed region: everything callgrind counts. With `ICOUNT_TIME` set in the
+/// environment it also prints its wall-clock time (for a quick look outside callgrind).
 #[inline(never)]
 fn measured<F: FnOnce()>(f: F) {
-    f()
+    let t = std::time::Instant::now();
+    f();
+    if std::env::var_os("ICOUNT_TIME").is_some() {
+        eprintln!("measured: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    }
 }
 
 fn churn_plan(slots: u64, live: usize, n: usize) -> (Vec<u64>, Vec<(u64, u64)>) {
