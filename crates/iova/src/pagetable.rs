@@ -989,6 +989,13 @@ mod tests {
                     }
                     let total: u64 = leaves.values().map(|l| l.0 * PG).sum();
                     prop_assert_eq!(pt.mapped_bytes(), u128::from(total));
+                    // Tables: the root, one level-2 and one level-1 table once anything
+                    // is mapped (all of it lies in the first 1 GiB), and one level-0
+                    // table per 2 MiB block holding 4 KiB leaves: emptied tables are freed.
+                    let small: std::collections::BTreeSet<u64> = leaves.iter()
+                        .filter(|(_, l)| l.0 == 1).map(|(f, _)| f / HUGE).collect();
+                    let want_tables = 1 + if leaves.is_empty() { 0 } else { 2 } + small.len();
+                    prop_assert_eq!(pt.table_count(), want_tables);
                 }
                 let all = pt.unmap(0, 2048 * PG);
                 prop_assert!(all.is_ok());
