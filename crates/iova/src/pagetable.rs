@@ -576,7 +576,12 @@ impl PageTable {
         for level in (1..levels).rev() {
             // Only the root's shift may reach 64 (see `translate`).
             let shift = self.gshift + bits * level;
-            let i = usize::try_from(iova.checked_shr(shift).unwrap_or(0) & mask).unwrap_or(0);
+            let bits_here = if level == levels - 1 {
+                iova.checked_shr(shift).unwrap_or(0)
+            } else {
+                iova.wrapping_shr(shift)
+            };
+            let i = usize::try_from(bits_here & mask).unwrap_or(0);
             let idx = (table << bits) + i;
             let e = self.entries[idx];
             if e & VALID == 0 {
