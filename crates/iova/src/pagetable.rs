@@ -322,24 +322,43 @@ impl PageTable {
     /// Translates a device access at `iova` into a host address.
     #[inline]
     pub fn translate(&self, iova: u64, access: Access) -> Result<u64, Fault> {
+        // The common shapes get a walk whose trip count the compiler knows (unrolled).
+        match (self.levels, self.gshift) {
+            (4, 12) => self.translate_in::<4, 12>(iova, access),
+            (5, 12) => self.translate_in::<5, 12>(iova, access),
+            _ => self.translate_in::<0, 0>(iova, access),
+        }
+    }
+
+    /// [`PageTable::translate`] for a table of `LEVELS` levels and a granule of
+    /// `2^GSHIFT` bytes (0: read at run time).
+    #[inline(always)]
+    fn translate_in<const LEVELS: u32, const GSHIFT: u32>(
+        &self,
+        iova: u64,
+        access: Access,
+    ) -> Result<u64, Fault> {
         if iova > self.max_iova {
             return Err(Fault::Unmapped { iova });
         }
+        let levels = if LEVELS == 0 { self.levels } else { LEVELS };
+        let gshift = if GSHIFT == 0 { self.gshift } else { GSHIFT };
+        let bits = gshift - 3;
         let need = if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
-        let mask = (1u64 << self.bits) - 1;
-        let mut shift = self.shift(self.levels - 1);
-        // The root's shift may reach 64 (large granules): no bits left there. Below the
-        // root every shift is under 64 (see `new`), so plain shifts do.
-        let mut i = iova.checked_shr(shift).unwrap_or(0) & mask;
+        let mask = (1u64 << bits) - 1;
         let mut base = 0usize;
-        loop {
-            let e = self
-                .entries
-                .get(base.wrapping_add(usize::try_from(i).unwrap_or(usize::MAX)))
-                .copied()
-                .unwrap_or(0);
+        for level in (0..levels).rev() {
+            let shift = gshift + bits * level;
+            // Only the root's shift may reach 64 (large granules): no bits left there.
+            let here = if level == levels - 1 {
+                iova.checked_shr(shift).unwrap_or(0)
+            } else {
+                iova.wrapping_shr(shift)
+            };
+            let i = usize::try_from(here & mask).unwrap_or(usize::MAX);
+            let e = self.entries.get(base.wrapping_add(i)).copied().unwrap_or(0);
             if e & VALID == 0 {
-                return Err(Fault::Unmapped { iova });
+                break;
             }
             if e & TABLE == 0 {
                 if e & need != need {
@@ -353,11 +372,9 @@ impl PageTable {
                 let page = e & !((1u64 << FLAG_BITS) - 1) & !offset_mask;
                 return Ok(page | (iova & offset_mask));
             }
-            base = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX) << self.bits;
-            shift = shift.wrapping_sub(self.bits);
-            // A table entry is never at level 0, so this ends within `levels` steps.
-            i = iova.wrapping_shr(shift) & mask;
+            base = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX) << bits;
         }
+        Err(Fault::Unmapped { iova })
     }
 
     #[inline]
@@ -554,28 +571,29 @@ impl PageTable {
     #[inline]
     fn map_one(&mut self, iova: u64, leaf: u64) -> Result<(), PageTableError> {
         // The common shapes get a walk whose trip count the compiler knows (unrolled).
-        match self.levels {
-            4 => self.map_one_in::<4>(iova, leaf),
-            5 => self.map_one_in::<5>(iova, leaf),
-            3 => self.map_one_in::<3>(iova, leaf),
-            _ => self.map_one_in::<0>(iova, leaf),
+        match (self.levels, self.gshift) {
+            (4, 12) => self.map_one_in::<4, 12>(iova, leaf),
+            (5, 12) => self.map_one_in::<5, 12>(iova, leaf),
+            _ => self.map_one_in::<0, 0>(iova, leaf),
         }
     }
 
-    /// [`PageTable::map_one`] for a table of `LEVELS` levels (0: any, read at run time).
+    /// [`PageTable::map_one`] for a table of `LEVELS` levels and a granule of
+    /// `2^GSHIFT` bytes (0: read at run time).
     #[inline(always)]
-    fn map_one_in<const LEVELS: u32>(
+    fn map_one_in<const LEVELS: u32, const GSHIFT: u32>(
         &mut self,
         iova: u64,
         leaf: u64,
     ) -> Result<(), PageTableError> {
         let levels = if LEVELS == 0 { self.levels } else { LEVELS };
-        let bits = self.bits;
+        let gshift = if GSHIFT == 0 { self.gshift } else { GSHIFT };
+        let bits = gshift - 3;
         let mask = (1u64 << bits) - 1;
         let mut table = 0usize;
         for level in (1..levels).rev() {
             // Only the root's shift may reach 64 (see `translate`).
-            let shift = self.gshift + bits * level;
+            let shift = gshift + bits * level;
             let bits_here = if level == levels - 1 {
                 iova.checked_shr(shift).unwrap_or(0)
             } else {
@@ -592,7 +610,8 @@ impl PageTable {
                     self.entries[idx] = (u64::from(c) << FLAG_BITS) | VALID | TABLE;
                     self.live[table] += 1;
                     table = c as usize;
-                    let i = usize::try_from((iova >> (self.gshift + bits * l)) & mask).unwrap_or(0);
+                    let i =
+                        usize::try_from(iova.wrapping_shr(gshift + bits * l) & mask).unwrap_or(0);
                     idx = (table << bits) + i;
                 }
                 self.put_leaf(table, idx, leaf);
@@ -604,7 +623,7 @@ impl PageTable {
             }
             table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX);
         }
-        let i = usize::try_from((iova >> self.gshift) & mask).unwrap_or(0);
+        let i = usize::try_from(iova.wrapping_shr(gshift) & mask).unwrap_or(0);
         let idx = (table << bits) + i;
         if self.entries[idx] & VALID != 0 {
             return Err(PageTableError::AlreadyMapped(iova));
