@@ -55,8 +55,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+mod tracker;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 use crate::host::{Host, ReservedKind};
@@ -354,7 +353,7 @@ pub struct Container {
     members: Vec<Member>,
     geometry: Option<Geometry>,
     allowed: IovaSet,
-    maps: BTreeMap<u64, Entry>,
+    maps: tracker::Tracker,
     table: Option<PageTable>,
 }
 
@@ -366,7 +365,7 @@ impl Container {
             members: Vec::new(),
             geometry: None,
             allowed: IovaSet::default(),
-            maps: BTreeMap::new(),
+            maps: tracker::Tracker::default(),
             table: None,
         }
     }
@@ -406,7 +405,7 @@ impl Container {
 
     /// The live mappings, by IOVA.
     pub fn mappings(&self) -> impl Iterator<Item = Mapping> + '_ {
-        self.maps.iter().map(|(&first, e)| Mapping {
+        self.maps.iter().map(|(first, e)| Mapping {
             iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
             host_addr: e.host(),
             access: e.access(),
@@ -433,7 +432,7 @@ impl Container {
 
     /// The mapping containing `iova`, if any.
     pub fn mapping_at(&self, iova: u64) -> Option<Mapping> {
-        let (&first, e) = self.maps.range(..=iova).next_back()?;
+        let (first, e) = self.maps.floor(iova)?;
         (e.last >= iova).then(|| Mapping {
             iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
             host_addr: e.host(),
@@ -446,22 +445,23 @@ impl Container {
         // The mapping with the highest start at or below `last`: mappings are disjoint,
         // so when it ends below `first` nothing overlaps, and when it starts at or below
         // `first` it is the lowest overlapping one. One search answers both.
-        let (&f, e) = self.maps.range(..=last).next_back()?;
+        let (f, e) = self.maps.floor(last)?;
         if e.last < first {
             return None;
         }
         if f <= first {
-            return Some((f, *e));
+            return Some((f, e));
         }
-        if let Some((&f, e)) = self.maps.range(..first).next_back() {
+        if let Some((f, e)) = first.checked_sub(1).and_then(|x| self.maps.floor(x)) {
             if e.last >= first {
-                return Some((f, *e));
+                return Some((f, e));
             }
         }
+        // Some mapping starts in `(first, last]` (the one found above does).
         self.maps
-            .range((Bound::Excluded(first), Bound::Included(last)))
+            .iter_from(first.checked_add(1)?)
             .next()
-            .map(|(&f, e)| (f, *e))
+            .filter(|&(f, _)| f <= last)
     }
 
     fn page_size(&self) -> u64 {
@@ -848,7 +848,7 @@ impl Container {
         'outer: for span in &free {
             let mut start = span.first();
             let mut holes = Vec::new();
-            for (&f, e) in self.maps.range(..=span.last()) {
+            for (f, e) in self.maps.iter().take_while(|&(f, _)| f <= span.last()) {
                 if e.last < start {
                     continue;
                 }
@@ -942,12 +942,22 @@ impl Container {
                     return Err(UnmapError::Splits { mapping: m.iova });
                 }
             }
-            doomed.extend(self.maps.range(iova..=last).map(|(&f, _)| f));
+            doomed.extend(
+                self.maps
+                    .iter_from(iova)
+                    .map(|(f, _)| f)
+                    .take_while(|&f| f <= last),
+            );
         } else if let Some((f, _)) = self.first_overlap(iova, last) {
             // v1: stop at a mapping that starts below the range; otherwise remove every
             // mapping whose first IOVA lies in the range, whole.
             if f >= iova {
-                doomed.extend(self.maps.range(iova..=last).map(|(&f, _)| f));
+                doomed.extend(
+                    self.maps
+                        .iter_from(iova)
+                        .map(|(f, _)| f)
+                        .take_while(|&f| f <= last),
+                );
             }
         }
         Ok(self.remove(&doomed))
@@ -995,13 +1005,7 @@ impl Container {
     /// starts or ends inside it), in one search of the tracker. `None`, changing
     /// nothing, for any other range.
     fn remove_exact(&mut self, first: u64, last: u64) -> Option<u128> {
-        let std::collections::btree_map::Entry::Occupied(slot) = self.maps.entry(first) else {
-            return None;
-        };
-        if slot.get().last != last {
-            return None;
-        }
-        slot.remove();
+        self.maps.remove_if(first, |e| e.last == last)?;
         // `last >= first` for every mapping; the size is `None` only for the whole
         // 64-bit space, which no page table holds as one range.
         let len = last.wrapping_sub(first);
@@ -1016,7 +1020,7 @@ impl Container {
     fn remove(&mut self, firsts: &[u64]) -> u128 {
         let mut bytes = 0u128;
         for f in firsts {
-            if let Some(e) = self.maps.remove(f) {
+            if let Some(e) = self.maps.remove(*f) {
                 let r = IovaRange::new(*f, e.last).unwrap_or(IovaRange::FULL);
                 bytes += r.len();
                 if let (Some(t), Some(size)) = (self.table.as_mut(), r.size()) {
