@@ -57,12 +57,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+mod tracker;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 use crate::host::{Host, ReservedKind};
-use crate::pagetable::{Fault, PageTable};
+use crate::pagetable::{Fault, PageTable, PageTableError};
 use crate::range::{IovaRange, IovaSet};
 
 /// Which kernel interface the container behaves like.
@@ -294,12 +293,44 @@ pub struct Mapping {
     pub access: Access,
 }
 
-/// What the tracker stores per mapping, keyed by the first IOVA.
+/// What the tracker stores per mapping, keyed by the first IOVA: 16 bytes. Every host
+/// address the container accepts is aligned to its page size (at least 4 KiB), so the
+/// access bits live in the two low bits of `host_access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     last: u64,
-    host: u64,
-    access: Access,
+    host_access: u64,
+}
+
+const ENTRY_READ: u64 = 1;
+const ENTRY_WRITE: u64 = 2;
+const ENTRY_ACCESS: u64 = ENTRY_READ | ENTRY_WRITE;
+
+impl Entry {
+    /// `None` when `host` has one of the two low bits set (never for a host address
+    /// the container accepted).
+    fn new(last: u64, host: u64, access: Access) -> Option<Entry> {
+        if host & ENTRY_ACCESS != 0 {
+            return None;
+        }
+        let bits =
+            if access.read { ENTRY_READ } else { 0 } | if access.write { ENTRY_WRITE } else { 0 };
+        Some(Entry {
+            last,
+            host_access: host | bits,
+        })
+    }
+
+    fn host(&self) -> u64 {
+        self.host_access & !ENTRY_ACCESS
+    }
+
+    fn access(&self) -> Access {
+        Access {
+            read: self.host_access & ENTRY_READ != 0,
+            write: self.host_access & ENTRY_WRITE != 0,
+        }
+    }
 }
 
 /// One attached group's limits.
@@ -326,7 +357,7 @@ pub struct Container {
     members: Vec<Member>,
     geometry: Option<Geometry>,
     allowed: IovaSet,
-    maps: BTreeMap<u64, Entry>,
+    maps: tracker::Tracker,
     table: Option<PageTable>,
 }
 
@@ -338,7 +369,7 @@ impl Container {
             members: Vec::new(),
             geometry: None,
             allowed: IovaSet::default(),
-            maps: BTreeMap::new(),
+            maps: tracker::Tracker::default(),
             table: None,
         }
     }
@@ -378,10 +409,10 @@ impl Container {
 
     /// The live mappings, by IOVA.
     pub fn mappings(&self) -> impl Iterator<Item = Mapping> + '_ {
-        self.maps.iter().map(|(&first, e)| Mapping {
+        self.maps.iter().map(|(first, e)| Mapping {
             iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
-            host_addr: e.host,
-            access: e.access,
+            host_addr: e.host(),
+            access: e.access(),
         })
     }
 
@@ -405,25 +436,35 @@ impl Container {
 
     /// The mapping containing `iova`, if any.
     pub fn mapping_at(&self, iova: u64) -> Option<Mapping> {
-        let (&first, e) = self.maps.range(..=iova).next_back()?;
+        let (first, e) = self.maps.floor(iova)?;
         (e.last >= iova).then(|| Mapping {
             iova: IovaRange::new(first, e.last).unwrap_or(IovaRange::FULL),
-            host_addr: e.host,
-            access: e.access,
+            host_addr: e.host(),
+            access: e.access(),
         })
     }
 
     /// The lowest mapping overlapping `[first, last]`.
     fn first_overlap(&self, first: u64, last: u64) -> Option<(u64, Entry)> {
-        if let Some((&f, e)) = self.maps.range(..=first).next_back() {
+        // The mapping with the highest start at or below `last`: mappings are disjoint,
+        // so when it ends below `first` nothing overlaps, and when it starts at or below
+        // `first` it is the lowest overlapping one. One search answers both.
+        let (f, e) = self.maps.floor(last)?;
+        if e.last < first {
+            return None;
+        }
+        if f <= first {
+            return Some((f, e));
+        }
+        // The lowest overlapping mapping either holds `first` (it starts at or below
+        // it) or is the first to start inside `[first, last]` (the one found above
+        // does).
+        if let Some((f, e)) = self.maps.floor(first) {
             if e.last >= first {
-                return Some((f, *e));
+                return Some((f, e));
             }
         }
-        self.maps
-            .range((Bound::Excluded(first), Bound::Included(last)))
-            .next()
-            .map(|(&f, e)| (f, *e))
+        self.maps.iter_from(first).next().filter(|&(f, _)| f <= last)
     }
 
     fn page_size(&self) -> u64 {
@@ -624,7 +665,10 @@ impl Container {
         self.config.flavour == Flavour::Iommufd || self.config.type1_wrap_eoverflow
     }
 
-    /// Inserts a checked mapping into the page table and the tracker.
+    /// Inserts a checked mapping into the page table and the tracker. The page table
+    /// refuses a range that overlaps a mapping (the two hold the same IOVAs), which is
+    /// answered as [`MapError::Exists`], so callers whose remaining checks pass need
+    /// not search the tracker first.
     fn insert(
         &mut self,
         iova: u64,
@@ -634,12 +678,33 @@ impl Container {
         access: Access,
     ) -> Result<(), MapError> {
         let page_size = self.page_size();
+        let entry = Entry::new(last, host, access).ok_or(MapError::Misaligned { page_size })?;
         if let Some(t) = self.table.as_mut() {
-            t.map(iova, host, size, access)
-                .map_err(|_| MapError::Misaligned { page_size })?;
+            if let Err(e) = t.map(iova, host, size, access) {
+                return Err(match (e, self.first_overlap(iova, last)) {
+                    (PageTableError::AlreadyMapped(_), Some((f, e))) => MapError::Exists {
+                        existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+                    },
+                    _ => MapError::Misaligned { page_size },
+                });
+            }
+        } else if let Some((f, e)) = self.first_overlap(iova, last) {
+            return Err(MapError::Exists {
+                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+            });
         }
-        self.maps.insert(iova, Entry { last, host, access });
+        self.maps.insert(iova, entry);
         Ok(())
+    }
+
+    /// The [`MapError::Exists`] answer for `[first, last]`, if a mapping overlaps it.
+    fn exists(&self, first: u64, last: u64) -> Result<(), MapError> {
+        match self.first_overlap(first, last) {
+            Some((f, e)) => Err(MapError::Exists {
+                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn map_type1(
@@ -668,19 +733,20 @@ impl Container {
         let (Some(last), Some(_)) = (iova.checked_add(size - 1), host.checked_add(size - 1)) else {
             return Err(wrap);
         };
-        if let Some((f, e)) = self.first_overlap(iova, last) {
-            return Err(MapError::Exists {
-                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
-            });
-        }
-        if self.maps.len() >= self.config.dma_entry_limit as usize {
-            return Err(MapError::TooManyMappings {
-                limit: self.config.dma_entry_limit,
-            });
-        }
+        // The kernel's order is: overlap (EEXIST), entry limit, valid ranges. The
+        // overlap answer comes from `insert` (the page table) when the two later checks
+        // pass, and from a search first when one of them fails.
+        let full = self.maps.len() >= self.config.dma_entry_limit as usize;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
-        if !geometry.valid.contains_range(&range) {
-            return Err(MapError::NotInValidRange);
+        if full || !geometry.valid.contains_range(&range) {
+            self.exists(iova, last)?;
+            return Err(if full {
+                MapError::TooManyMappings {
+                    limit: self.config.dma_entry_limit,
+                }
+            } else {
+                MapError::NotInValidRange
+            });
         }
         self.insert(iova, last, host, size, access)
     }
@@ -735,16 +801,17 @@ impl Container {
         }
         let last = iova.checked_add(size - 1).ok_or(MapError::Overflow)?;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
-        if !self.valid_iovas().contains_range(&range) {
+        if !self
+            .geometry
+            .as_ref()
+            .is_some_and(|g| g.valid.contains_range(&range))
+        {
             return Err(MapError::NotInValidRange);
         }
-        if let Some((f, e)) = self.first_overlap(iova, last) {
-            return Err(MapError::Exists {
-                existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
-            });
-        }
-        // iopt_insert_area: the host page offset must suit the alignment.
+        // iopt_insert_area: the host page offset must suit the alignment (checked
+        // after the overlap, which `insert` reports otherwise).
         if (host % self.config.cpu_page_size) & (page_size - 1) != 0 {
+            self.exists(iova, last)?;
             return Err(MapError::Misaligned { page_size });
         }
         self.insert(iova, last, host, size, access)
@@ -789,7 +856,7 @@ impl Container {
         'outer: for span in &free {
             let mut start = span.first();
             let mut holes = Vec::new();
-            for (&f, e) in self.maps.range(..=span.last()) {
+            for (f, e) in self.maps.iter().take_while(|&(f, _)| f <= span.last()) {
                 if e.last < start {
                     continue;
                 }
@@ -868,6 +935,9 @@ impl Container {
         } else {
             UnmapError::Wraps
         })?;
+        if let Some(bytes) = self.remove_exact(iova, last) {
+            return Ok(bytes);
+        }
         let mut doomed = Vec::new();
         if self.config.flavour == Flavour::Type1V2 {
             if let Some(m) = self.mapping_at(iova) {
@@ -880,12 +950,22 @@ impl Container {
                     return Err(UnmapError::Splits { mapping: m.iova });
                 }
             }
-            doomed.extend(self.maps.range(iova..=last).map(|(&f, _)| f));
+            doomed.extend(
+                self.maps
+                    .iter_from(iova)
+                    .map(|(f, _)| f)
+                    .take_while(|&f| f <= last),
+            );
         } else if let Some((f, _)) = self.first_overlap(iova, last) {
             // v1: stop at a mapping that starts below the range; otherwise remove every
             // mapping whose first IOVA lies in the range, whole.
             if f >= iova {
-                doomed.extend(self.maps.range(iova..=last).map(|(&f, _)| f));
+                doomed.extend(
+                    self.maps
+                        .iter_from(iova)
+                        .map(|(f, _)| f)
+                        .take_while(|&f| f <= last),
+                );
             }
         }
         Ok(self.remove(&doomed))
@@ -905,6 +985,9 @@ impl Container {
             return Err(UnmapError::ZeroSize);
         }
         let last = iova.checked_add(size - 1).ok_or(UnmapError::Overflow)?;
+        if let Some(bytes) = self.remove_exact(iova, last) {
+            return Ok(bytes);
+        }
         // iopt_unmap_iova_range: areas go one by one in IOVA order; the first one not
         // wholly inside the range stops the walk with ENOENT, and the areas removed
         // before it stay removed.
@@ -932,11 +1015,27 @@ impl Container {
         Ok(bytes)
     }
 
+    /// The common unmap: `[first, last]` is exactly one mapping. Every flavour then
+    /// removes that mapping and nothing else (mappings are disjoint, so nothing else
+    /// starts or ends inside it), in one search of the tracker. `None`, changing
+    /// nothing, for any other range.
+    fn remove_exact(&mut self, first: u64, last: u64) -> Option<u128> {
+        self.maps.remove_if(first, |e| e.last == last)?;
+        // `last >= first` for every mapping; the size is `None` only for the whole
+        // 64-bit space, which no page table holds as one range.
+        let len = last.wrapping_sub(first);
+        if let (Some(t), Some(size)) = (self.table.as_mut(), len.checked_add(1)) {
+            // Mappings were placed whole, so this never splits a page.
+            let _ = t.unmap(first, size);
+        }
+        Some(u128::from(len) + 1)
+    }
+
     /// Removes the mappings starting at the given IOVAs; returns their bytes.
     fn remove(&mut self, firsts: &[u64]) -> u128 {
         let mut bytes = 0u128;
         for f in firsts {
-            if let Some(e) = self.maps.remove(f) {
+            if let Some(e) = self.maps.remove(*f) {
                 let r = IovaRange::new(*f, e.last).unwrap_or(IovaRange::FULL);
                 bytes += r.len();
                 if let (Some(t), Some(size)) = (self.table.as_mut(), r.size()) {

@@ -120,6 +120,8 @@ pub struct PageTable {
     levels: u32,
     /// Bit `l` set: level `l` may hold leaves.
     leaf_levels: u32,
+    /// The highest IOVA the table can translate.
+    max_iova: u64,
     /// Every table's entries, `1 << bits` per table; table 0 is the root.
     entries: Vec<u64>,
     /// Number of non-empty entries of each table.
@@ -173,11 +175,18 @@ impl PageTable {
                 leaf_levels |= 1 << l;
             }
         }
+        let reach = gshift + bits * levels;
+        let max_iova = if reach >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << reach) - 1
+        };
         let mut pt = PageTable {
             gshift,
             bits,
             levels,
             leaf_levels,
+            max_iova,
             entries: Vec::new(),
             live: Vec::new(),
             used: Vec::new(),
@@ -227,13 +236,9 @@ impl PageTable {
     }
 
     /// The highest IOVA the table can translate.
+    #[inline]
     pub fn max_iova(&self) -> u64 {
-        let reach = self.gshift + self.bits * self.levels;
-        if reach >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << reach) - 1
-        }
+        self.max_iova
     }
 
     /// Number of tables in use, the root included.
@@ -268,10 +273,12 @@ impl PageTable {
         self.mapped == 0
     }
 
+    #[inline]
     fn shift(&self, level: u32) -> u32 {
         self.gshift + self.bits * level
     }
 
+    #[inline]
     fn index(&self, iova: u64, level: u32) -> usize {
         let shift = self.shift(level);
         let mask = (1u64 << self.bits) - 1;
@@ -280,6 +287,7 @@ impl PageTable {
         usize::try_from(iova.checked_shr(shift).unwrap_or(0) & mask).unwrap_or(0)
     }
 
+    #[inline]
     fn table_len(&self) -> usize {
         1usize << self.bits
     }
@@ -312,40 +320,64 @@ impl PageTable {
     }
 
     /// Translates a device access at `iova` into a host address.
+    #[inline]
     pub fn translate(&self, iova: u64, access: Access) -> Result<u64, Fault> {
-        if iova > self.max_iova() {
+        // The common shapes get a walk whose trip count the compiler knows (unrolled).
+        match (self.levels, self.gshift) {
+            (4, 12) => self.translate_in::<4, 12>(iova, access),
+            (5, 12) => self.translate_in::<5, 12>(iova, access),
+            _ => self.translate_in::<0, 0>(iova, access),
+        }
+    }
+
+    /// [`PageTable::translate`] for a table of `LEVELS` levels and a granule of
+    /// `2^GSHIFT` bytes (0: read at run time).
+    #[inline(always)]
+    fn translate_in<const LEVELS: u32, const GSHIFT: u32>(
+        &self,
+        iova: u64,
+        access: Access,
+    ) -> Result<u64, Fault> {
+        if iova > self.max_iova {
             return Err(Fault::Unmapped { iova });
         }
-        let len = self.table_len();
-        let mut table = 0usize;
-        let mut level = self.levels;
-        while level > 0 {
-            level -= 1;
-            let e = self.entries[table * len + self.index(iova, level)];
-            if e & VALID == 0 {
-                return Err(Fault::Unmapped { iova });
-            }
-            if e & TABLE != 0 {
-                table = usize::try_from(e >> FLAG_BITS).unwrap_or(0);
-                continue;
-            }
-            let perm = Access {
-                read: e & READ != 0,
-                write: e & WRITE != 0,
+        let levels = if LEVELS == 0 { self.levels } else { LEVELS };
+        let gshift = if GSHIFT == 0 { self.gshift } else { GSHIFT };
+        let bits = gshift - 3;
+        let need = if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
+        let mask = (1u64 << bits) - 1;
+        let mut base = 0usize;
+        for level in (0..levels).rev() {
+            let shift = gshift + bits * level;
+            // Only the root's shift may reach 64 (large granules): no bits left there.
+            let here = if level == levels - 1 {
+                iova.checked_shr(shift).unwrap_or(0)
+            } else {
+                iova.wrapping_shr(shift)
             };
-            if !perm.allows(access) {
-                return Err(Fault::Permission {
-                    iova,
-                    needed: access,
-                });
+            let i = usize::try_from(here & mask).unwrap_or(usize::MAX);
+            let e = self.entries.get(base.wrapping_add(i)).copied().unwrap_or(0);
+            if e & VALID == 0 {
+                break;
             }
-            let offset_mask = (1u64 << self.shift(level)) - 1;
-            let page = e & !((1u64 << FLAG_BITS) - 1) & !offset_mask;
-            return Ok(page | (iova & offset_mask));
+            if e & TABLE == 0 {
+                if e & need != need {
+                    return Err(Fault::Permission {
+                        iova,
+                        needed: access,
+                    });
+                }
+                // Leaves exist only where the page size fits in 64 bits.
+                let offset_mask = 1u64.checked_shl(shift).map_or(u64::MAX, |p| p - 1);
+                let page = e & !((1u64 << FLAG_BITS) - 1) & !offset_mask;
+                return Ok(page | (iova & offset_mask));
+            }
+            base = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX) << bits;
         }
         Err(Fault::Unmapped { iova })
     }
 
+    #[inline]
     fn check_range(&self, iova: u64, host: u64, size: u64) -> Result<u64, PageTableError> {
         let g = self.granule() - 1;
         let h = host;
@@ -414,6 +446,7 @@ impl PageTable {
     /// pages the alignment of both addresses allows. Fails, changing nothing, when an
     /// argument is not granule-aligned, a range wraps or is out of reach, or anything
     /// in the range is already mapped.
+    #[inline]
     pub fn map(
         &mut self,
         iova: u64,
@@ -425,12 +458,39 @@ impl PageTable {
             return Err(PageTableError::NoAccess);
         }
         let last = self.check_range(iova, host, size)?;
+        let perm =
+            VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
+        if size == self.granule() {
+            return self.map_one(iova, host | perm);
+        }
+        self.map_range(iova, last, host, size, perm)
+    }
+
+    /// [`PageTable::map`] of more than one granule, arguments checked.
+    #[inline(never)]
+    fn map_range(
+        &mut self,
+        iova: u64,
+        last: u64,
+        host: u64,
+        size: u64,
+        perm: u64,
+    ) -> Result<(), PageTableError> {
         if let Some(a) = self.first_mapped(iova, last) {
             return Err(PageTableError::AlreadyMapped(a));
         }
-        let perm =
-            VALID | if access.read { READ } else { 0 } | if access.write { WRITE } else { 0 };
         let len = self.table_len();
+        // When the map needs granule leaves throughout (no level-1 leaves, or the two
+        // addresses can never align to one), it needs about one level-0 table per
+        // level-1 page: reserve them at once rather than growing the arena by doubling.
+        let level1 = 1u64 << self.shift(1);
+        if self.leaf_levels & 2 == 0 || (iova ^ host) & (level1 - 1) != 0 {
+            let tables = (size / level1).saturating_add(u64::from(self.levels));
+            let tables = usize::try_from(tables.min(1 << 16)).unwrap_or(1 << 16);
+            let _ = self.entries.try_reserve(tables * len);
+            let _ = self.live.try_reserve(tables);
+            let _ = self.used.try_reserve(tables);
+        }
         let mut iova = iova;
         let mut host = host;
         // Bytes left to map, minus one (so that 2^64 - granule ... fits).
@@ -470,38 +530,114 @@ impl PageTable {
                 };
                 l -= 1;
             }
-            // Fill consecutive entries of this table.
+            // Fill consecutive entries of this table: as many pages of this size as are
+            // left, up to the end of the table. A larger page can only become possible
+            // where the IOVA crosses into the next table (the table spans exactly one
+            // page of the level above), so that is where the next walk starts.
             let s = self.shift(level);
             let psz_m1 = (1u64 << s) - 1;
-            let mut i = self.index(iova, level);
-            loop {
-                self.entries[table * len + i] = host | perm;
-                self.live[table] += 1;
-                self.leaves[level as usize] += 1;
-                self.mapped += u128::from(psz_m1) + 1;
-                if left == psz_m1 {
-                    return Ok(());
-                }
-                left -= psz_m1 + 1;
-                iova += psz_m1 + 1;
-                host += psz_m1 + 1;
-                i += 1;
-                // Continue in this table only while the same page size still applies
-                // and a larger one does not become possible.
-                if i == len || left < psz_m1 {
-                    break;
-                }
-                if level + 1 < self.levels && self.leaf_levels & (1 << (level + 1)) != 0 {
-                    let up = self.shift(level + 1);
-                    if up < 64 {
-                        let up_m1 = (1u64 << up) - 1;
-                        if (iova | host) & up_m1 == 0 && left >= up_m1 {
-                            break;
-                        }
-                    }
-                }
+            let i = self.index(iova, level);
+            // The level was chosen so that at least one page fits: `left >= psz - 1`.
+            let pages_left = usize::try_from(((left - psz_m1) >> s) + 1).unwrap_or(usize::MAX);
+            let n = (len - i).min(pages_left);
+            let start = table * len + i;
+            let psz = psz_m1 + 1;
+            let mut leaf = host | perm;
+            for e in &mut self.entries[start..start + n] {
+                *e = leaf;
+                leaf = leaf.wrapping_add(psz);
             }
+            // n <= len <= 2^29 entries per table.
+            let n64 = u64::try_from(n).unwrap_or(u64::MAX);
+            self.live[table] += u32::try_from(n).unwrap_or(u32::MAX);
+            self.leaves[level as usize] += n64;
+            let bytes = n64 << s;
+            self.mapped += u128::from(bytes);
+            // `left + 1` bytes were left; `bytes` of them are now mapped.
+            if bytes - 1 == left {
+                return Ok(());
+            }
+            left -= bytes;
+            iova += bytes;
+            host += bytes;
         }
+    }
+
+    /// Maps the single granule at `iova` with the leaf entry `leaf`, in one walk
+    /// from the root that checks each level as it goes: an empty entry above the leaf
+    /// level means nothing is mapped below it, so the missing tables are created and
+    /// cannot meet a conflict; a leaf or a non-empty entry on the way is refused before
+    /// anything changes.
+    #[inline]
+    fn map_one(&mut self, iova: u64, leaf: u64) -> Result<(), PageTableError> {
+        // The common shapes get a walk whose trip count the compiler knows (unrolled).
+        match (self.levels, self.gshift) {
+            (4, 12) => self.map_one_in::<4, 12>(iova, leaf),
+            (5, 12) => self.map_one_in::<5, 12>(iova, leaf),
+            _ => self.map_one_in::<0, 0>(iova, leaf),
+        }
+    }
+
+    /// [`PageTable::map_one`] for a table of `LEVELS` levels and a granule of
+    /// `2^GSHIFT` bytes (0: read at run time).
+    #[inline(always)]
+    fn map_one_in<const LEVELS: u32, const GSHIFT: u32>(
+        &mut self,
+        iova: u64,
+        leaf: u64,
+    ) -> Result<(), PageTableError> {
+        let levels = if LEVELS == 0 { self.levels } else { LEVELS };
+        let gshift = if GSHIFT == 0 { self.gshift } else { GSHIFT };
+        let bits = gshift - 3;
+        let mask = (1u64 << bits) - 1;
+        let mut table = 0usize;
+        for level in (1..levels).rev() {
+            // Only the root's shift may reach 64 (see `translate`).
+            let shift = gshift + bits * level;
+            let bits_here = if level == levels - 1 {
+                iova.checked_shr(shift).unwrap_or(0)
+            } else {
+                iova.wrapping_shr(shift)
+            };
+            let i = usize::try_from(bits_here & mask).unwrap_or(0);
+            let idx = (table << bits) + i;
+            let e = self.entries[idx];
+            if e & VALID == 0 {
+                // Nothing below: build the chain of tables down to level 0.
+                let mut idx = idx;
+                for l in (0..level).rev() {
+                    let c = self.alloc_table();
+                    self.entries[idx] = (u64::from(c) << FLAG_BITS) | VALID | TABLE;
+                    self.live[table] += 1;
+                    table = c as usize;
+                    let i =
+                        usize::try_from(iova.wrapping_shr(gshift + bits * l) & mask).unwrap_or(0);
+                    idx = (table << bits) + i;
+                }
+                self.put_leaf(table, idx, leaf);
+                return Ok(());
+            }
+            if e & TABLE == 0 {
+                // A larger page covers `iova`.
+                return Err(PageTableError::AlreadyMapped(iova));
+            }
+            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX);
+        }
+        let i = usize::try_from(iova.wrapping_shr(gshift) & mask).unwrap_or(0);
+        let idx = (table << bits) + i;
+        if self.entries[idx] & VALID != 0 {
+            return Err(PageTableError::AlreadyMapped(iova));
+        }
+        self.put_leaf(table, idx, leaf);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn put_leaf(&mut self, table: usize, idx: usize, leaf: u64) {
+        self.entries[idx] = leaf;
+        self.live[table] += 1;
+        self.leaves[0] += 1;
+        self.mapped += u128::from(self.granule());
     }
 
     /// Unmaps every page in `[iova, iova + size - 1]`; returns the bytes that were
@@ -524,6 +660,9 @@ impl PageTable {
             return Ok(0);
         }
         let last = last.min(self.max_iova());
+        if let Some(bytes) = self.unmap_one(iova, last) {
+            return Ok(bytes);
+        }
         if let Some((first, _)) = self.leaf_at(iova) {
             if first != iova {
                 return Err(PageTableError::SplitsPage(first));
@@ -550,6 +689,50 @@ impl PageTable {
         self.free.clear();
         self.leaves = [0; MAX_LEVELS];
         self.mapped = 0;
+    }
+
+    /// The common case of an unmap: `[iova, last]` is exactly one leaf. Walks from the
+    /// root once, clears the leaf and frees the tables it leaves empty, bottom up; the
+    /// bytes unmapped. `None` (nothing changed) for any other shape of range.
+    #[inline]
+    fn unmap_one(&mut self, iova: u64, last: u64) -> Option<u64> {
+        let len = self.table_len();
+        // path[l]: the index in `entries` of the entry used at level l.
+        let mut path = [0usize; MAX_LEVELS];
+        let mut table = 0usize;
+        let mut level = self.levels;
+        while level > 0 {
+            level -= 1;
+            let idx = table * len + self.index(iova, level);
+            let e = self.entries[idx];
+            if e & VALID == 0 {
+                return None;
+            }
+            if e & TABLE != 0 {
+                path[level as usize] = idx;
+                table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX);
+                continue;
+            }
+            let m = 1u64.checked_shl(self.shift(level))?.wrapping_sub(1);
+            if iova & m != 0 || iova | m != last {
+                return None;
+            }
+            self.entries[idx] = 0;
+            self.live[table] -= 1;
+            self.leaves[level as usize] -= 1;
+            self.mapped -= u128::from(m) + 1;
+            // Free the tables this leaves empty, bottom up (never the root).
+            while table != 0 && self.live[table] == 0 {
+                self.free_table(u32::try_from(table).unwrap_or(u32::MAX));
+                level += 1;
+                let up = path[level as usize];
+                self.entries[up] = 0;
+                table = up / len;
+                self.live[table] -= 1;
+            }
+            return Some(m + 1);
+        }
+        None
     }
 
     /// The leaf containing `iova`: its first and last address.
@@ -721,5 +904,127 @@ mod tests {
             Err(PageTableError::AlreadyMapped(0x5000))
         );
         assert_eq!(pt, before);
+    }
+
+    mod single_leaf_props {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        const PG: u64 = 0x1000;
+        const HUGE: u64 = 512; // pages per 2 MiB
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Map4k(u64, bool),
+            Map2m(u64),
+            Unmap4k(u64),
+            Unmap2m(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            // Pages 0..2048: four 2 MiB blocks, so single pages and huge pages collide.
+            prop_oneof![
+                4 => (0u64..2048, any::<bool>()).prop_map(|(p, w)| Op::Map4k(p, w)),
+                1 => (0u64..4).prop_map(Op::Map2m),
+                4 => (0u64..2048).prop_map(Op::Unmap4k),
+                1 => (0u64..4).prop_map(Op::Unmap2m),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// The one-walk paths (single-granule map, single-leaf unmap) against a
+            /// model of leaves: first page -> (pages, host page, writable).
+            #[test]
+            fn single_leaf_paths_match_a_leaf_model(ops in proptest::collection::vec(op(), 1..120)) {
+                let mut pt = PageTable::x86(48).unwrap();
+                let mut leaves: BTreeMap<u64, (u64, u64, bool)> = BTreeMap::new();
+                let covering = |leaves: &BTreeMap<u64, (u64, u64, bool)>, p: u64| {
+                    leaves.range(..=p).next_back().filter(|(f, l)| *f + l.0 > p).map(|(f, l)| (*f, *l))
+                };
+                for op in ops {
+                    let before = pt.clone();
+                    match op {
+                        Op::Map4k(p, w) => {
+                            let acc = if w { Access::RW } else { Access::READ };
+                            let host = 0x10_0000 + p;
+                            let r = pt.map(p * PG, host * PG, PG, acc);
+                            match covering(&leaves, p) {
+                                Some(_) => {
+                                    prop_assert_eq!(r, Err(PageTableError::AlreadyMapped(p * PG)));
+                                    prop_assert!(pt == before);
+                                }
+                                None => {
+                                    prop_assert_eq!(r, Ok(()));
+                                    leaves.insert(p, (1, host, w));
+                                }
+                            }
+                        }
+                        Op::Map2m(b) => {
+                            let (first, host) = (b * HUGE, 0x20_0000 + b * HUGE);
+                            let r = pt.map(first * PG, host * PG, HUGE * PG, Access::RW);
+                            // The lowest mapped page of the block.
+                            let hit = covering(&leaves, first).map(|(f, _)| f)
+                                .or_else(|| leaves.range(first..first + HUGE).next().map(|(f, _)| *f));
+                            match hit {
+                                Some(f) => {
+                                    prop_assert_eq!(r, Err(PageTableError::AlreadyMapped(f.max(first) * PG)));
+                                    prop_assert!(pt == before);
+                                }
+                                None => {
+                                    prop_assert_eq!(r, Ok(()));
+                                    leaves.insert(first, (HUGE, host, true));
+                                }
+                            }
+                        }
+                        Op::Unmap4k(p) => {
+                            let r = pt.unmap(p * PG, PG);
+                            match covering(&leaves, p) {
+                                Some((f, (n, _, _))) if n > 1 => {
+                                    prop_assert_eq!(r, Err(PageTableError::SplitsPage(f * PG)));
+                                    prop_assert!(pt == before);
+                                }
+                                Some(_) => {
+                                    prop_assert_eq!(r, Ok(PG));
+                                    leaves.remove(&p);
+                                }
+                                None => prop_assert_eq!(r, Ok(0)),
+                            }
+                        }
+                        Op::Unmap2m(b) => {
+                            let first = b * HUGE;
+                            let doomed: Vec<u64> = leaves.range(first..first + HUGE).map(|(f, _)| *f).collect();
+                            let bytes: u64 = doomed.iter().map(|f| leaves[f].0 * PG).sum();
+                            prop_assert_eq!(pt.unmap(first * PG, HUGE * PG), Ok(bytes));
+                            for f in doomed {
+                                leaves.remove(&f);
+                            }
+                        }
+                    }
+                    // Every page agrees with the model.
+                    for p in (0..2048).step_by(37).chain([0, 511, 512, 2047]) {
+                        let want = match covering(&leaves, p) {
+                            None => Err(Fault::Unmapped { iova: p * PG + 8 }),
+                            Some((f, (_, h, _))) => Ok((h + (p - f)) * PG + 8),
+                        };
+                        prop_assert_eq!(pt.translate(p * PG + 8, Access::READ), want);
+                    }
+                    let total: u64 = leaves.values().map(|l| l.0 * PG).sum();
+                    prop_assert_eq!(pt.mapped_bytes(), u128::from(total));
+                    // Tables: the root, one level-2 and one level-1 table once anything
+                    // is mapped (all of it lies in the first 1 GiB), and one level-0
+                    // table per 2 MiB block holding 4 KiB leaves: emptied tables are freed.
+                    let small: std::collections::BTreeSet<u64> = leaves.iter()
+                        .filter(|(_, l)| l.0 == 1).map(|(f, _)| f / HUGE).collect();
+                    let want_tables = 1 + if leaves.is_empty() { 0 } else { 2 } + small.len();
+                    prop_assert_eq!(pt.table_count(), want_tables);
+                }
+                let all = pt.unmap(0, 2048 * PG);
+                prop_assert!(all.is_ok());
+                prop_assert_eq!(pt.table_count(), 1);
+            }
+        }
     }
 }

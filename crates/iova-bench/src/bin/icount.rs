@@ -1,0 +1,194 @@
+//! Instruction-count driver for `valgrind --tool=callgrind`: runs one workload's hot
+//! loop inside the `measured` function (set up outside it), so that
+//!
+//! ```text
+//! valgrind --tool=callgrind --toggle-collect='*measured*' \
+//!     target/release/icount WORKLOAD N
+//! ```
+//!
+//! reports the instructions of N operations alone. Instruction counts do not depend on
+//! the machine's load, unlike wall-clock times. Workloads: `tracker`, `tracker-peer`,
+//! `pt-map-4k`, `pt-map-4k-peer`, `pt-bulk` (N ignored: 1 GiB of 4K pages),
+//! `pt-bulk-peer`, `pt-translate`, `pt-translate-peer`, `alloc-hit`, `alloc-hit-core`,
+//! `alloc-frag`.
+
+use std::hint::black_box;
+
+use iova::alloc::{Policy, SharedAllocator};
+use iova::dma::Access;
+use iova::pagetable::PageTable;
+use iova_bench::tracker::{self, ArrayWalk, Tracker};
+use iova_bench::{IovaAlloc, PAGE, Rng, fragment, low_4g, ours};
+
+/// The timed region: everything callgrind counts. With `ICOUNT_TIME` set in the
+/// environment it also prints its wall-clock time (for a quick look outside callgrind).
+#[inline(never)]
+fn measured<F: FnOnce()>(f: F) {
+    let t = std::time::Instant::now();
+    f();
+    if std::env::var_os("ICOUNT_TIME").is_some() {
+        eprintln!("measured: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+fn churn_plan(slots: u64, live: usize, n: usize) -> (Vec<u64>, Vec<(u64, u64)>) {
+    let mut rng = Rng::new(0xc0ffee);
+    let mut used = vec![false; usize::try_from(slots).unwrap_or(0)];
+    let pick = |rng: &mut Rng, used: &mut Vec<bool>| loop {
+        let p = rng.below(used.len());
+        if !used[p] {
+            used[p] = true;
+            return p as u64;
+        }
+    };
+    let mut pages: Vec<u64> = (0..live).map(|_| pick(&mut rng, &mut used)).collect();
+    let fill = pages.clone();
+    let plan = (0..n)
+        .map(|_| {
+            let i = rng.below(pages.len());
+            let p = pages.swap_remove(i);
+            used[p as usize] = false;
+            let q = pick(&mut rng, &mut used);
+            pages.push(q);
+            (p, q)
+        })
+        .collect();
+    (fill, plan)
+}
+
+fn run_tracker<T: Tracker>(t: &mut T, n: usize) {
+    let (fill, plan) = churn_plan(1 << 20, 65_535, n);
+    for &p in &fill {
+        t.map_page(p, (1 << 40) + p * PAGE);
+    }
+    measured(|| {
+        for &(p, q) in &plan {
+            t.unmap_page(p);
+            t.map_page(q, (1 << 40) + q * PAGE);
+        }
+    });
+}
+
+fn shuffled_pages(n: usize) -> Vec<u64> {
+    let mut rng = Rng::new(9);
+    let mut v: Vec<u64> = (0..(1u64 << 18)).collect();
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i + 1));
+    }
+    v.truncate(n);
+    v
+}
+
+fn addrs(n: usize) -> Vec<u64> {
+    let mut rng = Rng::new(3);
+    (0..n)
+        .map(|_| (1 << 30) + (rng.next_u64() & ((1 << 30) - 1)))
+        .collect()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_default();
+    let n: usize = args.next().and_then(|x| x.parse().ok()).unwrap_or(10_000);
+    match what.as_str() {
+        "tracker" => run_tracker(&mut tracker::container(65_535), n),
+        "tracker-peer" => run_tracker(&mut tracker::RangeMapTracker::default(), n),
+        "pt-map-4k" => {
+            let pages = shuffled_pages(n);
+            let mut pt = PageTable::new(PAGE, 48).expect("table");
+            measured(|| {
+                for &p in &pages {
+                    pt.map((1 << 30) + p * PAGE, (1 << 40) + p * PAGE, PAGE, Access::RW)
+                        .expect("map");
+                }
+            });
+            black_box(&pt);
+        }
+        "pt-map-4k-peer" => {
+            let pages = shuffled_pages(n);
+            let mut w = ArrayWalk::default();
+            measured(|| {
+                for &p in &pages {
+                    w.map_4k((1 << 30) + p * PAGE, (1 << 40) + p * PAGE);
+                }
+            });
+            black_box(&w);
+        }
+        "pt-bulk" => {
+            let mut pt = PageTable::new(PAGE, 48).expect("table");
+            measured(|| {
+                pt.map(1 << 30, 1 << 40, 1 << 30, Access::RW).expect("map");
+            });
+            black_box(&pt);
+        }
+        "pt-bulk-peer" => {
+            let mut w = ArrayWalk::default();
+            measured(|| {
+                for i in 0..(1u64 << 18) {
+                    w.map_4k((1 << 30) + i * PAGE, (1 << 40) + i * PAGE);
+                }
+            });
+            black_box(&w);
+        }
+        "pt-translate" => {
+            let mut pt = PageTable::new(PAGE, 48).expect("table");
+            pt.map(1 << 30, 1 << 40, 1 << 30, Access::RW).expect("map");
+            let a = addrs(n);
+            measured(|| {
+                let mut s = 0u64;
+                for &x in &a {
+                    s = s.wrapping_add(pt.translate(x, Access::READ).unwrap_or(0));
+                }
+                black_box(s);
+            });
+        }
+        "pt-translate-peer" => {
+            let mut w = ArrayWalk::default();
+            for i in 0..(1u64 << 18) {
+                w.map_4k((1 << 30) + i * PAGE, (1 << 40) + i * PAGE);
+            }
+            let a = addrs(n);
+            measured(|| {
+                let mut s = 0u64;
+                for &x in &a {
+                    s = s.wrapping_add(w.translate(x).unwrap_or(0));
+                }
+                black_box(s);
+            });
+        }
+        "alloc-hit" => {
+            let shared = SharedAllocator::new(&low_4g(), PAGE, Policy::FirstFit).expect("set");
+            let mut c = shared.local();
+            iova_bench::alloc_hit(&mut c, 20_000);
+            measured(|| {
+                iova_bench::alloc_hit(&mut c, n);
+            });
+        }
+        "alloc-hit-core" => {
+            let mut a = ours(&low_4g());
+            iova_bench::alloc_hit(&mut a, 20_000);
+            measured(|| {
+                iova_bench::alloc_hit(&mut a, n);
+            });
+        }
+        "alloc-frag" => {
+            let mut a = ours(&low_4g());
+            let mut rng = Rng::new(0x5eed);
+            let mut live = fragment(&mut a, 600_000, 300_000, &mut rng);
+            let plan: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+            measured(|| {
+                for &pick in &plan {
+                    let i = (pick % live.len() as u64) as usize;
+                    let (f, s) = live.swap_remove(i);
+                    IovaAlloc::free(&mut a, f, s);
+                    let got = IovaAlloc::alloc(&mut a, PAGE, PAGE).expect("space");
+                    live.push((got, PAGE));
+                }
+            });
+        }
+        other => {
+            eprintln!("icount: unknown workload '{other}'");
+            std::process::exit(2);
+        }
+    }
+}
