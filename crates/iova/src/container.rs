@@ -464,7 +464,10 @@ impl Container {
                 return Some((f, e));
             }
         }
-        self.maps.iter_from(first).next().filter(|&(f, _)| f <= last)
+        self.maps
+            .iter_from(first)
+            .next()
+            .filter(|&(f, _)| f <= last)
     }
 
     fn page_size(&self) -> u64 {
@@ -1177,5 +1180,33 @@ mod tests {
             Err(Errno::EOVERFLOW)
         );
         assert_eq!(c.mapping_count(), 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// `first_overlap` is the lowest mapping overlapping the range, checked against
+        /// a scan of every mapping (maps of 1 to 4 pages over 64 pages; queries of any
+        /// range there, including ones starting exactly at a mapping's first page).
+        #[test]
+        fn first_overlap_is_the_lowest_overlapping_mapping(
+            maps in proptest::collection::vec((0u64..64, 1u64..5), 0..24),
+            queries in proptest::collection::vec((0u64..70, 0u64..70), 1..24),
+        ) {
+            let mut c = ioas();
+            for (page, pages) in maps {
+                let _ = c.map(0x100_0000 + page * 0x1000, 0x7f00_0000_0000, pages * 0x1000, Access::RW);
+            }
+            let all: Vec<Mapping> = c.mappings().collect();
+            for (a, b) in queries {
+                let (a, b) = (a.min(b), a.max(b));
+                let (first, last) = (0x100_0000 + a * 0x1000, 0x100_0000 + b * 0x1000 + 0xfff);
+                let want = all
+                    .iter()
+                    .find(|m| m.iova.first() <= last && m.iova.last() >= first)
+                    .map(|m| m.iova.first());
+                proptest::prop_assert_eq!(c.first_overlap(first, last).map(|(f, _)| f), want);
+            }
+        }
     }
 }
