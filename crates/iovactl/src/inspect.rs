@@ -315,16 +315,16 @@ fn to_table(
             );
         }
         let (ranges, from) = match answer {
-            VfioAnswer::Info { ranges, .. } => (ranges, "kernel, VFIO GET_INFO"),
+            VfioAnswer::Info { ranges, .. } => (ranges, "read from the kernel (VFIO GET_INFO)"),
             _ => (&valid.ranges, "computed from sysfs"),
         };
-        let _ = writeln!(s, "  valid IOVA ranges ({from}):");
         if ranges.is_empty() {
             let _ = writeln!(s, "  valid     none: nothing can be mapped");
         }
         for r in ranges.iter() {
             let _ = writeln!(s, "  valid     {r}  {}", human_bytes(r.len()));
         }
+        let _ = writeln!(s, "  source    valid ranges {from}");
         match answer {
             VfioAnswer::Info {
                 ranges,
