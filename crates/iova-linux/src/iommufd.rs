@@ -133,10 +133,6 @@ struct AttachPt {
 // (its minimum argsz).
 unsafe impl Pod for AttachPt {}
 
-fn size_u32<T>() -> u32 {
-    u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
-}
-
 /// An open `/dev/iommu`.
 #[derive(Debug, Clone)]
 pub struct Iommufd {
@@ -158,7 +154,7 @@ impl Iommufd {
     /// `IOMMU_IOAS_ALLOC`: a new, empty IO address space.
     pub fn alloc_ioas(&self) -> Result<Ioas, Errno> {
         let mut a = IoasAlloc {
-            size: size_u32::<IoasAlloc>(),
+            size: sys::size_u32::<IoasAlloc>(),
             ..Default::default()
         };
         sys::ioctl_ptr(&self.fd, IOMMU_IOAS_ALLOC, &mut a)?;
@@ -173,7 +169,7 @@ impl Iommufd {
     /// the device id.
     pub fn bind_device(&self, dev: &Device) -> Result<u32, Errno> {
         let mut b = BindIommufd {
-            argsz: size_u32::<BindIommufd>(),
+            argsz: sys::size_u32::<BindIommufd>(),
             flags: 0,
             iommufd: self.fd.as_raw_fd(),
             out_devid: 0,
@@ -228,7 +224,7 @@ impl Ioas {
     /// (ALLOW_IOVAS), and then reserves nothing.
     pub fn attach_bound(&mut self, dev: &Device, devid: u32) -> Result<(), Errno> {
         let mut a = AttachPt {
-            argsz: size_u32::<AttachPt>(),
+            argsz: sys::size_u32::<AttachPt>(),
             flags: 0,
             pt_id: self.id,
         };
@@ -252,7 +248,7 @@ impl Ioas {
             let n = usize::try_from(room).map_err(|_| Errno::ENOMEM)?;
             let mut arr = vec![RawRange::default(); n];
             let mut r = IovaRanges {
-                size: size_u32::<IovaRanges>(),
+                size: sys::size_u32::<IovaRanges>(),
                 ioas_id: self.id,
                 num_iovas: room,
                 reserved: 0,
@@ -317,7 +313,7 @@ impl Ioas {
 
     fn allow_iovas_raw(&self, arr: &mut [RawRange]) -> Result<(), Errno> {
         let mut a = AllowIovas {
-            size: size_u32::<AllowIovas>(),
+            size: sys::size_u32::<AllowIovas>(),
             ioas_id: self.id,
             num_iovas: u32::try_from(arr.len()).map_err(|_| Errno::EINVAL)?,
             reserved: 0,
@@ -329,7 +325,7 @@ impl Ioas {
     /// `IOMMU_IOAS_MAP` with raw flags; returns the IOVA used.
     pub fn map_raw(&self, flags: u32, user_va: u64, length: u64, iova: u64) -> Result<u64, Errno> {
         let mut m = IoasMap {
-            size: size_u32::<IoasMap>(),
+            size: sys::size_u32::<IoasMap>(),
             flags,
             ioas_id: self.id,
             reserved: 0,
@@ -361,7 +357,7 @@ impl Ioas {
     /// `IOMMU_IOAS_UNMAP`; the bytes unmapped. `(0, u64::MAX)` unmaps everything.
     pub fn unmap_raw(&self, iova: u64, length: u64) -> Result<u64, Errno> {
         let mut u = IoasUnmap {
-            size: size_u32::<IoasUnmap>(),
+            size: sys::size_u32::<IoasUnmap>(),
             ioas_id: self.id,
             iova,
             length,

@@ -103,6 +103,12 @@ pub fn pwrite_all(fd: &OwnedFd, buf: &[u8], offset: u64) -> Result<(), Errno> {
     }
 }
 
+/// The size of an ioctl argument struct as the `argsz` field wants it (every such
+/// struct is far below 4 GiB).
+pub fn size_u32<T>() -> u32 {
+    u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
+}
+
 /// Anonymous private memory, page aligned, unmapped on drop.
 ///
 /// Device DMA writes into it behind the compiler's back, so reads go through

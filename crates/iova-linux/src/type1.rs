@@ -180,10 +180,6 @@ struct DmaUnmap {
 // without the trailing flexible array (argsz excludes it).
 unsafe impl Pod for DmaUnmap {}
 
-fn size_u32<T>() -> u32 {
-    u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
-}
-
 /// An IOMMU group opened from `/dev/vfio/N`.
 #[derive(Debug)]
 pub struct Group {
@@ -214,7 +210,7 @@ impl Group {
     /// `VFIO_GROUP_GET_STATUS` flags.
     pub fn status(&self) -> Result<u32, Type1Error> {
         let mut st = GroupStatus {
-            argsz: size_u32::<GroupStatus>(),
+            argsz: sys::size_u32::<GroupStatus>(),
             flags: 0,
         };
         sys::ioctl_ptr(&self.fd, VFIO_GROUP_GET_STATUS, &mut st)
@@ -375,7 +371,7 @@ impl Container {
     /// `VFIO_IOMMU_MAP_DMA` with raw flags; the kernel's errno on failure.
     pub fn map_raw(&self, vaddr: u64, iova: u64, size: u64, flags: u32) -> Result<(), Errno> {
         let mut m = DmaMap {
-            argsz: size_u32::<DmaMap>(),
+            argsz: sys::size_u32::<DmaMap>(),
             flags,
             vaddr,
             iova,
@@ -387,7 +383,7 @@ impl Container {
     /// `VFIO_IOMMU_UNMAP_DMA` with raw flags; the bytes unmapped, or the errno.
     pub fn unmap_raw(&self, iova: u64, size: u64, flags: u32) -> Result<u64, Errno> {
         let mut u = DmaUnmap {
-            argsz: size_u32::<DmaUnmap>(),
+            argsz: sys::size_u32::<DmaUnmap>(),
             flags,
             iova,
             size,

@@ -104,7 +104,7 @@ unmap 0x100000 0x200000
 ";
 
 /// Replays `ops` on both; returns (operations, disagreements).
-fn replay(
+pub(crate) fn replay(
     r: &mut Report,
     what: &str,
     real: &mut dyn DmaSpace,

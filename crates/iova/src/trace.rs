@@ -218,12 +218,15 @@ pub fn format_outcome(o: &Outcome) -> String {
 }
 
 /// A small deterministic generator (SplitMix64): the same seed gives the same numbers
-/// on every machine.
+/// on every machine. Used for the seeded random traces, and by tests that need their
+/// own reproducible sequences.
 #[derive(Debug, Clone)]
-struct SplitMix(u64);
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -231,8 +234,8 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    /// Uniform-ish in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
+    /// Uniform-ish in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
 

@@ -16,10 +16,11 @@ use std::path::Path;
 use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::range::{IovaRange, IovaSet};
-use iova::trace::{TraceOp, apply, format_outcome, parse_trace, random_trace};
+use iova::trace::{SplitMix, TraceOp, apply, format_outcome, parse_trace, random_trace};
 use iova_linux::arena::TraceArena;
 use iova_linux::iommufd::Ioas;
 
+use crate::diff::replay;
 use crate::report::Report;
 
 /// The vm-spike MAP/UNMAP sequence (a real 6.1 type1 run), reused as a fixed corpus.
@@ -44,55 +45,6 @@ pub fn simulated(r: &mut Report, group: u32) -> Option<Container> {
     }
 }
 
-/// Replays `ops` on both; returns (operations, disagreements).
-fn replay(
-    r: &mut Report,
-    what: &str,
-    real: &mut Ioas,
-    sim: &mut Container,
-    ops: &[TraceOp],
-    arena: &TraceArena,
-) -> (usize, usize) {
-    let mut bad = 0;
-    for (i, op) in ops.iter().enumerate() {
-        let op = arena.place(*op);
-        let got = format_outcome(&apply(real, &op));
-        let want = format_outcome(&apply(sim, &op));
-        if got != want {
-            bad += 1;
-            r.note(&format!(
-                "DISAGREE {what} op {}: {op}: kernel {got}, simulation {want}",
-                i + 1
-            ));
-        }
-    }
-    let a = format_outcome(&apply(real, &TraceOp::UnmapAll));
-    let b = format_outcome(&apply(sim, &TraceOp::UnmapAll));
-    if a != b {
-        bad += 1;
-        r.note(&format!(
-            "DISAGREE {what} final unmap-all: kernel {a}, simulation {b}"
-        ));
-    }
-    (ops.len() + 1, bad)
-}
-
-/// A small deterministic generator (SplitMix64) for the allocation sequences.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
-
 /// One automatic-allocation sequence; returns (operations, disagreements).
 fn auto_sequence(
     r: &mut Report,
@@ -102,7 +54,7 @@ fn auto_sequence(
     arena: &TraceArena,
 ) -> (usize, usize) {
     const K4: u64 = 0x1000;
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     // The arena is only sure to be page aligned: start at its first huge-page
     // boundary so that large alignments happen.
     let huge = 0x20_0000u64;
