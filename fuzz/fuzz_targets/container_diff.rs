@@ -474,8 +474,19 @@ impl Model {
                 return Err(Errno::EOVERFLOW);
             }
             let last = iova + (size - 1);
-            let h = hit(last);
-            if h.is_empty() || h.iter().any(|m| m.first < iova || m.last > last) {
+            let mut h = hit(last);
+            h.sort_by_key(|m| m.first);
+            // iopt_unmap_iova_range: areas go in IOVA order; one starting below the
+            // range stops at once, one ending past it stops after the whole areas
+            // before it were removed (seen on 6.12). Both answer ENOENT.
+            match h.first() {
+                None => return Err(Errno::ENOENT),
+                Some(m) if m.first < iova => return Err(Errno::ENOENT),
+                Some(_) => {}
+            }
+            let whole: Vec<M> = h.iter().copied().take_while(|m| m.last <= last).collect();
+            if whole.len() < h.len() {
+                self.remove(&whole);
                 return Err(Errno::ENOENT);
             }
             return Ok(Some(self.remove(&h)));
@@ -754,8 +765,16 @@ fuzz_target!(|input: Input| {
             }
         };
         assert_eq!(got, want, "op {i} {op:?}");
-        if got.is_err() {
-            assert!(c == before, "failed op {i} {op:?} changed the container");
+        if let Err(e) = got {
+            // The kernel's one non-atomic failure (docs/kernel-facts.md).
+            let partial = flavour == Flavour::Iommufd
+                && matches!(op, Op::Unmap { .. })
+                && e == Errno::ENOENT
+                && c.is_before_less_whole_mappings(&before);
+            assert!(
+                c == before || partial,
+                "failed op {i} {op:?} changed the container"
+            );
         }
         check_state(&c, &m);
     }

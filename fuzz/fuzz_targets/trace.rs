@@ -3,8 +3,9 @@
 //! invariants.
 #![no_main]
 
-use iova::container::Container;
-use iova::trace::{apply, format_outcome, parse_trace};
+use iova::container::{Container, Flavour};
+use iova::dma::Errno;
+use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
 use iova_fuzz::{FLAVOURS, check_invariants, config, mixed_host};
 use libfuzzer_sys::fuzz_target;
 
@@ -43,8 +44,18 @@ fuzz_target!(|data: &[u8]| {
             let before = c.clone();
             let out = apply(&mut c, &l.op);
             let _ = format_outcome(&out);
-            if out.is_err() {
-                assert!(c == before, "failed {} changed the container", l.op);
+            if let Err(e) = out {
+                // The kernel's one non-atomic failure: an iommufd unmap ending inside an
+                // area removes the whole areas below it, then answers ENOENT.
+                let partial = fl == Flavour::Iommufd
+                    && matches!(l.op, TraceOp::Unmap { .. })
+                    && e == Errno::ENOENT
+                    && c.is_before_less_whole_mappings(&before);
+                assert!(
+                    c == before || partial,
+                    "failed {} changed the container",
+                    l.op
+                );
             }
             check_invariants(&c);
         }

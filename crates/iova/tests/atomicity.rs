@@ -48,8 +48,15 @@ proptest! {
         for o in &ops {
             let before = c.clone();
             let dump = observable(&c);
-            if apply(&mut c, &h, o).is_err() {
-                assert_unchanged(&before, &dump, &c, &format!("{o:?}"));
+            if let Err(e) = apply(&mut c, &h, o) {
+                // The kernel's one non-atomic failure (docs/kernel-facts.md).
+                let partial = matches!(o, robust_common::Op::Unmap { .. })
+                    && cfg.flavour == Flavour::Iommufd
+                    && e == Errno::ENOENT
+                    && c.is_before_less_whole_mappings(&before);
+                if !partial {
+                    assert_unchanged(&before, &dump, &c, &format!("{o:?}"));
+                }
             }
         }
     }
