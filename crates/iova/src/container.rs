@@ -703,6 +703,7 @@ impl Container {
                     (PageTableError::AlreadyMapped(_), Some((f, e))) => MapError::Exists {
                         existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
                     },
+                    (PageTableError::OverBudget { .. }, _) => MapError::NoMemory,
                     _ => MapError::Misaligned { page_size },
                 });
             }

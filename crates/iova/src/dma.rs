@@ -247,6 +247,10 @@ pub enum MapError {
     /// No group attached yet.
     #[error("the DMA space is not set up (no IOMMU group attached)")]
     NotReady,
+    /// Out of memory: the simulated IO page table would exceed its memory budget (the
+    /// kernel answers ENOMEM when it cannot allocate page tables or pin the memory).
+    #[error("out of memory for the IO page tables")]
+    NoMemory,
     /// The host range is not mapped in the process.
     #[error("host address not mapped in the process")]
     BadAddress,
@@ -269,6 +273,7 @@ impl MapError {
             MapError::Exists { .. } => Errno::EEXIST,
             MapError::TooManyMappings { .. } | MapError::NoSpace => Errno::ENOSPC,
             MapError::BadAddress => Errno::EFAULT,
+            MapError::NoMemory => Errno::ENOMEM,
             MapError::Kernel(e) => *e,
         }
     }

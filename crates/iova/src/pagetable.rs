@@ -107,7 +107,23 @@ pub enum PageTableError {
     /// No access requested (a mapping must allow read or write).
     #[error("a mapping must allow read or write")]
     NoAccess,
+    /// The map could need more tables than [`TABLE_BUDGET_BYTES`] allows (a huge range
+    /// that alignment forces into small pages). Nothing is changed.
+    #[error("the map could need {needed} more tables, over the budget of {budget} tables")]
+    OverBudget {
+        /// An upper bound of the tables the map could allocate.
+        needed: u64,
+        /// The most tables the budget allows in all.
+        budget: u64,
+    },
 }
+
+/// The most memory the tables of one [`PageTable`] may take: 512 MiB, enough to map
+/// 256 GiB in 4 KiB pages (or far more in 2 MiB / 1 GiB pages). A map that could go
+/// beyond it is refused up front rather than exhausting the process's memory; the
+/// container answers it with ENOMEM, as the kernel does when it cannot allocate page
+/// tables or pin that much memory.
+pub const TABLE_BUDGET_BYTES: u64 = 512 << 20;
 
 /// A radix IO page table. See the [module documentation](self).
 #[derive(Clone, PartialEq, Eq)]
@@ -290,6 +306,39 @@ impl PageTable {
     #[inline]
     fn table_len(&self) -> usize {
         1usize << self.bits
+    }
+
+    /// Refuses a map of `size` bytes that could take the tables past
+    /// [`TABLE_BUDGET_BYTES`]. The leaves can be no smaller than the largest leaf size
+    /// that `iova`, `host` and `size` are all multiples of, so tables are needed from
+    /// that level up; below the root, a range of `size` bytes touches at most
+    /// `size / span + 2` tables of a level whose tables each cover `span` bytes.
+    fn check_budget(&self, iova: u64, host: u64, size: u64) -> Result<(), PageTableError> {
+        let table_bytes = (1u64 << self.bits) * 8;
+        let budget = TABLE_BUDGET_BYTES / table_bytes;
+        let align = iova | host | size;
+        let lowest = (0..self.levels)
+            .rev()
+            .find(|&l| {
+                let s = self.shift(l);
+                self.leaf_levels & (1 << l) != 0 && s < 64 && align & ((1u64 << s) - 1) == 0
+            })
+            .unwrap_or(0);
+        let mut needed: u64 = 0;
+        for l in lowest..self.levels.saturating_sub(1) {
+            let span_shift = self.shift(l) + self.bits;
+            let per_level = if span_shift >= 64 {
+                0
+            } else {
+                size >> span_shift
+            };
+            needed = needed.saturating_add(per_level).saturating_add(2);
+        }
+        let live = u64::try_from(self.table_count()).unwrap_or(u64::MAX);
+        if live.saturating_add(needed) > budget {
+            return Err(PageTableError::OverBudget { needed, budget });
+        }
+        Ok(())
     }
 
     fn alloc_table(&mut self) -> u32 {
@@ -479,6 +528,7 @@ impl PageTable {
         if let Some(a) = self.first_mapped(iova, last) {
             return Err(PageTableError::AlreadyMapped(a));
         }
+        self.check_budget(iova, host, size)?;
         let len = self.table_len();
         // When the map needs granule leaves throughout (no level-1 leaves, or the two
         // addresses can never align to one), it needs about one level-0 table per

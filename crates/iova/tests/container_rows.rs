@@ -580,3 +580,27 @@ fn direct_rmrr_groups_are_refused_with_eperm_unless_allowed() {
         );
     }
 }
+
+#[test]
+fn huge_maps_forced_into_small_pages_answer_enomem_and_change_nothing() {
+    // 256 GiB whose host address allows only 4 KiB pages would need 512 MiB of tables;
+    // the simulated page table refuses up front (ENOMEM, as the kernel does when it
+    // cannot allocate tables or pin that much), while the same size in 1 GiB pages maps.
+    let host = intel39();
+    for f in [Flavour::Type1V2, Flavour::Iommufd] {
+        let mut c = Container::new(ContainerConfig::with_flavour(f));
+        c.attach(&host, 1).unwrap();
+        let before = c.clone();
+        let e = c
+            .map(0x40_0000_0000, 0x1000, 0x40_0000_0000, Access::RW)
+            .unwrap_err();
+        assert_eq!(e.errno(), Errno::ENOMEM, "{f:?}: {e}");
+        assert!(c == before, "{f:?}: a refused map changed the container");
+        c.map(0x40_0000_0000, 0x40_0000_0000, 0x40_0000_0000, Access::RW)
+            .unwrap();
+        assert_eq!(
+            c.translate(0x7f_ffff_f123, Access::WRITE),
+            Ok(0x7f_ffff_f123)
+        );
+    }
+}
