@@ -529,8 +529,9 @@ fn is_dir(path: &Path) -> Result<bool, SysfsError> {
 /// leaves room for hand-made trees while keeping a runaway file out of memory.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// What a non-regular file is, for messages.
-fn describe(ft: fs::FileType) -> &'static str {
+/// What a non-regular file is, for messages ("a directory", "a FIFO", …). Shared with
+/// the CLI's reading of user-named files.
+pub fn describe_file_type(ft: fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt as _;
     if ft.is_dir() {
         "a directory"
@@ -556,7 +557,7 @@ fn read_text(path: &Path) -> Result<Option<String>, SysfsError> {
     };
     match fs::metadata(path) {
         Ok(m) if m.is_file() => {}
-        Ok(m) => return Err(not_a_file(describe(m.file_type()))),
+        Ok(m) => return Err(not_a_file(describe_file_type(m.file_type()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return match path.symlink_metadata() {
                 Ok(_) => Err(not_a_file("a dangling symbolic link")),

@@ -4,26 +4,12 @@
 use std::io::Read as _;
 use std::path::Path;
 
+use iova_linux::sysfs::describe_file_type;
+
 use crate::error::CliError;
 
 /// The most bytes read from one input file (traces and profiles are text, far smaller).
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
-
-/// What a non-regular file is, for messages.
-fn describe(ft: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device node"
-    } else {
-        "not a regular file"
-    }
-}
 
 /// Reads the regular file `path` (`what` names it in messages: "trace", "host
 /// profile"). A directory, FIFO, device or dangling symbolic link is refused before
@@ -36,7 +22,7 @@ pub fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
         Ok(m) => {
             return Err(CliError::input(format!(
                 "{what} {shown} is {}, not a regular file",
-                describe(m.file_type())
+                describe_file_type(m.file_type())
             )));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.symlink_metadata().is_ok() => {

@@ -16,11 +16,11 @@ use std::path::Path;
 use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::range::{IovaRange, IovaSet};
-use iova::trace::{SplitMix, TraceOp, apply, format_outcome, parse_trace, random_trace};
+use iova::trace::{SplitMix, TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 use iova_linux::iommufd::Ioas;
 
-use crate::diff::replay;
+use crate::diff::{replay, replay_random};
 use crate::report::Report;
 
 /// The vm-spike MAP/UNMAP sequence (a real 6.1 type1 run), reused as a fixed corpus.
@@ -204,19 +204,7 @@ pub fn run(r: &mut Report, ioas: &mut Ioas, group: u32, seed: u64) {
         page_sizes: sim.info().map_or(kernel.alignment, |i| i.page_sizes),
         dma_avail: None,
     };
-    let (mut total, mut bad_total) = (0, 0);
-    for k in 0..4u64 {
-        let s = seed.wrapping_mul(1000).wrapping_add(k);
-        let ops = random_trace(s, 150, &info);
-        let (n, bad) = replay(r, &format!("seed {s}"), ioas, &mut sim, &ops, &arena);
-        r.eq(&format!("diff-random-seed-{s}-{n}-ops-agree"), bad, 0);
-        total += n;
-        bad_total += bad;
-    }
-    r.note(&format!(
-        "differential: {total} random operations, {bad_total} disagreements"
-    ));
-    r.eq("diff-at-least-500-random-ops", total >= 500, true);
+    replay_random(r, ioas, &mut sim, &arena, &info, seed);
     let (mut total, mut bad_total) = (0, 0);
     for k in 0..3u64 {
         let s = seed.wrapping_mul(1000).wrapping_add(500 + k);
