@@ -3,7 +3,7 @@
 //! be checked against a container, rendered and exported.
 #![no_main]
 
-use iova::guest::{Container, check_container, layout_file, svg, virtio_iommu};
+use iova_guest::{Container, check_container, layout_file, svg, virtio_iommu};
 use iova_fuzz::mixed_host;
 use libfuzzer_sys::fuzz_target;
 

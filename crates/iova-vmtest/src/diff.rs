@@ -17,7 +17,8 @@ use std::path::Path;
 
 use iova::container::{Container, ContainerConfig};
 use iova::dma::{Access, DmaInfo, DmaSpace};
-use iova::trace::{TraceOp, apply, format_outcome, parse_trace, random_trace};
+use iova::testing::random_trace;
+use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 
 use crate::edu::SimSpace;

@@ -18,21 +18,21 @@
 //!   translation and faults;
 //! - [`trace`]: map/unmap traces replayed on any [`dma::DmaSpace`] to compare the
 //!   simulation with the real kernel;
-//! - [`guest`]: guest memory layouts of real VMMs, checked and planned against those
-//!   ranges, exported to a virtio-iommu, drawn as SVG.
 //!
-//! The OS layer (reading sysfs, the real VFIO and iommufd ioctls) lives in the
-//! `iova-linux` crate; the `iovactl` tool puts both in front of a user.
+//! Guest memory layouts (VMM presets, check, plan, export, SVG) live in the
+//! `iova-guest` crate, the OS layer (reading sysfs, the real VFIO and iommufd ioctls)
+//! in `iova-linux`; the `iovactl` tool puts them in front of a user.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod alloc;
 pub mod container;
 pub mod dma;
-pub mod guest;
 pub mod host;
 pub mod pagetable;
 pub mod range;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trace;
 
 pub use host::{Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use iova::guest::virtio_iommu::{self, ResvSubtype};
-use iova::guest::{
+use iova::range::parse_size;
+use iova_guest::virtio_iommu::{self, ResvSubtype};
+use iova_guest::{
     CheckReport, Container, CpuVendor, GuestConfig, Layout, Plan, PlanInput, Preset, check,
     layout_file, plan, svg,
 };
-use iova::range::parse_size;
 use serde_json::{Value, json};
 
 use crate::error::CliError;

@@ -16,7 +16,8 @@ use std::path::Path;
 use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::range::{IovaRange, IovaSet};
-use iova::trace::{SplitMix, TraceOp, apply, format_outcome, parse_trace};
+use iova::testing::SplitMix;
+use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 use iova_linux::iommufd::Ioas;
 

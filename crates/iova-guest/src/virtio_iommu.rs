@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::check::Container;
-use crate::range::{IovaRange, IovaSet};
+use iova::range::{IovaRange, IovaSet};
 
 /// `VIRTIO_IOMMU_RESV_MEM_T_RESERVED`.
 pub const RESV_MEM_T_RESERVED: u8 = 0;

@@ -5,8 +5,8 @@ use std::fmt;
 use serde::Serialize;
 
 use super::{Layout, Section, SectionKind, align_down, align_up, human_size};
-use crate::host::{GroupIssue, Host, HostError, PGSIZES_4K, ReservedKind, ReservedRegion};
-use crate::range::{IovaRange, IovaSet};
+use iova::host::{GroupIssue, Host, HostError, PGSIZES_4K, ReservedKind, ReservedRegion};
+use iova::range::{IovaRange, IovaSet};
 
 /// The devices' groups taken as ONE container: what every group allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -24,7 +24,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::{Layout, Section, SectionKind};
-use crate::range::{IovaRange, parse_size, parse_u64};
+use iova::range::{IovaRange, parse_size, parse_u64};
 
 /// A layout file that cannot be used; names the file, the line and the section.
 #[derive(Debug, Clone, PartialEq, Eq)]

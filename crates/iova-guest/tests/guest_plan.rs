@@ -5,11 +5,11 @@
 #[path = "guest_support.rs"]
 mod support;
 
-use iova::guest::{
-    Container, CpuVendor, GuestConfig, Layout, PlanInput, Preset, Section, SectionKind, plan,
-};
 use iova::host::{Host, PGSIZES_4K, PGSIZES_4K_2M_1G, PGSIZES_64K_512M, ReservedKind};
 use iova::range::IovaRange;
+use iova_guest::{
+    Container, CpuVendor, GuestConfig, Layout, PlanInput, Preset, Section, SectionKind, plan,
+};
 use proptest::prelude::*;
 
 /// The reference: a section is mappable when, for the (only) group, it is inside the
@@ -148,7 +148,7 @@ proptest! {
     /// the region edges, against the host's regions directly).
     #[test]
     fn virtio_iommu_export_partitions_the_space(host in host()) {
-        use iova::guest::virtio_iommu::{self, ResvSubtype};
+        use iova_guest::virtio_iommu::{self, ResvSubtype};
         let c = Container::of_devices(&host, &["0000:01:00.0"]).unwrap();
         let Some(cfg) = virtio_iommu::export(&c) else {
             prop_assert!(c.valid.is_empty());

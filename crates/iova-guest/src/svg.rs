@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use super::check::{CheckReport, ConflictReason};
 use super::{SectionKind, human_size};
-use crate::host::ReservedKind;
+use iova::host::ReservedKind;
 
 const W: f64 = 1300.0;
 const AXIS_X: f64 = 150.0;

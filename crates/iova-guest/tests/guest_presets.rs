@@ -1,8 +1,8 @@
 //! Each preset against facts from its VMM's sources (section boundaries for several
 //! memory sizes). Expected values are written from the sources, not from the code.
 
-use iova::guest::presets::ram_ranges;
-use iova::guest::{CpuVendor, GuestConfig, Preset, SectionKind};
+use iova_guest::presets::ram_ranges;
+use iova_guest::{CpuVendor, GuestConfig, Preset, SectionKind};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;

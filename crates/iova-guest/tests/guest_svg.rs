@@ -4,7 +4,7 @@
 #[path = "guest_support.rs"]
 mod support;
 
-use iova::guest::{CpuVendor, GuestConfig, Preset, check, svg};
+use iova_guest::{CpuVendor, GuestConfig, Preset, check, svg};
 
 #[test]
 fn every_conflict_is_drawn_and_labelled() {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::check::{CheckReport, Container, check_container};
 use super::presets::{AMD_HT_END, AMD_HT_START, GuestConfig, Preset};
 use super::{CpuVendor, Layout, Section, SectionKind, align_down, align_up, human_size};
-use crate::range::{IovaRange, IovaSet};
+use iova::range::{IovaRange, IovaSet};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;

@@ -3,13 +3,13 @@
 #[path = "guest_support.rs"]
 mod support;
 
-use iova::guest::virtio_iommu::{self, ResvSubtype};
-use iova::guest::{
+use iova::host::{GroupIssue, ReservedKind};
+use iova::range::IovaRange;
+use iova_guest::virtio_iommu::{self, ResvSubtype};
+use iova_guest::{
     CheckError, ConflictReason, Container, CpuVendor, GuestConfig, Layout, PlanInput, Preset,
     Section, SectionKind, check, plan,
 };
-use iova::host::{GroupIssue, ReservedKind};
-use iova::range::IovaRange;
 use support::{GIB, HT, MSI};
 
 const NIC: &str = "0000:03:00.0";

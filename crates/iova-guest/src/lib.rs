@@ -5,7 +5,7 @@
 //! directly: the VMM maps every guest RAM (and ROM) region into the VFIO container at
 //! IOVA = guest-physical address. So the guest's memory map must fit in the IOVAs the
 //! host IOMMU can translate for the container, which is the intersection of the valid
-//! ranges of every group in it ([`crate::host::Host::valid_iova_ranges`]). A RAM region
+//! ranges of every group in it ([`iova::host::Host::valid_iova_ranges`]). A RAM region
 //! that crosses the aperture of a 39-bit VT-d unit, or the AMD HyperTransport window
 //! just below 1 TiB, makes `VFIO_IOMMU_MAP_DMA` fail with `EINVAL` and the VM does not
 //! start (or, with a lenient VMM, the device corrupts memory).
@@ -20,6 +20,9 @@
 //!   would expose through a virtio-iommu;
 //! - [`svg`]: a picture of the 64-bit space with the problem in red.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod check;
 pub mod layout_file;
 mod plan;
@@ -31,8 +34,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::{Host, IommuVendor};
-use crate::range::IovaRange;
+use iova::host::{Host, IommuVendor};
+use iova::range::IovaRange;
 
 pub use check::{
     Blocker, CheckError, CheckReport, Conflict, ConflictReason, Container, GroupRegion,

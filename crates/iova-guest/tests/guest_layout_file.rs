@@ -1,8 +1,8 @@
 //! Custom layouts from TOML: good files parse; every bad one names file, line, section.
 
-use iova::guest::SectionKind;
-use iova::guest::layout_file::{parse, to_toml};
 use iova::range::IovaRange;
+use iova_guest::SectionKind;
+use iova_guest::layout_file::{parse, to_toml};
 
 const GOOD: &str = r#"
 name = "two-chunks"
