@@ -641,16 +641,16 @@ fuzz_target!(|input: Input| {
         [Flavour::Type1V1, Flavour::Type1V2, Flavour::Iommufd][usize::from(input.flavour % 3)];
     let mut cfg = ContainerConfig::with_flavour(flavour);
     cfg.dma_entry_limit = LIMIT;
-    cfg.allow_unsafe_bypass = input.unsafe_bits & 1 != 0;
-    cfg.allow_unsafe_direct = input.unsafe_bits & 2 != 0;
-    cfg.allow_unsafe_interrupts = input.unsafe_bits & 4 != 0;
+    cfg.domain.allow_unsafe_bypass = input.unsafe_bits & 1 != 0;
+    cfg.domain.allow_unsafe_direct = input.unsafe_bits & 2 != 0;
+    cfg.domain.allow_unsafe_interrupts = input.unsafe_bits & 4 != 0;
     let h = host();
     let mut c = Container::new(cfg);
     let mut m = Model {
         flavour,
-        allow_bypass: cfg.allow_unsafe_bypass,
-        allow_direct: cfg.allow_unsafe_direct,
-        allow_irq: cfg.allow_unsafe_interrupts,
+        allow_bypass: cfg.domain.allow_unsafe_bypass,
+        allow_direct: cfg.domain.allow_unsafe_direct,
+        allow_irq: cfg.domain.allow_unsafe_interrupts,
         all: groups(),
         members: vec![],
         maps: vec![],

@@ -95,9 +95,9 @@ pub const FLAVOURS: [Flavour; 3] = [Flavour::Type1V1, Flavour::Type1V2, Flavour:
 /// A container of `flavour`, with or without every unsafe permission.
 pub fn config(flavour: Flavour, unsafe_ok: bool) -> ContainerConfig {
     let mut c = ContainerConfig::with_flavour(flavour);
-    c.allow_unsafe_bypass = unsafe_ok;
-    c.allow_unsafe_direct = unsafe_ok;
-    c.allow_unsafe_interrupts = unsafe_ok;
+    c.domain.allow_unsafe_bypass = unsafe_ok;
+    c.domain.allow_unsafe_direct = unsafe_ok;
+    c.domain.allow_unsafe_interrupts = unsafe_ok;
     c
 }
 

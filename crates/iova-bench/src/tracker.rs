@@ -31,10 +31,7 @@ pub fn vtd_host() -> Host {
 
 /// A type1 container with group 1 attached and the given entry limit.
 pub fn container(limit: u32) -> Container {
-    let config = ContainerConfig {
-        dma_entry_limit: limit,
-        ..ContainerConfig::default()
-    };
+    let config = ContainerConfig::default().dma_entry_limit(limit);
     let mut c = Container::new(config);
     c.attach(&vtd_host(), 1).expect("attach the VT-d group");
     c

@@ -5,27 +5,56 @@ use std::fmt;
 use serde::Serialize;
 
 use super::{Layout, Section, SectionKind, align_down, align_up, human_size};
-use iova::host::{GroupIssue, Host, HostError, PGSIZES_4K, ReservedKind, ReservedRegion};
+use iova::domain::{Domain, DomainConfig, Member, Refusal};
+use iova::host::{GroupIssue, Host, HostError, ReservedKind, ReservedRegion};
 use iova::range::{IovaRange, IovaSet};
 
-/// The devices' groups taken as ONE container: what every group allows.
+/// The devices' groups taken as ONE container: what every group allows, as the
+/// kernel model's [`Domain`] computes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Container {
     /// The devices, with their full names, in the order given (no repeats).
     pub devices: Vec<String>,
     /// Their groups, in order of first appearance.
     pub groups: Vec<u32>,
-    /// IOVAs every group can map: the intersection of their valid ranges.
+    /// IOVAs every group can map ([`Domain::valid`]); empty when the groups cannot
+    /// share a container (see `refusal`).
     pub valid: IovaSet,
     /// The aperture behind each group (one entry per distinct unit and aperture).
     pub apertures: Vec<UnitAperture>,
     /// The reserved regions of the groups, with the group they come from.
     pub reserved: Vec<GroupRegion>,
-    /// Page sizes every IOMMU supports (AND of the units' bitmaps; 4 KiB assumed for a
-    /// unit that does not say).
+    /// Page sizes every IOMMU supports ([`Domain::page_sizes`]; 0 when refused).
     pub page_size_mask: u64,
-    /// Whether a unit did not say which page sizes it supports (4 KiB was assumed).
+    /// Whether a unit did not say which page sizes it supports (the CPU page was
+    /// assumed).
     pub page_sizes_assumed: bool,
+    /// Why the kernel would refuse to put these groups in one container, whatever the
+    /// layout (no valid IOVA left, no common page size, ...); isolation issues are
+    /// reported as blockers by [`check()`] instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<ContainerRefusal>,
+}
+
+/// A refusal of the kernel model's [`Domain`], in a form for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRefusal {
+    /// The group it names, if any.
+    pub group: Option<u32>,
+    /// The errno the kernel answers (`EINVAL`, ...).
+    pub errno: String,
+    /// The rule, in words.
+    pub message: String,
+}
+
+impl From<&Refusal> for ContainerRefusal {
+    fn from(r: &Refusal) -> Self {
+        ContainerRefusal {
+            group: r.group(),
+            errno: r.errno().name(),
+            message: r.to_string(),
+        }
+    }
 }
 
 /// The aperture of the IOMMU unit behind a group.
@@ -67,20 +96,25 @@ pub enum CheckError {
 }
 
 impl Container {
-    /// The container that would hold these devices' groups.
+    /// The container that would hold these devices' groups, under the safe defaults
+    /// ([`DomainConfig::default`]).
     pub fn of_devices<S: AsRef<str>>(host: &Host, devices: &[S]) -> Result<Container, CheckError> {
+        Container::of_devices_with(host, devices, DomainConfig::default())
+    }
+
+    /// The container that would hold these devices' groups under `config`. Unknown
+    /// devices are an error; a combination the kernel refuses is recorded in
+    /// `refusal` (its geometry is then empty).
+    pub fn of_devices_with<S: AsRef<str>>(
+        host: &Host,
+        devices: &[S],
+        config: DomainConfig,
+    ) -> Result<Container, CheckError> {
         if devices.is_empty() {
             return Err(CheckError::NoDevices);
         }
-        let mut c = Container {
-            devices: Vec::new(),
-            groups: Vec::new(),
-            valid: IovaSet::full(),
-            apertures: Vec::new(),
-            reserved: Vec::new(),
-            page_size_mask: u64::MAX,
-            page_sizes_assumed: false,
-        };
+        let mut names: Vec<String> = Vec::new();
+        let mut members: Vec<Member> = Vec::new();
         for d in devices {
             let d = d.as_ref();
             let unknown = |source| CheckError::UnknownDevice {
@@ -89,43 +123,57 @@ impl Container {
             };
             let dev = host.device(d).map_err(unknown)?;
             let group = host.group_of_device(d).map_err(unknown)?;
-            if !c.devices.contains(&dev.name) {
-                c.devices.push(dev.name.clone());
+            if !names.contains(&dev.name) {
+                names.push(dev.name.clone());
             }
-            if c.groups.contains(&group.id) {
-                continue;
+            if !members.iter().any(|m| m.group == group.id) {
+                members.push(host.member(group.id).map_err(unknown)?);
             }
-            c.groups.push(group.id);
-            let valid = host.valid_iova_ranges(group.id).map_err(unknown)?;
-            c.valid = c.valid.intersection(&valid.ranges);
-            let unit = host.iommu_of_group(group);
+        }
+        let mut apertures: Vec<UnitAperture> = Vec::new();
+        for m in &members {
             let ua = UnitAperture {
-                unit: unit.map(|u| u.name.clone()),
-                group: group.id,
-                aperture: valid.aperture,
-                width: unit.and_then(|u| u.address_width),
+                unit: m.unit.clone(),
+                group: m.group,
+                aperture: m.aperture,
+                width: m.width,
             };
-            if !c
-                .apertures
+            if !apertures
                 .iter()
                 .any(|a| a.unit == ua.unit && a.aperture == ua.aperture)
             {
-                c.apertures.push(ua);
-            }
-            let sizes = unit.and_then(|u| u.page_sizes);
-            c.page_sizes_assumed |= sizes.is_none();
-            c.page_size_mask &= sizes.unwrap_or(PGSIZES_4K);
-            for r in &group.reserved_regions {
-                c.reserved.push(GroupRegion {
-                    group: group.id,
-                    region: *r,
-                });
+                apertures.push(ua);
             }
         }
-        Ok(c)
+        let reserved = members
+            .iter()
+            .flat_map(|m| {
+                m.reserved.iter().map(|r| GroupRegion {
+                    group: m.group,
+                    region: *r,
+                })
+            })
+            .collect();
+        let groups = members.iter().map(|m| m.group).collect();
+        let assumed = members.iter().any(|m| m.page_sizes.is_none());
+        let (valid, page_size_mask, refusal) = match Domain::combine(members, config) {
+            Ok(d) => (d.valid().clone(), d.page_sizes(), None),
+            Err(r) => (IovaSet::new(), 0, Some(ContainerRefusal::from(&r))),
+        };
+        Ok(Container {
+            devices: names,
+            groups,
+            valid,
+            apertures,
+            reserved,
+            page_size_mask,
+            page_sizes_assumed: assumed,
+            refusal,
+        })
     }
 
-    /// The smallest page size every IOMMU supports (4 KiB when they share none).
+    /// The smallest page size every IOMMU supports: the alignment every mapped
+    /// section needs (4 KiB when the container is refused and has no page sizes).
     pub fn min_page_size(&self) -> u64 {
         match self.page_size_mask {
             0 => 4096,
@@ -324,6 +372,17 @@ pub fn check<S: AsRef<str>>(
             }
         }
     }
+    if let Some(r) = &container.refusal {
+        let group = r.group.unwrap_or(0);
+        report.blockers.push(Blocker {
+            group,
+            devices: container.devices.clone(),
+            issue: GroupIssue::Refused {
+                errno: r.errno.clone(),
+            },
+            message: r.message.clone(),
+        });
+    }
     report.ok = !report.has_fatal() && report.blockers.is_empty();
     Ok(report)
 }
@@ -342,9 +401,7 @@ pub fn check_container(layout: &Layout, container: &Container) -> CheckReport {
     }
     if container.page_sizes_assumed {
         notes.push(
-            "an IOMMU does not report its page sizes (sysfs does not show them for AMD-Vi): \
-             4 KiB pages were assumed"
-                .to_owned(),
+            "an IOMMU does not report its page sizes: only the CPU page was assumed".to_owned(),
         );
     }
     let ok = !conflicts.iter().any(|c| c.fatal);

@@ -1,7 +1,7 @@
 //! A simulated VFIO container: type1 (v1 and v2) or an iommufd IOAS.
 //!
 //! [`Container`] reproduces what the Linux kernel answers, errno by errno and check by
-//! check in the kernel's order (see `shared/design/SEMANTICS.md`, checked against
+//! check in the kernel's order (see `docs/semantics.md`, checked against
 //! `drivers/vfio/vfio_iommu_type1.c` and `drivers/iommu/iommufd/io_pagetable.c`):
 //!
 //! - [`Container::attach`] narrows the valid IOVAs to the intersection of every
@@ -60,63 +60,22 @@
 mod tracker;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
-use crate::host::{Host, ReservedKind};
+pub use crate::domain::Flavour;
+use crate::domain::{Domain, DomainConfig, Member, Refusal};
+use crate::host::Host;
 use crate::pagetable::{Fault, PageTable, PageTableError};
 use crate::range::{IovaRange, IovaSet};
 
-/// Which kernel interface the container behaves like.
-///
-/// One failed operation changes the container, as in the kernel: an iommufd unmap
-/// whose range ends inside an area removes the whole areas below that area, then
-/// answers ENOENT (`iopt_unmap_iova_range`; seen on a 6.12 kernel by `vmtest/`).
-///
-/// Deliberate differences from the kernel, all documented here:
-/// - iommufd accepts an IOAS whose valid ranges are empty and alignments below the CPU
-///   page; this model refuses the attach (EINVAL) and always aligns to the smallest
-///   page of the combined bitmap.
-/// - iommufd has no `dma_entry_limit`; `dma_avail` is `None` there.
-/// - Pinning failures (EFAULT, ENOMEM) are not simulated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Flavour {
-    /// VFIO type1, v1 interface: unmap removes whole mappings whose first IOVA lies in
-    /// the range (possibly more than asked) and ignores a range starting inside one.
-    Type1V1,
-    /// VFIO type1, v2 interface (the default; what QEMU uses): unmaps must not split.
-    #[default]
-    Type1V2,
-    /// iommufd IOAS: EADDRINUSE/ENOENT/EOVERFLOW flavoured answers, automatic IOVA
-    /// allocation and ALLOW_IOVAS.
-    Iommufd,
-}
-
-impl Flavour {
-    /// Whether this is one of the type1 flavours.
-    pub fn is_type1(self) -> bool {
-        matches!(self, Flavour::Type1V1 | Flavour::Type1V2)
-    }
-}
-
-/// How a container is set up.
+/// How a container is set up: the [`DomainConfig`] its groups are judged under, and
+/// the container's own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ContainerConfig {
-    /// The interface to behave like.
-    pub flavour: Flavour,
+    /// The interface, CPU page size and unsafe opt-ins (see [`crate::domain`]).
+    pub domain: DomainConfig,
     /// Most mappings a type1 container holds (`vfio_iommu_type1.dma_entry_limit`,
     /// kernel default 65535).
     pub dma_entry_limit: u32,
-    /// Accept groups whose IOMMU cannot remap interrupts
-    /// (`allow_unsafe_interrupts`); unsafe: a device can then forge interrupts.
-    pub allow_unsafe_interrupts: bool,
-    /// Accept groups whose DMA bypasses translation (identity domain). Unsafe: the
-    /// device can reach all of memory whatever is mapped.
-    pub allow_unsafe_bypass: bool,
-    /// Accept groups with a `direct` reserved region (a VT-d RMRR the firmware needs
-    /// identity-mapped). The Intel driver refuses such devices in an unmanaged domain
-    /// with EPERM ("ineligible for IOMMU domain attach due to platform RMRR
-    /// requirement"); unsafe: the firmware may keep doing DMA there behind the guest.
-    pub allow_unsafe_direct: bool,
-    /// The CPU page size (4096 on x86).
-    pub cpu_page_size: u64,
     /// Answer a wrapping type1 map or unmap with EOVERFLOW, as Linux 6.18 and later do,
     /// instead of EINVAL (the default, every earlier kernel).
     pub type1_wrap_eoverflow: bool,
@@ -125,12 +84,8 @@ pub struct ContainerConfig {
 impl Default for ContainerConfig {
     fn default() -> Self {
         ContainerConfig {
-            flavour: Flavour::Type1V2,
+            domain: DomainConfig::default(),
             dma_entry_limit: 65535,
-            allow_unsafe_interrupts: false,
-            allow_unsafe_bypass: false,
-            allow_unsafe_direct: false,
-            cpu_page_size: 4096,
             type1_wrap_eoverflow: false,
         }
     }
@@ -139,8 +94,31 @@ impl Default for ContainerConfig {
 impl ContainerConfig {
     /// The default configuration with another flavour.
     pub fn with_flavour(flavour: Flavour) -> Self {
+        ContainerConfig::from(DomainConfig::with_flavour(flavour))
+    }
+
+    /// The interface the container behaves like.
+    pub fn flavour(&self) -> Flavour {
+        self.domain.flavour
+    }
+
+    /// The same configuration with another mapping limit.
+    pub fn dma_entry_limit(mut self, limit: u32) -> Self {
+        self.dma_entry_limit = limit;
+        self
+    }
+
+    /// The same configuration answering wrapping type1 ranges with EOVERFLOW (6.18+).
+    pub fn type1_wrap_eoverflow(mut self, on: bool) -> Self {
+        self.type1_wrap_eoverflow = on;
+        self
+    }
+}
+
+impl From<DomainConfig> for ContainerConfig {
+    fn from(domain: DomainConfig) -> Self {
         ContainerConfig {
-            flavour,
+            domain,
             ..ContainerConfig::default()
         }
     }
@@ -148,39 +126,14 @@ impl ContainerConfig {
 
 /// Why a group could not be attached. Nothing changes when an attach fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttachError {
-    /// The host has no such group.
-    #[error("no IOMMU group {0} on this host")]
-    NoSuchGroup(u32),
+    /// A rule of the domain refused the group (see [`crate::domain`]).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// The group is already in this container.
     #[error("IOMMU group {0} is already attached")]
     AlreadyAttached(u32),
-    /// The group's DMA bypasses translation and `allow_unsafe_bypass` is off.
-    #[error(
-        "IOMMU group {group} bypasses translation (identity domain); refused unless unsafe bypass is allowed"
-    )]
-    Bypass {
-        /// The group.
-        group: u32,
-    },
-    /// The group has a `direct` reserved region (RMRR) and `allow_unsafe_direct` is off.
-    #[error(
-        "IOMMU group {group} has a direct (RMRR) region {range}; the device needs an identity mapping there and is refused unless unsafe direct regions are allowed"
-    )]
-    DirectRegion {
-        /// The group.
-        group: u32,
-        /// The region.
-        range: IovaRange,
-    },
-    /// The group's IOMMU cannot remap interrupts and `allow_unsafe_interrupts` is off.
-    #[error(
-        "IOMMU group {group} has no interrupt remapping; refused unless unsafe interrupts are allowed"
-    )]
-    UnsafeInterrupts {
-        /// The group.
-        group: u32,
-    },
     /// type1: an existing mapping lies outside the new aperture or in a newly
     /// reserved region.
     #[error("existing mapping {mapping} lies outside what the group can map")]
@@ -195,21 +148,6 @@ pub enum AttachError {
         /// The mapping or allowed range in the way.
         range: IovaRange,
     },
-    /// No IOVA would be left to map.
-    #[error("no valid IOVA would be left")]
-    NoValidIova,
-    /// The domains have no page size in common.
-    #[error("no common page size (combined bitmap {bitmap:#x})")]
-    NoCommonPageSize {
-        /// The combined bitmap.
-        bitmap: u64,
-    },
-    /// iommufd: the domain's smallest page is larger than the CPU page.
-    #[error("the smallest IOMMU page {page_size:#x} is larger than the CPU page")]
-    PageSizeAboveCpuPage {
-        /// The IOMMU's smallest page.
-        page_size: u64,
-    },
     /// type1: an existing mapping cannot be replayed into the new domain (its
     /// alignment is below the new smallest page).
     #[error("existing mapping {mapping} cannot be mapped in the new domain")]
@@ -217,27 +155,16 @@ pub enum AttachError {
         /// The mapping.
         mapping: IovaRange,
     },
-    /// The configured CPU page size is not a power of two from 4 KiB to 4 GiB.
-    #[error("bad CPU page size {0:#x}")]
-    BadCpuPageSize(u64),
 }
 
 impl AttachError {
     /// The errno the kernel gives (or, for model-only refusals, would give).
     pub fn errno(&self) -> Errno {
         match self {
-            AttachError::NoSuchGroup(_) => Errno::ENOENT,
+            AttachError::Refused(r) => r.errno(),
             AttachError::AlreadyAttached(_) => Errno::EBUSY,
-            AttachError::Bypass { .. }
-            | AttachError::UnsafeInterrupts { .. }
-            | AttachError::DirectRegion { .. } => Errno::EPERM,
             AttachError::InUse { .. } => Errno::EADDRINUSE,
-            AttachError::Conflict { .. }
-            | AttachError::NoValidIova
-            | AttachError::NoCommonPageSize { .. }
-            | AttachError::PageSizeAboveCpuPage { .. }
-            | AttachError::Replay { .. }
-            | AttachError::BadCpuPageSize(_) => Errno::EINVAL,
+            AttachError::Conflict { .. } | AttachError::Replay { .. } => Errno::EINVAL,
         }
     }
 }
@@ -333,29 +260,11 @@ impl Entry {
     }
 }
 
-/// One attached group's limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Member {
-    id: u32,
-    aperture: IovaRange,
-    page_sizes: u64,
-    excluded: IovaSet,
-}
-
-/// What the attached groups allow together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Geometry {
-    aperture: IovaRange,
-    valid: IovaSet,
-    page_sizes: u64,
-}
-
 /// A simulated VFIO container or iommufd IOAS. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     config: ContainerConfig,
-    members: Vec<Member>,
-    geometry: Option<Geometry>,
+    domain: Option<Domain>,
     allowed: IovaSet,
     maps: tracker::Tracker,
     table: Option<PageTable>,
@@ -366,8 +275,7 @@ impl Container {
     pub fn new(config: ContainerConfig) -> Self {
         Container {
             config,
-            members: Vec::new(),
-            geometry: None,
+            domain: None,
             allowed: IovaSet::default(),
             maps: tracker::Tracker::default(),
             table: None,
@@ -381,25 +289,30 @@ impl Container {
 
     /// Whether a group is attached (the container answers map/unmap/info).
     pub fn is_ready(&self) -> bool {
-        self.geometry.is_some()
+        self.domain.is_some()
+    }
+
+    /// The domain the attached groups form (`None` before any attach).
+    pub fn domain(&self) -> Option<&Domain> {
+        self.domain.as_ref()
     }
 
     /// The attached groups, in attach order.
     pub fn groups(&self) -> impl Iterator<Item = u32> + '_ {
-        self.members.iter().map(|m| m.id)
+        self.domain.iter().flat_map(|d| d.groups())
     }
 
     /// The valid IOVAs (empty before any attach).
     pub fn valid_iovas(&self) -> IovaSet {
-        self.geometry
+        self.domain
             .as_ref()
-            .map(|g| g.valid.clone())
+            .map(|d| d.valid().clone())
             .unwrap_or_default()
     }
 
     /// The common aperture of the attached groups.
     pub fn aperture(&self) -> Option<IovaRange> {
-        self.geometry.as_ref().map(|g| g.aperture)
+        self.domain.as_ref().map(|d| d.aperture())
     }
 
     /// The iommufd allowed list (empty: no restriction).
@@ -486,49 +399,19 @@ impl Container {
     }
 
     fn page_size(&self) -> u64 {
-        self.geometry
+        self.domain
             .as_ref()
-            .map_or(self.config.cpu_page_size, |g| {
-                1u64 << g.page_sizes.trailing_zeros()
-            })
+            .map_or(self.config.domain.cpu_page_size, Domain::alignment)
     }
 
-    fn geometry_of(&self, members: &[Member]) -> Result<Geometry, AttachError> {
-        let cpu = self.config.cpu_page_size;
-        let mut aperture = IovaRange::FULL;
-        let mut bitmap = u64::MAX;
-        let mut excluded = IovaSet::default();
-        for m in members {
-            aperture = aperture
-                .intersection(&m.aperture)
-                .ok_or(AttachError::NoValidIova)?;
-            bitmap &= m.page_sizes;
-            excluded = excluded.union(&m.excluded);
-        }
-        if bitmap & (cpu - 1) != 0 {
-            bitmap &= !(cpu - 1);
-            bitmap |= cpu;
-        }
-        let valid = IovaSet::from(aperture).difference(&excluded);
-        if valid.is_empty() {
-            return Err(AttachError::NoValidIova);
-        }
-        if bitmap == 0 || bitmap.trailing_zeros() > 32 {
-            return Err(AttachError::NoCommonPageSize { bitmap });
-        }
-        Ok(Geometry {
-            aperture,
-            valid,
-            page_sizes: bitmap,
-        })
-    }
-
-    /// A page table for `geometry` holding every current mapping.
-    fn build_table(&self, geometry: &Geometry) -> Result<PageTable, AttachError> {
-        let bits = 64 - geometry.aperture.last().leading_zeros();
-        let mut t = PageTable::new(geometry.page_sizes, bits.max(1)).map_err(|_| {
-            AttachError::NoCommonPageSize {
-                bitmap: geometry.page_sizes,
+    /// A page table for `domain` holding every current mapping.
+    fn build_table(&self, domain: &Domain) -> Result<PageTable, AttachError> {
+        let bits = 64 - domain.aperture().last().leading_zeros();
+        let group = domain.groups().last().unwrap_or(0);
+        let mut t = PageTable::new(domain.page_sizes(), bits.max(1)).map_err(|_| {
+            Refusal::NoCommonPageSize {
+                group,
+                bitmap: domain.page_sizes(),
             }
         })?;
         for m in self.mappings() {
@@ -540,83 +423,49 @@ impl Container {
     }
 
     /// Attaches a group of `host` (VFIO_GROUP_SET_CONTAINER + VFIO_SET_IOMMU for the
-    /// first group; IOMMU_HWPT/device attach for iommufd). See the module docs for the
-    /// rules; nothing changes when it fails.
+    /// first group; IOMMU_HWPT/device attach for iommufd). The rules are
+    /// [`crate::domain`]'s, asked in the kernel's order for the flavour; nothing
+    /// changes when it fails.
     pub fn attach(&mut self, host: &Host, group_id: u32) -> Result<(), AttachError> {
-        let cpu = self.config.cpu_page_size;
-        if !cpu.is_power_of_two() || !(4096..=1 << 32).contains(&cpu) {
-            return Err(AttachError::BadCpuPageSize(cpu));
-        }
-        let group = host
-            .group(group_id)
-            .map_err(|_| AttachError::NoSuchGroup(group_id))?;
-        if self.members.iter().any(|m| m.id == group_id) {
+        let cfg = self.config.domain;
+        cfg.validate()?;
+        let member = Member::of(host, group_id)?;
+        if self.groups().any(|g| g == group_id) {
             return Err(AttachError::AlreadyAttached(group_id));
         }
-        if group.domain_type.is_bypass() && !self.config.allow_unsafe_bypass {
-            return Err(AttachError::Bypass { group: group_id });
-        }
-        if !self.config.allow_unsafe_direct {
-            if let Some(r) = group
-                .reserved_regions
-                .iter()
-                .find(|r| r.kind == ReservedKind::Direct)
-            {
-                return Err(AttachError::DirectRegion {
-                    group: group_id,
-                    range: r.range,
-                });
-            }
-        }
-        let unit = host.iommu_of_group(group);
-        let member = Member {
-            id: group_id,
-            aperture: unit.and_then(|u| u.aperture).unwrap_or(IovaRange::FULL),
-            page_sizes: unit.and_then(|u| u.page_sizes).unwrap_or(cpu),
-            excluded: group
-                .reserved_regions
-                .iter()
-                .filter(|r| r.kind.excludes_iova())
-                .map(|r| r.range)
-                .collect(),
-        };
-        let irq_ok = unit.and_then(|u| u.interrupt_remapping) != Some(false)
-            || self.config.allow_unsafe_interrupts;
-        let mut members = self.members.clone();
+        member.isolation(&cfg)?;
+        let mut members: Vec<Member> = self
+            .domain
+            .as_ref()
+            .map(|d| d.members().to_vec())
+            .unwrap_or_default();
         members.push(member.clone());
 
-        let (geometry, table) = if self.config.flavour.is_type1() {
+        let domain = if cfg.flavour.is_type1() {
             // vfio_iommu_type1_attach_group: aperture conflict, reserved conflict,
             // resize/exclude (nothing left: EINVAL), then interrupt isolation.
+            let aperture = member.aperture_or_full();
+            let excluded = member.excluded();
             for m in self.mappings() {
-                if !member.aperture.contains_range(&m.iova) || member.excluded.overlaps(&m.iova) {
+                if !aperture.contains_range(&m.iova) || excluded.overlaps(&m.iova) {
                     return Err(AttachError::Conflict { mapping: m.iova });
                 }
             }
-            let geometry = self.geometry_of(&members)?;
-            if !irq_ok {
-                return Err(AttachError::UnsafeInterrupts { group: group_id });
-            }
-            let table = self.build_table(&geometry)?;
-            (geometry, table)
+            let domain = Domain::combine(members, cfg)?;
+            member.interrupts(&cfg)?;
+            domain
         } else {
             // iommufd: interrupt isolation at bind, then reserved regions, then the
             // domain's page size and aperture (iopt_table_add_domain).
-            if !irq_ok {
-                return Err(AttachError::UnsafeInterrupts { group: group_id });
-            }
-            for r in &member.excluded {
+            member.interrupts(&cfg)?;
+            for r in &member.excluded() {
                 self.check_reservable(r)?;
             }
-            let min_page = 1u64 << member.page_sizes.trailing_zeros();
-            if member.page_sizes != 0 && min_page > cpu {
-                return Err(AttachError::PageSizeAboveCpuPage {
-                    page_size: min_page,
-                });
-            }
-            let geometry = self.geometry_of(&members)?;
-            let align = 1u64 << geometry.page_sizes.trailing_zeros();
+            member.page_size(&cfg)?;
+            let domain = Domain::combine(members, cfg)?;
+            let align = domain.alignment();
             if align > self.page_size() {
+                let cpu = cfg.cpu_page_size;
                 for m in self.mappings() {
                     let size = m.iova.size().unwrap_or(u64::MAX);
                     if (m.iova.first() | size | (m.host_addr % cpu)) & (align - 1) != 0 {
@@ -624,14 +473,13 @@ impl Container {
                     }
                 }
             }
-            for r in IovaSet::from(member.aperture).complement().iter() {
+            for r in IovaSet::from(member.aperture_or_full()).complement().iter() {
                 self.check_reservable(r)?;
             }
-            let table = self.build_table(&geometry)?;
-            (geometry, table)
+            domain
         };
-        self.members = members;
-        self.geometry = Some(geometry);
+        let table = self.build_table(&domain)?;
+        self.domain = Some(domain);
         self.table = Some(table);
         Ok(())
     }
@@ -653,34 +501,36 @@ impl Container {
     /// sizes are recomputed from the remaining groups, and detaching the last group
     /// drops every mapping.
     pub fn detach(&mut self, group_id: u32) -> Result<(), DetachError> {
-        let pos = self
-            .members
+        let mut members: Vec<Member> = self
+            .domain
+            .as_ref()
+            .map(|d| d.members().to_vec())
+            .unwrap_or_default();
+        let pos = members
             .iter()
-            .position(|m| m.id == group_id)
+            .position(|m| m.group == group_id)
             .ok_or(DetachError::NotAttached(group_id))?;
-        let mut members = self.members.clone();
         members.remove(pos);
         if members.is_empty() {
-            self.members.clear();
-            self.geometry = None;
+            self.domain = None;
             self.maps.clear();
             self.table = None;
             return Ok(());
         }
         // Removing a group only widens the aperture and the page sizes, so neither the
-        // geometry nor the replay can fail; keep the old ones if they somehow do.
-        if let Ok(g) = self.geometry_of(&members) {
-            if let Ok(t) = self.build_table(&g) {
-                self.geometry = Some(g);
+        // domain nor the replay can fail; keep the old ones if they somehow do (the
+        // group stays listed then, so the container never claims less than it holds).
+        if let Ok(d) = Domain::combine(members, self.config.domain) {
+            if let Ok(t) = self.build_table(&d) {
+                self.domain = Some(d);
                 self.table = Some(t);
             }
         }
-        self.members = members;
         Ok(())
     }
 
     fn wrap_error(&self) -> bool {
-        self.config.flavour == Flavour::Iommufd || self.config.type1_wrap_eoverflow
+        self.config.flavour() == Flavour::Iommufd || self.config.type1_wrap_eoverflow
     }
 
     /// Inserts a checked mapping into the page table and the tracker. The page table
@@ -733,7 +583,7 @@ impl Container {
         size: u64,
         access: Access,
     ) -> Result<(), MapError> {
-        let geometry = self.geometry.as_ref().ok_or(MapError::NotReady)?;
+        let domain = self.domain.as_ref().ok_or(MapError::NotReady)?;
         if !access.read && !access.write {
             return Err(MapError::BadFlags);
         }
@@ -757,7 +607,7 @@ impl Container {
         // pass, and from a search first when one of them fails.
         let full = self.maps.len() >= self.config.dma_entry_limit as usize;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
-        if full || !geometry.valid.contains_range(&range) {
+        if full || !domain.valid().contains_range(&range) {
             self.exists(iova, last)?;
             return Err(if full {
                 MapError::TooManyMappings {
@@ -779,7 +629,7 @@ impl Container {
         size: u64,
         access: Access,
     ) -> Result<u64, MapError> {
-        if self.geometry.is_none() {
+        if self.domain.is_none() {
             return Err(MapError::NotReady);
         }
         if iova == u64::MAX || size == u64::MAX {
@@ -793,7 +643,7 @@ impl Container {
         if size == 0 {
             return Err(MapError::ZeroSize);
         }
-        if size > u64::MAX - self.config.cpu_page_size {
+        if size > u64::MAX - self.config.domain.cpu_page_size {
             return Err(MapError::Wraps);
         }
         if host.checked_add(size).is_none() {
@@ -821,15 +671,15 @@ impl Container {
         let last = iova.checked_add(size - 1).ok_or(MapError::Overflow)?;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
         if !self
-            .geometry
+            .domain
             .as_ref()
-            .is_some_and(|g| g.valid.contains_range(&range))
+            .is_some_and(|d| d.valid().contains_range(&range))
         {
             return Err(MapError::NotInValidRange);
         }
         // iopt_insert_area: the host page offset must suit the alignment (checked
         // after the overlap, which `insert` reports otherwise).
-        if (host % self.config.cpu_page_size) & (page_size - 1) != 0 {
+        if (host % self.config.domain.cpu_page_size) & (page_size - 1) != 0 {
             self.exists(iova, last)?;
             return Err(MapError::Misaligned { page_size });
         }
@@ -843,11 +693,11 @@ impl Container {
     /// huge-page size (512 CPU pages). Type1 has no such operation
     /// (`MapError::Kernel(ENOTTY)`).
     pub fn map_auto(&mut self, host_addr: u64, size: u64, access: Access) -> Result<u64, MapError> {
-        if self.config.flavour != Flavour::Iommufd {
+        if self.config.domain.flavour != Flavour::Iommufd {
             return Err(MapError::Kernel(Errno::ENOTTY));
         }
         let page_size = self.iommufd_precheck(0, host_addr, size, access)?;
-        let cpu = self.config.cpu_page_size;
+        let cpu = self.config.domain.cpu_page_size;
         // iopt_alloc_iova
         if size >= u64::MAX / 2 {
             return Err(MapError::Overflow);
@@ -919,14 +769,14 @@ impl Container {
     /// overlaps a reserved range of an attached group (EADDRINUSE). An empty set lifts
     /// the restriction.
     pub fn allow_iovas(&mut self, allowed: &IovaSet) -> Result<(), AllowIovasError> {
-        if self.config.flavour != Flavour::Iommufd {
+        if self.config.domain.flavour != Flavour::Iommufd {
             return Err(AllowIovasError::Unsupported);
         }
         if let Some(r) = allowed.iter().find(|r| r.first() == r.last()) {
             return Err(AllowIovasError::Degenerate(*r));
         }
-        if let Some(g) = &self.geometry {
-            let reserved = g.valid.complement();
+        if let Some(d) = &self.domain {
+            let reserved = d.valid().complement();
             if let Some(r) = allowed.iter().find(|r| reserved.overlaps(r)) {
                 return Err(AllowIovasError::Reserved(*r));
             }
@@ -936,7 +786,7 @@ impl Container {
     }
 
     fn unmap_type1(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        if self.geometry.is_none() {
+        if self.domain.is_none() {
             return Err(UnmapError::NotReady);
         }
         let page_size = self.page_size();
@@ -958,7 +808,7 @@ impl Container {
             return Ok(bytes);
         }
         let mut doomed = Vec::new();
-        if self.config.flavour == Flavour::Type1V2 {
+        if self.config.domain.flavour == Flavour::Type1V2 {
             if let Some(m) = self.mapping_at(iova) {
                 if m.iova.first() != iova {
                     return Err(UnmapError::Splits { mapping: m.iova });
@@ -991,7 +841,7 @@ impl Container {
     }
 
     fn unmap_iommufd(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        if self.geometry.is_none() {
+        if self.domain.is_none() {
             return Err(UnmapError::NotReady);
         }
         if iova == 0 && size == u64::MAX {
@@ -1069,14 +919,14 @@ impl Container {
 
 impl DmaSpace for Container {
     fn info(&self) -> Result<DmaInfo, InfoError> {
-        let g = self.geometry.as_ref().ok_or(InfoError::NotReady)?;
-        let dma_avail = self.config.flavour.is_type1().then(|| {
+        let g = self.domain.as_ref().ok_or(InfoError::NotReady)?;
+        let dma_avail = self.config.domain.flavour.is_type1().then(|| {
             let used = u32::try_from(self.maps.len()).unwrap_or(u32::MAX);
             self.config.dma_entry_limit.saturating_sub(used)
         });
         Ok(DmaInfo {
-            iova_ranges: g.valid.clone(),
-            page_sizes: g.page_sizes,
+            iova_ranges: g.valid().clone(),
+            page_sizes: g.page_sizes(),
             dma_avail,
         })
     }
@@ -1090,7 +940,7 @@ impl DmaSpace for Container {
         size: u64,
         access: Access,
     ) -> Result<(), MapError> {
-        if self.config.flavour.is_type1() {
+        if self.config.domain.flavour.is_type1() {
             self.map_type1(iova, host_addr, size, access)
         } else {
             self.map_iommufd(iova, host_addr, size, access)
@@ -1100,7 +950,7 @@ impl DmaSpace for Container {
     /// UNMAP_DMA / IOMMU_IOAS_UNMAP. For iommufd, `unmap(0, u64::MAX)` is the kernel's
     /// "unmap everything" form and behaves as [`DmaSpace::unmap_all`].
     fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        if self.config.flavour.is_type1() {
+        if self.config.domain.flavour.is_type1() {
             self.unmap_type1(iova, size)
         } else {
             self.unmap_iommufd(iova, size)
@@ -1110,7 +960,7 @@ impl DmaSpace for Container {
     /// type1 `VFIO_DMA_UNMAP_FLAG_ALL` with iova 0 and size 0; iommufd
     /// `IOMMU_IOAS_UNMAP(0, U64_MAX)`. Succeeds even when nothing is mapped.
     fn unmap_all(&mut self) -> Result<u128, UnmapError> {
-        if self.geometry.is_none() {
+        if self.domain.is_none() {
             return Err(UnmapError::NotReady);
         }
         let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
@@ -1125,7 +975,7 @@ impl DmaSpace for Container {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{Group, IommuUnit, IommuVendor, ReservedRegion};
+    use crate::host::{Group, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
 
     /// An iommufd IOAS with one VT-d group (39-bit, MSI window reserved).
     fn ioas() -> Container {

@@ -5,13 +5,14 @@
 //! facts only; the set algebra that turns them into usable IOVAs is
 //! [`Host::valid_iova_ranges`].
 //!
-//! The rules follow the Linux kernel (see `shared/design/SEMANTICS.md`): the usable IOVAs
+//! The rules follow the Linux kernel (see `docs/semantics.md`): the usable IOVAs
 //! of a group are its IOMMU's aperture minus every reserved region of the group except
 //! `direct-relaxable` ones. When the aperture is not known (sysfs does not show it for
 //! every IOMMU), the whole 64-bit space is assumed and the result says so.
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{DomainConfig, Member, Refusal};
 use crate::range::{IovaRange, IovaSet};
 
 /// The page-size bitmap of a typical x86 IOMMU: 4 KiB | 2 MiB | 1 GiB.
@@ -359,20 +360,6 @@ impl ValidRanges {
     }
 }
 
-/// The IOVAs left of `aperture` once the given reserved regions are excluded (all kinds
-/// except `direct-relaxable`).
-pub fn usable_iovas<'a>(
-    aperture: IovaRange,
-    reserved: impl IntoIterator<Item = &'a ReservedRegion>,
-) -> IovaSet {
-    let excluded: IovaSet = reserved
-        .into_iter()
-        .filter(|r| r.kind.excludes_iova())
-        .map(|r| r.range)
-        .collect();
-    IovaSet::from(aperture).difference(&excluded)
-}
-
 /// Something about a group that a user assigning it to a VM must know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -395,6 +382,12 @@ pub enum GroupIssue {
     NoIommuUnit,
     /// The domain blocks all DMA.
     Blocked,
+    /// The kernel refuses to put the group in a container with the others (no valid
+    /// IOVA left, no common page size, ...); see [`crate::domain::Refusal`].
+    Refused {
+        /// The errno name the kernel answers.
+        errno: String,
+    },
 }
 
 impl GroupIssue {
@@ -402,7 +395,10 @@ impl GroupIssue {
     pub fn is_blocker(&self) -> bool {
         matches!(
             self,
-            GroupIssue::Bypass | GroupIssue::DirectRegion { .. } | GroupIssue::NoInterruptRemapping
+            GroupIssue::Bypass
+                | GroupIssue::DirectRegion { .. }
+                | GroupIssue::NoInterruptRemapping
+                | GroupIssue::Refused { .. }
         )
     }
 }
@@ -423,6 +419,9 @@ impl std::fmt::Display for GroupIssue {
             }
             GroupIssue::NoIommuUnit => f.write_str("no IOMMU unit known for this group"),
             GroupIssue::Blocked => f.write_str("blocked domain: all DMA is refused"),
+            GroupIssue::Refused { errno } => {
+                write!(f, "the kernel refuses the container ({errno})")
+            }
         }
     }
 }
@@ -480,44 +479,47 @@ impl Host {
         self.iommu(name)
     }
 
-    /// What a user must know about a group before assigning it: bypass, direct RMRRs,
-    /// missing interrupt remapping, unknown aperture. Blockers first.
+    /// What a user must know about a group before assigning it: the isolation
+    /// refusals of [`Domain`](crate::domain::Domain) under the safe defaults (bypass,
+    /// direct RMRRs, missing interrupt remapping) first, then a blocked domain, an
+    /// unknown IOMMU unit or aperture.
     pub fn group_issues(&self, group_id: u32) -> Result<Vec<GroupIssue>, HostError> {
-        let group = self.group(group_id)?;
-        let unit = self.iommu_of_group(group);
-        let mut out = Vec::new();
-        if group.domain_type.is_bypass() {
-            out.push(GroupIssue::Bypass);
-        }
-        for r in &group.reserved_regions {
-            if r.kind == ReservedKind::Direct {
-                out.push(GroupIssue::DirectRegion { range: r.range });
-            }
-        }
-        if unit.is_some_and(|u| u.interrupt_remapping == Some(false)) {
-            out.push(GroupIssue::NoInterruptRemapping);
-        }
-        if group.domain_type == DomainType::Blocked {
+        let member = self.member(group_id)?;
+        let mut out: Vec<GroupIssue> = member
+            .refusals(&DomainConfig::default())
+            .into_iter()
+            .filter_map(|r| match r {
+                Refusal::Bypass { .. } => Some(GroupIssue::Bypass),
+                Refusal::DirectRegion { range, .. } => Some(GroupIssue::DirectRegion { range }),
+                Refusal::UnsafeInterrupts { .. } => Some(GroupIssue::NoInterruptRemapping),
+                _ => None,
+            })
+            .collect();
+        if member.domain_type == DomainType::Blocked {
             out.push(GroupIssue::Blocked);
         }
-        match unit {
-            None => out.push(GroupIssue::NoIommuUnit),
-            Some(u) if u.aperture.is_none() => out.push(GroupIssue::ApertureUnknown),
-            Some(_) => {}
+        if member.unit.is_none() {
+            out.push(GroupIssue::NoIommuUnit);
+        } else if member.aperture.is_none() {
+            out.push(GroupIssue::ApertureUnknown);
         }
         Ok(out)
     }
 
     /// The usable IOVAs of a group: its IOMMU's aperture (or the whole 64-bit space when
     /// unknown, flagged in the result) minus every reserved region of the group except
-    /// `direct-relaxable`.
+    /// `direct-relaxable` ([`Member::valid`]).
     pub fn valid_iova_ranges(&self, group_id: u32) -> Result<ValidRanges, HostError> {
-        let group = self.group(group_id)?;
-        let aperture = self.iommu_of_group(group).and_then(|u| u.aperture);
+        let member = self.member(group_id)?;
         Ok(ValidRanges {
-            ranges: usable_iovas(aperture.unwrap_or(IovaRange::FULL), &group.reserved_regions),
-            aperture,
+            ranges: member.valid(),
+            aperture: member.aperture,
         })
+    }
+
+    /// The facts a group brings to a [`Domain`](crate::domain::Domain).
+    pub fn member(&self, group_id: u32) -> Result<Member, HostError> {
+        Member::of(self, group_id).map_err(|_| HostError::NoSuchGroup(group_id))
     }
 }
 

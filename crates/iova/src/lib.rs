@@ -12,6 +12,8 @@
 //!   drivers, with per-thread magazines;
 //! - [`host`]: IOMMU units, groups, devices and reserved regions, and the valid IOVA
 //!   ranges they leave;
+//! - [`domain`]: the one rule for which groups may share a container and what IOVAs,
+//!   page sizes and alignment they then have;
 //! - [`container`]: a simulated VFIO type1 container or iommufd IOAS answering like the
 //!   kernel, errno by errno;
 //! - [`pagetable`]: the software IO page table the container keeps in step, with
@@ -28,6 +30,7 @@
 pub mod alloc;
 pub mod container;
 pub mod dma;
+pub mod domain;
 pub mod host;
 pub mod pagetable;
 pub mod range;

@@ -51,7 +51,7 @@ proptest! {
             if let Err(e) = apply(&mut c, &h, o) {
                 // The kernel's one non-atomic failure (docs/kernel-facts.md).
                 let partial = matches!(o, robust_common::Op::Unmap { .. })
-                    && cfg.flavour == Flavour::Iommufd
+                    && cfg.flavour() == Flavour::Iommufd
                     && e == Errno::ENOENT
                     && c.is_before_less_whole_mappings(&before);
                 if !partial {

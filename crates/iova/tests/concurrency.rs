@@ -94,7 +94,8 @@ fn work(thread: u64, lock: impl Fn(&mut dyn FnMut(&mut Container)), tally: &Tall
                     Ok(b) => b,
                     // iommufd answers ENOENT when nothing is mapped there.
                     Err(e)
-                        if c.config().flavour == Flavour::Iommufd && e.errno() == Errno::ENOENT =>
+                        if c.config().flavour() == Flavour::Iommufd
+                            && e.errno() == Errno::ENOENT =>
                     {
                         0
                     }

@@ -7,6 +7,7 @@ mod common;
 use common::{group, intel39, mixed, r};
 use iova::container::{AttachError, Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaSpace, Errno};
+use iova::domain::{DomainConfig, Refusal};
 use iova::host::ReservedKind;
 use iova::pagetable::Fault;
 use iova::range::IovaSet;
@@ -143,10 +144,7 @@ fn type1_map_rows() {
 
 #[test]
 fn type1_wrap_is_eoverflow_from_6_18_when_selected() {
-    let cfg = ContainerConfig {
-        type1_wrap_eoverflow: true,
-        ..ContainerConfig::default()
-    };
+    let cfg = ContainerConfig::default().type1_wrap_eoverflow(true);
     let mut c = Container::new(cfg);
     c.attach(&intel39(), 1).unwrap();
     assert_eq!(
@@ -472,7 +470,7 @@ fn attach_refusals() {
     let mut c = Container::new(ContainerConfig::default());
     assert_eq!(
         c.attach(&host, 99).unwrap_err(),
-        AttachError::NoSuchGroup(99)
+        AttachError::Refused(Refusal::NoSuchGroup(99))
     );
     // no interrupt remapping: EPERM unless allowed
     assert_eq!(c.attach(&host, 4).unwrap_err().errno(), Errno::EPERM);
@@ -480,17 +478,13 @@ fn attach_refusals() {
     // bypass group: refused unless allowed
     assert_eq!(
         c.attach(&host, 5).unwrap_err(),
-        AttachError::Bypass { group: 5 }
+        AttachError::Refused(Refusal::Bypass { group: 5 })
     );
     c.attach(&host, 1).unwrap();
     assert_eq!(c.attach(&host, 1).unwrap_err().errno(), Errno::EBUSY);
     // no common page size with a 64K-only unit... 4K|2M|1G & 64K|512M = 0
     assert_eq!(c.attach(&host, 6).unwrap_err().errno(), Errno::EINVAL);
-    let cfg = ContainerConfig {
-        allow_unsafe_interrupts: true,
-        allow_unsafe_bypass: true,
-        ..ContainerConfig::default()
-    };
+    let cfg = ContainerConfig::from(DomainConfig::default().allow_unsafe(true, true, false));
     let mut u = Container::new(cfg);
     u.attach(&host, 4).unwrap();
     u.attach(&host, 5).unwrap();
@@ -560,15 +554,17 @@ fn direct_rmrr_groups_are_refused_with_eperm_unless_allowed() {
         let e = c.attach(&host, 7).unwrap_err();
         assert_eq!(e.errno(), Errno::EPERM, "{f:?}");
         assert!(
-            matches!(e, AttachError::DirectRegion { group: 7, .. }),
+            matches!(
+                e,
+                AttachError::Refused(Refusal::DirectRegion { group: 7, .. })
+            ),
             "{e:?}"
         );
         assert!(!c.is_ready());
         c.attach(&host, 8).unwrap();
-        let mut unsafe_ok = Container::new(ContainerConfig {
-            allow_unsafe_direct: true,
-            ..ContainerConfig::with_flavour(f)
-        });
+        let mut unsafe_ok = Container::new(ContainerConfig::from(
+            DomainConfig::with_flavour(f).allow_unsafe(false, false, true),
+        ));
         unsafe_ok.attach(&host, 7).unwrap();
         // Even then nothing is ever mapped inside the region.
         assert_eq!(

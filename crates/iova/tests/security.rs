@@ -58,19 +58,27 @@ fn risky_host() -> Host {
 
 fn cfg(fl: Flavour, bypass: bool, irq: bool, direct: bool) -> ContainerConfig {
     let mut c = ContainerConfig::with_flavour(fl);
-    c.allow_unsafe_bypass = bypass;
-    c.allow_unsafe_interrupts = irq;
-    c.allow_unsafe_direct = direct;
+    c.domain.allow_unsafe_bypass = bypass;
+    c.domain.allow_unsafe_interrupts = irq;
+    c.domain.allow_unsafe_direct = direct;
     c
 }
 
 #[test]
 fn the_defaults_are_safe() {
     let d = ContainerConfig::default();
-    assert!(!d.allow_unsafe_bypass && !d.allow_unsafe_interrupts && !d.allow_unsafe_direct);
+    assert!(
+        !d.domain.allow_unsafe_bypass
+            && !d.domain.allow_unsafe_interrupts
+            && !d.domain.allow_unsafe_direct
+    );
     for fl in FLAVOURS {
         let c = ContainerConfig::with_flavour(fl);
-        assert!(!c.allow_unsafe_bypass && !c.allow_unsafe_interrupts && !c.allow_unsafe_direct);
+        assert!(
+            !c.domain.allow_unsafe_bypass
+                && !c.domain.allow_unsafe_interrupts
+                && !c.domain.allow_unsafe_direct
+        );
     }
 }
 

@@ -96,10 +96,10 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
 
     let mut config = ContainerConfig::with_flavour(args.flavour.into());
-    config.allow_unsafe_interrupts =
+    config.domain.allow_unsafe_interrupts =
         args.allow_unsafe_interrupts || host.settings.allow_unsafe_interrupts.unwrap_or(false);
-    config.allow_unsafe_bypass = args.allow_unsafe_bypass;
-    config.allow_unsafe_direct = args.allow_unsafe_direct;
+    config.domain.allow_unsafe_bypass = args.allow_unsafe_bypass;
+    config.domain.allow_unsafe_direct = args.allow_unsafe_direct;
     if let Some(limit) = args.dma_entry_limit.or(host.settings.dma_entry_limit) {
         config.dma_entry_limit = limit;
     }

@@ -87,9 +87,9 @@ pub fn flavour() -> impl Strategy<Value = Flavour> {
 pub fn config() -> impl Strategy<Value = ContainerConfig> {
     (flavour(), any::<[bool; 3]>(), 1u32..12).prop_map(|(fl, u, limit)| {
         let mut c = ContainerConfig::with_flavour(fl);
-        c.allow_unsafe_bypass = u[0];
-        c.allow_unsafe_direct = u[1];
-        c.allow_unsafe_interrupts = u[2];
+        c.domain.allow_unsafe_bypass = u[0];
+        c.domain.allow_unsafe_direct = u[1];
+        c.domain.allow_unsafe_interrupts = u[2];
         c.dma_entry_limit = limit;
         c
     })
