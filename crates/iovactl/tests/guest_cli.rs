@@ -436,3 +436,66 @@ fn render_draws_every_conflict_and_converts_to_png() {
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
     assert!(bytes.len() > 10_000, "suspiciously small PNG");
 }
+
+/// The two front doors agree on a host whose IOMMU reports no page size at all: `check`
+/// and `plan` used to say OK while `replay` refused the attach with EINVAL. Both now take
+/// the rule from `iova::domain`: check reports a blocker naming the errno (exit 1), and
+/// replay's attach is refused with EINVAL.
+#[test]
+fn zero_page_size_mask_is_refused_by_check_and_replay_alike() {
+    let dir = std::env::temp_dir().join(format!("iova-zero-pgsize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("host.json");
+    let saved = run(&[
+        "inspect",
+        "--sysfs-root",
+        &host("intel-vtd-39"),
+        "--save-profile",
+        profile.to_str().unwrap(),
+    ]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    for u in v["iommus"].as_array_mut().unwrap() {
+        u["page_sizes"] = Value::from("0x0");
+    }
+    std::fs::write(&profile, serde_json::to_string(&v).unwrap()).unwrap();
+    let p = profile.to_str().unwrap();
+
+    let out = run(&[
+        "check", "--host", p, "--device", "03:00.0", "--guest", "qemu-q35", "--memory", "4G",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j = json(&out);
+    assert_eq!(j["ok"], Value::Bool(false));
+    let blockers = j["blockers"].as_array().unwrap();
+    assert!(
+        blockers.iter().any(|b| b["issue"]["errno"] == "EINVAL"
+            && b["message"]
+                .as_str()
+                .unwrap()
+                .contains("no common page size")),
+        "{blockers:?}"
+    );
+
+    let out = run(&[
+        "plan", "--host", p, "--device", "03:00.0", "--guest", "qemu-q35", "--memory", "4G",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no common page size"));
+
+    let trace = dir.join("t.trace");
+    std::fs::write(&trace, "map 0x100000 0x1000\n").unwrap();
+    let out = run(&[
+        "replay",
+        "--host",
+        p,
+        "--device",
+        "03:00.0",
+        trace.to_str().unwrap(),
+    ]);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(all.contains("EINVAL"), "{all}");
+    assert!(!out.status.success() || all.contains("attach"), "{all}");
+    std::fs::remove_dir_all(&dir).ok();
+}
