@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Layout, Section, SectionKind, align_down, align_up, human_size};
+use super::{Layout, Section, SectionKind, align_down, align_up, human_bytes};
 use iova::domain::{Domain, DomainConfig, Member, Refusal};
 use iova::host::{GroupIssue, Host, HostError, ReservedKind, ReservedRegion};
 use iova::range::{IovaRange, IovaSet};
@@ -81,12 +81,13 @@ pub struct GroupRegion {
 
 /// The inputs of a check that make no sense.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckError {
     /// No device was named.
     #[error("no device given: name at least one device to assign")]
     NoDevices,
     /// A device the host does not have, or one outside any IOMMU group.
-    #[error("device '{device}': {source}")]
+    #[error("{device}: {source}")]
     UnknownDevice {
         /// The name as given.
         device: String,
@@ -194,6 +195,7 @@ impl Container {
 /// Why part of a section cannot be DMA-mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ConflictReason {
     /// Past what the IOMMU unit can translate.
     BeyondAperture {
@@ -251,7 +253,7 @@ impl fmt::Display for ConflictReason {
             ConflictReason::Misaligned { page_size } => write!(
                 f,
                 "misaligned to the minimum IOMMU page size {}",
-                human_size(u128::from(*page_size))
+                human_bytes(u128::from(*page_size))
             ),
         }
     }

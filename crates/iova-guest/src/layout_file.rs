@@ -24,7 +24,8 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::{Layout, Section, SectionKind};
-use iova::range::{IovaRange, parse_size, parse_u64};
+use iova::range::IovaRange;
+use iova::units::parse_number;
 
 /// A layout file that cannot be used; names the file, the line and the section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,16 +87,14 @@ impl Num {
     fn address(&self) -> Result<u64, String> {
         match self {
             Num::Int(i) => u64::try_from(*i).map_err(|_| format!("negative number {i}")),
-            Num::Text(t) => parse_u64(t)
-                .or_else(|_| parse_size(t))
-                .map_err(|e| e.to_string()),
+            Num::Text(t) => parse_number(t).map_err(|e| e.to_string()),
         }
     }
 
     fn size(&self) -> Result<u64, String> {
         match self {
             Num::Int(i) => u64::try_from(*i).map_err(|_| format!("negative size {i}")),
-            Num::Text(t) => parse_size(t).map_err(|e| e.to_string()),
+            Num::Text(t) => parse_number(t).map_err(|e| e.to_string()),
         }
     }
 }

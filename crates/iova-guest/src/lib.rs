@@ -136,6 +136,7 @@ pub struct Layout {
 
 /// A layout that cannot exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// Two sections share addresses.
     #[error("section '{a}' {ra} overlaps section '{b}' {rb}")]
@@ -271,28 +272,7 @@ impl fmt::Display for CpuVendor {
     }
 }
 
-/// `1 GiB`, `512 MiB`, `4 KiB`, `3.5 GiB`: a size for messages.
-pub fn human_size(n: u128) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut unit = 0;
-    let mut whole = n;
-    while unit + 1 < UNITS.len() && whole >= 1024 && whole % 1024 == 0 {
-        whole /= 1024;
-        unit += 1;
-    }
-    if whole < 1024 * 10 || unit + 1 >= UNITS.len() {
-        return format!("{whole} {}", UNITS[unit]);
-    }
-    // Not a whole number of a larger unit: one decimal of the largest unit below n.
-    let mut big = 0;
-    let mut scale: u128 = 1;
-    while big + 1 < UNITS.len() && n >= scale * 1024 {
-        scale *= 1024;
-        big += 1;
-    }
-    let tenths = n * 10 / scale;
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[big])
-}
+pub(crate) use iova::units::human_bytes;
 
 /// Rounds `v` up to a multiple of the power of two `align`; `None` on overflow.
 pub(crate) fn align_up(v: u64, align: u64) -> Option<u64> {
@@ -323,11 +303,11 @@ mod tests {
 
     #[test]
     fn sizes_read_well() {
-        assert_eq!(human_size(1 << 30), "1 GiB");
-        assert_eq!(human_size(3 << 29), "1536 MiB");
-        assert_eq!(human_size(1u128 << 64), "16 EiB");
-        assert_eq!(human_size((1 << 40) + (1 << 39)), "1536 GiB");
-        assert_eq!(human_size(1000), "1000 B");
+        assert_eq!(human_bytes(1 << 30), "1 GiB");
+        assert_eq!(human_bytes(3 << 29), "1536 MiB");
+        assert_eq!(human_bytes(1u128 << 64), "16 EiB");
+        assert_eq!(human_bytes((1 << 40) + (1 << 39)), "1536 GiB");
+        assert_eq!(human_bytes(1000), "1000 B");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::check::{CheckReport, Container, check_container};
 use super::presets::{AMD_HT_END, AMD_HT_START, GuestConfig, Preset};
-use super::{CpuVendor, Layout, Section, SectionKind, align_down, align_up, human_size};
+use super::{CpuVendor, Layout, Section, SectionKind, align_down, align_up, human_bytes};
 use iova::range::{IovaRange, IovaSet};
 
 const MIB: u64 = 1 << 20;
@@ -158,7 +158,7 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
                 let mut why = why.clone();
                 why.push(format!(
                     "keep at most {} of RAM below 4 GiB (max-ram-below-4g) so it ends before the hole",
-                    human_size(u128::from(v))
+                    human_bytes(u128::from(v))
                 ));
                 candidates.push((
                     GuestConfig {
@@ -196,8 +196,8 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
         let lost = cfg.memory - fit.memory;
         plan.changes.push(format!(
             "cap guest RAM at {} (-{}): {} cannot place RAM around the hole at {}",
-            human_size(u128::from(fit.memory)),
-            human_size(u128::from(lost)),
+            human_bytes(u128::from(fit.memory)),
+            human_bytes(u128::from(lost)),
             preset.name(),
             original_report
                 .fatal()
@@ -234,7 +234,7 @@ fn plan_preset(preset: Preset, cfg: &GuestConfig, c: &Container) -> Plan {
             plan.notes.push(format!(
                 "with {} of RAM the layout has no warning either (peer-to-peer DMA into every \
                  BAR window works): {}",
-                human_size(u128::from(clean.memory)),
+                human_bytes(u128::from(clean.memory)),
                 preset.options(&clean).join(" ")
             ));
             plan.without_warnings = Some((clean, preset.options(&clean)));
@@ -384,8 +384,8 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
                 "keep the valid parts of '{}' {} ({} of {})",
                 s.name,
                 s.range,
-                human_size(pieces.iter().map(IovaRange::len).sum()),
-                human_size(s.range.len())
+                human_bytes(pieces.iter().map(IovaRange::len).sum()),
+                human_bytes(s.range.len())
             ));
         }
     }
@@ -432,7 +432,7 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
                 plan.changes.push(format!(
                     "extend '{}' by {} to {grown}",
                     prev.name,
-                    human_size(range.len())
+                    human_bytes(range.len())
                 ));
                 prev.range = grown;
                 continue;
@@ -442,7 +442,7 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
         let name = format!("ram-moved-{n}");
         plan.changes.push(format!(
             "add {name} {range} ({}) in free valid space",
-            human_size(range.len())
+            human_bytes(range.len())
         ));
         sections.push(Section::new(name, SectionKind::Ram, range));
     }
@@ -454,8 +454,8 @@ fn plan_custom(layout: &Layout, c: &Container) -> Plan {
     if missing > 0 {
         plan.changes.push(format!(
             "cap guest RAM at {} (-{}): no more valid space",
-            human_size(new_layout.ram_bytes()),
-            human_size(missing)
+            human_bytes(new_layout.ram_bytes()),
+            human_bytes(missing)
         ));
     }
     let report = check_container(&new_layout, c);

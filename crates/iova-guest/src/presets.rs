@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{CpuVendor, Layout, LayoutError, Section, SectionKind, human_size};
+use super::{CpuVendor, Layout, LayoutError, Section, SectionKind, human_bytes};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -47,6 +47,7 @@ pub enum Preset {
 
 /// The inputs of a preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct GuestConfig {
     /// Guest RAM in bytes (`-m`, `--memory size=`, `mem_size_mib`).
     pub memory: u64,
@@ -68,6 +69,18 @@ impl GuestConfig {
             max_ram_below_4g: None,
             pci_hole64_size: None,
         }
+    }
+
+    /// The same inputs with QEMU's `max-ram-below-4g`.
+    pub fn max_ram_below_4g(mut self, bytes: Option<u64>) -> Self {
+        self.max_ram_below_4g = bytes;
+        self
+    }
+
+    /// The same inputs with QEMU's `pci-hole64-size`.
+    pub fn pci_hole64_size(mut self, bytes: Option<u64>) -> Self {
+        self.pci_hole64_size = bytes;
+        self
     }
 }
 
@@ -348,14 +361,14 @@ fn qemu_x86(preset: Preset, cfg: &GuestConfig) -> Result<Layout, LayoutError> {
         return Err(LayoutError::Invalid(format!(
             "{}: max-ram-below-4g leaves only {} below 4 GiB; at least 2 MiB is needed",
             preset.name(),
-            human_size(u128::from(below))
+            human_bytes(u128::from(below))
         )));
     }
     if below > 0xfec0_0000 {
         return Err(LayoutError::Invalid(format!(
             "{}: max-ram-below-4g leaves {} of RAM below 4 GiB, past the IOAPIC at 0xfec00000",
             preset.name(),
-            human_size(u128::from(below))
+            human_bytes(u128::from(below))
         )));
     }
     let mut b = Builder::new();
@@ -440,8 +453,8 @@ fn qemu_x86(preset: Preset, cfg: &GuestConfig) -> Result<Layout, LayoutError> {
     b.notes.push(format!(
         "{}: {} below 4 GiB, {} above at {start:#x}",
         preset.name(),
-        human_size(u128::from(below)),
-        human_size(u128::from(above))
+        human_bytes(u128::from(below)),
+        human_bytes(u128::from(above))
     ));
     b.finish(preset.name())
 }
@@ -457,7 +470,7 @@ fn qemu_virt(cfg: &GuestConfig) -> Result<Layout, LayoutError> {
     if cfg.memory > 255 * GIB {
         return Err(LayoutError::Invalid(format!(
             "qemu-virt: {} of RAM; the virt machine models at most 255 GiB (LEGACY_RAMLIMIT_GB)",
-            human_size(u128::from(cfg.memory))
+            human_bytes(u128::from(cfg.memory))
         )));
     }
     let mut b = Builder::new();

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 use super::check::{CheckReport, ConflictReason};
-use super::{SectionKind, human_size};
+use super::{SectionKind, human_bytes};
 use iova::host::ReservedKind;
 
 const W: f64 = 1300.0;
@@ -188,7 +188,7 @@ pub fn render(report: &CheckReport) -> String {
                         "{}-{} ({})",
                         hex128(a),
                         hex128(end - 1),
-                        human_size(end - a)
+                        human_bytes(end - a)
                     ),
                 ],
                 "#222222",
@@ -230,7 +230,7 @@ pub fn render(report: &CheckReport) -> String {
                         s.name,
                         s.kind,
                         s.range,
-                        human_size(s.range.len())
+                        human_bytes(s.range.len())
                     )],
                     "#111111",
                     false,
@@ -252,7 +252,7 @@ pub fn render(report: &CheckReport) -> String {
                                 if x.fatal { "CONFLICT" } else { "warning" },
                                 x.section,
                                 x.range,
-                                human_size(x.range.len())
+                                human_bytes(x.range.len())
                             ),
                             format!("  {why}"),
                         ],

@@ -92,10 +92,7 @@ fn pc_i440fx_split_follows_pc_piix() {
     let r = ram(Preset::QemuPc, 4 * GIB, CpuVendor::Intel);
     assert_eq!(r[1], (0x10_0000, 3 * GIB - 1));
     assert_eq!(r[2], span(G4, GIB));
-    let cfg = GuestConfig {
-        max_ram_below_4g: Some(2 * GIB),
-        ..GuestConfig::new(4 * GIB, CpuVendor::Intel)
-    };
+    let cfg = GuestConfig::new(4 * GIB, CpuVendor::Intel).max_ram_below_4g(Some(2 * GIB));
     let r = ram_ranges(&Preset::QemuPc.layout(&cfg).unwrap());
     assert_eq!(r[1], (0x10_0000, 2 * GIB - 1));
     assert_eq!(r[2], span(G4, 2 * GIB));

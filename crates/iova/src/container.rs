@@ -171,6 +171,7 @@ impl AttachError {
 
 /// Why a detach failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DetachError {
     /// The group is not in this container.
     #[error("IOMMU group {0} is not attached")]
@@ -186,6 +187,7 @@ impl DetachError {
 
 /// Why ALLOW_IOVAS was refused. Nothing changes when it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AllowIovasError {
     /// Only iommufd has ALLOW_IOVAS.
     #[error("ALLOW_IOVAS is an iommufd operation")]

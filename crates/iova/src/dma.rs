@@ -181,6 +181,7 @@ impl DmaInfo {
 
 /// Why a query of the space failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InfoError {
     /// The space is not set up yet (type1 before `SET_IOMMU`, no group attached).
     #[error("the DMA space is not set up (no IOMMU group attached)")]
@@ -206,6 +207,7 @@ impl InfoError {
 
 /// Why a map failed. Nothing is mapped when a map fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MapError {
     /// Neither read nor write asked for, or an unknown flag.
     #[error("invalid access flags (need read and/or write)")]
@@ -281,6 +283,7 @@ impl MapError {
 
 /// Why an unmap failed. Nothing is unmapped when an unmap fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UnmapError {
     /// Size 0.
     #[error("size is 0")]

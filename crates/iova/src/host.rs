@@ -331,6 +331,7 @@ pub struct Host {
 
 /// A question about a host that names something it does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HostError {
     /// No group with that id.
     #[error("no IOMMU group {0} on this host")]
@@ -363,6 +364,7 @@ impl ValidRanges {
 /// Something about a group that a user assigning it to a VM must know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum GroupIssue {
     /// The group's domain is `identity`: DMA bypasses the IOMMU. VFIO type1 refuses it
     /// unless unsafe operation is allowed. Blocks safe assignment.

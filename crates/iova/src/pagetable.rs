@@ -70,6 +70,7 @@ pub enum Fault {
 
 /// Why a page-table operation was refused. Nothing changes when one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PageTableError {
     /// The page-size bitmap is empty or its smallest page is below 4 KiB or above
     /// 2^32 bytes.

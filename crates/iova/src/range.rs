@@ -30,6 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a range could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RangeError {
     /// `last` is below `first`.
     #[error("range is inverted: last {last:#x} is below first {first:#x}")]
@@ -190,93 +191,7 @@ impl fmt::Display for IovaRange {
     }
 }
 
-/// Parses an unsigned 64-bit number written as `0x…` hex or as decimal.
-///
-/// Underscores between digits are accepted (`0xfee0_0000`). Anything else, including
-/// values above `u64::MAX`, an empty string, a sign or a fraction, is an error that
-/// repeats the input.
-pub fn parse_u64(text: &str) -> Result<u64, ParseNumberError> {
-    let err = |why: &'static str| ParseNumberError {
-        input: text.to_owned(),
-        why,
-    };
-    let t = text.trim();
-    let (digits, radix) = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(rest) => (rest, 16),
-        None => (t, 10),
-    };
-    if digits.is_empty() {
-        return Err(err("no digits"));
-    }
-    if digits.starts_with('_') || digits.ends_with('_') {
-        return Err(err("misplaced '_'"));
-    }
-    let mut value: u64 = 0;
-    for c in digits.chars() {
-        if c == '_' {
-            continue;
-        }
-        let d = c.to_digit(radix).ok_or_else(|| {
-            err(if radix == 16 {
-                "not a hex digit"
-            } else {
-                "not a decimal digit (use 0x for hex)"
-            })
-        })?;
-        value = value
-            .checked_mul(u64::from(radix))
-            .and_then(|v| v.checked_add(u64::from(d)))
-            .ok_or_else(|| err("larger than 2^64-1"))?;
-    }
-    Ok(value)
-}
-
-/// Parses a byte size: a number (as [`parse_u64`]) optionally followed by a binary unit
-/// suffix `K`, `M`, `G`, `T`, `P` or `E` (powers of 1024; `KiB`, `MB`, … spellings are
-/// accepted too). `512M`, `8G`, `1T`, `0x1000`. Fractions such as `1.5T` are refused.
-pub fn parse_size(text: &str) -> Result<u64, ParseNumberError> {
-    let err = |why: &'static str| ParseNumberError {
-        input: text.to_owned(),
-        why,
-    };
-    let t = text.trim();
-    if t.starts_with("0x") || t.starts_with("0X") {
-        return parse_u64(t);
-    }
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.contains('.') {
-        return Err(err(
-            "fractional sizes are not supported; use a smaller unit",
-        ));
-    }
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        "P" | "PB" | "PIB" => 50,
-        "E" | "EB" | "EIB" => 60,
-        _ => return Err(err("unknown unit (use K, M, G, T, P or E)")),
-    };
-    let n = parse_u64(num).map_err(|e| ParseNumberError {
-        input: text.to_owned(),
-        why: e.why,
-    })?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| err("larger than 2^64-1 bytes"))
-}
-
-/// A number that could not be parsed; names the input and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid number '{input}': {why}")]
-pub struct ParseNumberError {
-    /// The text that was given.
-    pub input: String,
-    /// What is wrong with it.
-    pub why: &'static str,
-}
+pub use crate::units::{ParseNumberError, parse_size, parse_u64};
 
 #[derive(Serialize, Deserialize)]
 struct RangeRepr {

@@ -6,8 +6,9 @@
 //!
 //! # Format
 //!
-//! One operation per line; `#` starts a comment; blank lines are ignored. Numbers are
-//! hex (`0x…`) or decimal, `_` separators allowed.
+//! One operation per line; `#` starts a comment; blank lines are ignored. Numbers follow
+//! the project's one grammar ([`crate::units::parse_number`]): hex (`0x…`) or decimal,
+//! `_` separators allowed, with an optional binary unit (`4K`, `2M`, `1G`).
 //!
 //! ```text
 //! map IOVA SIZE [HOST_ADDR] [r|w|rw|-]   # host address defaults to IOVA, access to rw
@@ -24,16 +25,17 @@
 //! use iova::trace::{parse_trace, TraceOp};
 //! use iova::dma::Access;
 //!
-//! let t = parse_trace("map 0x100000 0x200000\n# comment\nunmap 0x100000 2097152\nunmap-all\n")?;
+//! let t = parse_trace("map 0x100000 0x200000\n# comment\nunmap 1M 2M\nunmap-all\n")?;
 //! assert_eq!(t[0].op, TraceOp::Map { iova: 0x100000, size: 0x200000, host_addr: 0x100000, access: Access::RW });
 //! assert_eq!(t[1].line_no, 3);
+//! assert_eq!(t[1].op, TraceOp::Unmap { iova: 0x100000, size: 0x200000 });
 //! # Ok::<(), iova::trace::TraceError>(())
 //! ```
 
 use std::fmt;
 
 use crate::dma::{Access, DmaSpace, Errno};
-use crate::range::parse_u64;
+use crate::units::parse_number;
 
 /// One operation of a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,7 +133,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceLine>, TraceError> {
         let words: Vec<&str> = body.split_whitespace().collect();
         let num = |k: usize, what: &str| -> Result<u64, TraceError> {
             let w = words.get(k).ok_or_else(|| err(format!("missing {what}")))?;
-            parse_u64(w).map_err(|e| err(format!("{what}: {e}")))
+            parse_number(w).map_err(|e| err(format!("{what}: {e}")))
         };
         let op = match words[0] {
             "map" => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use iova::range::parse_size;
+use iova::units::parse_number;
 use iova_guest::virtio_iommu::{self, ResvSubtype};
 use iova_guest::{
     CheckReport, Container, CpuVendor, GuestConfig, Layout, Plan, PlanInput, Preset, check,
@@ -128,7 +128,7 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
                 CliError::input(format!("--guest {name} needs --memory SIZE (e.g. 8G)"))
             })?;
             let memory =
-                parse_size(mem_text).map_err(|e| CliError::input(format!("--memory: {e}")))?;
+                parse_number(mem_text).map_err(|e| CliError::input(format!("--memory: {e}")))?;
             let (vendor, from) = if preset.is_arm() {
                 (CpuVendor::Arm, "aarch64 guest")
             } else {

@@ -18,22 +18,7 @@ pub fn set_json(s: &IovaSet) -> Value {
     Value::Array(s.iter().map(range_json).collect())
 }
 
-/// A byte count with a binary unit: `4 KiB`, `512 GiB`, `16 EiB`; exact where a
-/// unit divides it (`4078 MiB`), otherwise rounded to one decimal (`508.0 GiB`).
-pub fn human_bytes(n: u128) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let unit = |j: usize| 1u128 << (10 * j);
-    let j = (0..UNITS.len()).rev().find(|&j| n >= unit(j)).unwrap_or(0);
-    if n % unit(j) == 0 {
-        return format!("{} {}", n / unit(j), UNITS[j]);
-    }
-    if j > 0 && n % unit(j - 1) == 0 && n / unit(j - 1) < 10_000 {
-        return format!("{} {}", n / unit(j - 1), UNITS[j - 1]);
-    }
-    // Tenths of the unit, rounded down: integer arithmetic, no float conversion.
-    let tenths = n * 10 / unit(j);
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[j])
-}
+pub use iova::units::human_bytes;
 
 /// The page sizes of a bitmap spelled out: `4K 2M 1G`.
 pub fn page_sizes(bitmap: u64) -> String {

@@ -72,6 +72,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::container::Container;
+use crate::domain::Domain;
 use crate::range::{IovaRange, IovaSet};
 use live::LiveTable;
 use tree::{Extent, ExtentTree};
@@ -90,6 +92,7 @@ pub enum Policy {
 
 /// Why an allocator operation failed. A failed operation changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AllocError {
     /// The granule given at construction is not a power of two.
     #[error("granule {granule:#x} is not a power of two")]
@@ -239,6 +242,22 @@ impl Allocator {
             leases: AddrMap::default(),
             live_bytes: 0,
         })
+    }
+
+    /// An allocator over what a [`Domain`] can map: its valid IOVAs, with its
+    /// alignment (the smallest common IOMMU page) as the granule. Every range it hands
+    /// out is then a map the domain accepts (as far as IOVAs go).
+    pub fn for_domain(domain: &Domain, policy: Policy) -> Result<Self, AllocError> {
+        Allocator::new(domain.valid(), domain.alignment(), policy)
+    }
+
+    /// An allocator over a container's valid IOVAs and page size; `None` while no group
+    /// is attached (the container has no valid IOVAs yet).
+    pub fn for_container(
+        container: &Container,
+        policy: Policy,
+    ) -> Option<Result<Self, AllocError>> {
+        container.domain().map(|d| Allocator::for_domain(d, policy))
     }
 
     /// The granule (smallest page size) given at construction.
