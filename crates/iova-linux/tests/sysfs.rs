@@ -2,7 +2,7 @@
 //! (devices are symlinks, some dangling) and against the bundled example hosts.
 //!
 //! Expected values come from facts, not from the reader: the real VT-d registers and
-//! reserved regions in `shared/design/SEMANTICS.md`, the kernel's bit layouts, and the
+//! reserved regions in `docs/semantics.md`, the kernel's bit layouts, and the
 //! fixture files themselves.
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! crash or hang shows as a missing line.
 //!
 //! Expected answers come from facts, never from the code under test: the errno tables
-//! of `shared/design/SEMANTICS.md`, the guest's own sysfs (reserved regions, the VT-d
+//! of `docs/semantics.md`, the guest's own sysfs (reserved regions, the VT-d
 //! address width) read here independently, and the data a device DMA leaves in memory.
 
 mod cli_tests;

@@ -52,7 +52,7 @@ fn answers_the_vm_spike_sequence_as_the_real_kernel_did() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The expected answers were read by hand from the real 6.1 kernel's log
-    // (shared/reference/vm-spike/final.out.txt, aw-bits=39).
+    // (the vm-spike run on a 6.1 guest, aw-bits=39).
     let expected =
         std::fs::read_to_string(repo().join("crates/iova/tests/data/vm-spike-39.expected"))
             .unwrap();
