@@ -67,12 +67,13 @@ pub const DEFAULT_ROOT: &str = "/sys";
 
 /// Reads the host from the real sysfs at [`DEFAULT_ROOT`].
 pub fn read_host_default() -> Result<Host, SysfsError> {
-    read_host(Path::new(DEFAULT_ROOT))
+    read_host(DEFAULT_ROOT)
 }
 
 /// Reads a host from `root`: `/sys` or any directory shaped like it (see the module
 /// documentation for what is read and how missing pieces are treated).
-pub fn read_host(root: &Path) -> Result<Host, SysfsError> {
+pub fn read_host(root: impl AsRef<Path>) -> Result<Host, SysfsError> {
+    let root = root.as_ref();
     let meta = fs::metadata(root).map_err(|source| SysfsError::Root {
         path: root.to_owned(),
         source,
