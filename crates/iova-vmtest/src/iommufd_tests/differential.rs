@@ -19,6 +19,7 @@ use iova::range::{IovaRange, IovaSet};
 use iova::trace::{SplitMix, TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 use iova_linux::iommufd::Ioas;
+use iova_linux::memory::HoldMemory;
 
 use crate::diff::{replay, replay_random};
 use crate::report::Report;
@@ -187,6 +188,7 @@ pub fn run(r: &mut Report, ioas: &mut Ioas, group: u32, seed: u64) {
         Ok(a) => a,
         Err(e) => return r.fail("diff-arena", &e.name()),
     };
+    ioas.add_memory(arena.memory());
     let _ = ioas.unmap_raw(0, u64::MAX);
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {
