@@ -125,6 +125,33 @@ pub(crate) const fn req(tn: (u8, u8)) -> Request {
     io(tn.0, tn.1)
 }
 
+// Compile-time pin of the encoding for the target being built (the unit tests pin
+// both tables on the test host): `_IOC_NONE << _IOC_DIRSHIFT` is 1 << 29 on powerpc,
+// mips and sparc and 0 elsewhere, so `cargo check --target powerpc64le-...` proves
+// the powerpc numbers too.
+const _: () = {
+    const NONE: u64 = if cfg!(any(
+        target_arch = "powerpc",
+        target_arch = "powerpc64",
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "sparc",
+        target_arch = "sparc64"
+    )) {
+        1 << 29
+    } else {
+        0
+    };
+    #[allow(clippy::unnecessary_cast)] // c_ulong on glibc, c_int on musl
+    const fn low32(r: Request) -> u64 {
+        (r as u64) & 0xffff_ffff
+    }
+    assert!(low32(req(nr::VFIO_GET_API_VERSION)) == NONE | 0x3b64);
+    assert!(low32(req(nr::VFIO_IOMMU_MAP_DMA)) == NONE | 0x3b71);
+    assert!(low32(req(nr::VFIO_DEVICE_ATTACH_IOMMUFD_PT)) == NONE | 0x3b77);
+    assert!(low32(req(nr::IOMMU_IOAS_MAP)) == NONE | 0x3b85);
+};
+
 /// The errno of the last failed system call.
 pub(crate) fn last_errno() -> Errno {
     Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))
