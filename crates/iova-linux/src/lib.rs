@@ -12,6 +12,7 @@
 //! structures and constants come from the `vfio-bindings` and `iommufd-bindings`
 //! crates; request numbers from rustix's per-architecture `_IO` encoding.
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod arena;
 pub mod capchain;
