@@ -1,7 +1,9 @@
 # Sourced by vmtest/kernel.sh and vmtest/build-kernel.sh: a private apt state under
 # $CACHE/apt (the host's apt state and dpkg architecture list stay untouched), built from
 # the host's own Debian sources plus the backports suite. Defines `apt_p TOOL ARGS...`
-# (apt-get / apt-cache on the private state) and refreshes the indexes once.
+# (apt-get / apt-cache on the private state) and refreshes the indexes when they are
+# missing or more than a week old (the state lives in the long-lived shared cache, and
+# Debian drops superseded kernel packages from its mirrors).
 A=$CACHE/apt
 apt_p() {
   local tool=$1; shift
@@ -9,7 +11,7 @@ apt_p() {
     -o Dir::Etc::sourcelist="$A/etc/sources.list" -o Dir::Etc::sourceparts="$A/etc/sources.list.d" \
     -o Dir::Etc::preferencesparts="$A/etc/preferences.d" "$@"
 }
-if [ ! -e "$A/updated" ]; then
+if [ ! -e "$A/updated" ] || [ -n "$(find "$A/updated" -mtime +7 2>/dev/null)" ]; then
   mkdir -p "$A/state/lists/partial" "$A/cache/archives/partial" "$A/etc/sources.list.d" "$A/etc/preferences.d"
   touch "$A/status" "$A/etc/sources.list"
   if [ -e /etc/apt/sources.list.d/debian.sources ]; then

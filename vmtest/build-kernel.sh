@@ -10,6 +10,8 @@
 # of vmtest/kernel.sh; no modules) and prints that directory. KEY = source package
 # version + a hash of the config fragment and this script, so a warm run only looks the
 # version up. The unpacked source stays in CACHE/kernel-iommufd/src-VERSION for rebuilds.
+# CACHE is shared by every work tree (see vmtest/run): a lock on CACHE/kernel-iommufd/lock
+# makes a concurrent run wait for the build instead of building the same tree twice.
 # Build dependencies (gcc, make, bc, bison, flex, libelf-dev) are installed when missing.
 # Exit status non-zero on any failure, with the reason on stderr and the build log in
 # LOGFILE (default CACHE/kernel-iommufd/build.log).
@@ -22,6 +24,8 @@ FRAG=$HERE/kernel-iommufd.config
 SERIES=6.12
 PKG=linux-source-$SERIES
 mkdir -p "$TOP"
+exec 9>"$TOP/lock"
+flock 9
 . "$HERE/apt.sh"
 
 VER=$(apt_p apt-cache policy "$PKG" | sed -n 's/^ *Candidate: *//p')

@@ -2,12 +2,18 @@
 # Fetch a Debian kernel into the vmtest cache (never installed on the host).
 #   vmtest/kernel.sh SERIES CACHE      SERIES = 6.1 | 6.12
 # Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order} and prints the dir.
+# CACHE is shared by every work tree (see vmtest/run); a lock on CACHE/kernel-SERIES.lock
+# keeps two concurrent runs from fetching the same series at once.
 # Package indexes come from the private apt state of vmtest/apt.sh (the host's apt state
 # stays untouched), with the backports suite (the 6.12 kernel lives there).
 set -euo pipefail
 SERIES=$1; CACHE=$(realpath -m "$2")
 OUT=$CACHE/kernel-$SERIES
 [ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }
+mkdir -p "$CACHE"
+exec 9>"$CACHE/kernel-$SERIES.lock"
+flock 9
+[ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }   # another run fetched it meanwhile
 . "$(dirname "$0")/apt.sh"
 case $SERIES in
   6.1) re='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;

@@ -8,16 +8,23 @@
 //! in-page offset is kept. A host range that wraps past 2^64 is passed unchanged: the
 //! kernel and the simulation both refuse it before looking at memory. Give the
 //! simulation the translated operation too, so both answer the same question.
+//!
+//! Hand the arena's memory to the real backend ([`TraceArena::memory`]): its safe
+//! `map` sends only host ranges inside memory it holds, and every placed range is
+//! inside the arena (or wraps, which the kernel refuses without touching memory) as
+//! long as the map is no larger than the arena.
 
 use iova::dma::Errno;
 use iova::trace::TraceOp;
 
-use crate::sys::AnonMemory;
+use std::sync::Arc;
+
+use crate::memory::AnonMemory;
 
 /// Anonymous memory standing in for a trace's host addresses.
 #[derive(Debug)]
 pub struct TraceArena {
-    mem: AnonMemory,
+    mem: Arc<AnonMemory>,
     len: u64,
 }
 
@@ -32,7 +39,7 @@ impl TraceArena {
         }
         let bytes = usize::try_from(len).map_err(|_| Errno::EINVAL)?;
         Ok(TraceArena {
-            mem: AnonMemory::new(bytes)?,
+            mem: Arc::new(AnonMemory::new(bytes)?),
             len,
         })
     }
@@ -40,6 +47,13 @@ impl TraceArena {
     /// The arena's first address.
     pub fn addr(&self) -> u64 {
         self.mem.addr()
+    }
+
+    /// The arena's memory, to hand to a real backend
+    /// ([`crate::memory::HoldMemory::add_memory`]) so that its safe `map` accepts the
+    /// placed operations.
+    pub fn memory(&self) -> Arc<AnonMemory> {
+        Arc::clone(&self.mem)
     }
 
     /// The operation with its host address moved into the arena (maps only).

@@ -27,27 +27,52 @@
 
 use iova::range::IovaRange;
 
+use std::mem::{offset_of, size_of};
+
+use vfio_bindings::bindings::vfio as abi;
+
+/// A capability id of the bindings as the `u16` of the capability header.
+const fn cap_id(id: u32) -> u16 {
+    assert!(id <= 0xffff);
+    id as u16
+}
+
 /// Capability id of the valid IOVA ranges (`VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE`).
-pub const CAP_IOVA_RANGE: u16 = 1;
+pub const CAP_IOVA_RANGE: u16 = cap_id(abi::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
 /// Capability id of the dirty-tracking facts (`VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION`).
-pub const CAP_MIGRATION: u16 = 2;
+pub const CAP_MIGRATION: u16 = cap_id(abi::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION);
 /// Capability id of the remaining mapping count (`VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL`).
-pub const CAP_DMA_AVAIL: u16 = 3;
+pub const CAP_DMA_AVAIL: u16 = cap_id(abi::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL);
 
 /// `flags` bit: `iova_pgsizes` is valid.
-pub const INFO_FLAG_PGSIZES: u32 = 1;
+pub const INFO_FLAG_PGSIZES: u32 = abi::VFIO_IOMMU_INFO_PGSIZES;
 /// `flags` bit: `cap_offset` is valid.
-pub const INFO_FLAG_CAPS: u32 = 2;
+pub const INFO_FLAG_CAPS: u32 = abi::VFIO_IOMMU_INFO_CAPS;
 
 /// Size of `struct vfio_iommu_type1_info` with `cap_offset` and its padding.
-pub const INFO_HEADER_LEN: usize = 24;
+pub const INFO_HEADER_LEN: usize = size_of::<abi::vfio_iommu_type1_info>();
 /// The smallest reply the kernel accepts (`argsz` up to `iova_pgsizes`).
-pub const INFO_MIN_LEN: usize = 16;
-const CAP_HEADER_LEN: usize = 8;
-const IOVA_RANGE_FIXED_LEN: usize = 16;
-const IOVA_RANGE_ENTRY_LEN: usize = 16;
-const MIGRATION_LEN: usize = 32;
-const DMA_AVAIL_LEN: usize = 12;
+pub const INFO_MIN_LEN: usize = offset_of!(abi::vfio_iommu_type1_info, cap_offset);
+const INFO_FLAGS: usize = offset_of!(abi::vfio_iommu_type1_info, flags);
+const INFO_PGSIZES: usize = offset_of!(abi::vfio_iommu_type1_info, iova_pgsizes);
+const INFO_CAP_OFFSET: usize = offset_of!(abi::vfio_iommu_type1_info, cap_offset);
+const CAP_HEADER_LEN: usize = size_of::<abi::vfio_info_cap_header>();
+const CAP_VERSION: usize = offset_of!(abi::vfio_info_cap_header, version);
+const CAP_NEXT: usize = offset_of!(abi::vfio_info_cap_header, next);
+const IOVA_RANGE_FIXED_LEN: usize = size_of::<abi::vfio_iommu_type1_info_cap_iova_range>();
+const IOVA_RANGE_NR: usize = offset_of!(abi::vfio_iommu_type1_info_cap_iova_range, nr_iovas);
+const IOVA_RANGE_ENTRY_LEN: usize = size_of::<abi::vfio_iova_range>();
+const IOVA_RANGE_END: usize = offset_of!(abi::vfio_iova_range, end);
+const MIGRATION_LEN: usize = size_of::<abi::vfio_iommu_type1_info_cap_migration>();
+const MIGRATION_FLAGS: usize = offset_of!(abi::vfio_iommu_type1_info_cap_migration, flags);
+const MIGRATION_PGSIZES: usize =
+    offset_of!(abi::vfio_iommu_type1_info_cap_migration, pgsize_bitmap);
+const MIGRATION_MAX_BITMAP: usize = offset_of!(
+    abi::vfio_iommu_type1_info_cap_migration,
+    max_dirty_bitmap_size
+);
+const DMA_AVAIL_LEN: usize = size_of::<abi::vfio_iommu_type1_info_dma_avail>();
+const DMA_AVAIL_AVAIL: usize = offset_of!(abi::vfio_iommu_type1_info_dma_avail, avail);
 
 /// The migration (dirty page tracking) capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,9 +242,11 @@ fn to_u64(n: usize) -> u64 {
 /// `argsz` and call the ioctl again. (The kernel leaves `cap_offset` 0 in that case,
 /// but the parser does not rely on that.)
 pub fn parse_type1_info(buf: &[u8]) -> Result<Type1Info, CapChainError> {
-    let (Some(argsz), Some(flags), Some(pgsizes)) =
-        (read_u32(buf, 0), read_u32(buf, 4), read_u64(buf, 8))
-    else {
+    let (Some(argsz), Some(flags), Some(pgsizes)) = (
+        read_u32(buf, 0),
+        read_u32(buf, INFO_FLAGS),
+        read_u64(buf, INFO_PGSIZES),
+    ) else {
         return Err(CapChainError::ShortHeader {
             len: buf.len(),
             need: INFO_MIN_LEN,
@@ -237,7 +264,7 @@ pub fn parse_type1_info(buf: &[u8]) -> Result<Type1Info, CapChainError> {
     if flags & INFO_FLAG_CAPS == 0 {
         return Ok(info);
     }
-    let Some(cap_offset) = read_u32(buf, 16) else {
+    let Some(cap_offset) = read_u32(buf, INFO_CAP_OFFSET) else {
         return Err(CapChainError::ShortHeader {
             len: buf.len(),
             need: INFO_HEADER_LEN,
@@ -262,8 +289,8 @@ pub fn parse_type1_info(buf: &[u8]) -> Result<Type1Info, CapChainError> {
         let at = fits(buf, offset, to_u64(CAP_HEADER_LEN))?;
         let (Some(id), Some(version), Some(link)) = (
             read_u16(buf, at),
-            read_u16(buf, at + 2),
-            read_u32(buf, at + 4),
+            read_u16(buf, at + CAP_VERSION),
+            read_u32(buf, at + CAP_NEXT),
         ) else {
             return Err(CapChainError::OutOfBounds {
                 offset,
@@ -291,9 +318,10 @@ pub fn parse_type1_info(buf: &[u8]) -> Result<Type1Info, CapChainError> {
                     len: buf.len(),
                 };
                 info.migration = Some(MigrationCap {
-                    flags: read_u32(buf, at + 8).ok_or_else(oob)?,
-                    pgsize_bitmap: read_u64(buf, at + 16).ok_or_else(oob)?,
-                    max_dirty_bitmap_size: read_u64(buf, at + 24).ok_or_else(oob)?,
+                    flags: read_u32(buf, at + MIGRATION_FLAGS).ok_or_else(oob)?,
+                    pgsize_bitmap: read_u64(buf, at + MIGRATION_PGSIZES).ok_or_else(oob)?,
+                    max_dirty_bitmap_size: read_u64(buf, at + MIGRATION_MAX_BITMAP)
+                        .ok_or_else(oob)?,
                 });
                 to_u64(MIGRATION_LEN)
             }
@@ -302,11 +330,13 @@ pub fn parse_type1_info(buf: &[u8]) -> Result<Type1Info, CapChainError> {
                     return Err(CapChainError::Duplicate { id, offset });
                 }
                 let at = fits(buf, offset, to_u64(DMA_AVAIL_LEN))?;
-                info.dma_avail = Some(read_u32(buf, at + 8).ok_or(CapChainError::OutOfBounds {
-                    offset,
-                    need: to_u64(DMA_AVAIL_LEN),
-                    len: buf.len(),
-                })?);
+                info.dma_avail = Some(read_u32(buf, at + DMA_AVAIL_AVAIL).ok_or(
+                    CapChainError::OutOfBounds {
+                        offset,
+                        need: to_u64(DMA_AVAIL_LEN),
+                        len: buf.len(),
+                    },
+                )?);
                 to_u64(DMA_AVAIL_LEN)
             }
             _ => {
@@ -330,7 +360,7 @@ pub fn parse_type1_info(buf: &[u8]) -> Result<Type1Info, CapChainError> {
 /// Parses an IOVA_RANGE capability at `offset`; returns the ranges and its size.
 fn parse_iova_range(buf: &[u8], offset: u64) -> Result<(Vec<IovaRange>, u64), CapChainError> {
     let at = fits(buf, offset, to_u64(IOVA_RANGE_FIXED_LEN))?;
-    let nr = read_u32(buf, at + 8).ok_or(CapChainError::OutOfBounds {
+    let nr = read_u32(buf, at + IOVA_RANGE_NR).ok_or(CapChainError::OutOfBounds {
         offset,
         need: to_u64(IOVA_RANGE_FIXED_LEN),
         len: buf.len(),
@@ -359,7 +389,7 @@ fn parse_iova_range(buf: &[u8], offset: u64) -> Result<(Vec<IovaRange>, u64), Ca
             len: buf.len(),
         };
         let start = read_u64(buf, entry).ok_or(oob.clone())?;
-        let end = read_u64(buf, entry + 8).ok_or(oob)?;
+        let end = read_u64(buf, entry + IOVA_RANGE_END).ok_or(oob)?;
         let range = IovaRange::new(start, end).map_err(|_| CapChainError::InvertedRange {
             index,
             start,

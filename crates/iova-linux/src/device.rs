@@ -6,46 +6,27 @@
 //! a bounds-checked volatile view of an mmapped BAR.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use iova::dma::Errno;
+use vfio_bindings::bindings::vfio as abi;
 
-use crate::sys::{self, Pod, Request};
+use crate::sys::{self, Pod, Request, nr};
 
-const VFIO_DEVICE_GET_INFO: Request = sys::io(b';', 107);
-const VFIO_DEVICE_GET_REGION_INFO: Request = sys::io(b';', 108);
+const VFIO_DEVICE_GET_INFO: Request = sys::req(nr::VFIO_DEVICE_GET_INFO);
+const VFIO_DEVICE_GET_REGION_INFO: Request = sys::req(nr::VFIO_DEVICE_GET_REGION_INFO);
 
 /// Region index of BAR0.
-pub const PCI_BAR0_REGION_INDEX: u32 = 0;
+pub const PCI_BAR0_REGION_INDEX: u32 = abi::VFIO_PCI_BAR0_REGION_INDEX;
 /// Region index of PCI config space.
-pub const PCI_CONFIG_REGION_INDEX: u32 = 7;
+pub const PCI_CONFIG_REGION_INDEX: u32 = abi::VFIO_PCI_CONFIG_REGION_INDEX;
 /// Region flag: `mmap` is supported.
-pub const REGION_INFO_FLAG_MMAP: u32 = 4;
+pub const REGION_INFO_FLAG_MMAP: u32 = abi::VFIO_REGION_INFO_FLAG_MMAP;
 
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct RawDeviceInfo {
-    argsz: u32,
-    flags: u32,
-    num_regions: u32,
-    num_irqs: u32,
-}
-// SAFETY: repr(C) integers, the first 16 bytes of `struct vfio_device_info` (the
-// kernel's minimum argsz).
-unsafe impl Pod for RawDeviceInfo {}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct RawRegionInfo {
-    argsz: u32,
-    flags: u32,
-    index: u32,
-    cap_offset: u32,
-    size: u64,
-    offset: u64,
-}
-// SAFETY: repr(C) integers matching `struct vfio_region_info`.
-unsafe impl Pod for RawRegionInfo {}
+// SAFETY: integers only, the kernel's `struct vfio_device_info` (vfio-bindings).
+unsafe impl Pod for abi::vfio_device_info {}
+// SAFETY: integers only, the kernel's `struct vfio_region_info`.
+unsafe impl Pod for abi::vfio_region_info {}
 
 /// `VFIO_DEVICE_GET_INFO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,17 +61,37 @@ pub struct Device {
 
 impl Device {
     /// Wraps a device fd.
-    pub fn from_fd(name: &str, fd: OwnedFd) -> Device {
+    ///
+    /// # Safety
+    /// `fd` must be a VFIO device fd (or one whose driver treats the VFIO device
+    /// ioctls as VFIO does): this type issues those requests on it with pointers to
+    /// its own structs, and another driver could read or write through them.
+    pub unsafe fn from_fd(name: &str, fd: OwnedFd) -> Device {
         Device {
             name: name.to_owned(),
             fd,
         }
     }
 
-    /// Opens a device character device (`/dev/vfio/devices/vfioN`).
-    pub fn open_cdev(path: &Path) -> Result<Device, Errno> {
+    /// Opens the device character device `/dev/vfio/devices/<name>` (`vfio0`, ...);
+    /// a name with a `/` or `..` is refused with EINVAL.
+    pub fn open_cdev_name(name: &str) -> Result<Device, Errno> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(Errno::EINVAL);
+        }
+        let path = PathBuf::from("/dev/vfio/devices").join(name);
+        // SAFETY: nodes in /dev/vfio/devices are VFIO device character devices.
+        unsafe { Self::open_cdev(&path) }
+    }
+
+    /// Opens a device character device at any path.
+    ///
+    /// # Safety
+    /// `path` must be a VFIO device character device (see [`Device::from_fd`]).
+    pub unsafe fn open_cdev(path: &Path) -> Result<Device, Errno> {
         let fd = sys::open_rw(path).map_err(|e| sys::errno_of(&e))?;
-        Ok(Device::from_fd(&path.display().to_string(), fd))
+        // SAFETY: the caller vouches that the node is a VFIO device.
+        Ok(unsafe { Device::from_fd(&path.display().to_string(), fd) })
     }
 
     /// The name it was opened by.
@@ -104,11 +105,13 @@ impl Device {
 
     /// `VFIO_DEVICE_GET_INFO`.
     pub fn info(&self) -> Result<DeviceInfo, Errno> {
-        let mut i = RawDeviceInfo {
-            argsz: 16,
+        let mut i = abi::vfio_device_info {
+            argsz: sys::size_u32::<abi::vfio_device_info>(),
             ..Default::default()
         };
-        sys::ioctl_ptr(&self.fd, VFIO_DEVICE_GET_INFO, &mut i)?;
+        // SAFETY: a VFIO device fd; GET_INFO reads and writes at most `argsz` bytes of
+        // a vfio_device_info (capabilities that do not fit only raise `argsz`).
+        unsafe { sys::ioctl_pod(&self.fd, VFIO_DEVICE_GET_INFO, &mut i) }?;
         Ok(DeviceInfo {
             flags: i.flags,
             num_regions: i.num_regions,
@@ -118,12 +121,14 @@ impl Device {
 
     /// `VFIO_DEVICE_GET_REGION_INFO` for region `index`.
     pub fn region_info(&self, index: u32) -> Result<RegionInfo, Errno> {
-        let mut r = RawRegionInfo {
-            argsz: 32,
+        let mut r = abi::vfio_region_info {
+            argsz: sys::size_u32::<abi::vfio_region_info>(),
             index,
             ..Default::default()
         };
-        sys::ioctl_ptr(&self.fd, VFIO_DEVICE_GET_REGION_INFO, &mut r)?;
+        // SAFETY: a VFIO device fd; GET_REGION_INFO reads and writes at most `argsz`
+        // bytes of a vfio_region_info (capabilities that do not fit only raise `argsz`).
+        unsafe { sys::ioctl_pod(&self.fd, VFIO_DEVICE_GET_REGION_INFO, &mut r) }?;
         Ok(RegionInfo {
             index,
             flags: r.flags,

@@ -2,15 +2,17 @@
 //! character devices bound and attached to it.
 //!
 //! ```no_run
-//! use std::path::Path;
+//! use std::sync::Arc;
 //! use iova::dma::{Access, DmaSpace};
-//! use iova_linux::{device::Device, iommufd::Iommufd, sys::AnonMemory};
+//! use iova_linux::{device::Device, iommufd::Iommufd};
+//! use iova_linux::memory::{AnonMemory, HoldMemory};
 //!
 //! let fd = Iommufd::open().map_err(|e| e.to_string())?;
 //! let mut ioas = fd.alloc_ioas().map_err(|e| e.to_string())?;
-//! let dev = Device::open_cdev(Path::new("/dev/vfio/devices/vfio0")).map_err(|e| e.to_string())?;
+//! let dev = Device::open_cdev_name("vfio0").map_err(|e| e.to_string())?;
 //! ioas.attach_device(&dev).map_err(|e| e.to_string())?;
-//! let buf = AnonMemory::new(0x1000).map_err(|e| e.to_string())?;
+//! let buf = Arc::new(AnonMemory::new(0x1000).map_err(|e| e.to_string())?);
+//! ioas.add_memory(buf.clone()); // the IOAS keeps it mapped while the device may use it
 //! let iova = ioas.map_auto(buf.addr(), 0x1000, Access::RW).map_err(|e| e.to_string())?;
 //! # let _ = (iova, ioas.map(0, 0, 0, Access::RW));
 //! # Ok::<(), String>(())
@@ -20,118 +22,54 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use iommufd_bindings as abi;
 use iova::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 use iova::range::{IovaRange, IovaSet};
+use vfio_bindings::bindings::vfio as vfio_abi;
 
 use crate::device::Device;
-use crate::sys::{self, Pod, Request};
+use crate::memory::{AnonMemory, HeldMemory, HoldMemory, MapRawError};
+use crate::sys::{self, Pod, Request, nr};
 
-const IOMMUFD_TYPE: u8 = b';';
-const IOMMU_IOAS_ALLOC: Request = sys::io(IOMMUFD_TYPE, 0x81);
-const IOMMU_IOAS_ALLOW_IOVAS: Request = sys::io(IOMMUFD_TYPE, 0x82);
-const IOMMU_IOAS_IOVA_RANGES: Request = sys::io(IOMMUFD_TYPE, 0x84);
-const IOMMU_IOAS_MAP: Request = sys::io(IOMMUFD_TYPE, 0x85);
-const IOMMU_IOAS_UNMAP: Request = sys::io(IOMMUFD_TYPE, 0x86);
-const VFIO_DEVICE_BIND_IOMMUFD: Request = sys::io(b';', 118);
-const VFIO_DEVICE_ATTACH_IOMMUFD_PT: Request = sys::io(b';', 119);
+const IOMMU_IOAS_ALLOC: Request = sys::req(nr::IOMMU_IOAS_ALLOC);
+const IOMMU_IOAS_ALLOW_IOVAS: Request = sys::req(nr::IOMMU_IOAS_ALLOW_IOVAS);
+const IOMMU_IOAS_IOVA_RANGES: Request = sys::req(nr::IOMMU_IOAS_IOVA_RANGES);
+const IOMMU_IOAS_MAP: Request = sys::req(nr::IOMMU_IOAS_MAP);
+const IOMMU_IOAS_UNMAP: Request = sys::req(nr::IOMMU_IOAS_UNMAP);
+const VFIO_DEVICE_BIND_IOMMUFD: Request = sys::req(nr::VFIO_DEVICE_BIND_IOMMUFD);
+const VFIO_DEVICE_ATTACH_IOMMUFD_PT: Request = sys::req(nr::VFIO_DEVICE_ATTACH_IOMMUFD_PT);
 
 /// MAP flag: use the given IOVA.
-pub const MAP_FIXED_IOVA: u32 = 1;
+pub const MAP_FIXED_IOVA: u32 = abi::iommufd_ioas_map_flags_IOMMU_IOAS_MAP_FIXED_IOVA;
 /// MAP flag: the device may write.
-pub const MAP_WRITEABLE: u32 = 2;
+pub const MAP_WRITEABLE: u32 = abi::iommufd_ioas_map_flags_IOMMU_IOAS_MAP_WRITEABLE;
 /// MAP flag: the device may read.
-pub const MAP_READABLE: u32 = 4;
+pub const MAP_READABLE: u32 = abi::iommufd_ioas_map_flags_IOMMU_IOAS_MAP_READABLE;
 
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct IoasAlloc {
-    size: u32,
-    flags: u32,
-    out_ioas_id: u32,
-}
-// SAFETY: repr(C) integers matching `struct iommu_ioas_alloc`.
-unsafe impl Pod for IoasAlloc {}
+// SAFETY: integers only, the kernel's `struct iommu_ioas_alloc` (iommufd-bindings).
+unsafe impl Pod for abi::iommu_ioas_alloc {}
+// SAFETY: integers only, the kernel's `struct iommu_ioas_unmap`.
+unsafe impl Pod for abi::iommu_ioas_unmap {}
+// SAFETY: integers only, the kernel's `struct vfio_device_attach_iommufd_pt`; `pasid`
+// is read only with VFIO_DEVICE_ATTACH_PASID in `flags`, and this crate sends
+// `argsz` = 12 (up to `pt_id`, the kernel's minimum) anyway.
+unsafe impl Pod for vfio_abi::vfio_device_attach_iommufd_pt {}
+// Not `Pod`, each sent by its own function: `iommu_ioas_iova_ranges` and
+// `iommu_ioas_allow_iovas` (`allowed_iovas` points to an array the kernel writes or
+// reads), `iommu_ioas_map` (`user_va` is memory the kernel pins for the device),
+// `vfio_device_bind_iommufd` (`token_uuid_ptr`, read with VFIO_DEVICE_BIND_FLAG_TOKEN).
 
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct RawRange {
-    start: u64,
-    last: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct IovaRanges {
-    size: u32,
-    ioas_id: u32,
-    num_iovas: u32,
-    reserved: u32,
-    allowed_iovas: u64,
-    out_iova_alignment: u64,
-}
-// SAFETY: repr(C) integers matching `struct iommu_ioas_iova_ranges`; `allowed_iovas`
-// is a user pointer the caller sets to a live array of `num_iovas` entries.
-unsafe impl Pod for IovaRanges {}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct AllowIovas {
-    size: u32,
-    ioas_id: u32,
-    num_iovas: u32,
-    reserved: u32,
-    allowed_iovas: u64,
-}
-// SAFETY: repr(C) integers matching `struct iommu_ioas_allow_iovas`; the pointer is set
-// to a live array of `num_iovas` entries by the caller.
-unsafe impl Pod for AllowIovas {}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct IoasMap {
-    size: u32,
-    flags: u32,
-    ioas_id: u32,
-    reserved: u32,
-    user_va: u64,
-    length: u64,
-    iova: u64,
-}
-// SAFETY: repr(C) integers matching `struct iommu_ioas_map`.
-unsafe impl Pod for IoasMap {}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct IoasUnmap {
-    size: u32,
-    ioas_id: u32,
-    iova: u64,
-    length: u64,
-}
-// SAFETY: repr(C) integers matching `struct iommu_ioas_unmap`.
-unsafe impl Pod for IoasUnmap {}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct BindIommufd {
-    argsz: u32,
-    flags: u32,
-    iommufd: i32,
-    out_devid: u32,
-}
-// SAFETY: repr(C) integers matching `struct vfio_device_bind_iommufd`.
-unsafe impl Pod for BindIommufd {}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct AttachPt {
-    argsz: u32,
-    flags: u32,
-    pt_id: u32,
-}
-// SAFETY: repr(C) integers: the first 12 bytes of `struct vfio_device_attach_iommufd_pt`
-// (its minimum argsz).
-unsafe impl Pod for AttachPt {}
+/// `argsz` of VFIO_DEVICE_ATTACH_IOMMUFD_PT: up to and including `pt_id`.
+const ATTACH_PT_MINSZ: u32 = {
+    let n = std::mem::offset_of!(vfio_abi::vfio_device_attach_iommufd_pt, pt_id) + 4;
+    n as u32
+};
+/// `argsz` of VFIO_DEVICE_BIND_IOMMUFD: up to and including `out_devid`, the size the
+/// kernels before the token field (6.17) know, and all a bind without a token needs.
+const BIND_MINSZ: u32 = {
+    let n = std::mem::offset_of!(vfio_abi::vfio_device_bind_iommufd, out_devid) + 4;
+    n as u32
+};
 
 /// An open `/dev/iommu`.
 #[derive(Debug, Clone)]
@@ -142,49 +80,75 @@ pub struct Iommufd {
 impl Iommufd {
     /// Opens `/dev/iommu`.
     pub fn open() -> Result<Iommufd, Errno> {
-        Self::open_path(Path::new("/dev/iommu"))
+        // SAFETY: /dev/iommu is the iommufd node.
+        unsafe { Self::open_path(Path::new("/dev/iommu")) }
     }
 
     /// Opens an iommufd node at another path.
-    pub fn open_path(path: &Path) -> Result<Iommufd, Errno> {
+    ///
+    /// # Safety
+    /// `path` must be an iommufd node (or a node whose driver treats the iommufd
+    /// ioctls as iommufd does): this type issues those requests on it with pointers to
+    /// its own structs, and another driver could read or write through them.
+    pub unsafe fn open_path(path: &Path) -> Result<Iommufd, Errno> {
         let fd = sys::open_rw(path).map_err(|e| sys::errno_of(&e))?;
         Ok(Iommufd { fd: Arc::new(fd) })
     }
 
     /// `IOMMU_IOAS_ALLOC`: a new, empty IO address space.
     pub fn alloc_ioas(&self) -> Result<Ioas, Errno> {
-        let mut a = IoasAlloc {
-            size: sys::size_u32::<IoasAlloc>(),
+        let mut a = abi::iommu_ioas_alloc {
+            size: sys::size_u32::<abi::iommu_ioas_alloc>(),
             ..Default::default()
         };
-        sys::ioctl_ptr(&self.fd, IOMMU_IOAS_ALLOC, &mut a)?;
+        // SAFETY: an iommufd; IOAS_ALLOC reads and writes an iommu_ioas_alloc of
+        // `size` bytes.
+        unsafe { sys::ioctl_pod(&self.fd, IOMMU_IOAS_ALLOC, &mut a) }?;
         Ok(Ioas {
             fd: self.clone(),
             id: a.out_ioas_id,
             devices: Vec::new(),
+            memory: HeldMemory::default(),
         })
     }
 
     /// Binds a VFIO device cdev to this iommufd (`VFIO_DEVICE_BIND_IOMMUFD`); returns
     /// the device id.
     pub fn bind_device(&self, dev: &Device) -> Result<u32, Errno> {
-        let mut b = BindIommufd {
-            argsz: sys::size_u32::<BindIommufd>(),
+        let mut b = vfio_abi::vfio_device_bind_iommufd {
+            argsz: BIND_MINSZ,
             flags: 0,
             iommufd: self.fd.as_raw_fd(),
             out_devid: 0,
+            token_uuid_ptr: 0,
         };
-        sys::ioctl_ptr(dev.fd(), VFIO_DEVICE_BIND_IOMMUFD, &mut b)?;
+        // SAFETY: a VFIO device fd; BIND_IOMMUFD reads and writes the first `argsz`
+        // bytes of a vfio_device_bind_iommufd; with `flags` 0 (and `argsz` short of
+        // it) the kernel never reads `token_uuid_ptr`, the one address in it.
+        unsafe { sys::ioctl_with_ptrs(dev.fd(), VFIO_DEVICE_BIND_IOMMUFD, &mut b) }?;
         Ok(b.out_devid)
     }
 }
 
 /// An IO address space.
+///
+/// DMA maps come in two kinds, as for [`crate::type1::Container`]:
+/// - safe: [`Ioas::map_fixed`], [`Ioas::map_auto`], [`Ioas::map_held`] and
+///   [`DmaSpace::map`] send only host ranges inside memory the IOAS holds
+///   ([`HoldMemory::add_memory`]), plus ranges the kernel refuses before touching
+///   memory (length 0, a host range past 2^64-1); anything else is refused without a
+///   system call ([`MapRawError::NotHeld`]; `MapError::BadAddress` through the trait).
+///   On drop the IOAS unmaps everything before it lets go of that memory (the
+///   iommufd, and with it the IOAS, may outlive this value through clones).
+/// - unsafe: [`Ioas::map_raw`], for callers that manage their memory themselves.
 #[derive(Debug)]
 pub struct Ioas {
+    // Field order is drop order: `Drop` unmaps everything first, then the held
+    // memory goes.
     fd: Iommufd,
     id: u32,
     devices: Vec<u32>,
+    memory: HeldMemory,
 }
 
 /// What `IOMMU_IOAS_IOVA_RANGES` reported.
@@ -223,12 +187,15 @@ impl Ioas {
     /// the IOAS; it refuses with EADDRINUSE when one of them is mapped or allowed
     /// (ALLOW_IOVAS), and then reserves nothing.
     pub fn attach_bound(&mut self, dev: &Device, devid: u32) -> Result<(), Errno> {
-        let mut a = AttachPt {
-            argsz: sys::size_u32::<AttachPt>(),
+        let mut a = vfio_abi::vfio_device_attach_iommufd_pt {
+            argsz: ATTACH_PT_MINSZ,
             flags: 0,
             pt_id: self.id,
+            pasid: 0,
         };
-        sys::ioctl_ptr(dev.fd(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut a)?;
+        // SAFETY: a VFIO device fd; ATTACH_IOMMUFD_PT reads and writes the first
+        // `argsz` bytes of a vfio_device_attach_iommufd_pt.
+        unsafe { sys::ioctl_pod(dev.fd(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut a) }?;
         if !self.devices.contains(&devid) {
             self.devices.push(devid);
         }
@@ -246,25 +213,17 @@ impl Ioas {
         let mut room = initial;
         for calls in 1..=4 {
             let n = usize::try_from(room).map_err(|_| Errno::ENOMEM)?;
-            let mut arr = vec![RawRange::default(); n];
-            let mut r = IovaRanges {
-                size: sys::size_u32::<IovaRanges>(),
-                ioas_id: self.id,
-                num_iovas: room,
-                reserved: 0,
-                allowed_iovas: u64::try_from(arr.as_mut_ptr().addr()).map_err(|_| Errno::EINVAL)?,
-                out_iova_alignment: 0,
-            };
-            match sys::ioctl_ptr(&self.fd.fd, IOMMU_IOAS_IOVA_RANGES, &mut r) {
-                Err(Errno::EMSGSIZE) => {
-                    if r.num_iovas <= room || r.num_iovas > 1 << 16 {
+            let mut arr = vec![abi::iommu_iova_range::default(); n];
+            match self.iova_ranges_call(&mut arr) {
+                Err((Errno::EMSGSIZE, want)) => {
+                    if want <= room || want > 1 << 16 {
                         return Err(Errno::EMSGSIZE);
                     }
-                    room = r.num_iovas;
+                    room = want;
                 }
-                Err(e) => return Err(e),
-                Ok(_) => {
-                    let got = usize::try_from(r.num_iovas).map_err(|_| Errno::EINVAL)?;
+                Err((e, _)) => return Err(e),
+                Ok((num, alignment)) => {
+                    let got = usize::try_from(num).map_err(|_| Errno::EINVAL)?;
                     let mut ranges = Vec::new();
                     for raw in arr.iter().take(got.min(n)) {
                         ranges
@@ -272,13 +231,39 @@ impl Ioas {
                     }
                     return Ok(IovaRangesReply {
                         ranges,
-                        alignment: r.out_iova_alignment,
+                        alignment,
                         calls,
                     });
                 }
             }
         }
         Err(Errno::EMSGSIZE)
+    }
+
+    /// One `IOMMU_IOAS_IOVA_RANGES` into `arr`: `(num_iovas, out_iova_alignment)`, or
+    /// the errno with the `num_iovas` the kernel asked for.
+    fn iova_ranges_call(
+        &self,
+        arr: &mut [abi::iommu_iova_range],
+    ) -> Result<(u32, u64), (Errno, u32)> {
+        let num = u32::try_from(arr.len()).map_err(|_| (Errno::EINVAL, 0))?;
+        let mut r = abi::iommu_ioas_iova_ranges {
+            size: sys::size_u32::<abi::iommu_ioas_iova_ranges>(),
+            ioas_id: self.id,
+            num_iovas: num,
+            __reserved: 0,
+            allowed_iovas: u64::try_from(arr.as_mut_ptr().addr())
+                .map_err(|_| (Errno::EINVAL, 0))?,
+            out_iova_alignment: 0,
+        };
+        // SAFETY: an iommufd; IOAS_IOVA_RANGES reads and writes an
+        // iommu_ioas_iova_ranges of `size` bytes and writes at most `num_iovas`
+        // entries through `allowed_iovas`, which points to `arr`, exclusively borrowed
+        // and exactly that long, for the whole call; any bytes are valid u64 pairs.
+        match unsafe { sys::ioctl_with_ptrs(&self.fd.fd, IOMMU_IOAS_IOVA_RANGES, &mut r) } {
+            Ok(_) => Ok((r.num_iovas, r.out_iova_alignment)),
+            Err(e) => Err((e, r.num_iovas)),
+        }
     }
 
     /// `IOMMU_IOAS_IOVA_RANGES` with the size negotiation.
@@ -288,81 +273,130 @@ impl Ioas {
 
     /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the allowed list.
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<(), Errno> {
-        let mut arr: Vec<RawRange> = ranges
+        let arr: Vec<abi::iommu_iova_range> = ranges
             .iter()
-            .map(|r| RawRange {
+            .map(|r| abi::iommu_iova_range {
                 start: r.first(),
                 last: r.last(),
             })
             .collect();
-        self.allow_iovas_raw(&mut arr)
+        self.allow_iovas_raw(&arr)
     }
 
     /// `IOMMU_IOAS_ALLOW_IOVAS` with raw `(start, last)` pairs (for tests of the
     /// kernel's checks: `start > last` is refused).
     pub fn allow_iovas_pairs(&self, pairs: &[(u64, u64)]) -> Result<(), Errno> {
-        let mut arr: Vec<RawRange> = pairs
+        let arr: Vec<abi::iommu_iova_range> = pairs
             .iter()
-            .map(|(s, l)| RawRange {
+            .map(|(s, l)| abi::iommu_iova_range {
                 start: *s,
                 last: *l,
             })
             .collect();
-        self.allow_iovas_raw(&mut arr)
+        self.allow_iovas_raw(&arr)
     }
 
-    fn allow_iovas_raw(&self, arr: &mut [RawRange]) -> Result<(), Errno> {
-        let mut a = AllowIovas {
-            size: sys::size_u32::<AllowIovas>(),
+    fn allow_iovas_raw(&self, arr: &[abi::iommu_iova_range]) -> Result<(), Errno> {
+        let mut a = abi::iommu_ioas_allow_iovas {
+            size: sys::size_u32::<abi::iommu_ioas_allow_iovas>(),
             ioas_id: self.id,
             num_iovas: u32::try_from(arr.len()).map_err(|_| Errno::EINVAL)?,
-            reserved: 0,
-            allowed_iovas: u64::try_from(arr.as_mut_ptr().addr()).map_err(|_| Errno::EINVAL)?,
+            __reserved: 0,
+            allowed_iovas: u64::try_from(arr.as_ptr().addr()).map_err(|_| Errno::EINVAL)?,
         };
-        sys::ioctl_ptr(&self.fd.fd, IOMMU_IOAS_ALLOW_IOVAS, &mut a).map(|_| ())
+        // SAFETY: an iommufd; IOAS_ALLOW_IOVAS reads an iommu_ioas_allow_iovas of
+        // `size` bytes and reads (never writes) `num_iovas` entries through
+        // `allowed_iovas`, which points to `arr`, borrowed and exactly that long, for
+        // the whole call.
+        unsafe { sys::ioctl_with_ptrs(&self.fd.fd, IOMMU_IOAS_ALLOW_IOVAS, &mut a) }.map(|_| ())
     }
 
     /// `IOMMU_IOAS_MAP` with raw flags; returns the IOVA used.
-    pub fn map_raw(&self, flags: u32, user_va: u64, length: u64, iova: u64) -> Result<u64, Errno> {
-        let mut m = IoasMap {
-            size: sys::size_u32::<IoasMap>(),
+    ///
+    /// # Safety
+    /// If the kernel accepts the map, the devices attached to this IOAS (now or later)
+    /// may read and (with [`MAP_WRITEABLE`]) write the memory behind
+    /// `[user_va, user_va+length)` until the mapping is unmapped or the iommufd is
+    /// closed (every clone of it, and every device bound to it). For that whole time
+    /// the caller must keep that memory mapped and must not let Rust code use it in a
+    /// way a concurrent device access would break: no Rust object (heap, stack or
+    /// static data reached through references) may live there; treat it as memory
+    /// shared with another process (volatile or atomic accesses only), like guest RAM
+    /// in a VMM.
+    pub unsafe fn map_raw(
+        &self,
+        flags: u32,
+        user_va: u64,
+        length: u64,
+        iova: u64,
+    ) -> Result<u64, Errno> {
+        let mut m = abi::iommu_ioas_map {
+            size: sys::size_u32::<abi::iommu_ioas_map>(),
             flags,
             ioas_id: self.id,
-            reserved: 0,
+            __reserved: 0,
             user_va,
             length,
             iova,
         };
-        sys::ioctl_ptr(&self.fd.fd, IOMMU_IOAS_MAP, &mut m)?;
+        // SAFETY: an iommufd; IOAS_MAP reads and writes an iommu_ioas_map of `size`
+        // bytes; the memory `user_va` names is the caller's contract.
+        unsafe { sys::ioctl_with_ptrs(&self.fd.fd, IOMMU_IOAS_MAP, &mut m) }?;
         Ok(m.iova)
     }
 
-    /// Maps at a fixed IOVA.
+    /// `IOMMU_IOAS_MAP` with raw flags, for host ranges inside memory the IOAS holds
+    /// ([`HoldMemory::add_memory`]) or that the kernel refuses before touching memory
+    /// (length 0, `user_va + length - 1` past 2^64-1); returns the IOVA used. Any other
+    /// range is refused with [`MapRawError::NotHeld`] without a system call.
+    pub fn map_held(
+        &self,
+        flags: u32,
+        user_va: u64,
+        length: u64,
+        iova: u64,
+    ) -> Result<u64, MapRawError> {
+        if !self.memory.may_map(user_va, length) {
+            return Err(MapRawError::NotHeld {
+                host: user_va,
+                size: length,
+            });
+        }
+        // SAFETY: the range is inside an `AnonMemory` this IOAS holds until its
+        // mappings are gone (see `Drop`), which Rust only accesses atomically; or the
+        // kernel refuses it before pinning anything.
+        unsafe { self.map_raw(flags, user_va, length, iova) }.map_err(MapRawError::Kernel)
+    }
+
+    /// Maps held memory at a fixed IOVA (see [`Ioas::map_held`]).
     pub fn map_fixed(
         &self,
         iova: u64,
         user_va: u64,
         length: u64,
         access: Access,
-    ) -> Result<(), Errno> {
-        self.map_raw(MAP_FIXED_IOVA | map_flags(access), user_va, length, iova)
+    ) -> Result<(), MapRawError> {
+        self.map_held(MAP_FIXED_IOVA | map_flags(access), user_va, length, iova)
             .map(|_| ())
     }
 
-    /// Maps at an IOVA the kernel picks; returns it.
-    pub fn map_auto(&self, user_va: u64, length: u64, access: Access) -> Result<u64, Errno> {
-        self.map_raw(map_flags(access), user_va, length, 0)
+    /// Maps held memory at an IOVA the kernel picks (see [`Ioas::map_held`]); returns
+    /// it.
+    pub fn map_auto(&self, user_va: u64, length: u64, access: Access) -> Result<u64, MapRawError> {
+        self.map_held(map_flags(access), user_va, length, 0)
     }
 
     /// `IOMMU_IOAS_UNMAP`; the bytes unmapped. `(0, u64::MAX)` unmaps everything.
     pub fn unmap_raw(&self, iova: u64, length: u64) -> Result<u64, Errno> {
-        let mut u = IoasUnmap {
-            size: sys::size_u32::<IoasUnmap>(),
+        let mut u = abi::iommu_ioas_unmap {
+            size: sys::size_u32::<abi::iommu_ioas_unmap>(),
             ioas_id: self.id,
             iova,
             length,
         };
-        sys::ioctl_ptr(&self.fd.fd, IOMMU_IOAS_UNMAP, &mut u)?;
+        // SAFETY: an iommufd; IOAS_UNMAP reads and writes an iommu_ioas_unmap of
+        // `size` bytes.
+        unsafe { sys::ioctl_pod(&self.fd.fd, IOMMU_IOAS_UNMAP, &mut u) }?;
         Ok(u.length)
     }
 }
@@ -394,10 +428,7 @@ impl DmaSpace for Ioas {
         access: Access,
     ) -> Result<(), MapError> {
         self.map_fixed(iova, host_addr, size, access)
-            .map_err(|e| match e {
-                Errno::EFAULT => MapError::BadAddress,
-                e => MapError::Kernel(e),
-            })
+            .map_err(MapRawError::to_map_error)
     }
 
     fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
@@ -410,5 +441,25 @@ impl DmaSpace for Ioas {
         self.unmap_raw(0, u64::MAX)
             .map(u128::from)
             .map_err(UnmapError::Kernel)
+    }
+}
+
+impl HoldMemory for Ioas {
+    fn add_memory(&mut self, mem: Arc<AnonMemory>) {
+        self.memory.add(mem);
+    }
+}
+
+impl Drop for Ioas {
+    fn drop(&mut self) {
+        if self.memory.is_empty() {
+            return;
+        }
+        // The IOAS lives as long as the iommufd (clones of `Iommufd`, bound devices):
+        // remove its mappings before the held memory goes. If that fails, keep the
+        // memory mapped for the rest of the process instead.
+        if self.unmap_raw(0, u64::MAX).is_err() {
+            self.memory.leak();
+        }
     }
 }

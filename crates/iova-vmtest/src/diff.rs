@@ -11,7 +11,8 @@
 //!   disagreement is printed.
 //!
 //! Host addresses: each map's host address is moved into real process memory by
-//! `iova_linux::arena::TraceArena` (see there); both sides get the moved operation.
+//! `iova_linux::arena::TraceArena` (see there); both sides get the moved operation. The
+//! real backend holds the arena's memory, so its safe map sends every placed range.
 
 use std::path::Path;
 
@@ -20,6 +21,7 @@ use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::testing::random_trace;
 use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
+use iova_linux::memory::HoldMemory;
 
 use crate::edu::SimSpace;
 use crate::report::Report;
@@ -186,6 +188,7 @@ pub fn run_type1(r: &mut Report, c: &mut iova_linux::type1::Container, group: u3
         Ok(a) => a,
         Err(e) => return r.fail("diff-arena", &e.name()),
     };
+    c.add_memory(arena.memory());
     let _ = c.unmap_all();
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {

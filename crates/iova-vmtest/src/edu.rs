@@ -8,11 +8,12 @@
 //!
 //! Each test checks the data that arrived (or did not), never the fault log.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iova::dma::{Access, DmaSpace};
 use iova_linux::device::{Device, MappedRegion, PCI_BAR0_REGION_INDEX};
-use iova_linux::sys::AnonMemory;
+use iova_linux::memory::{AnonMemory, HoldMemory};
 
 use crate::report::Report;
 
@@ -90,18 +91,29 @@ fn pattern(seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// The edu DMA tests on any DMA space (`space` maps IOVAs for the device). When
+/// A real DMA space: maps IOVAs for the device, into memory it holds.
+pub trait RealSpace: DmaSpace + HoldMemory {}
+impl<T: DmaSpace + HoldMemory> RealSpace for T {}
+
+/// Allocates `len` bytes and hands them to `space` (its safe map only sends memory it
+/// holds).
+fn held(space: &mut dyn RealSpace, len: usize) -> Option<Arc<AnonMemory>> {
+    let m = Arc::new(AnonMemory::new(len).ok()?);
+    space.add_memory(Arc::clone(&m));
+    Some(m)
+}
+
+/// The edu DMA tests on any real DMA space (`space` maps IOVAs for the device). When
 /// `sim` is given, every device access is also asked of the simulated page table and
 /// the answer must match what the device saw.
 pub fn dma_tests(
     r: &mut Report,
-    space: &mut dyn DmaSpace,
+    space: &mut dyn RealSpace,
     edu: &Edu,
     sim: Option<&mut dyn SimSpace>,
 ) {
     let mut sim = sim;
-    let (Ok(mut src), Ok(mut dst)) = (AnonMemory::new(0x20_0000), AnonMemory::new(0x20_0000))
-    else {
+    let (Some(src), Some(dst)) = (held(space, 0x20_0000), held(space, 0x20_0000)) else {
         return r.fail("edu-alloc", "mmap failed");
     };
     let (src_iova, dst_iova) = (0x10_0000u64, 0x40_0000u64);
@@ -208,7 +220,7 @@ pub fn dma_tests(
     );
 
     // 3. A write to a read-only mapping does not land.
-    let (Ok(mut ro),) = (AnonMemory::new(0x4000),) else {
+    let Some(ro) = held(space, 0x4000) else {
         return r.fail("edu-alloc", "mmap failed");
     };
     ro.fill(0, 0x4000, 0x11);

@@ -12,13 +12,13 @@
 
 mod differential;
 
-use std::path::Path;
+use std::sync::Arc;
 
 use iova::dma::{Access, Errno};
 use iova::range::{IovaRange, IovaSet};
 use iova_linux::device::Device;
 use iova_linux::iommufd::{Ioas, Iommufd, MAP_FIXED_IOVA, MAP_READABLE, MAP_WRITEABLE};
-use iova_linux::sys::AnonMemory;
+use iova_linux::memory::{AnonMemory, HoldMemory, MapRawError};
 
 use crate::report::Report;
 use crate::{edu, facts};
@@ -28,8 +28,13 @@ const M1: u64 = 0x10_0000;
 const M2: u64 = 0x20_0000;
 const RW: u32 = MAP_READABLE | MAP_WRITEABLE;
 
-fn name<T>(x: Result<T, Errno>) -> String {
+fn name<T>(x: Result<T, MapRawError>) -> String {
     x.map_or_else(|e| e.name(), |_| "ok".to_owned())
+}
+
+/// The kernel's refusal of a map.
+fn k(e: Errno) -> MapRawError {
+    MapRawError::Kernel(e)
 }
 
 /// `addr` rounded up to a multiple of `align` (a power of two).
@@ -59,9 +64,11 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
         }
         Err(e) => r.fail("empty-ioas-full-range", &e.name()),
     }
-    let Ok(buf) = AnonMemory::new(0x80_0000) else {
+    let Ok(buf) = AnonMemory::new(0x80_0000).map(Arc::new) else {
         return r.fail("alloc", "mmap");
     };
+    // The IOAS holds it, so its safe maps send ranges inside it.
+    ioas.add_memory(Arc::clone(&buf));
     let va = align_up(buf.addr(), M2);
     let group = match facts::group_of(bdf) {
         Ok(g) => g,
@@ -89,7 +96,7 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
         Ok(c) => c,
         Err(e) => return r.fail("vfio-cdev", &e),
     };
-    let dev = match Device::open_cdev(Path::new(&format!("/dev/vfio/devices/{cdev}"))) {
+    let dev = match Device::open_cdev_name(&cdev) {
         Ok(d) => d,
         Err(e) => return r.fail("open-vfio-cdev", &e.name()),
     };
@@ -168,7 +175,6 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
     auto_checks(r, &mut ioas, va, &want_valid);
     unmap_checks(r, &mut ioas, va);
     allow_checks(r, &mut ioas, va, msi_first);
-    drop(buf);
 
     differential::run(r, &mut ioas, group, seed);
     let _ = ioas.unmap_raw(0, u64::MAX);
@@ -189,7 +195,7 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
 /// iopt_insert_area.
 fn map_checks(r: &mut Report, ioas: &mut Ioas, va: u64, top: u64, msi: u64) {
     let map = |ioas: &Ioas, flags: u32, uptr: u64, len: u64, iova: u64| {
-        name(ioas.map_raw(flags, uptr, len, iova))
+        name(ioas.map_held(flags, uptr, len, iova))
     };
     let fx = MAP_FIXED_IOVA | RW;
     r.eq("map-fixed-ok", map(ioas, fx, va, M2, M1), "ok".into());
@@ -303,8 +309,9 @@ fn map_checks(r: &mut Report, ioas: &mut Ioas, va: u64, top: u64, msi: u64) {
         "EOPNOTSUPP".into(),
     );
     // Pinning memory the process cannot access fails (EFAULT) and leaves no area.
-    match AnonMemory::inaccessible(0x2000) {
+    match AnonMemory::inaccessible(0x2000).map(Arc::new) {
         Ok(none) => {
+            ioas.add_memory(Arc::clone(&none));
             r.eq(
                 "map-inaccessible-memory-efault",
                 map(ioas, fx, none.addr(), 0x2000, 0x40_0000),
@@ -318,6 +325,15 @@ fn map_checks(r: &mut Report, ioas: &mut Ioas, va: u64, top: u64, msi: u64) {
         }
         Err(e) => r.fail("map-inaccessible-memory-efault", &e.name()),
     }
+    // Memory the IOAS does not hold: refused before any system call.
+    r.eq(
+        "map-not-held-refused-without-syscall",
+        ioas.map_held(fx, 0x1_0000, K4, 0x40_0000),
+        Err(MapRawError::NotHeld {
+            host: 0x1_0000,
+            size: K4,
+        }),
+    );
     // A read-only mapping of writable memory, and a write-only one, are fine.
     r.eq(
         "map-fixed-read-only-ok",
@@ -379,12 +395,12 @@ fn auto_checks(r: &mut Report, ioas: &mut Ioas, va: u64, valid: &IovaSet) {
     r.eq(
         "map-auto-unaligned-va-einval",
         ioas.map_auto(va + 0x800, K4, Access::RW),
-        Err(Errno::EINVAL),
+        Err(k(Errno::EINVAL)),
     );
     r.eq(
         "map-auto-zero-length-einval",
         ioas.map_auto(va, 0, Access::RW),
-        Err(Errno::EINVAL),
+        Err(k(Errno::EINVAL)),
     );
     // Only automatic allocation honours ALLOW_IOVAS: a one-page allowed range takes a
     // one-page map, then nothing more (ENOSPC).
@@ -398,7 +414,7 @@ fn auto_checks(r: &mut Report, ioas: &mut Ioas, va: u64, valid: &IovaSet) {
     r.eq(
         "map-auto-allowed-full-enospc",
         ioas.map_auto(va, K4, Access::RW),
-        Err(Errno::ENOSPC),
+        Err(k(Errno::ENOSPC)),
     );
     r.eq(
         "map-fixed-outside-allowed-ok",

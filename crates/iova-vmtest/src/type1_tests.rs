@@ -1,9 +1,11 @@
 //! The type1 backend against the real kernel: open, GET_INFO, the MAP/UNMAP errno
 //! table of SEMANTICS.md, edu DMA, and the differential traces.
 
+use std::sync::Arc;
+
 use iova::dma::{DmaSpace, Errno};
 use iova_linux::capchain;
-use iova_linux::sys::AnonMemory;
+use iova_linux::memory::{AnonMemory, HoldMemory, MapRawError};
 use iova_linux::type1::{self, Container, Extension, Group, IommuType};
 
 use crate::report::Report;
@@ -18,6 +20,10 @@ fn name(e: Result<(), Errno>) -> String {
         Ok(()) => "ok".to_owned(),
         Err(e) => e.name(),
     }
+}
+
+fn held_name(e: Result<(), MapRawError>) -> String {
+    e.map_or_else(|e| e.name(), |()| "ok".to_owned())
 }
 
 /// Runs every type1 check.
@@ -129,10 +135,16 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
 
 /// The MAP/UNMAP errno table of SEMANTICS.md (type1 v2, kernels before 6.18).
 fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>) {
-    let buf = match AnonMemory::new(usize::try_from(2 * M2).unwrap_or(0)) {
-        Ok(b) => b,
-        Err(e) => return r.fail("alloc", &e.name()),
+    let (buf, none) = match (
+        AnonMemory::new(usize::try_from(2 * M2).unwrap_or(0)),
+        AnonMemory::inaccessible(usize::try_from(K4).unwrap_or(0)),
+    ) {
+        (Ok(b), Ok(n)) => (Arc::new(b), Arc::new(n)),
+        (Err(e), _) | (_, Err(e)) => return r.fail("alloc", &e.name()),
     };
+    // The container holds both, so its safe map sends ranges inside them.
+    c.add_memory(Arc::clone(&buf));
+    c.add_memory(Arc::clone(&none));
     let va = buf.addr();
     let map = |r: &mut Report,
                what: &str,
@@ -141,11 +153,11 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
                size: u64,
                flags: u32,
                want: Result<(), Errno>| {
-        let got = c.map_raw(vaddr, iova, size, flags);
+        let got = c.map_held(vaddr, iova, size, flags);
         if got.is_ok() && want.is_err() {
             let _ = c.unmap_raw(iova, size, 0);
         }
-        r.eq(&format!("map-{what}"), name(got), name(want));
+        r.eq(&format!("map-{what}"), held_name(got), name(want));
         got
     };
     let _ = map(r, "good-2m", va, 0x10_0000, M2, RW, Ok(()));
@@ -308,14 +320,24 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
         RW | 0x80,
         Err(Errno::EINVAL),
     );
+    // Memory the kernel cannot pin (PROT_NONE): EFAULT (vaddr_get_pfns).
     let _ = map(
         r,
-        "vaddr-not-mapped-efault",
-        0x1_0000,
+        "vaddr-inaccessible-efault",
+        none.addr(),
         0x40_0000,
         K4,
         RW,
         Err(Errno::EFAULT),
+    );
+    // Memory the container does not hold: refused before any system call.
+    r.eq(
+        "vaddr-not-held-refused-without-syscall",
+        c.map_held(0x1_0000, 0x40_0000, K4, RW),
+        Err(MapRawError::NotHeld {
+            host: 0x1_0000,
+            size: K4,
+        }),
     );
     // A failed map leaves nothing behind: one mapping exists, so one fewer slot.
     r.eq(
@@ -366,9 +388,9 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
         0,
         Ok(M2),
     );
-    let _ = c.map_raw(va, 0x10_0000, M2, RW);
-    let _ = c.map_raw(va, 0x30_0000, K4, RW);
-    let _ = c.map_raw(va, 0x30_2000, K4, RW);
+    let _ = c.map_held(va, 0x10_0000, M2, RW);
+    let _ = c.map_held(va, 0x30_0000, K4, RW);
+    let _ = c.map_held(va, 0x30_2000, K4, RW);
     r.eq(
         "dma-avail-counts-mappings",
         c.get_info().ok().and_then(|i| i.dma_avail),
@@ -391,5 +413,4 @@ fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>)
         Ok(M2 + 2 * K4),
     );
     unmap(r, "after-all-nothing-left", 0x10_0000, M2, 0, Ok(0));
-    drop(buf);
 }

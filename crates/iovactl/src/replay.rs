@@ -170,6 +170,9 @@ fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCod
     }
     let arena = TraceArena::new(TraceArena::DEFAULT_LEN)
         .map_err(|e| CliError::Os(format!("cannot map the host-address arena: {e}")))?;
+    // The container holds the arena's memory: its safe map accepts the placed host
+    // ranges and keeps the memory mapped until its own mappings are gone.
+    iova_linux::memory::HoldMemory::add_memory(&mut container, arena.memory());
     let out = run_ops(&mut container, ops, |op| arena.place(op), args.verbose);
     // Leave nothing mapped behind us.
     let _ = container.unmap_all();

@@ -20,6 +20,7 @@ use iova::testing::SplitMix;
 use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 use iova_linux::iommufd::Ioas;
+use iova_linux::memory::HoldMemory;
 
 use crate::diff::{replay, replay_random};
 use crate::report::Report;
@@ -188,6 +189,7 @@ pub fn run(r: &mut Report, ioas: &mut Ioas, group: u32, seed: u64) {
         Ok(a) => a,
         Err(e) => return r.fail("diff-arena", &e.name()),
     };
+    ioas.add_memory(arena.memory());
     let _ = ioas.unmap_raw(0, u64::MAX);
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {
