@@ -118,6 +118,7 @@ pub struct Type1Info {
 
 /// Why a GET_INFO reply could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CapChainError {
     /// Shorter than the fixed part of the info struct.
     #[error("GET_INFO reply is {len} bytes, shorter than the {need}-byte header")]

@@ -22,3 +22,10 @@ pub mod memory;
 mod sys;
 pub mod sysfs;
 pub mod type1;
+
+pub use arena::TraceArena;
+pub use device::Device;
+pub use iommufd::{Ioas, Iommufd};
+pub use memory::{AnonMemory, HoldMemory, MapRawError};
+pub use sysfs::{SysfsError, read_host, read_host_default};
+pub use type1::{Container as Type1Container, Group as Type1Group, IommuType, Type1Error};

@@ -219,6 +219,7 @@ pub trait HoldMemory {
 
 /// Why a safe map with raw flags failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MapRawError {
     /// The host range is not inside memory the backend holds (see [`HoldMemory`]);
     /// nothing was sent to the kernel.

@@ -107,6 +107,7 @@ impl IommuType {
 
 /// Why a container operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Type1Error {
     /// Opening a device node failed.
     #[error("cannot open {path}: {errno}")]

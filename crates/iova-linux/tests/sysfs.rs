@@ -54,7 +54,7 @@ fn valid(host: &Host, group: u32) -> Vec<IovaRange> {
 }
 
 fn err(name: &str) -> (SysfsError, String) {
-    let e = read_host(&fixture(name)).expect_err(name);
+    let e = read_host(fixture(name)).expect_err(name);
     let msg = e.to_string();
     (e, msg)
 }
@@ -64,7 +64,7 @@ fn err(name: &str) -> (SysfsError, String) {
 
 #[test]
 fn intel_39_bit() {
-    let h = read_host(&fixture("intel-vtd-39")).unwrap();
+    let h = read_host(fixture("intel-vtd-39")).unwrap();
 
     let names: Vec<&str> = h.iommus.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["dmar0", "dmar1"]);
@@ -124,7 +124,7 @@ fn intel_39_bit() {
 
 #[test]
 fn intel_48_bit() {
-    let h = read_host(&fixture("intel-vtd-48")).unwrap();
+    let h = read_host(fixture("intel-vtd-48")).unwrap();
     assert_eq!(h.iommus.len(), 1);
     assert_eq!(h.iommus[0].address_width, Some(48));
     assert_eq!(h.iommus[0].page_sizes, Some(0x4020_1000));
@@ -146,7 +146,7 @@ fn intel_48_bit() {
 
 #[test]
 fn amd_msi_and_hypertransport() {
-    let h = read_host(&fixture("amd")).unwrap();
+    let h = read_host(fixture("amd")).unwrap();
     let u = &h.iommus[0];
     assert_eq!(u.name, "ivhd0");
     assert_eq!(u.vendor, IommuVendor::Amd);
@@ -176,7 +176,7 @@ fn amd_msi_and_hypertransport() {
 
 #[test]
 fn arm_smmuv3_aperture_unknown() {
-    let h = read_host(&fixture("arm-smmuv3")).unwrap();
+    let h = read_host(fixture("arm-smmuv3")).unwrap();
     let u = &h.iommus[0];
     assert_eq!(u.name, "smmu3.0x0000000009050000");
     assert_eq!(u.vendor, IommuVendor::ArmSmmuV3);
@@ -214,12 +214,12 @@ fn dangling_links_are_tolerated() {
     let link = fixture("arm-smmuv3").join("kernel/iommu_groups/2/devices/9010000.dma");
     assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
     assert!(!link.exists(), "fixture link should dangle");
-    read_host(&fixture("arm-smmuv3")).unwrap();
+    read_host(fixture("arm-smmuv3")).unwrap();
 }
 
 #[test]
 fn no_groups_directory_means_no_groups() {
-    let h = read_host(&fixture("empty-groups")).unwrap();
+    let h = read_host(fixture("empty-groups")).unwrap();
     assert_eq!(h, Host::default());
 }
 
@@ -441,7 +441,7 @@ fn group_link_disagreeing_with_listing() {
 
 #[test]
 fn example_intel_vtd_39() {
-    let h = read_host(&example("intel-vtd-39")).unwrap();
+    let h = read_host(example("intel-vtd-39")).unwrap();
     let ids: Vec<u32> = h.groups.iter().map(|g| g.id).collect();
     assert_eq!(ids, [0, 1, 5, 8, 12]);
     assert_eq!(h.group(0).unwrap().domain_type, DomainType::Identity);
@@ -469,7 +469,7 @@ fn example_intel_vtd_39() {
 
 #[test]
 fn example_intel_vtd_48() {
-    let h = read_host(&example("intel-vtd-48")).unwrap();
+    let h = read_host(example("intel-vtd-48")).unwrap();
     assert_eq!(
         valid(&h, 3),
         [r(0, 0xfedf_ffff), r(0xfef0_0000, 0xffff_ffff_ffff)]
@@ -478,7 +478,7 @@ fn example_intel_vtd_48() {
 
 #[test]
 fn example_amd_epyc() {
-    let h = read_host(&example("amd-epyc")).unwrap();
+    let h = read_host(example("amd-epyc")).unwrap();
     assert_eq!(h.iommus[0].address_width, Some(48));
     for g in &h.groups {
         assert!(g.reserved_regions.contains(&ht()), "group {}", g.id);
@@ -489,7 +489,7 @@ fn example_amd_epyc() {
 
 #[test]
 fn example_arm_smmuv3() {
-    let h = read_host(&example("arm-smmuv3")).unwrap();
+    let h = read_host(example("arm-smmuv3")).unwrap();
     assert_eq!(h.iommus[0].vendor, IommuVendor::ArmSmmuV3);
     let v = h.valid_iova_ranges(0).unwrap();
     assert!(!v.aperture_known());
