@@ -342,7 +342,7 @@ pub fn check_container(layout: &Layout, container: &Container) -> CheckReport {
     }
     if container.page_sizes_assumed {
         notes.push(
-            "an IOMMU does not report its page sizes (sysfs does not show them for AMD-Vi): \
+            "an IOMMU's page sizes are unknown (its sysfs entry does not show them): \
              4 KiB pages were assumed"
                 .to_owned(),
         );

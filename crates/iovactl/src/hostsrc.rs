@@ -14,8 +14,8 @@ pub struct HostArgs {
     /// examples/hosts/*) instead of the running host's /sys.
     #[arg(long, value_name = "DIR", conflicts_with = "host")]
     pub sysfs_root: Option<PathBuf>,
-    /// Read the host from a profile file (JSON, as written by `iovactl inspect --json
-    /// --profile`).
+    /// Read the host from a profile file (JSON, as saved by `iovactl inspect
+    /// --save-profile FILE`).
     #[arg(long, value_name = "PROFILE")]
     pub host: Option<PathBuf>,
 }
@@ -26,6 +26,9 @@ pub struct LoadedHost {
     pub host: Host,
     /// Where it came from, for messages ("sysfs at /sys").
     pub source: String,
+    /// What the facts were read from, for "computed from ...": "sysfs" or "the host
+    /// profile".
+    pub basis: &'static str,
 }
 
 impl HostArgs {
@@ -38,12 +41,27 @@ impl HostArgs {
             .sysfs_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let host =
-            iova_linux::sysfs::read_host(&root).map_err(|e| CliError::input(e.to_string()))?;
+        let host = iova_linux::sysfs::read_host(&root).map_err(|e| sysfs_error(&e))?;
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),
+            basis: "sysfs",
         })
+    }
+}
+
+/// A sysfs reading error as a CLI error: a file that exists but that the operating
+/// system would not let us read (permissions, an I/O error) is exit 3; anything else
+/// (missing root, malformed content, wrong file type) is bad input, exit 2.
+fn sysfs_error(e: &iova_linux::sysfs::SysfsError) -> CliError {
+    use iova_linux::sysfs::SysfsError;
+    match e {
+        SysfsError::Io { source, .. } | SysfsError::Root { source, .. }
+            if source.kind() != std::io::ErrorKind::NotFound =>
+        {
+            CliError::Os(e.to_string())
+        }
+        _ => CliError::input(e.to_string()),
     }
 }
 
@@ -61,6 +79,7 @@ fn load_profile(path: &Path) -> Result<LoadedHost, CliError> {
     Ok(LoadedHost {
         host,
         source: format!("profile {}", path.display()),
+        basis: "the host profile",
     })
 }
 

@@ -9,7 +9,7 @@ use iova::range::IovaSet;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::hostsrc::{HostArgs, group_facts, groups_of_devices};
+use crate::hostsrc::{HostArgs, LoadedHost, group_facts, groups_of_devices};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
 
 /// Options of `iovactl inspect`.
@@ -98,16 +98,18 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.save_profile {
         let text = serde_json::to_string_pretty(host)
             .map_err(|e| CliError::Os(format!("cannot serialize the host profile: {e}")))?;
-        std::fs::write(path, text + "\n").map_err(|e| {
-            CliError::Os(format!("cannot write host profile {}: {e}", path.display()))
-        })?;
+        let inputs: Vec<&std::path::Path> = args.host.host.as_deref().into_iter().collect();
+        crate::out::write_output(path, "host profile", (text + "\n").as_bytes(), &inputs)?;
     }
     let vfio = vfio_answers(args, &groups);
     if args.json {
         let v = to_json(host, &groups, &vfio)?;
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
-        print!("{}", to_table(host, &groups, &vfio, &loaded.source)?);
+        // Names come from sysfs or a profile: no control character reaches the terminal.
+        crate::out::print(&crate::text::clean_lines(&to_table(
+            host, &groups, &vfio, &loaded,
+        )?))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -213,8 +215,10 @@ fn to_table(
     host: &Host,
     groups: &[&Group],
     vfio: &[VfioAnswer],
-    source: &str,
+    loaded: &LoadedHost,
 ) -> Result<String, CliError> {
+    let source = loaded.source.as_str();
+    let computed = format!("computed from {}", loaded.basis);
     use std::fmt::Write as _;
     let mut s = String::new();
     if host.groups.is_empty() {
@@ -247,7 +251,7 @@ fn to_table(
         ]];
         for u in &host.iommus {
             rows.push(vec![
-                u.name.clone(),
+                crate::text::clean(&u.name),
                 u.vendor.as_str().into(),
                 u.address_width.map_or("?".into(), |w| format!("{w}-bit")),
                 u.aperture.map_or("unknown".into(), |a| a.to_string()),
@@ -268,7 +272,7 @@ fn to_table(
         let (valid, issues) = group_facts(host, g)?;
         let unit = host
             .iommu_of_group(g)
-            .map_or("unknown".to_string(), |u| u.name.clone());
+            .map_or("unknown".to_string(), |u| crate::text::clean(&u.name));
         let _ = writeln!(
             s,
             "Group {}  type {}  iommu {}",
@@ -287,7 +291,7 @@ fn to_table(
                 }
                 t
             });
-            let _ = writeln!(s, "  device    {name}{detail}");
+            let _ = writeln!(s, "  device    {}{detail}", crate::text::clean(name));
         }
         match valid.aperture {
             Some(a) => {
@@ -316,7 +320,7 @@ fn to_table(
         }
         let (ranges, from) = match answer {
             VfioAnswer::Info { ranges, .. } => (ranges, "read from the kernel (VFIO GET_INFO)"),
-            _ => (&valid.ranges, "computed from sysfs"),
+            _ => (&valid.ranges, computed.as_str()),
         };
         if ranges.is_empty() {
             let _ = writeln!(s, "  valid     none: nothing can be mapped");
