@@ -125,6 +125,9 @@ pub enum PageTableError {
 /// tables or pin that much memory.
 pub const TABLE_BUDGET_BYTES: u64 = 512 << 20;
 
+/// log2 of the largest granule (smallest page) a table accepts: 64 KiB.
+pub const MAX_GRANULE_SHIFT: u32 = 16;
+
 /// A radix IO page table. See the [module documentation](self).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PageTable {
@@ -170,8 +173,12 @@ impl PageTable {
         if page_sizes == 0 {
             return Err(PageTableError::BadPageSizes(page_sizes));
         }
+        // A table holds 2^(gshift - 3) eight-byte entries: it is as large as the granule.
+        // No IOMMU has a smallest page above 64 KiB (ARM's largest granule); a bitmap
+        // whose smallest page is 1 GiB would make the root table alone 1 GiB (found by
+        // fuzzing host profiles: an out-of-memory abort).
         let gshift = page_sizes.trailing_zeros();
-        if !(12..=32).contains(&gshift) {
+        if !(12..=MAX_GRANULE_SHIFT).contains(&gshift) {
             return Err(PageTableError::BadPageSizes(page_sizes));
         }
         if address_bits == 0 || address_bits > 64 {
@@ -335,6 +342,21 @@ impl PageTable {
             needed = needed.saturating_add(per_level).saturating_add(2);
         }
         let live = u64::try_from(self.table_count()).unwrap_or(u64::MAX);
+        if live.saturating_add(needed) > budget {
+            return Err(PageTableError::OverBudget { needed, budget });
+        }
+        Ok(())
+    }
+
+    /// Refuses to add `count` tables when that would take the tables past
+    /// [`TABLE_BUDGET_BYTES`]: the single-granule path's check, two subtractions on the
+    /// rare walk that creates tables.
+    #[inline]
+    fn check_new_tables(&self, count: u32) -> Result<(), PageTableError> {
+        let table_bytes = (1u64 << self.bits) * 8;
+        let budget = TABLE_BUDGET_BYTES / table_bytes;
+        let live = u64::try_from(self.table_count()).unwrap_or(u64::MAX);
+        let needed = u64::from(count);
         if live.saturating_add(needed) > budget {
             return Err(PageTableError::OverBudget { needed, budget });
         }
@@ -653,7 +675,9 @@ impl PageTable {
             let idx = (table << bits) + i;
             let e = self.entries[idx];
             if e & VALID == 0 {
-                // Nothing below: build the chain of tables down to level 0.
+                // Nothing below: build the chain of tables down to level 0, within the
+                // budget (this path must hold it as `map_range` does).
+                self.check_new_tables(level)?;
                 let mut idx = idx;
                 for l in (0..level).rev() {
                     let c = self.alloc_table();
