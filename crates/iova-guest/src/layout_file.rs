@@ -231,7 +231,13 @@ fn quote(s: &str) -> String {
         match c {
             '"' => q.push_str("\\\""),
             '\\' => q.push_str("\\\\"),
-            c if c.is_control() => q.push_str(&format!("\\u{:04x}", u32::from(c))),
+            // Control characters and the bidirectional overrides as TOML escapes: the
+            // text can be printed to a terminal as is.
+            c if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                q.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
             c => q.push(c),
         }
     }

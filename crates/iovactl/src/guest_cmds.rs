@@ -570,8 +570,32 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
             a.devices.join(", ")
         ))
     })?;
+    // As `check` does: a blocked group (identity domain, direct RMRR, no interrupt
+    // remapping) cannot be assigned whatever the limits say.
+    let mut blockers = Vec::new();
+    for &g in &c.groups {
+        let issues = loaded
+            .host
+            .group_issues(g)
+            .map_err(|e| CliError::input(format!("--device: {e}")))?;
+        let members: Vec<&String> = loaded
+            .host
+            .group(g)
+            .map(|x| x.devices.iter().filter(|d| c.devices.contains(d)).collect())
+            .unwrap_or_default();
+        for issue in issues.into_iter().filter(|i| i.is_blocker()) {
+            blockers.push(json!({
+                "group": g,
+                "devices": members,
+                "message": issue.to_string(),
+                "issue": issue,
+            }));
+        }
+    }
     let v = json!({
         "format": "virtio-iommu",
+        "ok": blockers.is_empty(),
+        "blockers": blockers,
         "devices": c.devices,
         "groups": c.groups,
         "config": {
@@ -591,5 +615,17 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
         "input_range_json": range_json(&cfg.input_range),
     });
     crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
-    Ok(ExitCode::SUCCESS)
+    if blockers.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::io::Write as _;
+    for b in &blockers {
+        let _ = writeln!(
+            std::io::stderr(),
+            "iovactl: export: blocked: group {}: {}",
+            b["group"],
+            crate::text::clean(b["message"].as_str().unwrap_or_default())
+        );
+    }
+    Ok(ExitCode::from(1))
 }

@@ -29,6 +29,8 @@ pub struct LoadedHost {
     /// What the facts were read from, for "computed from ...": "sysfs" or "the host
     /// profile".
     pub basis: &'static str,
+    /// The sysfs root read, if the host came from one.
+    pub root: Option<PathBuf>,
 }
 
 impl HostArgs {
@@ -42,10 +44,17 @@ impl HostArgs {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
         let host = iova_linux::sysfs::read_host(&root).map_err(|e| sysfs_error(&e))?;
+        host.check_consistent().map_err(|e| {
+            CliError::input(format!(
+                "the host read from sysfs at {} is inconsistent: {e}",
+                root.display()
+            ))
+        })?;
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),
             basis: "sysfs",
+            root: Some(root),
         })
     }
 }
@@ -76,10 +85,14 @@ fn load_profile(path: &Path) -> Result<LoadedHost, CliError> {
     let host: Host = serde_json::from_str(&text).map_err(|e| {
         CliError::input(format!("host profile {} is not valid: {e}", path.display()))
     })?;
+    host.check_consistent().map_err(|e| {
+        CliError::input(format!("host profile {} is not valid: {e}", path.display()))
+    })?;
     Ok(LoadedHost {
         host,
         source: format!("profile {}", path.display()),
         basis: "the host profile",
+        root: None,
     })
 }
 
@@ -110,4 +123,57 @@ pub fn group_facts(host: &Host, group: &Group) -> Result<(ValidRanges, Vec<Group
         .group_issues(group.id)
         .map_err(|e| CliError::input(e.to_string()))?;
     Ok((valid, issues))
+}
+
+/// The virtual machine a sysfs tree describes, if it is one: the DMI vendor or product
+/// (`class/dmi/id/{sys_vendor,product_name}`) of a known hypervisor, or, on the running
+/// host (`/sys`) only, the `hypervisor` CPU flag of `/proc/cpuinfo`. Under another
+/// `--sysfs-root` only the tree is looked at.
+pub fn virtual_machine(root: &Path) -> Option<String> {
+    const KNOWN: [(&str, &str); 12] = [
+        ("QEMU", "QEMU"),
+        ("KVM", "KVM"),
+        ("Bochs", "QEMU"),
+        ("VMware", "VMware"),
+        ("VirtualBox", "VirtualBox"),
+        ("innotek", "VirtualBox"),
+        ("Xen", "Xen"),
+        ("Virtual Machine", "Hyper-V"),
+        ("Amazon EC2", "Amazon EC2"),
+        ("Google Compute Engine", "Google Compute Engine"),
+        ("Cloud Hypervisor", "Cloud Hypervisor"),
+        ("Firecracker", "Firecracker"),
+    ];
+    for file in ["class/dmi/id/sys_vendor", "class/dmi/id/product_name"] {
+        let Ok(text) = read_small(&root.join(file)) else {
+            continue;
+        };
+        if let Some((_, vmm)) = KNOWN.iter().find(|(k, _)| text.contains(k)) {
+            return Some((*vmm).to_owned());
+        }
+    }
+    if root == Path::new("/sys") {
+        if let Ok(cpuinfo) = read_small(Path::new("/proc/cpuinfo")) {
+            let flagged = cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|w| w == "hypervisor"));
+            if flagged {
+                return Some("the CPU reports a hypervisor".to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// At most 1 MiB of a regular file, as text (lossy).
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    f.take(1 << 20).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

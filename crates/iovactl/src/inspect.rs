@@ -103,7 +103,22 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     }
     let vfio = vfio_answers(args, &groups);
     if args.json {
-        let v = to_json(host, &groups, &vfio)?;
+        let mut v = to_json(host, &groups, &vfio)?;
+        if host.groups.is_empty() {
+            let vm = loaded
+                .root
+                .as_deref()
+                .and_then(crate::hostsrc::virtual_machine);
+            if let Value::Object(m) = &mut v {
+                m.insert(
+                    "no_groups".to_owned(),
+                    json!({
+                        "message": no_groups_advice(host, &loaded),
+                        "virtual_machine": vm,
+                    }),
+                );
+            }
+        }
         crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
         // Names come from sysfs or a profile: no control character reaches the terminal.
@@ -224,11 +239,8 @@ fn to_table(
     if host.groups.is_empty() {
         let _ = writeln!(
             s,
-            "No IOMMU groups found ({source}).\n\
-             This host has no IOMMU enabled, or it is not exposed to this system: no device \
-             can be assigned with VFIO here.\n\
-             To enable one: turn on VT-d / AMD-Vi (IOMMU) in the firmware and boot Linux with \
-             intel_iommu=on (Intel) or amd_iommu=on (AMD); then check /sys/kernel/iommu_groups."
+            "No IOMMU groups found ({source}).\n{}",
+            no_groups_advice(host, loaded)
         );
         return Ok(s);
     }
@@ -363,6 +375,36 @@ fn to_table(
         s.push('\n');
     }
     Ok(s)
+}
+
+/// Why a host has no IOMMU groups and what to do about it: on a virtual machine, a
+/// virtual IOMMU in its VMM; on hardware, the IOMMU in the firmware and on the kernel
+/// command line (VT-d / AMD-Vi on x86, the SMMU on ARM).
+fn no_groups_advice(host: &Host, loaded: &LoadedHost) -> String {
+    let vm = loaded
+        .root
+        .as_deref()
+        .and_then(crate::hostsrc::virtual_machine);
+    let lead = "This host has no IOMMU enabled, or it is not exposed to this system: no device \
+                can be assigned with VFIO here.";
+    let fix = match (vm, host.settings.cpu_vendor.as_deref()) {
+        (Some(vmm), _) => format!(
+            "This host is a virtual machine ({vmm}): firmware settings cannot help; its VMM \
+             must give it a virtual IOMMU, for example QEMU's `-device intel-iommu,intremap=on` \
+             (with `-machine q35,kernel-irqchip=split`) or `-device virtio-iommu-pci`, with the \
+             devices to assign passed through behind it; then boot the guest with \
+             intel_iommu=on and check /sys/kernel/iommu_groups."
+        ),
+        (None, Some("arm")) => "To enable one: enable the SMMU in the firmware (ACPI IORT or \
+             the device tree) and make sure the kernel's arm-smmu-v3 driver is loaded; then \
+             check /sys/kernel/iommu_groups."
+            .to_owned(),
+        (None, _) => "To enable one: turn on VT-d / AMD-Vi (IOMMU) in the firmware and boot \
+             Linux with intel_iommu=on (Intel) or amd_iommu=on (AMD); then check \
+             /sys/kernel/iommu_groups."
+            .to_owned(),
+    };
+    format!("{lead}\n{fix}")
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -30,6 +30,8 @@ enum F {
     Dangling,
     /// A symbolic link with this target text.
     Link(&'static str),
+    /// Nothing: whatever the base tree has there is removed.
+    Absent,
 }
 
 /// What the case directory starts with.
@@ -97,7 +99,7 @@ const fn case_code(
 }
 
 use Base::{Empty, Sysfs};
-use F::{Bytes, Dangling, Dir, Fifo, Link};
+use F::{Absent, Bytes, Dangling, Dir, Fifo, Link};
 
 macro_rules! rr {
     () => {
@@ -992,6 +994,99 @@ static CASES: &[Case] = &[
         &["render", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml", "--svg", "{T}/out.svg"],
         &["{T}/out.svg", "refusing to overwrite"],
     ),
+    // ---- round two: unknown means unsafe ------------------------------------------
+    sysfs_case!(
+        "reserved_regions missing",
+        rr!(),
+        Absent,
+        ["missing", "group 1", "refusing to assume there are none"]
+    ),
+    sysfs_case!(
+        "VT-d cap: 0",
+        "sys/class/iommu/dmar0/intel-iommu/cap",
+        Bytes(b"0\n"),
+        ["SAGAW", "MGAW"]
+    ),
+    case(
+        "sysfs root: an empty folder",
+        Empty,
+        &[("sys", Dir)],
+        INSPECT,
+        &["{T}/sys", "does not look like sysfs"],
+    ),
+    case(
+        "sysfs root: a folder of example hosts",
+        Empty,
+        &[("sys/intel/kernel/iommu_groups", Dir), ("sys/amd/class/iommu", Dir)],
+        INSPECT,
+        &["{T}/sys", "does not look like sysfs"],
+    ),
+    case(
+        "sysfs root: /",
+        Empty,
+        &[],
+        &["inspect", "--sysfs-root", "/"],
+        &["/: does not look like sysfs"],
+    ),
+    profile_case!(
+        "profile address width 0",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 0}]}",
+        ["iommus[0].address_width", "0 bits"]
+    ),
+    profile_case!(
+        "profile address width 200",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 200}]}",
+        ["iommus[0].address_width", "200 bits"]
+    ),
+    profile_case!(
+        "profile address width 64 against a 39-bit aperture",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 64, \"aperture\": {\"first\": \"0x0\", \"last\": \"0x7fffffffff\"}}]}",
+        ["iommus[0].address_width", "contradicts the aperture"]
+    ),
+    profile_case!(
+        "profile address width without its aperture",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 39}]}",
+        ["iommus[0].address_width", "contradicts the aperture (none)"]
+    ),
+    profile_case!(
+        "profile page sizes 0",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x0\"}]}",
+        ["iommus[0].page_sizes", "no page size"]
+    ),
+    profile_case!(
+        "profile page sizes below 4 KiB",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x40201001\"}]}",
+        ["iommus[0].page_sizes", "below 4 KiB"]
+    ),
+    profile_case!(
+        "profile smallest page 1 GiB",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x40000000\"}]}",
+        ["iommus[0].page_sizes", "above 64 KiB"]
+    ),
+    profile_case!(
+        "profile duplicate groups",
+        b"{\"groups\": [{\"id\": 1, \"type\": \"DMA\", \"devices\": []}, {\"id\": 1, \"type\": \"DMA\", \"devices\": []}]}",
+        ["groups[1].id", "group 1 is listed twice"]
+    ),
+    profile_case!(
+        "profile group naming a missing IOMMU",
+        b"{\"groups\": [{\"id\": 1, \"type\": \"DMA\", \"devices\": [], \"iommu\": \"dmar9\"}]}",
+        ["groups[0].iommu", "'dmar9'"]
+    ),
+    profile_case!(
+        "profile device naming a missing group",
+        b"{\"devices\": [{\"name\": \"0000:03:00.0\", \"group\": 7}]}",
+        ["devices[0].group", "group 7"]
+    ),
+    // ---- round two: export reports blockers as check does ------------------------
+    case_code(
+        1,
+        "export virtio-iommu of an identity group",
+        Sysfs,
+        &[("sys/kernel/iommu_groups/1/type", Bytes(b"identity\n"))],
+        &["export", "virtio-iommu", "--sysfs-root", "{T}/sys", "--device", "03:00.0"],
+        &["blocked", "group 1", "identity domain"],
+    ),
 ];
 
 /// A small valid host: one VT-d unit with a 39-bit aperture, group 1 (DMA, MSI
@@ -1060,6 +1155,7 @@ fn make(dir: &Path, rel: &str, f: F) {
             std::os::unix::fs::symlink(dir.join("does-not-exist"), &path).unwrap();
         }
         Link(target) => std::os::unix::fs::symlink(target, &path).unwrap(),
+        Absent => {}
     }
 }
 
