@@ -59,3 +59,25 @@ fn the_container_answers_enomem_at_the_budget() {
     }
     assert_eq!(errno, Some(Errno::ENOMEM));
 }
+
+/// The `host_profile` fuzz target's out-of-memory input (kept in
+/// fuzz/corpus/host_profile/oom-1g-granule.json): a unit whose smallest page is 1 GiB
+/// made the container build a page table whose root alone is 2^27 entries (1 GiB), in
+/// every type1 attach. Such a granule is now refused (no IOMMU has one): attaching the
+/// group fails cleanly, and the groups with a real granule still work.
+#[test]
+fn a_1g_granule_is_refused_not_allocated() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/corpus/host_profile/oom-1g-granule.json"
+    );
+    let host: Host = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for flavour in [Flavour::Type1V1, Flavour::Type1V2, Flavour::Iommufd] {
+        let mut c = Container::new(ContainerConfig::with_flavour(flavour));
+        assert!(c.attach(&host, 2).is_err(), "{flavour:?}");
+        let mut c = Container::new(ContainerConfig::with_flavour(flavour));
+        c.attach(&host, 1).unwrap();
+        assert!(c.attach(&host, 2).is_err(), "{flavour:?}");
+        c.map(0x20_0000, 0x20_0000, 0x20_0000, Access::RW).unwrap();
+    }
+}
