@@ -287,7 +287,7 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
             _ => "ok",
         };
         rows.push([
-            crate::text::clean(&s.name),
+            iova_guest::text::clean(&s.name),
             kind,
             hex(s.range.first()),
             hex(s.range.last()),
@@ -325,11 +325,11 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
 fn report_text(r: &CheckReport, l: &Loaded) -> String {
     let mut s = String::new();
     let c = &r.container;
-    let _ = writeln!(s, "Host: {}", crate::text::clean(&l.loaded.source));
+    let _ = writeln!(s, "Host: {}", iova_guest::text::clean(&l.loaded.source));
     let _ = writeln!(
         s,
         "Devices: {} (group{} {}), one container",
-        crate::text::clean(&c.devices.join(", ")),
+        iova_guest::text::clean(&c.devices.join(", ")),
         if c.groups.len() == 1 { "" } else { "s" },
         c.groups
             .iter()
@@ -339,9 +339,9 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
     );
     let _ = writeln!(s, "Valid IOVAs: {}", c.valid);
     let _ = writeln!(s, "Page sizes: {}", page_sizes(c.page_size_mask));
-    let _ = writeln!(s, "Guest: {}", crate::text::clean(&l.guest_desc));
+    let _ = writeln!(s, "Guest: {}", iova_guest::text::clean(&l.guest_desc));
     for n in &r.layout.notes {
-        let _ = writeln!(s, "  note: {}", crate::text::clean(n));
+        let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
     }
     let _ = writeln!(s, "\nLayout (guest-physical = IOVA without a vIOMMU):");
     s.push_str(&layout_table(&r.layout, Some(r)));
@@ -352,11 +352,11 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
                 s,
                 "  {} {} {}-{} ({}): {}",
                 if x.fatal { "FATAL  " } else { "warning" },
-                crate::text::clean(&x.section),
+                iova_guest::text::clean(&x.section),
                 hex(x.range.first()),
                 hex(x.range.last()),
                 human_bytes(x.range.len()),
-                crate::text::clean(&x.reason.to_string())
+                iova_guest::text::clean(&x.reason.to_string())
             );
         }
     }
@@ -367,13 +367,13 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
                 s,
                 "  group {} ({}): {}",
                 b.group,
-                crate::text::clean(&b.devices.join(", ")),
-                crate::text::clean(&b.message)
+                iova_guest::text::clean(&b.devices.join(", ")),
+                iova_guest::text::clean(&b.message)
             );
         }
     }
     for n in &r.notes {
-        let _ = writeln!(s, "  note: {}", crate::text::clean(n));
+        let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
     }
     let _ = writeln!(
         s,
@@ -398,7 +398,7 @@ pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
             &serde_json::to_string_pretty(&report_json(&r, &l.guest_desc)).unwrap_or_default(),
         )?;
     } else {
-        crate::out::print(&crate::text::clean_lines(&report_text(&r, &l)))?;
+        crate::out::print(&iova_guest::text::clean_lines(&report_text(&r, &l)))?;
     }
     Ok(if r.ok {
         ExitCode::SUCCESS
@@ -457,8 +457,8 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
         });
     }
     let mut s = String::new();
-    let _ = writeln!(s, "Host: {}", crate::text::clean(&l.loaded.source));
-    let _ = writeln!(s, "Guest: {}", crate::text::clean(&l.guest_desc));
+    let _ = writeln!(s, "Host: {}", iova_guest::text::clean(&l.loaded.source));
+    let _ = writeln!(s, "Guest: {}", iova_guest::text::clean(&l.guest_desc));
     let _ = writeln!(s, "Valid IOVAs: {}", before.container.valid);
     let fatal: Vec<_> = before.fatal().collect();
     if fatal.is_empty() {
@@ -468,7 +468,7 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
             s,
             "The requested layout has {} fatal conflict(s), first: {}",
             fatal.len(),
-            crate::text::clean(&fatal[0].to_string())
+            iova_guest::text::clean(&fatal[0].to_string())
         );
     }
     match &p.layout {
@@ -488,13 +488,13 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     if !p.changes.is_empty() {
         let _ = writeln!(s, "\nChanges:");
         for c in &p.changes {
-            let _ = writeln!(s, "  - {}", crate::text::clean(c));
+            let _ = writeln!(s, "  - {}", iova_guest::text::clean(c));
         }
     }
     if !p.options.is_empty() {
         let _ = writeln!(s, "\nVMM options:");
         for o in &p.options {
-            let _ = writeln!(s, "  {}", crate::text::clean(o));
+            let _ = writeln!(s, "  {}", iova_guest::text::clean(o));
         }
     }
     if let (Some(layout), None) = (&p.layout, p.config) {
@@ -505,7 +505,7 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     if !p.notes.is_empty() {
         let _ = writeln!(s, "\nNotes:");
         for n in &p.notes {
-            let _ = writeln!(s, "  - {}", crate::text::clean(n));
+            let _ = writeln!(s, "  - {}", iova_guest::text::clean(n));
         }
     }
     if !before.blockers.is_empty() {
@@ -515,12 +515,12 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
                 s,
                 "  group {} ({}): {}",
                 b.group,
-                crate::text::clean(&b.devices.join(", ")),
-                crate::text::clean(&b.message)
+                iova_guest::text::clean(&b.devices.join(", ")),
+                iova_guest::text::clean(&b.message)
             );
         }
     }
-    crate::out::print(&crate::text::clean_lines(&s))?;
+    crate::out::print(&iova_guest::text::clean_lines(&s))?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -543,7 +543,7 @@ pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     crate::out::write_output(&args.svg, "--svg", doc.as_bytes(), &inputs)?;
     let summary = format!(
         "wrote {} ({}; {} conflict(s), {} fatal)",
-        crate::text::clean(&args.svg.display().to_string()),
+        iova_guest::text::clean(&args.svg.display().to_string()),
         if r.ok { "ok" } else { "NOT ok" },
         r.conflicts.len(),
         r.fatal().count()
@@ -624,7 +624,7 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
             std::io::stderr(),
             "iovactl: export: blocked: group {}: {}",
             b["group"],
-            crate::text::clean(b["message"].as_str().unwrap_or_default())
+            iova_guest::text::clean(b["message"].as_str().unwrap_or_default())
         );
     }
     Ok(ExitCode::from(1))

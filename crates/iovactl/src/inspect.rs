@@ -122,7 +122,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
         crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
         // Names come from sysfs or a profile: no control character reaches the terminal.
-        crate::out::print(&crate::text::clean_lines(&to_table(
+        crate::out::print(&iova_guest::text::clean_lines(&to_table(
             host, &groups, &vfio, &loaded,
         )?))?;
     }
@@ -263,7 +263,7 @@ fn to_table(
         ]];
         for u in &host.iommus {
             rows.push(vec![
-                crate::text::clean(&u.name),
+                iova_guest::text::clean(&u.name),
                 u.vendor.as_str().into(),
                 u.address_width.map_or("?".into(), |w| format!("{w}-bit")),
                 u.aperture.map_or("unknown".into(), |a| a.to_string()),
@@ -284,7 +284,7 @@ fn to_table(
         let (valid, issues) = group_facts(host, g)?;
         let unit = host
             .iommu_of_group(g)
-            .map_or("unknown".to_string(), |u| crate::text::clean(&u.name));
+            .map_or("unknown".to_string(), |u| iova_guest::text::clean(&u.name));
         let _ = writeln!(
             s,
             "Group {}  type {}  iommu {}",
@@ -303,7 +303,7 @@ fn to_table(
                 }
                 t
             });
-            let _ = writeln!(s, "  device    {}{detail}", crate::text::clean(name));
+            let _ = writeln!(s, "  device    {}{detail}", iova_guest::text::clean(name));
         }
         match valid.aperture {
             Some(a) => {

@@ -15,7 +15,7 @@ mod inspect;
 mod out;
 mod replay;
 mod report;
-mod text;
+use iova_guest::text;
 
 use std::process::ExitCode;
 

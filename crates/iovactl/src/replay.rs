@@ -164,7 +164,7 @@ fn refusal_reason(host: &Host, groups: &[u32], op: &TraceOp, e: &OpError) -> Str
                 if !ap.contains_range(&range) {
                     reasons.push(format!(
                         "beyond the aperture {ap} of IOMMU {} (group {id})",
-                        crate::text::clean(&unit.name)
+                        iova_guest::text::clean(&unit.name)
                     ));
                 }
             }

@@ -1,5 +1,5 @@
 //! Names from layouts, profiles and sysfs are untrusted text: before they reach a
-//! terminal, control characters (ESC, NUL, line breaks...) and the Unicode bidirectional
+//! terminal (every text output of `iovactl` passes them through [`clean`]), control characters (ESC, NUL, line breaks...) and the Unicode bidirectional
 //! overrides are shown escaped (`\u{1b}`), so a name can neither break a table's lines
 //! nor send escape sequences to the terminal.
 
