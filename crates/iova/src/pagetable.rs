@@ -125,9 +125,6 @@ pub enum PageTableError {
 /// tables or pin that much memory.
 pub const TABLE_BUDGET_BYTES: u64 = 512 << 20;
 
-/// log2 of the largest granule (smallest page) a table accepts: 64 KiB.
-pub const MAX_GRANULE_SHIFT: u32 = 16;
-
 /// A radix IO page table. See the [module documentation](self).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PageTable {
@@ -173,12 +170,8 @@ impl PageTable {
         if page_sizes == 0 {
             return Err(PageTableError::BadPageSizes(page_sizes));
         }
-        // A table holds 2^(gshift - 3) eight-byte entries: it is as large as the granule.
-        // No IOMMU has a smallest page above 64 KiB (ARM's largest granule); a bitmap
-        // whose smallest page is 1 GiB would make the root table alone 1 GiB (found by
-        // fuzzing host profiles: an out-of-memory abort).
         let gshift = page_sizes.trailing_zeros();
-        if !(12..=MAX_GRANULE_SHIFT).contains(&gshift) {
+        if !(12..=32).contains(&gshift) {
             return Err(PageTableError::BadPageSizes(page_sizes));
         }
         if address_bits == 0 || address_bits > 64 {
@@ -190,6 +183,16 @@ impl PageTable {
         let levels = needed.max(min_levels);
         if levels as usize > MAX_LEVELS {
             return Err(PageTableError::BadWidth(address_bits));
+        }
+        // A table holds 2^(gshift - 3) eight-byte entries: it is as large as the
+        // granule. The chain of tables one map needs (one per level) must fit in a
+        // quarter of the budget: a smallest page of 1 GiB would make the root table
+        // alone 1 GiB (found by fuzzing host profiles: an out-of-memory abort). Every
+        // granule up to 32 MiB passes (the 2 MiB a type1 container's common page
+        // sizes can come to included).
+        let chain = u64::from(levels).saturating_mul(1u64 << gshift);
+        if chain > TABLE_BUDGET_BYTES / 4 {
+            return Err(PageTableError::BadPageSizes(page_sizes));
         }
         let mut leaf_levels = 0u32;
         for l in 0..levels {

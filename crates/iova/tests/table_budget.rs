@@ -63,8 +63,9 @@ fn the_container_answers_enomem_at_the_budget() {
 /// The `host_profile` fuzz target's out-of-memory input (kept in
 /// fuzz/corpus/host_profile/oom-1g-granule.json): a unit whose smallest page is 1 GiB
 /// made the container build a page table whose root alone is 2^27 entries (1 GiB), in
-/// every type1 attach. Such a granule is now refused (no IOMMU has one): attaching the
-/// group fails cleanly, and the groups with a real granule still work.
+/// every type1 attach. A granule whose chain of tables would take more than a quarter of
+/// the budget is now refused: attaching the group fails cleanly, and the groups with a
+/// real granule still work.
 #[test]
 fn a_1g_granule_is_refused_not_allocated() {
     let path = concat!(
