@@ -10,7 +10,7 @@ use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{DmaSpace, MapError};
 use iova::host::{Host, ReservedKind};
 use iova::range::IovaRange;
-use iova::trace::{OpError, TraceOp, apply_detailed, format_outcome, parse_trace_line};
+use iova::trace::{OpError, TraceLine, TraceOp, apply_detailed, format_outcome, parse_trace_line};
 use iova_linux::arena::TraceArena;
 
 use crate::error::CliError;
@@ -81,7 +81,9 @@ pub struct ReplayArgs {
     verbose: bool,
     /// The trace: one operation per line (`map IOVA SIZE [HOST_ADDR] [r|w|rw]`,
     /// `unmap IOVA SIZE`, `unmap-all`; `#` comments). `-` reads standard input. It is
-    /// read, applied and answered line by line: any length runs in bounded memory.
+    /// read, applied and answered line by line: any length runs in bounded memory. A
+    /// malformed file runs nothing; on standard input, a malformed line stops the
+    /// replay there, after the answers before it.
     #[arg(value_name = "TRACE")]
     trace: PathBuf,
 }
@@ -191,17 +193,94 @@ fn refusal_reason(host: &Host, groups: &[u32], op: &TraceOp, e: &OpError) -> Str
 struct TraceReader {
     name: String,
     input: Box<dyn BufRead>,
+    /// The line being read (1-based) and its bytes.
+    line_no: usize,
+    buf: Vec<u8>,
 }
 
-/// Opens the trace (`-` is standard input) without reading it.
+impl TraceReader {
+    fn new(name: String, input: Box<dyn BufRead>) -> TraceReader {
+        TraceReader {
+            name,
+            input,
+            line_no: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next operation: `None` at the end. Blank and comment lines are skipped; a
+    /// malformed line, a line that is not UTF-8 or longer than [`MAX_LINE_BYTES`] is an
+    /// input error naming the trace and the line.
+    fn next_op(&mut self) -> Result<Option<TraceLine>, CliError> {
+        loop {
+            self.buf.clear();
+            self.line_no += 1;
+            let line_no = self.line_no;
+            let n = (&mut self.input)
+                .take(MAX_LINE_BYTES + 1)
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| CliError::Os(format!("cannot read trace {}: {e}", self.name)))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if self.buf.last() == Some(&b'\n') {
+                self.buf.pop();
+            } else if u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
+                return Err(CliError::input(format!(
+                    "trace {}: line {line_no} is longer than {MAX_LINE_BYTES} bytes",
+                    self.name
+                )));
+            }
+            let text = std::str::from_utf8(&self.buf).map_err(|e| {
+                CliError::input(format!(
+                    "trace {}: line {line_no} is not UTF-8 text: {e}",
+                    self.name
+                ))
+            })?;
+            if let Some(line) = parse_trace_line(line_no, text)
+                .map_err(|e| CliError::input(format!("trace {}: {e}", self.name)))?
+            {
+                return Ok(Some(line));
+            }
+        }
+    }
+
+    fn no_operations(&self) -> CliError {
+        CliError::input(format!(
+            "trace {} has no operations (expected lines such as 'map IOVA SIZE')",
+            self.name
+        ))
+    }
+}
+
+/// Opens the trace (`-` is standard input). A file is read through once first, in
+/// bounded memory, so that a malformed trace runs nothing (which matters most with
+/// `--vfio`, on the real kernel); then it is opened again to be applied. Standard input
+/// cannot be read twice: there a malformed line stops the replay at that line, after
+/// the answers to the operations before it.
 fn open_trace(path: &Path) -> Result<TraceReader, CliError> {
     let name = path.display().to_string();
-    let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(BufReader::new(crate::input::open_file(path, "trace")?))
+    if path.as_os_str() == "-" {
+        return Ok(TraceReader::new(
+            name,
+            Box::new(BufReader::new(std::io::stdin())),
+        ));
+    }
+    let open = || -> Result<TraceReader, CliError> {
+        Ok(TraceReader::new(
+            name.clone(),
+            Box::new(BufReader::new(crate::input::open_file(path, "trace")?)),
+        ))
     };
-    Ok(TraceReader { name, input })
+    let mut check = open()?;
+    let mut ops = 0u64;
+    while check.next_op()?.is_some() {
+        ops += 1;
+    }
+    if ops == 0 {
+        return Err(check.no_operations());
+    }
+    open()
 }
 
 /// Reads, applies (after `place`) and answers the trace line by line; returns how many
@@ -217,38 +296,17 @@ fn run_ops(
     use std::io::Write as _;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut buf = Vec::new();
-    let mut line_no = 0usize;
     let mut ops = 0u64;
     let mut refused = 0u64;
     loop {
-        buf.clear();
-        line_no += 1;
-        let n = (&mut reader.input)
-            .take(MAX_LINE_BYTES + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| CliError::Os(format!("cannot read trace {}: {e}", reader.name)))?;
-        if n == 0 {
-            break;
-        }
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-        } else if u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
-            return Err(CliError::input(format!(
-                "trace {}: line {line_no} is longer than {MAX_LINE_BYTES} bytes",
-                reader.name
-            )));
-        }
-        let text = std::str::from_utf8(&buf).map_err(|e| {
-            CliError::input(format!(
-                "trace {}: line {line_no} is not UTF-8 text: {e}",
-                reader.name
-            ))
-        })?;
-        let Some(line) = parse_trace_line(line_no, text)
-            .map_err(|e| CliError::input(format!("trace {}: {e}", reader.name)))?
-        else {
-            continue;
+        let line = match reader.next_op() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                // The answers so far are true: let them out before the error.
+                let _ = out.flush();
+                return Err(e);
+            }
         };
         ops += 1;
         let op = place(line.op);
@@ -272,10 +330,7 @@ fn run_ops(
     }
     out.flush().map_err(|e| crate::out::stdout_error(&e))?;
     if ops == 0 {
-        return Err(CliError::input(format!(
-            "trace {} has no operations (expected lines such as 'map IOVA SIZE')",
-            reader.name
-        )));
+        return Err(reader.no_operations());
     }
     Ok(refused)
 }
