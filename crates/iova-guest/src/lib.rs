@@ -28,6 +28,7 @@ pub mod layout_file;
 mod plan;
 pub mod presets;
 pub mod svg;
+pub mod text;
 pub mod virtio_iommu;
 
 use std::fmt;

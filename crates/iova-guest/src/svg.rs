@@ -41,11 +41,28 @@ enum HostState {
     Excluded,
 }
 
+/// Text for an SVG attribute or element: the XML specials as entities, and every
+/// character XML 1.0 forbids (controls other than tab and line breaks, U+FFFE, U+FFFF)
+/// or that a viewer would act on (line breaks, tabs, the other C0/C1 controls, the
+/// bidirectional overrides) shown escaped (`\u{1b}`), so any name gives valid XML.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control()
+                || matches!(c, '\u{fffe}' | '\u{ffff}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.extend(c.escape_default());
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn hex128(v: u128) -> String {

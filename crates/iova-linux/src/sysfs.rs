@@ -23,8 +23,13 @@
 //! - Anything missing means "nothing there": no `kernel/iommu_groups` gives a host with
 //!   no groups, a missing `type` file gives [`DomainType::Unknown`] (older kernels lack
 //!   it; the kernel itself prints `unknown` for a group without a default domain), a
-//!   missing `reserved_regions` gives no regions (kernels before 4.11 lack it), a
-//!   missing capability file leaves that capability unknown.
+//!   missing capability file leaves that capability unknown. Facts that decide
+//!   safety are the exception: a group without `reserved_regions` is an error naming
+//!   the file ([`SysfsError::MissingFact`]), never "no regions" (which would make its
+//!   MSI window look mappable).
+//! - A root with none of `kernel/`, `class/`, `bus/`, `devices/` is not sysfs
+//!   ([`SysfsError::NotSysfs`]). A group's `devices/` entries that are symbolic-link
+//!   loops are not devices.
 //! - Anything present but malformed is an error that names the file (and, for
 //!   `reserved_regions`, the 1-based line and its text). The root itself must exist
 //!   and be a directory.
@@ -80,6 +85,18 @@ pub fn read_host(root: impl AsRef<Path>) -> Result<Host, SysfsError> {
     })?;
     if !meta.is_dir() {
         return Err(SysfsError::NotADirectory {
+            path: root.to_owned(),
+        });
+    }
+
+    // A wrong root (the folder of several example hosts, `/`, an empty folder) would
+    // otherwise read as a real host without any IOMMU.
+    let mut shaped = false;
+    for top in ["kernel", "class", "bus", "devices"] {
+        shaped |= is_dir(&root.join(top))?;
+    }
+    if !shaped {
+        return Err(SysfsError::NotSysfs {
             path: root.to_owned(),
         });
     }
@@ -258,7 +275,19 @@ fn read_units(root: &Path) -> Result<Vec<UnitInfo>, SysfsError> {
 fn read_intel_unit(name: &str, dir: &Path) -> Result<IommuUnit, SysfsError> {
     const EXPECTED: &str = "a hex register value (the kernel prints %llx)";
     let mut unit = IommuUnit::new(name, IommuVendor::Intel);
-    if let Some(cap) = read_value(&dir.join("cap"), EXPECTED, amd::parse_hex)? {
+    let cap_path = dir.join("cap");
+    if let Some(cap) = read_value(&cap_path, EXPECTED, amd::parse_hex)? {
+        // A unit whose registers name no page-table depth, or an address width too
+        // small for any real one (VT-d's smallest is 39 bits; 30 is SAGAW's least),
+        // cannot be used as is: cap 0 would be a 1-bit IOMMU with a 2-byte aperture.
+        if vtd::sagaw_width(cap).is_none() || vtd::mgaw(cap) < 30 {
+            return Err(SysfsError::BadValue {
+                path: cap_path,
+                expected: "a VT-d capability register naming a page-table depth (SAGAW) \
+                           and an address width (MGAW) of at least 30 bits",
+                text: format!("{cap:x}"),
+            });
+        }
         unit = unit
             .with_address_width(vtd::address_width(cap))
             .with_page_sizes(vtd::page_sizes(cap));
@@ -328,16 +357,22 @@ fn read_groups(root: &Path) -> Result<Vec<GroupInfo>, SysfsError> {
             })?,
         };
 
+        // Unknown means unsafe: without the file, the MSI window and the other
+        // reserved regions are unknown, and "none" would count them as mappable.
         let rr_path = dir.join("reserved_regions");
-        if let Some(text) = read_text(&rr_path)? {
-            group.reserved_regions =
-                parse_reserved_regions(&text).map_err(|error| SysfsError::Line {
-                    path: rr_path.clone(),
-                    error,
-                })?;
-        }
+        let Some(text) = read_text(&rr_path)? else {
+            return Err(SysfsError::MissingFact {
+                what: format!("the reserved regions (the MSI window) of IOMMU group {id} are"),
+                path: rr_path,
+            });
+        };
+        group.reserved_regions =
+            parse_reserved_regions(&text).map_err(|error| SysfsError::Line {
+                path: rr_path.clone(),
+                error,
+            })?;
 
-        group.devices = list_names(&dir.join("devices"))?;
+        group.devices = list_device_names(&dir.join("devices"))?;
         groups.push(GroupInfo { group, dir });
     }
     groups.sort_by_key(|g| g.group.id);
@@ -507,6 +542,18 @@ fn list_names(dir: &Path) -> Result<Vec<String>, SysfsError> {
         names.push(name);
     }
     names.sort();
+    Ok(names)
+}
+
+/// The device entries of a group's `devices` directory: [`list_names`] without the
+/// entries that are symbolic-link loops (a link that leads back to itself names no
+/// device). Dangling links stay: in hand-made trees they name devices whose folder
+/// is not copied.
+fn list_device_names(dir: &Path) -> Result<Vec<String>, SysfsError> {
+    let mut names = list_names(dir)?;
+    names.retain(
+        |n| !matches!(fs::metadata(dir.join(n)), Err(e) if e.raw_os_error() == Some(libc::ELOOP)),
+    );
     Ok(names)
 }
 

@@ -646,9 +646,58 @@ fn kernel_unknown_type_string_is_unknown() {
     let g = root.join("kernel/iommu_groups/9");
     std::fs::create_dir_all(&g).unwrap();
     std::fs::write(g.join("type"), "unknown\n").unwrap();
+    std::fs::write(g.join("reserved_regions"), "").unwrap();
     let h = read_host(&root);
     std::fs::remove_dir_all(&root).unwrap();
     let h = h.unwrap();
     assert_eq!(h.group(9).unwrap().domain_type, DomainType::Unknown);
     assert!(h.group(9).unwrap().reserved_regions.is_empty());
+}
+
+#[test]
+fn missing_reserved_regions_is_an_error_not_none() {
+    // Unknown means unsafe: "no reserved regions" would make the MSI window mappable.
+    let root = scratch_dir();
+    let g = root.join("kernel/iommu_groups/4");
+    std::fs::create_dir_all(g.join("devices")).unwrap();
+    std::fs::write(g.join("type"), "DMA\n").unwrap();
+    let e = read_host(&root).unwrap_err();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(matches!(e, SysfsError::MissingFact { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("kernel/iommu_groups/4/reserved_regions"),
+        "{msg}"
+    );
+    assert!(msg.contains("group 4"), "{msg}");
+}
+
+#[test]
+fn a_root_not_shaped_like_sysfs_is_refused() {
+    let empty = scratch_dir();
+    for root in [
+        empty.clone(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hosts"),
+    ] {
+        let e = read_host(&root).unwrap_err();
+        assert!(matches!(e, SysfsError::NotSysfs { .. }), "{e}");
+        assert!(e.to_string().contains("does not look like sysfs"), "{e}");
+    }
+    std::fs::remove_dir_all(&empty).unwrap();
+}
+
+#[test]
+fn symlink_loops_in_devices_are_not_devices() {
+    let root = scratch_dir();
+    let g = root.join("kernel/iommu_groups/2");
+    std::fs::create_dir_all(g.join("devices")).unwrap();
+    std::fs::write(g.join("reserved_regions"), "").unwrap();
+    std::fs::write(g.join("devices/0000:01:00.0"), "").unwrap();
+    std::os::unix::fs::symlink("loop", g.join("devices/loop")).unwrap();
+    std::os::unix::fs::symlink("b", g.join("devices/a")).unwrap();
+    std::os::unix::fs::symlink("a", g.join("devices/b")).unwrap();
+    let h = read_host(&root);
+    std::fs::remove_dir_all(&root).unwrap();
+    let h = h.unwrap();
+    assert_eq!(h.group(2).unwrap().devices, ["0000:01:00.0"]);
 }

@@ -525,6 +525,125 @@ impl Host {
     }
 }
 
+/// A host description that contradicts itself or names what cannot exist: an address
+/// width of 0 or above 64, an aperture that disagrees with the width, a page-size
+/// bitmap of 0 or with pages below 4 KiB, two groups with one id, a group or device
+/// naming an IOMMU unit or group the host does not have. `field` names the place
+/// (`iommus[0].address_width`, `groups[2].iommu`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InconsistentHost {
+    /// Where: the JSON path of the field in a host profile.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Host {
+    /// Checks that the host is possible and agrees with itself (see
+    /// [`InconsistentHost`]). Unknown means unsafe: a host that fails this must not be
+    /// used, since the answers built on it (valid IOVAs, blockers) would be wrong.
+    pub fn check_consistent(&self) -> Result<(), InconsistentHost> {
+        let bad = |field: String, message: String| Err(InconsistentHost { field, message });
+        let mut units = std::collections::HashSet::new();
+        for (i, u) in self.iommus.iter().enumerate() {
+            let at = |f: &str| format!("iommus[{i}].{f}");
+            if !units.insert(u.name.as_str()) {
+                return bad(at("name"), format!("unit '{}' is listed twice", u.name));
+            }
+            if let Some(w) = u.address_width {
+                if !(12..=64).contains(&w) {
+                    return bad(
+                        at("address_width"),
+                        format!("{w} bits is impossible (an IOMMU translates 12 to 64 bits)"),
+                    );
+                }
+                if u.aperture != aperture_for_width(w) {
+                    return bad(
+                        at("address_width"),
+                        format!(
+                            "{w} bits contradicts the aperture {} (a {w}-bit unit translates [0x0, {:#x}])",
+                            u.aperture.map_or("(none)".to_owned(), |a| a.to_string()),
+                            aperture_for_width(w).map_or(0, |a| a.last())
+                        ),
+                    );
+                }
+            }
+            if let Some(p) = u.page_sizes {
+                if p == 0 {
+                    return bad(at("page_sizes"), "0 names no page size".to_owned());
+                }
+                if p & 0xfff != 0 {
+                    return bad(
+                        at("page_sizes"),
+                        format!(
+                            "{p:#x} has pages below 4 KiB, which neither VFIO nor iommufd can map"
+                        ),
+                    );
+                }
+                if p.trailing_zeros() > 16 {
+                    return bad(
+                        at("page_sizes"),
+                        format!("{p:#x}: no IOMMU has a smallest page above 64 KiB"),
+                    );
+                }
+            }
+        }
+        let mut groups = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if !groups.insert(g.id) {
+                return bad(
+                    format!("groups[{i}].id"),
+                    format!("group {} is listed twice", g.id),
+                );
+            }
+            if let Some(name) = &g.iommu {
+                if !units.contains(name.as_str()) {
+                    return bad(
+                        format!("groups[{i}].iommu"),
+                        format!(
+                            "group {} names IOMMU unit '{name}', which is not in iommus",
+                            g.id
+                        ),
+                    );
+                }
+            }
+        }
+        let mut devices = std::collections::HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            if !devices.insert(d.name.as_str()) {
+                return bad(
+                    format!("devices[{i}].name"),
+                    format!("device '{}' is listed twice", d.name),
+                );
+            }
+            if let Some(id) = d.group {
+                if !groups.contains(&id) {
+                    return bad(
+                        format!("devices[{i}].group"),
+                        format!(
+                            "device '{}' names group {id}, which is not in groups",
+                            d.name
+                        ),
+                    );
+                }
+            }
+            if let Some(name) = &d.iommu {
+                if !units.contains(name.as_str()) {
+                    return bad(
+                        format!("devices[{i}].iommu"),
+                        format!(
+                            "device '{}' names IOMMU unit '{name}', which is not in iommus",
+                            d.name
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 mod opt_hex {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -185,6 +185,16 @@ impl PageTable {
         if levels as usize > MAX_LEVELS {
             return Err(PageTableError::BadWidth(address_bits));
         }
+        // A table holds 2^(gshift - 3) eight-byte entries: it is as large as the
+        // granule. The chain of tables one map needs (one per level) must fit in a
+        // quarter of the budget: a smallest page of 1 GiB would make the root table
+        // alone 1 GiB (found by fuzzing host profiles: an out-of-memory abort). Every
+        // granule up to 32 MiB passes (the 2 MiB a type1 container's common page
+        // sizes can come to included).
+        let chain = u64::from(levels).saturating_mul(1u64 << gshift);
+        if chain > TABLE_BUDGET_BYTES / 4 {
+            return Err(PageTableError::BadPageSizes(page_sizes));
+        }
         let mut leaf_levels = 0u32;
         for l in 0..levels {
             let shift = gshift + bits * l;
@@ -336,6 +346,21 @@ impl PageTable {
             needed = needed.saturating_add(per_level).saturating_add(2);
         }
         let live = u64::try_from(self.table_count()).unwrap_or(u64::MAX);
+        if live.saturating_add(needed) > budget {
+            return Err(PageTableError::OverBudget { needed, budget });
+        }
+        Ok(())
+    }
+
+    /// Refuses to add `count` tables when that would take the tables past
+    /// [`TABLE_BUDGET_BYTES`]: the single-granule path's check, two subtractions on the
+    /// rare walk that creates tables.
+    #[inline]
+    fn check_new_tables(&self, count: u32) -> Result<(), PageTableError> {
+        let table_bytes = (1u64 << self.bits) * 8;
+        let budget = TABLE_BUDGET_BYTES / table_bytes;
+        let live = u64::try_from(self.table_count()).unwrap_or(u64::MAX);
+        let needed = u64::from(count);
         if live.saturating_add(needed) > budget {
             return Err(PageTableError::OverBudget { needed, budget });
         }
@@ -654,7 +679,9 @@ impl PageTable {
             let idx = (table << bits) + i;
             let e = self.entries[idx];
             if e & VALID == 0 {
-                // Nothing below: build the chain of tables down to level 0.
+                // Nothing below: build the chain of tables down to level 0, within the
+                // budget (this path must hold it as `map_range` does).
+                self.check_new_tables(level)?;
                 let mut idx = idx;
                 for l in (0..level).rev() {
                     let c = self.alloc_table();

@@ -34,7 +34,7 @@
 
 use std::fmt;
 
-use crate::dma::{Access, DmaSpace, Errno};
+use crate::dma::{Access, DmaSpace, Errno, MapError, UnmapError};
 use crate::units::parse_number;
 
 /// One operation of a trace.
@@ -120,93 +120,122 @@ fn parse_access(s: &str) -> Option<Access> {
 pub fn parse_trace(text: &str) -> Result<Vec<TraceLine>, TraceError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let body = raw.split('#').next().unwrap_or("").trim();
-        if body.is_empty() {
-            continue;
+        if let Some(line) = parse_trace_line(i + 1, raw)? {
+            out.push(line);
         }
-        let err = |reason: String| TraceError {
-            line_no,
-            text: body.to_owned(),
-            reason,
-        };
-        let words: Vec<&str> = body.split_whitespace().collect();
-        let num = |k: usize, what: &str| -> Result<u64, TraceError> {
-            let w = words.get(k).ok_or_else(|| err(format!("missing {what}")))?;
-            parse_number(w).map_err(|e| err(format!("{what}: {e}")))
-        };
-        let op = match words[0] {
-            "map" => {
-                if words.len() > 5 {
-                    return Err(err(
-                        "too many fields (map IOVA SIZE [HOST_ADDR] [r|w|rw])".into()
-                    ));
-                }
-                let iova = num(1, "IOVA")?;
-                let size = num(2, "SIZE")?;
-                let mut host_addr = iova;
-                let mut access = Access::RW;
-                match &words[3..] {
-                    [] => {}
-                    [a] => match parse_access(a) {
-                        Some(acc) => access = acc,
-                        None => host_addr = num(3, "HOST_ADDR")?,
-                    },
-                    [_, a] => {
-                        host_addr = num(3, "HOST_ADDR")?;
-                        access = parse_access(a).ok_or_else(|| {
-                            err(format!("access '{a}' is not one of r, w, rw, -"))
-                        })?;
-                    }
-                    _ => unreachable!("length checked above"),
-                }
-                TraceOp::Map {
-                    iova,
-                    size,
-                    host_addr,
-                    access,
-                }
-            }
-            "unmap" => {
-                if words.len() != 3 {
-                    return Err(err("expected: unmap IOVA SIZE".into()));
-                }
-                TraceOp::Unmap {
-                    iova: num(1, "IOVA")?,
-                    size: num(2, "SIZE")?,
-                }
-            }
-            "unmap-all" => {
-                if words.len() != 1 {
-                    return Err(err("unmap-all takes no arguments".into()));
-                }
-                TraceOp::UnmapAll
-            }
-            w => {
-                return Err(err(format!(
-                    "unknown operation '{w}' (expected map, unmap or unmap-all)"
-                )));
-            }
-        };
-        out.push(TraceLine { line_no, op });
     }
     Ok(out)
 }
 
+/// Parses one line of a trace (`line_no` from 1, for errors): `None` for a blank or
+/// comment-only line. Lets a reader apply a trace line by line, in bounded memory.
+pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, TraceError> {
+    let body = raw.split('#').next().unwrap_or("").trim();
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let err = |reason: String| TraceError {
+        line_no,
+        text: body.to_owned(),
+        reason,
+    };
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let num = |k: usize, what: &str| -> Result<u64, TraceError> {
+        let w = words.get(k).ok_or_else(|| err(format!("missing {what}")))?;
+        parse_number(w).map_err(|e| err(format!("{what}: {e}")))
+    };
+    let op = match words[0] {
+        "map" => {
+            if words.len() > 5 {
+                return Err(err(
+                    "too many fields (map IOVA SIZE [HOST_ADDR] [r|w|rw])".into()
+                ));
+            }
+            let iova = num(1, "IOVA")?;
+            let size = num(2, "SIZE")?;
+            let mut host_addr = iova;
+            let mut access = Access::RW;
+            match &words[3..] {
+                [] => {}
+                [a] => match parse_access(a) {
+                    Some(acc) => access = acc,
+                    None => host_addr = num(3, "HOST_ADDR")?,
+                },
+                [_, a] => {
+                    host_addr = num(3, "HOST_ADDR")?;
+                    access = parse_access(a)
+                        .ok_or_else(|| err(format!("access '{a}' is not one of r, w, rw, -")))?;
+                }
+                _ => unreachable!("length checked above"),
+            }
+            TraceOp::Map {
+                iova,
+                size,
+                host_addr,
+                access,
+            }
+        }
+        "unmap" => {
+            if words.len() != 3 {
+                return Err(err("expected: unmap IOVA SIZE".into()));
+            }
+            TraceOp::Unmap {
+                iova: num(1, "IOVA")?,
+                size: num(2, "SIZE")?,
+            }
+        }
+        "unmap-all" => {
+            if words.len() != 1 {
+                return Err(err("unmap-all takes no arguments".into()));
+            }
+            TraceOp::UnmapAll
+        }
+        w => {
+            return Err(err(format!(
+                "unknown operation '{w}' (expected map, unmap or unmap-all)"
+            )));
+        }
+    };
+    Ok(Some(TraceLine { line_no, op }))
+}
+
 /// Runs one operation on a DMA space.
 pub fn apply(space: &mut dyn DmaSpace, op: &TraceOp) -> Outcome {
+    apply_detailed(space, op).map_err(|e| e.errno())
+}
+
+/// Why an operation of a trace was refused: the DMA space's own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// A map was refused.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// An unmap (or unmap-all) was refused.
+    #[error(transparent)]
+    Unmap(#[from] UnmapError),
+}
+
+impl OpError {
+    /// The errno the kernel answers.
+    pub fn errno(&self) -> Errno {
+        match self {
+            OpError::Map(e) => e.errno(),
+            OpError::Unmap(e) => e.errno(),
+        }
+    }
+}
+
+/// [`apply`], keeping the space's error (which says why) instead of just its errno.
+pub fn apply_detailed(space: &mut dyn DmaSpace, op: &TraceOp) -> Result<Option<u128>, OpError> {
     match *op {
         TraceOp::Map {
             iova,
             size,
             host_addr,
             access,
-        } => space
-            .map(iova, host_addr, size, access)
-            .map(|()| None)
-            .map_err(|e| e.errno()),
-        TraceOp::Unmap { iova, size } => space.unmap(iova, size).map(Some).map_err(|e| e.errno()),
-        TraceOp::UnmapAll => space.unmap_all().map(Some).map_err(|e| e.errno()),
+        } => Ok(space.map(iova, host_addr, size, access).map(|()| None)?),
+        TraceOp::Unmap { iova, size } => Ok(space.unmap(iova, size).map(Some)?),
+        TraceOp::UnmapAll => Ok(space.unmap_all().map(Some)?),
     }
 }
 

@@ -9,7 +9,14 @@ pub enum CliError {
     Input(String),
     /// The operating system refused something: exit 3.
     Os(String),
+    /// Standard output was closed by its reader (`| head`): end quietly with the exit
+    /// status a shell reports for a program stopped by SIGPIPE (128 + 13), so that a
+    /// pipeline under `set -o pipefail` does not read a cut-short answer as success.
+    BrokenPipe,
 }
+
+/// The exit status of a program ended by a closed pipe (128 + SIGPIPE).
+pub const EXIT_BROKEN_PIPE: u8 = 141;
 
 impl CliError {
     /// Bad input; the message must name the input.
@@ -22,6 +29,7 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Os(_) => 3,
+            CliError::BrokenPipe => EXIT_BROKEN_PIPE,
         }
     }
 }
@@ -30,6 +38,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Input(m) | CliError::Os(m) => f.write_str(m),
+            CliError::BrokenPipe => f.write_str("standard output was closed"),
         }
     }
 }

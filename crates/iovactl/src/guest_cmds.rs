@@ -67,7 +67,8 @@ pub struct PlanArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     guest: GuestArgs,
-    /// Where to write the SVG picture.
+    /// Where to write the SVG picture (`-` for standard output). Written to a temporary
+    /// file beside it, then renamed into place; never one of the command's inputs.
     #[arg(long, value_name = "FILE")]
     svg: PathBuf,
 }
@@ -129,6 +130,14 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
             })?;
             let memory =
                 parse_number(mem_text).map_err(|e| CliError::input(format!("--memory: {e}")))?;
+            let bare = !mem_text.is_empty() && mem_text.bytes().all(|b| b.is_ascii_digit());
+            if bare && memory < (1 << 20) {
+                // QEMU's `-m 2048` counts MiB; here a number without a unit is bytes.
+                return Err(CliError::input(format!(
+                    "--memory {mem_text}: a size without a unit is bytes, far too little \
+                     RAM; did you mean {mem_text}M?"
+                )));
+            }
             let (vendor, from) = if preset.is_arm() {
                 (CpuVendor::Arm, "aarch64 guest")
             } else {
@@ -278,7 +287,7 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
             _ => "ok",
         };
         rows.push([
-            s.name.clone(),
+            iova_guest::text::clean(&s.name),
             kind,
             hex(s.range.first()),
             hex(s.range.last()),
@@ -289,7 +298,7 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
     let mut widths = [0usize; 6];
     for row in &rows {
         for (w, c) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
     let mut out = String::new();
@@ -316,11 +325,11 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
 fn report_text(r: &CheckReport, l: &Loaded) -> String {
     let mut s = String::new();
     let c = &r.container;
-    let _ = writeln!(s, "Host: {}", l.loaded.source);
+    let _ = writeln!(s, "Host: {}", iova_guest::text::clean(&l.loaded.source));
     let _ = writeln!(
         s,
         "Devices: {} (group{} {}), one container",
-        c.devices.join(", "),
+        iova_guest::text::clean(&c.devices.join(", ")),
         if c.groups.len() == 1 { "" } else { "s" },
         c.groups
             .iter()
@@ -330,9 +339,9 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
     );
     let _ = writeln!(s, "Valid IOVAs: {}", c.valid);
     let _ = writeln!(s, "Page sizes: {}", page_sizes(c.page_size_mask));
-    let _ = writeln!(s, "Guest: {}", l.guest_desc);
+    let _ = writeln!(s, "Guest: {}", iova_guest::text::clean(&l.guest_desc));
     for n in &r.layout.notes {
-        let _ = writeln!(s, "  note: {n}");
+        let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
     }
     let _ = writeln!(s, "\nLayout (guest-physical = IOVA without a vIOMMU):");
     s.push_str(&layout_table(&r.layout, Some(r)));
@@ -343,11 +352,11 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
                 s,
                 "  {} {} {}-{} ({}): {}",
                 if x.fatal { "FATAL  " } else { "warning" },
-                x.section,
+                iova_guest::text::clean(&x.section),
                 hex(x.range.first()),
                 hex(x.range.last()),
                 human_bytes(x.range.len()),
-                x.reason
+                iova_guest::text::clean(&x.reason.to_string())
             );
         }
     }
@@ -358,13 +367,13 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
                 s,
                 "  group {} ({}): {}",
                 b.group,
-                b.devices.join(", "),
-                b.message
+                iova_guest::text::clean(&b.devices.join(", ")),
+                iova_guest::text::clean(&b.message)
             );
         }
     }
     for n in &r.notes {
-        let _ = writeln!(s, "  note: {n}");
+        let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
     }
     let _ = writeln!(
         s,
@@ -385,12 +394,11 @@ pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
     let r = run_check(&l, &args.guest.devices)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report_json(&r, &l.guest_desc)).unwrap_or_default()
-        );
+        crate::out::println(
+            &serde_json::to_string_pretty(&report_json(&r, &l.guest_desc)).unwrap_or_default(),
+        )?;
     } else {
-        print!("{}", report_text(&r, &l));
+        crate::out::print(&iova_guest::text::clean_lines(&report_text(&r, &l)))?;
     }
     Ok(if r.ok {
         ExitCode::SUCCESS
@@ -438,11 +446,10 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     let p = plan(&l.input, &before.container);
     let ok = p.feasible && before.blockers.is_empty();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan_json(&p, &before, &l.guest_desc))
-                .unwrap_or_default()
-        );
+        crate::out::println(
+            &serde_json::to_string_pretty(&plan_json(&p, &before, &l.guest_desc))
+                .unwrap_or_default(),
+        )?;
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -450,8 +457,8 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
         });
     }
     let mut s = String::new();
-    let _ = writeln!(s, "Host: {}", l.loaded.source);
-    let _ = writeln!(s, "Guest: {}", l.guest_desc);
+    let _ = writeln!(s, "Host: {}", iova_guest::text::clean(&l.loaded.source));
+    let _ = writeln!(s, "Guest: {}", iova_guest::text::clean(&l.guest_desc));
     let _ = writeln!(s, "Valid IOVAs: {}", before.container.valid);
     let fatal: Vec<_> = before.fatal().collect();
     if fatal.is_empty() {
@@ -461,7 +468,7 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
             s,
             "The requested layout has {} fatal conflict(s), first: {}",
             fatal.len(),
-            fatal[0]
+            iova_guest::text::clean(&fatal[0].to_string())
         );
     }
     match &p.layout {
@@ -481,13 +488,13 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     if !p.changes.is_empty() {
         let _ = writeln!(s, "\nChanges:");
         for c in &p.changes {
-            let _ = writeln!(s, "  - {c}");
+            let _ = writeln!(s, "  - {}", iova_guest::text::clean(c));
         }
     }
     if !p.options.is_empty() {
         let _ = writeln!(s, "\nVMM options:");
         for o in &p.options {
-            let _ = writeln!(s, "  {o}");
+            let _ = writeln!(s, "  {}", iova_guest::text::clean(o));
         }
     }
     if let (Some(layout), None) = (&p.layout, p.config) {
@@ -498,7 +505,7 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     if !p.notes.is_empty() {
         let _ = writeln!(s, "\nNotes:");
         for n in &p.notes {
-            let _ = writeln!(s, "  - {n}");
+            let _ = writeln!(s, "  - {}", iova_guest::text::clean(n));
         }
     }
     if !before.blockers.is_empty() {
@@ -508,12 +515,12 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
                 s,
                 "  group {} ({}): {}",
                 b.group,
-                b.devices.join(", "),
-                b.message
+                iova_guest::text::clean(&b.devices.join(", ")),
+                iova_guest::text::clean(&b.message)
             );
         }
     }
-    print!("{s}");
+    crate::out::print(&iova_guest::text::clean_lines(&s))?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -526,15 +533,28 @@ pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
     let r = run_check(&l, &args.guest.devices)?;
     let doc = svg::render(&r);
-    std::fs::write(&args.svg, doc)
-        .map_err(|e| CliError::Os(format!("cannot write {}: {e}", args.svg.display())))?;
-    println!(
+    let inputs: Vec<&std::path::Path> = [
+        args.guest.layout.as_deref(),
+        args.guest.host.host.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    crate::out::write_output(&args.svg, "--svg", doc.as_bytes(), &inputs)?;
+    let summary = format!(
         "wrote {} ({}; {} conflict(s), {} fatal)",
-        args.svg.display(),
+        iova_guest::text::clean(&args.svg.display().to_string()),
         if r.ok { "ok" } else { "NOT ok" },
         r.conflicts.len(),
         r.fatal().count()
     );
+    if args.svg.as_os_str() == "-" {
+        // The picture went to standard output: the summary goes beside the errors.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{summary}");
+    } else {
+        crate::out::println(&summary)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -550,8 +570,32 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
             a.devices.join(", ")
         ))
     })?;
+    // As `check` does: a blocked group (identity domain, direct RMRR, no interrupt
+    // remapping) cannot be assigned whatever the limits say.
+    let mut blockers = Vec::new();
+    for &g in &c.groups {
+        let issues = loaded
+            .host
+            .group_issues(g)
+            .map_err(|e| CliError::input(format!("--device: {e}")))?;
+        let members: Vec<&String> = loaded
+            .host
+            .group(g)
+            .map(|x| x.devices.iter().filter(|d| c.devices.contains(d)).collect())
+            .unwrap_or_default();
+        for issue in issues.into_iter().filter(|i| i.is_blocker()) {
+            blockers.push(json!({
+                "group": g,
+                "devices": members,
+                "message": issue.to_string(),
+                "issue": issue,
+            }));
+        }
+    }
     let v = json!({
         "format": "virtio-iommu",
+        "ok": blockers.is_empty(),
+        "blockers": blockers,
         "devices": c.devices,
         "groups": c.groups,
         "config": {
@@ -570,6 +614,18 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
         "valid_iova_ranges": set_json(&c.valid),
         "input_range_json": range_json(&cfg.input_range),
     });
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    Ok(ExitCode::SUCCESS)
+    crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
+    if blockers.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::io::Write as _;
+    for b in &blockers {
+        let _ = writeln!(
+            std::io::stderr(),
+            "iovactl: export: blocked: group {}: {}",
+            b["group"],
+            iova_guest::text::clean(b["message"].as_str().unwrap_or_default())
+        );
+    }
+    Ok(ExitCode::from(1))
 }

@@ -14,8 +14,8 @@ pub struct HostArgs {
     /// examples/hosts/*) instead of the running host's /sys.
     #[arg(long, value_name = "DIR", conflicts_with = "host")]
     pub sysfs_root: Option<PathBuf>,
-    /// Read the host from a profile file (JSON, as written by `iovactl inspect --json
-    /// --profile`).
+    /// Read the host from a profile file (JSON, as saved by `iovactl inspect
+    /// --save-profile FILE`).
     #[arg(long, value_name = "PROFILE")]
     pub host: Option<PathBuf>,
 }
@@ -26,6 +26,11 @@ pub struct LoadedHost {
     pub host: Host,
     /// Where it came from, for messages ("sysfs at /sys").
     pub source: String,
+    /// What the facts were read from, for "computed from ...": "sysfs" or "the host
+    /// profile".
+    pub basis: &'static str,
+    /// The sysfs root read, if the host came from one.
+    pub root: Option<PathBuf>,
 }
 
 impl HostArgs {
@@ -38,12 +43,34 @@ impl HostArgs {
             .sysfs_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let host =
-            iova_linux::sysfs::read_host(&root).map_err(|e| CliError::input(e.to_string()))?;
+        let host = iova_linux::sysfs::read_host(&root).map_err(|e| sysfs_error(&e))?;
+        host.check_consistent().map_err(|e| {
+            CliError::input(format!(
+                "the host read from sysfs at {} is inconsistent: {e}",
+                root.display()
+            ))
+        })?;
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),
+            basis: "sysfs",
+            root: Some(root),
         })
+    }
+}
+
+/// A sysfs reading error as a CLI error: a file that exists but that the operating
+/// system would not let us read (permissions, an I/O error) is exit 3; anything else
+/// (missing root, malformed content, wrong file type) is bad input, exit 2.
+fn sysfs_error(e: &iova_linux::sysfs::SysfsError) -> CliError {
+    use iova_linux::sysfs::SysfsError;
+    match e {
+        SysfsError::Io { source, .. } | SysfsError::Root { source, .. }
+            if source.kind() != std::io::ErrorKind::NotFound =>
+        {
+            CliError::Os(e.to_string())
+        }
+        _ => CliError::input(e.to_string()),
     }
 }
 
@@ -58,9 +85,14 @@ fn load_profile(path: &Path) -> Result<LoadedHost, CliError> {
     let host: Host = serde_json::from_str(&text).map_err(|e| {
         CliError::input(format!("host profile {} is not valid: {e}", path.display()))
     })?;
+    host.check_consistent().map_err(|e| {
+        CliError::input(format!("host profile {} is not valid: {e}", path.display()))
+    })?;
     Ok(LoadedHost {
         host,
         source: format!("profile {}", path.display()),
+        basis: "the host profile",
+        root: None,
     })
 }
 
@@ -91,4 +123,57 @@ pub fn group_facts(host: &Host, group: &Group) -> Result<(ValidRanges, Vec<Group
         .group_issues(group.id)
         .map_err(|e| CliError::input(e.to_string()))?;
     Ok((valid, issues))
+}
+
+/// The virtual machine a sysfs tree describes, if it is one: the DMI vendor or product
+/// (`class/dmi/id/{sys_vendor,product_name}`) of a known hypervisor, or, on the running
+/// host (`/sys`) only, the `hypervisor` CPU flag of `/proc/cpuinfo`. Under another
+/// `--sysfs-root` only the tree is looked at.
+pub fn virtual_machine(root: &Path) -> Option<String> {
+    const KNOWN: [(&str, &str); 12] = [
+        ("QEMU", "QEMU"),
+        ("KVM", "KVM"),
+        ("Bochs", "QEMU"),
+        ("VMware", "VMware"),
+        ("VirtualBox", "VirtualBox"),
+        ("innotek", "VirtualBox"),
+        ("Xen", "Xen"),
+        ("Virtual Machine", "Hyper-V"),
+        ("Amazon EC2", "Amazon EC2"),
+        ("Google Compute Engine", "Google Compute Engine"),
+        ("Cloud Hypervisor", "Cloud Hypervisor"),
+        ("Firecracker", "Firecracker"),
+    ];
+    for file in ["class/dmi/id/sys_vendor", "class/dmi/id/product_name"] {
+        let Ok(text) = read_small(&root.join(file)) else {
+            continue;
+        };
+        if let Some((_, vmm)) = KNOWN.iter().find(|(k, _)| text.contains(k)) {
+            return Some((*vmm).to_owned());
+        }
+    }
+    if root == Path::new("/sys") {
+        if let Ok(cpuinfo) = read_small(Path::new("/proc/cpuinfo")) {
+            let flagged = cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|w| w == "hypervisor"));
+            if flagged {
+                return Some("the CPU reports a hypervisor".to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// At most 1 MiB of a regular file, as text (lossy).
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    f.take(1 << 20).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -9,7 +9,7 @@ use iova::range::IovaSet;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::hostsrc::{HostArgs, group_facts, groups_of_devices};
+use crate::hostsrc::{HostArgs, LoadedHost, group_facts, groups_of_devices};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
 
 /// Options of `iovactl inspect`.
@@ -98,16 +98,33 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.save_profile {
         let text = serde_json::to_string_pretty(host)
             .map_err(|e| CliError::Os(format!("cannot serialize the host profile: {e}")))?;
-        std::fs::write(path, text + "\n").map_err(|e| {
-            CliError::Os(format!("cannot write host profile {}: {e}", path.display()))
-        })?;
+        let inputs: Vec<&std::path::Path> = args.host.host.as_deref().into_iter().collect();
+        crate::out::write_output(path, "host profile", (text + "\n").as_bytes(), &inputs)?;
     }
     let vfio = vfio_answers(args, &groups);
     if args.json {
-        let v = to_json(host, &groups, &vfio)?;
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        let mut v = to_json(host, &groups, &vfio)?;
+        if host.groups.is_empty() {
+            let vm = loaded
+                .root
+                .as_deref()
+                .and_then(crate::hostsrc::virtual_machine);
+            if let Value::Object(m) = &mut v {
+                m.insert(
+                    "no_groups".to_owned(),
+                    json!({
+                        "message": no_groups_advice(host, &loaded),
+                        "virtual_machine": vm,
+                    }),
+                );
+            }
+        }
+        crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
-        print!("{}", to_table(host, &groups, &vfio, &loaded.source)?);
+        // Names come from sysfs or a profile: no control character reaches the terminal.
+        crate::out::print(&iova_guest::text::clean_lines(&to_table(
+            host, &groups, &vfio, &loaded,
+        )?))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -213,18 +230,17 @@ fn to_table(
     host: &Host,
     groups: &[&Group],
     vfio: &[VfioAnswer],
-    source: &str,
+    loaded: &LoadedHost,
 ) -> Result<String, CliError> {
+    let source = loaded.source.as_str();
+    let computed = format!("computed from {}", loaded.basis);
     use std::fmt::Write as _;
     let mut s = String::new();
     if host.groups.is_empty() {
         let _ = writeln!(
             s,
-            "No IOMMU groups found ({source}).\n\
-             This host has no IOMMU enabled, or it is not exposed to this system: no device \
-             can be assigned with VFIO here.\n\
-             To enable one: turn on VT-d / AMD-Vi (IOMMU) in the firmware and boot Linux with \
-             intel_iommu=on (Intel) or amd_iommu=on (AMD); then check /sys/kernel/iommu_groups."
+            "No IOMMU groups found ({source}).\n{}",
+            no_groups_advice(host, loaded)
         );
         return Ok(s);
     }
@@ -247,7 +263,7 @@ fn to_table(
         ]];
         for u in &host.iommus {
             rows.push(vec![
-                u.name.clone(),
+                iova_guest::text::clean(&u.name),
                 u.vendor.as_str().into(),
                 u.address_width.map_or("?".into(), |w| format!("{w}-bit")),
                 u.aperture.map_or("unknown".into(), |a| a.to_string()),
@@ -268,7 +284,7 @@ fn to_table(
         let (valid, issues) = group_facts(host, g)?;
         let unit = host
             .iommu_of_group(g)
-            .map_or("unknown".to_string(), |u| u.name.clone());
+            .map_or("unknown".to_string(), |u| iova_guest::text::clean(&u.name));
         let _ = writeln!(
             s,
             "Group {}  type {}  iommu {}",
@@ -287,7 +303,7 @@ fn to_table(
                 }
                 t
             });
-            let _ = writeln!(s, "  device    {name}{detail}");
+            let _ = writeln!(s, "  device    {}{detail}", iova_guest::text::clean(name));
         }
         match valid.aperture {
             Some(a) => {
@@ -316,7 +332,7 @@ fn to_table(
         }
         let (ranges, from) = match answer {
             VfioAnswer::Info { ranges, .. } => (ranges, "read from the kernel (VFIO GET_INFO)"),
-            _ => (&valid.ranges, "computed from sysfs"),
+            _ => (&valid.ranges, computed.as_str()),
         };
         if ranges.is_empty() {
             let _ = writeln!(s, "  valid     none: nothing can be mapped");
@@ -359,6 +375,36 @@ fn to_table(
         s.push('\n');
     }
     Ok(s)
+}
+
+/// Why a host has no IOMMU groups and what to do about it: on a virtual machine, a
+/// virtual IOMMU in its VMM; on hardware, the IOMMU in the firmware and on the kernel
+/// command line (VT-d / AMD-Vi on x86, the SMMU on ARM).
+fn no_groups_advice(host: &Host, loaded: &LoadedHost) -> String {
+    let vm = loaded
+        .root
+        .as_deref()
+        .and_then(crate::hostsrc::virtual_machine);
+    let lead = "This host has no IOMMU enabled, or it is not exposed to this system: no device \
+                can be assigned with VFIO here.";
+    let fix = match (vm, host.settings.cpu_vendor.as_deref()) {
+        (Some(vmm), _) => format!(
+            "This host is a virtual machine ({vmm}): firmware settings cannot help; its VMM \
+             must give it a virtual IOMMU, for example QEMU's `-device intel-iommu,intremap=on` \
+             (with `-machine q35,kernel-irqchip=split`) or `-device virtio-iommu-pci`, with the \
+             devices to assign passed through behind it; then boot the guest with \
+             intel_iommu=on and check /sys/kernel/iommu_groups."
+        ),
+        (None, Some("arm")) => "To enable one: enable the SMMU in the firmware (ACPI IORT or \
+             the device tree) and make sure the kernel's arm-smmu-v3 driver is loaded; then \
+             check /sys/kernel/iommu_groups."
+            .to_owned(),
+        (None, _) => "To enable one: turn on VT-d / AMD-Vi (IOMMU) in the firmware and boot \
+             Linux with intel_iommu=on (Intel) or amd_iommu=on (AMD); then check \
+             /sys/kernel/iommu_groups."
+            .to_owned(),
+    };
+    format!("{lead}\n{fix}")
 }
 
 /// Left-aligned columns separated by two spaces.

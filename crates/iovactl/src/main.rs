@@ -3,15 +3,19 @@
 //! Exit codes: 0 success; 1 the answer is "no" (a check found a fatal conflict or a
 //! blocker); 2 bad input or usage (the message on stderr names what was wrong); 3 the
 //! operating system refused something (a VFIO ioctl, a file that exists but cannot be
-//! read for a reason other than bad content).
+//! read for a reason other than bad content, a failed write to standard output); 141
+//! standard output was closed by its reader (`| head`): the program ends quietly, with
+//! the status a shell shows for a program stopped by SIGPIPE.
 
 mod error;
 mod guest_cmds;
 mod hostsrc;
 mod input;
 mod inspect;
+mod out;
 mod replay;
 mod report;
+use iova_guest::text;
 
 use std::process::ExitCode;
 
@@ -60,8 +64,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(CliError::BrokenPipe) => ExitCode::from(error::EXIT_BROKEN_PIPE),
         Err(e) => {
-            eprintln!("iovactl: {e}");
+            // Not eprintln!: it panics when standard error cannot be written.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "iovactl: {}",
+                text::clean(&e.to_string())
+            );
             ExitCode::from(e.exit_code())
         }
     }

@@ -1,15 +1,16 @@
 //! `iovactl replay`: run a DMA trace against a simulated VFIO container built from a
 //! host, and print what the kernel would answer to each operation.
 
-use std::io::Read as _;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use iova::container::{Container, ContainerConfig, Flavour};
-use iova::dma::DmaSpace;
-use iova::host::Host;
-use iova::trace::{TraceLine, TraceOp, apply, format_outcome, parse_trace};
+use iova::dma::{DmaSpace, MapError};
+use iova::host::{Host, ReservedKind};
+use iova::range::IovaRange;
+use iova::trace::{OpError, TraceLine, TraceOp, apply_detailed, format_outcome, parse_trace_line};
 use iova_linux::arena::TraceArena;
 
 use crate::error::CliError;
@@ -67,32 +68,36 @@ pub struct ReplayArgs {
     /// `--flavour type1v1`) instead of the simulation. The devices must be bound to
     /// vfio-pci. Host addresses are moved into a 64 MiB block of this process's memory
     /// (keeping their page offset). Prints the same line format as the simulation.
-    #[arg(long)]
+    /// Only on the running host: not with --sysfs-root or --host.
+    #[arg(long, conflicts_with_all = ["sysfs_root", "host"])]
     vfio: bool,
-    /// Print each operation before its answer (`map 0x1000 0x1000 -> ok`).
+    /// Exit 1 when any operation is refused (to gate a pipeline); the answers are still
+    /// all printed.
+    #[arg(long)]
+    fail_on_refusal: bool,
+    /// Print each operation before its answer (`map 0x1000 0x1000 -> ok`), and after a
+    /// refusal, why (`EINVAL: inside the msi window ... of group 1`).
     #[arg(long, short)]
     verbose: bool,
     /// The trace: one operation per line (`map IOVA SIZE [HOST_ADDR] [r|w|rw]`,
-    /// `unmap IOVA SIZE`, `unmap-all`; `#` comments). `-` reads standard input.
+    /// `unmap IOVA SIZE`, `unmap-all`; `#` comments). `-` reads standard input. It is
+    /// read, applied and answered line by line: any length runs in bounded memory. A
+    /// malformed file runs nothing; on standard input, a malformed line stops the
+    /// replay there, after the answers before it.
     #[arg(value_name = "TRACE")]
     trace: PathBuf,
 }
 
+/// The longest trace line accepted (a real one is under 80 bytes).
+const MAX_LINE_BYTES: u64 = 4096;
+
 /// Runs `iovactl replay`.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
-    let text = read_trace(&args.trace)?;
-    let ops = parse_trace(&text)
-        .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
-    if ops.is_empty() {
-        return Err(CliError::input(format!(
-            "trace {} has no operations (expected lines such as 'map IOVA SIZE')",
-            args.trace.display()
-        )));
-    }
+    let reader = open_trace(&args.trace)?;
     let loaded = args.host.load()?;
     let host = &loaded.host;
     if args.vfio {
-        return run_vfio(args, host, &ops);
+        return run_vfio(args, host, reader);
     }
 
     let mut config = ContainerConfig::with_flavour(args.flavour.into());
@@ -105,18 +110,29 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
     let mut container = Container::new(config);
 
-    for id in group_ids(host, &args.devices)? {
+    let groups = group_ids(host, &args.devices)?;
+    for &id in &groups {
         if let Err(e) = container.attach(host, id) {
-            eprintln!(
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "iovactl: attaching group {id} fails with {}: {e}",
                 e.errno().name()
             );
             return Ok(ExitCode::from(1));
         }
     }
+    let why = |op: &TraceOp, e: &OpError| refusal_reason(host, &groups, op, e);
+    let refused = run_ops(args, reader, &mut container, |op| op, why)?;
+    Ok(exit_code(args, refused))
+}
 
-    print!("{}", run_ops(&mut container, &ops, |op| op, args.verbose));
-    Ok(ExitCode::SUCCESS)
+fn exit_code(args: &ReplayArgs, refused: u64) -> ExitCode {
+    if args.fail_on_refusal && refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The group ids of the named devices, in order, without repeats.
@@ -127,28 +143,200 @@ fn group_ids(host: &Host, devices: &[String]) -> Result<Vec<u32>, CliError> {
         .collect())
 }
 
-/// Applies every operation (after `place`) and returns the answer lines.
-fn run_ops(
-    space: &mut dyn DmaSpace,
-    ops: &[TraceLine],
-    place: impl Fn(TraceOp) -> TraceOp,
-    verbose: bool,
-) -> String {
-    let mut out = String::new();
-    for line in ops {
-        let op = place(line.op);
-        let outcome = apply(space, &op);
-        if verbose {
-            out.push_str(&format!("{} -> ", line.op));
+/// Why a map was refused, in the host's terms when the container's error says the
+/// range is not valid: which reserved region of which group it hits, or which unit's
+/// aperture it leaves. Other errors say why themselves (`overlaps the existing mapping
+/// [...]`).
+fn refusal_reason(host: &Host, groups: &[u32], op: &TraceOp, e: &OpError) -> String {
+    let generic = e.to_string();
+    let (OpError::Map(MapError::NotInValidRange), TraceOp::Map { iova, size, .. }) = (e, op) else {
+        return generic;
+    };
+    let Some(last) = iova.checked_add(size.saturating_sub(1)) else {
+        return generic;
+    };
+    let Ok(range) = IovaRange::new(*iova, last) else {
+        return generic;
+    };
+    let mut reasons = Vec::new();
+    for &id in groups {
+        let Ok(g) = host.group(id) else { continue };
+        if let Some(unit) = host.iommu_of_group(g) {
+            if let Some(ap) = unit.aperture {
+                if !ap.contains_range(&range) {
+                    reasons.push(format!(
+                        "beyond the aperture {ap} of IOMMU {} (group {id})",
+                        iova_guest::text::clean(&unit.name)
+                    ));
+                }
+            }
         }
-        out.push_str(&format_outcome(&outcome));
-        out.push('\n');
+        for r in &g.reserved_regions {
+            if r.kind.excludes_iova() && r.range.overlaps(&range) {
+                let what = match r.kind {
+                    ReservedKind::Msi => "the MSI window",
+                    ReservedKind::Direct => "the direct (RMRR) region",
+                    _ => "the reserved region",
+                };
+                reasons.push(format!("inside {what} {} of group {id}", r.range));
+            }
+        }
     }
-    out
+    if reasons.is_empty() {
+        generic
+    } else {
+        reasons.join("; ")
+    }
+}
+
+/// A trace being read: its name for messages and its lines.
+struct TraceReader {
+    name: String,
+    input: Box<dyn BufRead>,
+    /// The line being read (1-based) and its bytes.
+    line_no: usize,
+    buf: Vec<u8>,
+}
+
+impl TraceReader {
+    fn new(name: String, input: Box<dyn BufRead>) -> TraceReader {
+        TraceReader {
+            name,
+            input,
+            line_no: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next operation: `None` at the end. Blank and comment lines are skipped; a
+    /// malformed line, a line that is not UTF-8 or longer than [`MAX_LINE_BYTES`] is an
+    /// input error naming the trace and the line.
+    fn next_op(&mut self) -> Result<Option<TraceLine>, CliError> {
+        loop {
+            self.buf.clear();
+            self.line_no += 1;
+            let line_no = self.line_no;
+            let n = (&mut self.input)
+                .take(MAX_LINE_BYTES + 1)
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| CliError::Os(format!("cannot read trace {}: {e}", self.name)))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if self.buf.last() == Some(&b'\n') {
+                self.buf.pop();
+            } else if u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
+                return Err(CliError::input(format!(
+                    "trace {}: line {line_no} is longer than {MAX_LINE_BYTES} bytes",
+                    self.name
+                )));
+            }
+            let text = std::str::from_utf8(&self.buf).map_err(|e| {
+                CliError::input(format!(
+                    "trace {}: line {line_no} is not UTF-8 text: {e}",
+                    self.name
+                ))
+            })?;
+            if let Some(line) = parse_trace_line(line_no, text)
+                .map_err(|e| CliError::input(format!("trace {}: {e}", self.name)))?
+            {
+                return Ok(Some(line));
+            }
+        }
+    }
+
+    fn no_operations(&self) -> CliError {
+        CliError::input(format!(
+            "trace {} has no operations (expected lines such as 'map IOVA SIZE')",
+            self.name
+        ))
+    }
+}
+
+/// Opens the trace (`-` is standard input). A file is read through once first, in
+/// bounded memory, so that a malformed trace runs nothing (which matters most with
+/// `--vfio`, on the real kernel); then it is opened again to be applied. Standard input
+/// cannot be read twice: there a malformed line stops the replay at that line, after
+/// the answers to the operations before it.
+fn open_trace(path: &Path) -> Result<TraceReader, CliError> {
+    let name = path.display().to_string();
+    if path.as_os_str() == "-" {
+        return Ok(TraceReader::new(
+            name,
+            Box::new(BufReader::new(std::io::stdin())),
+        ));
+    }
+    let open = || -> Result<TraceReader, CliError> {
+        Ok(TraceReader::new(
+            name.clone(),
+            Box::new(BufReader::new(crate::input::open_file(path, "trace")?)),
+        ))
+    };
+    let mut check = open()?;
+    let mut ops = 0u64;
+    while check.next_op()?.is_some() {
+        ops += 1;
+    }
+    if ops == 0 {
+        return Err(check.no_operations());
+    }
+    open()
+}
+
+/// Reads, applies (after `place`) and answers the trace line by line; returns how many
+/// operations were refused. Memory stays bounded whatever the trace's length: one line
+/// at a time, answers written as they come.
+fn run_ops(
+    args: &ReplayArgs,
+    mut reader: TraceReader,
+    space: &mut dyn DmaSpace,
+    place: impl Fn(TraceOp) -> TraceOp,
+    why: impl Fn(&TraceOp, &OpError) -> String,
+) -> Result<u64, CliError> {
+    use std::io::Write as _;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut ops = 0u64;
+    let mut refused = 0u64;
+    loop {
+        let line = match reader.next_op() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                // The answers so far are true: let them out before the error.
+                let _ = out.flush();
+                return Err(e);
+            }
+        };
+        ops += 1;
+        let op = place(line.op);
+        let outcome = apply_detailed(space, &op);
+        let written = match &outcome {
+            Ok(o) if args.verbose => writeln!(out, "{} -> {}", line.op, format_outcome(&Ok(*o))),
+            Ok(o) => writeln!(out, "{}", format_outcome(&Ok(*o))),
+            Err(e) if args.verbose => writeln!(
+                out,
+                "{} -> {}: {}",
+                line.op,
+                e.errno().name(),
+                why(&line.op, e)
+            ),
+            Err(e) => writeln!(out, "{}", e.errno().name()),
+        };
+        written.map_err(|e| crate::out::stdout_error(&e))?;
+        if outcome.is_err() {
+            refused += 1;
+        }
+    }
+    out.flush().map_err(|e| crate::out::stdout_error(&e))?;
+    if ops == 0 {
+        return Err(reader.no_operations());
+    }
+    Ok(refused)
 }
 
 /// `replay --vfio`: the same trace on the real kernel.
-fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCode, CliError> {
+fn run_vfio(args: &ReplayArgs, host: &Host, reader: TraceReader) -> Result<ExitCode, CliError> {
     use iova_linux::type1::{Container as Type1, IommuType};
     let iommu = match args.flavour {
         FlavourArg::Type1v2 => IommuType::Type1v2,
@@ -173,23 +361,14 @@ fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCod
     // The container holds the arena's memory: its safe map accepts the placed host
     // ranges and keeps the memory mapped until its own mappings are gone.
     iova_linux::memory::HoldMemory::add_memory(&mut container, arena.memory());
-    let out = run_ops(&mut container, ops, |op| arena.place(op), args.verbose);
-    // Leave nothing mapped behind us.
+    let refused = run_ops(
+        args,
+        reader,
+        &mut container,
+        |op| arena.place(op),
+        |_, e| e.to_string(),
+    );
+    // Leave nothing mapped behind us, whatever happened.
     let _ = container.unmap_all();
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
-}
-
-fn read_trace(path: &std::path::Path) -> Result<String, CliError> {
-    let bytes = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| CliError::input(format!("cannot read trace from standard input: {e}")))?;
-        bytes
-    } else {
-        crate::input::read_file(path, "trace")?
-    };
-    String::from_utf8(bytes)
-        .map_err(|e| CliError::input(format!("trace {} is not UTF-8 text: {e}", path.display())))
+    Ok(exit_code(args, refused?))
 }

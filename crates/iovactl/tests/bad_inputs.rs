@@ -30,6 +30,8 @@ enum F {
     Dangling,
     /// A symbolic link with this target text.
     Link(&'static str),
+    /// Nothing: whatever the base tree has there is removed.
+    Absent,
 }
 
 /// What the case directory starts with.
@@ -42,6 +44,17 @@ enum Base {
     Sysfs,
 }
 
+/// Where the command's standard output goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    /// `/dev/null`.
+    Null,
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
+    /// A pipe whose reader is already gone: every write fails with EPIPE.
+    ClosedPipe,
+}
+
 struct Case {
     name: &'static str,
     args: &'static [&'static str],
@@ -49,6 +62,7 @@ struct Case {
     files: &'static [(&'static str, F)],
     code: i32,
     expect: &'static [&'static str],
+    stdout: Stdout,
 }
 
 const fn case(
@@ -65,11 +79,27 @@ const fn case(
         files,
         code: 2,
         expect,
+        stdout: Stdout::Null,
+    }
+}
+
+/// [`case`] with another exit code.
+const fn case_code(
+    code: i32,
+    name: &'static str,
+    base: Base,
+    files: &'static [(&'static str, F)],
+    args: &'static [&'static str],
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        code,
+        ..case(name, base, files, args, expect)
     }
 }
 
 use Base::{Empty, Sysfs};
-use F::{Bytes, Dangling, Dir, Fifo, Link};
+use F::{Absent, Bytes, Dangling, Dir, Fifo, Link};
 
 macro_rules! rr {
     () => {
@@ -845,6 +875,218 @@ static CASES: &[Case] = &[
         ],
         &["{T}/out"],
     )},
+    // ---- round two (issue #11): output that cannot be written ------------------
+    // A reader that goes away ends the program quietly, with the status a shell shows
+    // for SIGPIPE; a failed write is the operating system's refusal, exit 3.
+    Case {
+        stdout: Stdout::ClosedPipe,
+        ..case_code(141, "replay into a closed pipe", Sysfs, &[], REPLAY_OK, &[])
+    },
+    Case {
+        stdout: Stdout::ClosedPipe,
+        ..case_code(141, "inspect into a closed pipe", Sysfs, &[], INSPECT, &[])
+    },
+    Case {
+        stdout: Stdout::Full,
+        ..case_code(3, "inspect into a full device", Sysfs, &[], INSPECT, &["cannot write to standard output"])
+    },
+    Case {
+        stdout: Stdout::Full,
+        ..case_code(3, "replay into a full device", Sysfs, &[], REPLAY_OK, &["cannot write to standard output"])
+    },
+    Case {
+        stdout: Stdout::Full,
+        ..case_code(
+            3,
+            "check --json into a full device",
+            Sysfs,
+            &[],
+            &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35", "--memory", "8G", "--json"],
+            &["cannot write to standard output"],
+        )
+    },
+    // ---- round two: files that exist but cannot be read are exit 3 ----------------
+    // Reading /proc/self/mem at offset 0 fails with EIO even for root.
+    case_code(
+        3,
+        "profile exists but cannot be read",
+        Empty,
+        &[("p.json", Link("/proc/self/mem"))],
+        &["inspect", "--host", "{T}/p.json"],
+        &["{T}/p.json"],
+    ),
+    case_code(
+        3,
+        "trace exists but cannot be read",
+        Sysfs,
+        &[("bad.trace", Link("/proc/self/mem"))],
+        &["replay", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "{T}/bad.trace"],
+        &["{T}/bad.trace"],
+    ),
+    case_code(
+        3,
+        "layout exists but cannot be read",
+        Sysfs,
+        &[("l.toml", Link("/proc/self/mem"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml"],
+        &["{T}/l.toml"],
+    ),
+    case_code(
+        3,
+        "reserved_regions exists but cannot be read",
+        Sysfs,
+        &[(rr!(), Link("/proc/self/mem"))],
+        INSPECT,
+        &[concat!("{T}/", rr!())],
+    ),
+    // ---- round two: replay as a gate --------------------------------------------
+    case_code(
+        1,
+        "replay --fail-on-refusal with a refused map",
+        Sysfs,
+        &[("msi.trace", Bytes(b"map 0x100000 0x1000\nmap 0xfee00000 0x1000\n"))],
+        &["replay", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--fail-on-refusal", "{T}/msi.trace"],
+        &[],
+    ),
+    case(
+        "replay --vfio with --sysfs-root",
+        Sysfs,
+        &[],
+        &["replay", "--vfio", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "{T}/ok.trace"],
+        &["--vfio", "--sysfs-root"],
+    ),
+    case(
+        "replay --vfio with --host",
+        Sysfs,
+        &[("p.json", Bytes(b"{}"))],
+        &["replay", "--vfio", "--host", "{T}/p.json", "--device", "03:00.0", "{T}/ok.trace"],
+        &["--vfio", "--host"],
+    ),
+    case(
+        "trace line longer than 4 KiB",
+        Sysfs,
+        &[("bad.trace", Bytes(&[b'#'; 5000]))],
+        &["replay", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "{T}/bad.trace"],
+        &["{T}/bad.trace", "line 1", "longer than"],
+    ),
+    case(
+        "check: memory as QEMU's bare MiB",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35", "--memory", "2048"],
+        &["--memory 2048", "did you mean 2048M?"],
+    ),
+    // ---- round two: never overwrite an input -----------------------------------
+    case(
+        "render --svg onto its own layout",
+        Sysfs,
+        &[("l.toml", Bytes(b"[[section]]\nname = \"ram\"\nkind = \"ram\"\nstart = \"0\"\nsize = \"1G\"\n"))],
+        &["render", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml", "--svg", "{T}/l.toml"],
+        &["--svg {T}/l.toml", "refusing to overwrite"],
+    ),
+    case(
+        "render --svg onto a link to its layout",
+        Sysfs,
+        &[
+            ("l.toml", Bytes(b"[[section]]\nname = \"ram\"\nkind = \"ram\"\nstart = \"0\"\nsize = \"1G\"\n")),
+            ("out.svg", Link("l.toml")),
+        ],
+        &["render", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--layout", "{T}/l.toml", "--svg", "{T}/out.svg"],
+        &["{T}/out.svg", "refusing to overwrite"],
+    ),
+    // ---- round two: unknown means unsafe ------------------------------------------
+    sysfs_case!(
+        "reserved_regions missing",
+        rr!(),
+        Absent,
+        ["missing", "group 1", "refusing to assume there are none"]
+    ),
+    sysfs_case!(
+        "VT-d cap: 0",
+        "sys/class/iommu/dmar0/intel-iommu/cap",
+        Bytes(b"0\n"),
+        ["SAGAW", "MGAW"]
+    ),
+    case(
+        "sysfs root: an empty folder",
+        Empty,
+        &[("sys", Dir)],
+        INSPECT,
+        &["{T}/sys", "does not look like sysfs"],
+    ),
+    case(
+        "sysfs root: a folder of example hosts",
+        Empty,
+        &[("sys/intel/kernel/iommu_groups", Dir), ("sys/amd/class/iommu", Dir)],
+        INSPECT,
+        &["{T}/sys", "does not look like sysfs"],
+    ),
+    case(
+        "sysfs root: /",
+        Empty,
+        &[],
+        &["inspect", "--sysfs-root", "/"],
+        &["/: does not look like sysfs"],
+    ),
+    profile_case!(
+        "profile address width 0",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 0}]}",
+        ["iommus[0].address_width", "0 bits"]
+    ),
+    profile_case!(
+        "profile address width 200",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 200}]}",
+        ["iommus[0].address_width", "200 bits"]
+    ),
+    profile_case!(
+        "profile address width 64 against a 39-bit aperture",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 64, \"aperture\": {\"first\": \"0x0\", \"last\": \"0x7fffffffff\"}}]}",
+        ["iommus[0].address_width", "contradicts the aperture"]
+    ),
+    profile_case!(
+        "profile address width without its aperture",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"address_width\": 39}]}",
+        ["iommus[0].address_width", "contradicts the aperture (none)"]
+    ),
+    profile_case!(
+        "profile page sizes 0",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x0\"}]}",
+        ["iommus[0].page_sizes", "no page size"]
+    ),
+    profile_case!(
+        "profile page sizes below 4 KiB",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x40201001\"}]}",
+        ["iommus[0].page_sizes", "below 4 KiB"]
+    ),
+    profile_case!(
+        "profile smallest page 1 GiB",
+        b"{\"iommus\": [{\"name\": \"d\", \"vendor\": \"intel\", \"page_sizes\": \"0x40000000\"}]}",
+        ["iommus[0].page_sizes", "above 64 KiB"]
+    ),
+    profile_case!(
+        "profile duplicate groups",
+        b"{\"groups\": [{\"id\": 1, \"type\": \"DMA\", \"devices\": []}, {\"id\": 1, \"type\": \"DMA\", \"devices\": []}]}",
+        ["groups[1].id", "group 1 is listed twice"]
+    ),
+    profile_case!(
+        "profile group naming a missing IOMMU",
+        b"{\"groups\": [{\"id\": 1, \"type\": \"DMA\", \"devices\": [], \"iommu\": \"dmar9\"}]}",
+        ["groups[0].iommu", "'dmar9'"]
+    ),
+    profile_case!(
+        "profile device naming a missing group",
+        b"{\"devices\": [{\"name\": \"0000:03:00.0\", \"group\": 7}]}",
+        ["devices[0].group", "group 7"]
+    ),
+    // ---- round two: export reports blockers as check does ------------------------
+    case_code(
+        1,
+        "export virtio-iommu of an identity group",
+        Sysfs,
+        &[("sys/kernel/iommu_groups/1/type", Bytes(b"identity\n"))],
+        &["export", "virtio-iommu", "--sysfs-root", "{T}/sys", "--device", "03:00.0"],
+        &["blocked", "group 1", "identity domain"],
+    ),
 ];
 
 /// A small valid host: one VT-d unit with a 39-bit aperture, group 1 (DMA, MSI
@@ -903,14 +1145,28 @@ fn make(dir: &Path, rel: &str, f: F) {
         Bytes(b) => std::fs::write(&path, b).unwrap(),
         Dir => std::fs::create_dir_all(&path).unwrap(),
         Fifo => {
-            let ok = Command::new("mkfifo").arg(&path).status().unwrap();
+            let ok = {
+                let _g = spawn_lock();
+                Command::new("mkfifo").arg(&path).status().unwrap()
+            };
             assert!(ok.success(), "mkfifo {}", path.display());
         }
         Dangling => {
             std::os::unix::fs::symlink(dir.join("does-not-exist"), &path).unwrap();
         }
         Link(target) => std::os::unix::fs::symlink(target, &path).unwrap(),
+        Absent => {}
     }
+}
+
+/// Every process this test starts is spawned under this lock, and a closed-pipe case
+/// holds it while it runs: a process forked meanwhile on another thread would hold a
+/// copy of the pipe's reading end (until its exec), and the write would not fail.
+fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
+    static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SPAWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn case_dir(i: usize) -> PathBuf {
@@ -922,13 +1178,48 @@ fn case_dir(i: usize) -> PathBuf {
 
 /// Runs iovactl with a deadline (a FIFO read blocks forever); `None` when it hung.
 fn run(args: &[String]) -> Option<(i32, String)> {
+    run_to(args, Stdout::Null)
+}
+
+/// [`run`] with standard output sent to `stdout`.
+fn run_to(args: &[String], stdout: Stdout) -> Option<(i32, String)> {
+    // Every spawn is under the lock, and the pipe of a closed-pipe case is made (and
+    // its reading end closed) under it too: a process forked meanwhile on another thread
+    // would hold a copy of the reading end until its exec, and the write would succeed.
+    let guard = spawn_lock();
+    let out = match stdout {
+        Stdout::Null => Stdio::null(),
+        Stdout::Full => std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full")
+            .into(),
+        Stdout::ClosedPipe => {
+            // No reader from the start: the program's first write meets EPIPE.
+            let mut fds = [0i32; 2];
+            // SAFETY: pipe2 fills the two descriptors, which we then own.
+            let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+            assert_eq!(rc, 0, "pipe2");
+            // SAFETY: both descriptors are fresh and owned by nobody else.
+            let (reader, writer) = unsafe {
+                use std::os::fd::FromRawFd as _;
+                (
+                    std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                    std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+                )
+            };
+            drop(reader);
+            writer.into()
+        }
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_iovactl"))
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(Stdio::piped())
         .spawn()
         .expect("run iovactl");
+    drop(guard);
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -956,7 +1247,7 @@ fn check(i: usize, c: &Case) -> Result<(), String> {
         make(&dir, rel, f);
     }
     let args: Vec<String> = c.args.iter().map(|a| a.replace("{T}", t)).collect();
-    let result = run(&args);
+    let result = run_to(&args, c.stdout);
     let _ = std::fs::remove_dir_all(&dir);
     let Some((code, stderr)) = result else {
         return Err(format!("{}: hung (killed after 20 s)", c.name));
@@ -967,6 +1258,9 @@ fn check(i: usize, c: &Case) -> Result<(), String> {
     }
     if code != c.code {
         problems.push(format!("exit code {code}, expected {}", c.code));
+    }
+    if c.stdout == Stdout::ClosedPipe && !stderr.is_empty() {
+        problems.push("a closed pipe must end the program quietly".to_owned());
     }
     for e in c.expect {
         let e = e.replace("{T}", t);

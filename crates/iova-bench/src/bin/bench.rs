@@ -44,6 +44,110 @@ impl Report {
     }
 }
 
+impl Report {
+    /// A workload without a peer: its name and fields only.
+    fn solo(&mut self, name: &str, fields: &[(&str, f64)]) {
+        let mut text = format!("BENCH {name}");
+        let mut map = BTreeMap::new();
+        for (k, v) in fields {
+            text.push_str(&format!(" {k}={v:.1}"));
+            map.insert((*k).to_owned(), json!(v));
+        }
+        println!("{text}");
+        self.rows
+            .push(json!({"name": name, "peer": null, "extra": map}));
+    }
+}
+
+/// `iovactl replay` of a streamed trace of `ops` operations (a sliding window of 1,024
+/// live 4 KiB mappings: map page j, unmap page j - 1024) on the 39-bit example host:
+/// operations per second and the child's peak RSS (from `wait4`). The trace is
+/// written to its standard input as it runs, so neither side holds it whole.
+fn replay_run(iovactl: &str, ops: u64) -> Option<(f64, f64)> {
+    use std::io::Write as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut child = std::process::Command::new(iovactl)
+        .args([
+            "replay",
+            "--sysfs-root",
+            "examples/hosts/intel-vtd-39",
+            "--device",
+            "03:00.0",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut input = std::io::BufWriter::with_capacity(1 << 16, child.stdin.take()?);
+    let t = Instant::now();
+    let page = |j: u64| 0x10_0000 + (j % (1 << 18)) * 0x1000;
+    for j in 0..ops / 2 {
+        let _ = writeln!(input, "map {:#x} 0x1000", page(j));
+        let _ = writeln!(input, "unmap {:#x} 0x1000", page(j.wrapping_sub(1024)));
+    }
+    drop(input);
+    let pid = i32::try_from(child.id()).ok()?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pid of our child and valid pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = t.elapsed().as_secs_f64();
+    if r != pid || std::process::ExitStatus::from_raw(status).code() != Some(0) {
+        eprintln!("bench: iovactl replay of {ops} operations failed");
+        return None;
+    }
+    // ru_maxrss is in KiB on Linux.
+    Some((ops as f64 / secs, usage.ru_maxrss as f64 / 1024.0))
+}
+
+fn replay_lines(r: &mut Report, quick: bool) {
+    let iovactl = std::env::var("IOVACTL").unwrap_or_else(|_| "target/release/iovactl".into());
+    let sizes: &[u64] = if quick {
+        &[1_000_000]
+    } else {
+        &[1_000_000, 10_000_000]
+    };
+    for &ops in sizes {
+        if let Some((per_s, rss_mib)) = replay_run(&iovactl, ops) {
+            r.solo(
+                &format!("replay-{}M", ops / 1_000_000),
+                &[
+                    ("ops", ops as f64),
+                    ("ops_per_s", per_s),
+                    ("peak_rss_mib", rss_mib),
+                ],
+            );
+        }
+    }
+}
+
+/// Parses a layout file of `n` sections (each 4 KiB of RAM, 8 KiB apart): median of 3.
+fn layout_parse_lines(r: &mut Report) {
+    for n in [10_000u64, 100_000] {
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "[[section]]\nname = \"s{i}\"\nkind = \"ram\"\nstart = \"{:#x}\"\nsize = \"0x1000\"\n\n",
+                (1u64 << 32) + i * 0x2000
+            ));
+        }
+        let times: Vec<f64> = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                let l = iova_guest::layout_file::parse("bench.toml", black_box(&text));
+                assert!(l.is_ok());
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        r.solo(
+            &format!("layout-parse-{}k", n / 1000),
+            &[("sections", n as f64), ("ms", median(times))],
+        );
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -493,6 +597,12 @@ fn main() {
     }
     if want("scaling") {
         tracker_scaling_lines(&mut r, &c);
+    }
+    if want("replay") {
+        replay_lines(&mut r, quick);
+    }
+    if want("layout-parse") {
+        layout_parse_lines(&mut r);
     }
     let missing: [&str; 0] = [];
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -227,6 +227,23 @@ pub enum SysfsError {
         /// The group whose `devices` directory holds the device.
         listed: u32,
     },
+    /// The root is a directory, but nothing in it is shaped like sysfs (no `kernel`,
+    /// `class`, `bus` or `devices` directory): a wrong `--sysfs-root`, such as the
+    /// folder of several example hosts, `/`, or an empty folder.
+    #[error("{}: does not look like sysfs (it has no kernel/, class/, bus/ or devices/ directory); give the directory that holds them, such as /sys or examples/hosts/intel-vtd-39", path.display())]
+    NotSysfs {
+        /// The root.
+        path: PathBuf,
+    },
+    /// A file whose content decides safety is missing: guessing it (for example "no
+    /// reserved regions", which would make the MSI window mappable) would be unsafe.
+    #[error("{}: missing, so {what} unknown; refusing to assume there are none", path.display())]
+    MissingFact {
+        /// The file that should be there.
+        path: PathBuf,
+        /// What it would have said ("the reserved regions of IOMMU group 3 are").
+        what: String,
+    },
     /// Two groups list the same device.
     #[error("{}: device '{device}' is also listed by group {other}", path.display())]
     DeviceInTwoGroups {
@@ -255,7 +272,9 @@ impl SysfsError {
             | SysfsError::BadValue { path, .. }
             | SysfsError::BadGroupLink { path, .. }
             | SysfsError::GroupMismatch { path, .. }
-            | SysfsError::DeviceInTwoGroups { path, .. } => path,
+            | SysfsError::DeviceInTwoGroups { path, .. }
+            | SysfsError::NotSysfs { path }
+            | SysfsError::MissingFact { path, .. } => path,
         }
     }
 }
