@@ -18,6 +18,8 @@
 //! - [`plan()`]: a layout that fits, with the VMM options that produce it → [`Plan`];
 //! - [`virtio_iommu`]: the input range, page-size mask and reserved regions a VMM
 //!   would expose through a virtio-iommu;
+//! - [`qemu_cmdline`] / [`qemu_model`]: a QEMU command line read with QEMU's own
+//!   grammar, and the memory map QEMU builds for it (by release and machine type);
 //! - [`svg`]: a picture of the 64-bit space with the problem in red.
 
 #![forbid(unsafe_code)]
@@ -27,6 +29,8 @@ mod check;
 pub mod layout_file;
 mod plan;
 pub mod presets;
+pub mod qemu_cmdline;
+pub mod qemu_model;
 pub mod svg;
 pub mod virtio_iommu;
 
