@@ -543,8 +543,9 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
     if let Some(pb) = phys_bits {
         let limit = if pb >= 64 { u64::MAX } else { (1u64 << pb) - 1 };
         if used > limit {
+            let needed = 64u32.saturating_sub(used.leading_zeros());
             refusals.push(Refusal {
-                option: "-cpu ...,phys-bits=".to_owned(),
+                option: format!("-cpu {},phys-bits={needed}", vm.cpu.model),
                 message: format!(
                     "QEMU refuses to start: address space limit {limit:#x} < {used:#x}, \
                      phys-bits too low ({pb})"

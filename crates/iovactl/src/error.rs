@@ -9,6 +9,9 @@ pub enum CliError {
     Input(String),
     /// The operating system refused something: exit 3.
     Os(String),
+    /// The question cannot be answered (an option that can change the answer is not
+    /// modelled): exit 4.
+    CannotAnswer(String),
 }
 
 impl CliError {
@@ -22,6 +25,7 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Os(_) => 3,
+            CliError::CannotAnswer(_) => 4,
         }
     }
 }
@@ -29,7 +33,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Input(m) | CliError::Os(m) => f.write_str(m),
+            CliError::Input(m) | CliError::Os(m) | CliError::CannotAnswer(m) => f.write_str(m),
         }
     }
 }

@@ -15,6 +15,7 @@ use iova_guest::{
 use serde_json::{Value, json};
 
 use crate::error::CliError;
+use crate::vmm::{Vmm, VmmProblem, load_vmm, vmm_problems};
 use crate::hostsrc::{HostArgs, LoadedHost};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
 
@@ -24,8 +25,9 @@ pub struct GuestArgs {
     #[command(flatten)]
     host: HostArgs,
     /// A device to assign (PCI address such as 0000:03:00.0 or 03:00.0). Repeat for
-    /// several: their groups share one container.
-    #[arg(long = "device", value_name = "BDF", required = true)]
+    /// several: their groups share one container. A VMM command line's
+    /// `-device vfio-pci,host=` devices are added.
+    #[arg(long = "device", value_name = "BDF")]
     devices: Vec<String>,
     /// The VMM whose layout to use: qemu-q35, qemu-pc, qemu-virt, cloud-hypervisor,
     /// firecracker, crosvm.
@@ -40,6 +42,21 @@ pub struct GuestArgs {
     /// The guest CPU vendor (intel or amd); default: the host's.
     #[arg(long = "cpu-vendor", value_name = "V")]
     cpu_vendor: Option<String>,
+    /// The VMM command line in a file: one argument per line, NUL-separated (as
+    /// /proc/PID/cmdline), or shell words with `\` continuations.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout"])]
+    cmdline: Option<PathBuf>,
+    /// The command line of a running VM (read from /proc/PID/cmdline).
+    #[arg(long, value_name = "PID", conflicts_with_all = ["guest", "layout"])]
+    pid: Option<u32>,
+    /// The QEMU release to model (7.2, 10.0.2). Default: what argv[0] --version says
+    /// when it runs here, else the newest modelled release.
+    #[arg(long = "qemu-version", value_name = "VERSION")]
+    qemu_version: Option<String>,
+    /// The VMM's own command line, after `--`: argv[0] names the VMM
+    /// (qemu-system-x86_64, qemu-system-aarch64).
+    #[arg(last = true, value_name = "VMM-ARGV")]
+    vmm: Vec<String>,
 }
 
 /// Options of `iovactl check`.
@@ -103,6 +120,8 @@ struct ExportVirtioArgs {
 
 /// Everything a guest command needs.
 struct Loaded {
+    vmm: Option<Vmm>,
+    devices: Vec<String>,
     loaded: LoadedHost,
     layout: Layout,
     input: PlanInput,
@@ -115,6 +134,69 @@ fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliErro
 
 fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
     let loaded = args.host.load()?;
+    if let Some((argv, source)) =
+        crate::vmm::argv_from(&args.vmm, args.cmdline.as_deref(), args.pid)?
+    {
+        if args.guest.is_some() || args.layout.is_some() || args.memory.is_some() {
+            return Err(CliError::input(
+                "a VMM command line gives the guest itself: drop --guest, --memory and --layout",
+            ));
+        }
+        let vmm = load_vmm(
+            argv,
+            source,
+            args.qemu_version.as_deref(),
+            &loaded.host,
+            args.cpu_vendor.as_deref(),
+        )?;
+        let mut devices = args.devices.clone();
+        for d in &vmm.vm.vfio {
+            if !devices.contains(d) {
+                devices.push(d.clone());
+            }
+        }
+        if devices.is_empty() {
+            return Err(CliError::input(
+                "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
+            ));
+        }
+        let m = &vmm.model;
+        let guest_desc = format!(
+            "{} {} (QEMU {}, {}), {} of RAM, {} vCPU{}; from {}",
+            vmm.vm.binary,
+            vmm.vm.machine_name,
+            m.version,
+            vmm.version_source,
+            human_bytes(u128::from(vmm.vm.ram)),
+            m.cpu_vendor,
+            m.phys_bits
+                .map_or(String::new(), |b| format!(" with {b} physical address bits")),
+            vmm.argv_source
+        );
+        let layout = m.layout.clone();
+        let input = match plan_config(&vmm) {
+            Some((p, cfg)) => PlanInput::Preset(p, cfg),
+            None => PlanInput::Custom(layout.clone()),
+        };
+        return Ok(Loaded {
+            vmm: Some(vmm),
+            devices,
+            loaded,
+            layout,
+            input,
+            guest_desc,
+        });
+    }
+    if args.devices.is_empty() {
+        return Err(CliError::input(
+            "--device BDF is required (or a VMM command line with -device vfio-pci,host=BDF)",
+        ));
+    }
+    if args.qemu_version.is_some() {
+        return Err(CliError::input(
+            "--qemu-version goes with a QEMU command line (after --, --cmdline or --pid)",
+        ));
+    }
     let host_vendor = CpuVendor::of_host(&loaded.host);
     let (layout, input, guest_desc) = match (&args.guest, &args.layout) {
         (Some(name), None) => {
@@ -192,6 +274,8 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
         }
     };
     Ok(Loaded {
+        vmm: None,
+        devices: args.devices.clone(),
         loaded,
         layout,
         input,
@@ -199,8 +283,85 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
     })
 }
 
-fn run_check(l: &Loaded, devices: &[String]) -> Result<CheckReport, CliError> {
-    check(&l.layout, &l.loaded.host, devices).map_err(|e| CliError::input(format!("--device {e}")))
+/// The preset configuration equal to a QEMU command line, when the preset can express
+/// it (x86, no memory devices, SeaBIOS, a VGA device, QEMU >= 7.1 rules): plans then
+/// use the preset's options.
+fn plan_config(vmm: &Vmm) -> Option<(Preset, GuestConfig)> {
+    use iova_guest::qemu_cmdline::MachineFamily;
+    let vm = &vmm.vm;
+    let preset = match vm.machine.family {
+        MachineFamily::Q35 => Preset::QemuQ35,
+        MachineFamily::Pc => Preset::QemuPc,
+        MachineFamily::Virt => return None,
+    };
+    let plain = vm.maxmem == vm.ram
+        && vm.mem_devices.is_empty()
+        && vm.pflash.is_empty()
+        && vm.bios.is_none()
+        && vm.vga
+        && vmm.model.machine_version >= iova_guest::qemu_cmdline::QemuVersion::new(7, 1);
+    plain.then(|| {
+        (
+            preset,
+            GuestConfig::new(vm.ram, vmm.model.cpu_vendor)
+                .max_ram_below_4g(vm.max_ram_below_4g)
+                .pci_hole64_size(vm.pci_hole64_size),
+        )
+    })
+}
+
+fn run_check(l: &Loaded) -> Result<CheckReport, CliError> {
+    check(&l.layout, &l.loaded.host, &l.devices)
+        .map_err(|e| CliError::input(format!("--device {e}")))
+}
+
+/// The command-line-only problems (none for presets and layout files).
+fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
+    l.vmm.as_ref().map_or_else(Vec::new, |v| {
+        vmm_problems(v, &r.container, l.loaded.host.settings.dma_entry_limit)
+    })
+}
+
+fn vmm_json(l: &Loaded, problems: &[VmmProblem]) -> Value {
+    let Some(v) = &l.vmm else {
+        return Value::Null;
+    };
+    let m = &v.model;
+    json!({
+        "binary": v.vm.binary,
+        "qemu_version": m.version.to_string(),
+        "qemu_version_source": v.version_source,
+        "machine": v.vm.machine_name,
+        "machine_version": m.machine_version.to_string(),
+        "cpu_model": v.vm.cpu.model,
+        "cpu_vendor": m.cpu_vendor.as_str(),
+        "phys_bits": m.phys_bits,
+        "max_used_gpa": hex(m.max_used_gpa),
+        "device_memory": m.device_memory.map(|(b, s)| json!({"base": hex(b), "size": s.to_string()})),
+        "assigned": v.vm.vfio,
+        "viommus": m.viommus,
+        "dma_mappings": m.mappings,
+        "problems": problems.iter().map(|p| json!({
+            "kind": p.kind,
+            "when": p.when,
+            "first": p.range.map(|r| hex(r.first())),
+            "last": p.range.map(|r| hex(r.last())),
+            "message": p.message,
+            "fix": p.fix,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn problems_text(problems: &[VmmProblem]) -> String {
+    let mut s = String::new();
+    if !problems.is_empty() {
+        let _ = writeln!(s, "\nVM definition problems:");
+        for p in problems {
+            let _ = writeln!(s, "  FATAL ({}) {}", p.when, p.message);
+            let _ = writeln!(s, "        fix: {}", p.fix);
+        }
+    }
+    s
 }
 
 fn layout_json(layout: &Layout) -> Value {
@@ -383,16 +544,25 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
 /// Runs `iovactl check`.
 pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
-    let r = run_check(&l, &args.guest.devices)?;
+    let r = run_check(&l)?;
+    let probs = problems(&l, &r);
+    let ok = r.ok && probs.is_empty();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report_json(&r, &l.guest_desc)).unwrap_or_default()
-        );
+        let mut v = report_json(&r, &l.guest_desc);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("ok".to_owned(), Value::Bool(ok));
+            o.insert("vmm".to_owned(), vmm_json(&l, &probs));
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", report_text(&r, &l));
+        let mut text = report_text(&r, &l);
+        if !probs.is_empty() {
+            text.push_str(&problems_text(&probs));
+            text.push_str("\nResult: NOT OK - the VM definition fails (see the problems above)\n");
+        }
+        print!("{text}");
     }
-    Ok(if r.ok {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -434,7 +604,7 @@ fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
 /// Runs `iovactl plan`.
 pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
-    let before = run_check(&l, &args.guest.devices)?;
+    let before = run_check(&l)?;
     let p = plan(&l.input, &before.container);
     let ok = p.feasible && before.blockers.is_empty();
     if args.json {
@@ -524,7 +694,7 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
 /// Runs `iovactl render`.
 pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
-    let r = run_check(&l, &args.guest.devices)?;
+    let r = run_check(&l)?;
     let doc = svg::render(&r);
     std::fs::write(&args.svg, doc)
         .map_err(|e| CliError::Os(format!("cannot write {}: {e}", args.svg.display())))?;

@@ -18,6 +18,10 @@ pub struct HostArgs {
     /// --profile`).
     #[arg(long, value_name = "PROFILE")]
     pub host: Option<PathBuf>,
+    /// The host CPU's physical address width in bits, overriding what the profile or
+    /// `/proc/cpuinfo` ("address sizes") says.
+    #[arg(long = "host-phys-bits", value_name = "BITS")]
+    pub host_phys_bits: Option<u8>,
 }
 
 /// A loaded host and a phrase saying where it came from.
@@ -31,6 +35,19 @@ pub struct LoadedHost {
 impl HostArgs {
     /// Loads the host these options name.
     pub fn load(&self) -> Result<LoadedHost, CliError> {
+        let mut l = self.load_inner()?;
+        if let Some(b) = self.host_phys_bits {
+            if !(32..=64).contains(&b) {
+                return Err(CliError::input(format!(
+                    "--host-phys-bits {b}: a physical address width is 32 to 64 bits"
+                )));
+            }
+            l.host.settings.cpu_phys_bits = Some(b);
+        }
+        Ok(l)
+    }
+
+    fn load_inner(&self) -> Result<LoadedHost, CliError> {
         if let Some(p) = &self.host {
             return load_profile(p);
         }
@@ -38,8 +55,16 @@ impl HostArgs {
             .sysfs_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let host =
+        let mut host =
             iova_linux::sysfs::read_host(&root).map_err(|e| CliError::input(e.to_string()))?;
+        if host.settings.cpu_phys_bits.is_none() {
+            // The running host's /proc next to its /sys; a sysfs-root fixture's sibling
+            // `proc/cpuinfo` when it has one.
+            let cpuinfo = root.join("../proc/cpuinfo");
+            host.settings.cpu_phys_bits = std::fs::read_to_string(cpuinfo)
+                .ok()
+                .and_then(|t| cpuinfo_phys_bits(&t));
+        }
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),
@@ -91,4 +116,31 @@ pub fn group_facts(host: &Host, group: &Group) -> Result<(ValidRanges, Vec<Group
         .group_issues(group.id)
         .map_err(|e| CliError::input(e.to_string()))?;
     Ok((valid, issues))
+}
+
+/// The physical address width from `/proc/cpuinfo` ("address sizes\t: 46 bits
+/// physical, 57 bits virtual"); `None` when no line says it.
+pub fn cpuinfo_phys_bits(text: &str) -> Option<u8> {
+    text.lines()
+        .filter(|l| l.starts_with("address sizes"))
+        .find_map(|l| {
+            let (_, v) = l.split_once(':')?;
+            let n = v.trim().split_whitespace().next()?;
+            v.contains("bits physical")
+                .then(|| n.parse::<u8>().ok())
+                .flatten()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpuinfo_phys_bits;
+
+    #[test]
+    fn cpuinfo_address_sizes() {
+        let t = "processor\t: 0\naddress sizes\t: 46 bits physical, 57 bits virtual\n";
+        assert_eq!(cpuinfo_phys_bits(t), Some(46));
+        assert_eq!(cpuinfo_phys_bits("address sizes : lots"), None);
+        assert_eq!(cpuinfo_phys_bits(""), None);
+    }
 }

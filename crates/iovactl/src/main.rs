@@ -3,7 +3,8 @@
 //! Exit codes: 0 success; 1 the answer is "no" (a check found a fatal conflict or a
 //! blocker); 2 bad input or usage (the message on stderr names what was wrong); 3 the
 //! operating system refused something (a VFIO ioctl, a file that exists but cannot be
-//! read for a reason other than bad content).
+//! read for a reason other than bad content); 4 the question cannot be answered (a VM
+//! definition uses an option that can change the answer and is not modelled).
 
 mod error;
 mod guest_cmds;
@@ -12,6 +13,7 @@ mod input;
 mod inspect;
 mod replay;
 mod report;
+mod vmm;
 
 use std::process::ExitCode;
 
