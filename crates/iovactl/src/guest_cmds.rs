@@ -569,6 +569,55 @@ pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
     })
 }
 
+/// The vCPU address width a planned layout needs (QEMU refuses to start when the
+/// highest used address is past `2^phys-bits - 1`): the plan's `-cpu` option says the
+/// smallest width that covers it, and a plan needing more than the host has under KVM
+/// is not feasible.
+fn vmm_plan(v: &Vmm, host: &iova::Host, p: &mut Plan) {
+    use iova_guest::qemu_cmdline::{Accel, QemuArch};
+    let Some(layout) = &p.layout else { return };
+    let Some(top) = layout.sections().iter().map(|s| s.range.last()).max() else {
+        return;
+    };
+    let needed = 64u32.saturating_sub(top.leading_zeros()).max(32);
+    if v.vm.arch != QemuArch::X86_64 {
+        if let Some(pb) = v.model.phys_bits {
+            if u32::from(pb) < needed {
+                p.notes.push(format!(
+                    "the vCPU has {pb} physical address bits; the layout needs {needed}: use -cpu max or a smaller -m"
+                ));
+            }
+        }
+        return;
+    }
+    p.options.retain(|o| !o.starts_with("-cpu "));
+    let mut cpu = v.vm.cpu.model.clone();
+    if let Some(vendor) = &v.vm.cpu.vendor_override {
+        cpu.push_str(&format!(",vendor={vendor}"));
+    }
+    let bits = needed;
+    if bits > 52 {
+        p.feasible = false;
+        p.notes.push(format!(
+            "the layout's highest address {top:#x} needs {bits} physical address bits; QEMU \
+             accepts at most 52"
+        ));
+        return;
+    }
+    p.options.push(format!("-cpu {cpu},phys-bits={bits}"));
+    if v.vm.accel == Accel::Kvm {
+        if let Some(h) = host.settings.cpu_phys_bits {
+            if u32::from(h) < bits {
+                p.feasible = false;
+                p.notes.push(format!(
+                    "the layout's highest address {top:#x} needs {bits} physical address bits \
+                     but the host CPU has {h}: the guest cannot reach it; plan a smaller -m"
+                ));
+            }
+        }
+    }
+}
+
 fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
     json!({
         "feasible": p.feasible,
@@ -605,7 +654,10 @@ fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
 pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
     let before = run_check(&l)?;
-    let p = plan(&l.input, &before.container);
+    let mut p = plan(&l.input, &before.container);
+    if let Some(v) = &l.vmm {
+        vmm_plan(v, &l.loaded.host, &mut p);
+    }
     let ok = p.feasible && before.blockers.is_empty();
     if args.json {
         println!(
