@@ -15,9 +15,9 @@ use iova_guest::{
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::vmm::{Vmm, VmmProblem, load_vmm, vmm_problems};
 use crate::hostsrc::{HostArgs, LoadedHost};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
+use crate::vmm::{Vmm, VmmProblem, load_vmm, vmm_problems};
 
 /// The guest and the devices: shared by check, plan and render.
 #[derive(Debug, Args)]
@@ -169,8 +169,9 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
             vmm.version_source,
             human_bytes(u128::from(vmm.vm.ram)),
             m.cpu_vendor,
-            m.phys_bits
-                .map_or(String::new(), |b| format!(" with {b} physical address bits")),
+            m.phys_bits.map_or(String::new(), |b| format!(
+                " with {b} physical address bits"
+            )),
             vmm.argv_source
         );
         let layout = m.layout.clone();

@@ -138,7 +138,10 @@ pub fn argv_from(
         ));
     }
     if !after_dashes.is_empty() {
-        return Ok(Some((after_dashes.to_vec(), "the command line after --".to_owned())));
+        return Ok(Some((
+            after_dashes.to_vec(),
+            "the command line after --".to_owned(),
+        )));
     }
     if let Some(f) = file {
         let bytes = crate::input::read_file(f, "--cmdline file")?;
@@ -147,10 +150,13 @@ pub fn argv_from(
     }
     if let Some(p) = pid {
         let path = PathBuf::from(format!("/proc/{p}/cmdline"));
-        let bytes = std::fs::read(&path)
-            .map_err(|e| CliError::input(format!("--pid {p}: cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            CliError::input(format!("--pid {p}: cannot read {}: {e}", path.display()))
+        })?;
         if bytes.is_empty() {
-            return Err(CliError::input(format!("--pid {p}: the process has no command line")));
+            return Err(CliError::input(format!(
+                "--pid {p}: the process has no command line"
+            )));
         }
         let argv = parse_cmdline_text(&format!("--pid {p}"), &bytes)?;
         return Ok(Some((argv, format!("process {p}"))));
@@ -164,17 +170,20 @@ pub fn firmware_size(name: &str, dirs: &[String]) -> Option<u64> {
     let direct = Path::new(name);
     let mut candidates: Vec<PathBuf> = vec![direct.to_path_buf()];
     if !name.contains('/') {
-        for d in dirs
-            .iter()
-            .map(String::as_str)
-            .chain(["/usr/share/qemu", "/usr/share/seabios", "/usr/local/share/qemu"])
-        {
+        for d in dirs.iter().map(String::as_str).chain([
+            "/usr/share/qemu",
+            "/usr/share/seabios",
+            "/usr/local/share/qemu",
+        ]) {
             candidates.push(Path::new(d).join(name));
         }
     }
-    candidates
-        .iter()
-        .find_map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len()))
+    candidates.iter().find_map(|p| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    })
 }
 
 /// Asks the binary its version (`--version`), within a few seconds.
@@ -240,7 +249,10 @@ pub fn load_vmm(
             (v, "--qemu-version".to_owned())
         }
         None => match argv.first().and_then(|b| ask_version(b)) {
-            Some(v) => (v, format!("{} --version", argv.first().map_or("", String::as_str))),
+            Some(v) => (
+                v,
+                format!("{} --version", argv.first().map_or("", String::as_str)),
+            ),
             None => (
                 QemuVersion::NEWEST,
                 format!(
@@ -252,9 +264,10 @@ pub fn load_vmm(
         },
     };
     let vendor = match cpu_vendor_arg {
-        Some(v) => Some(CpuVendor::parse(v).ok_or_else(|| {
-            CliError::input(format!("--cpu-vendor {v}: use intel or amd"))
-        })?),
+        Some(v) => Some(
+            CpuVendor::parse(v)
+                .ok_or_else(|| CliError::input(format!("--cpu-vendor {v}: use intel or amd")))?,
+        ),
         None => CpuVendor::of_host(host),
     };
     let hc = HostCpu {
@@ -288,7 +301,11 @@ pub struct VmmProblem {
 }
 
 fn bits_range(bits: u8) -> Option<IovaRange> {
-    let last = if bits >= 64 { u64::MAX } else { (1u64 << bits).checked_sub(1)? };
+    let last = if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits).checked_sub(1)?
+    };
     IovaRange::new(0, last).ok()
 }
 
@@ -318,22 +335,35 @@ fn viommu_space(
         }
         V::VirtioIommu { aw_bits, .. } => {
             if m.version < QemuVersion::new(9, 0) {
-                (Some(64), "first-dma", "QEMU >= 9.0 (virtio-iommu aw-bits=, host IOVA ranges)".to_owned())
+                (
+                    Some(64),
+                    "first-dma",
+                    "QEMU >= 9.0 (virtio-iommu aw-bits=, host IOVA ranges)".to_owned(),
+                )
             } else {
                 let bits = aw_bits.unwrap_or(if m.machine_version >= QemuVersion::new(9, 0) {
                     39
                 } else {
                     64
                 });
-                (Some(bits), "start", "-device virtio-iommu-pci,aw-bits=39".to_owned())
+                (
+                    Some(bits),
+                    "start",
+                    "-device virtio-iommu-pci,aw-bits=39".to_owned(),
+                )
             }
         }
         V::AmdIommu => (
             Some(48),
             "first-dma",
-            "-device intel-iommu,aw-bits=39 (QEMU's amd-iommu has no address-width option)".to_owned(),
+            "-device intel-iommu,aw-bits=39 (QEMU's amd-iommu has no address-width option)"
+                .to_owned(),
         ),
-        V::SmmuV3 => (None, "start", "drop iommu=smmuv3 (use virtio-iommu-pci)".to_owned()),
+        V::SmmuV3 => (
+            None,
+            "start",
+            "drop iommu=smmuv3 (use virtio-iommu-pci)".to_owned(),
+        ),
     }
 }
 
@@ -363,7 +393,9 @@ pub fn vmm_problems(vmm: &Vmm, c: &Container, dma_entry_limit: Option<u32>) -> V
             });
             continue;
         };
-        let Some(space) = bits_range(bits) else { continue };
+        let Some(space) = bits_range(bits) else {
+            continue;
+        };
         // Apertures only: the guest's vIOMMU reserves the MSI window itself.
         let mut reachable = IovaSet::from(space);
         for a in c.apertures.iter().filter_map(|a| a.aperture) {
@@ -426,7 +458,10 @@ mod tests {
     #[test]
     fn cmdline_files() {
         let nul = b"qemu-system-x86_64\0-m\08G\0";
-        assert_eq!(parse_cmdline_text("f", nul).unwrap(), ["qemu-system-x86_64", "-m", "8G"]);
+        assert_eq!(
+            parse_cmdline_text("f", nul).unwrap(),
+            ["qemu-system-x86_64", "-m", "8G"]
+        );
         let lines = b"qemu-system-x86_64\n-append\n'console=ttyS0 quiet'\n";
         assert_eq!(
             parse_cmdline_text("f", lines).unwrap(),
