@@ -361,7 +361,7 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
     let preset = if q35 { Preset::QemuQ35 } else { Preset::QemuPc };
     let cfg = GuestConfig::new(vm.ram, vendor).max_ram_below_4g(vm.max_ram_below_4g);
     let (below, above) = qemu_ram_split(preset, &cfg);
-    if below < 2 * MIB || below > 0xfec0_0000 {
+    if !(2 * MIB..=0xfec0_0000).contains(&below) {
         return Err(bad(
             "-machine max-ram-below-4g",
             format!(

@@ -125,7 +125,7 @@ pub fn cpuinfo_phys_bits(text: &str) -> Option<u8> {
         .filter(|l| l.starts_with("address sizes"))
         .find_map(|l| {
             let (_, v) = l.split_once(':')?;
-            let n = v.trim().split_whitespace().next()?;
+            let n = v.split_whitespace().next()?;
             v.contains("bits physical")
                 .then(|| n.parse::<u8>().ok())
                 .flatten()
