@@ -149,7 +149,7 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
             &loaded.host,
             args.cpu_vendor.as_deref(),
         )?;
-        let mut devices = args.devices.clone();
+        let mut devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
         for d in &vmm.vm.vfio {
             if !devices.contains(d) {
                 devices.push(d.clone());
@@ -274,9 +274,10 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
             ));
         }
     };
+    let devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
     Ok(Loaded {
         vmm: None,
-        devices: args.devices.clone(),
+        devices,
         loaded,
         layout,
         input,
@@ -761,12 +762,50 @@ pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// VMM-ready options that keep a guest's vIOMMU inside the host's IOVA width: the
+/// widest address width whose whole space the container can map (IOVAs below it
+/// that are reserved are reported to the guest as reserved regions by virtio-iommu).
+fn vmm_options(cfg: &virtio_iommu::VirtioIommuConfig, c: &Container) -> Vec<String> {
+    let top = c
+        .apertures
+        .iter()
+        .filter_map(|a| a.aperture.map(|r| r.last()))
+        .min()
+        .unwrap_or(cfg.input_range.last());
+    let width = 64u32.saturating_sub(top.checked_add(1).map_or(0, u64::leading_zeros) + 1);
+    let width = if top == u64::MAX { 64 } else { width };
+    let granule = match cfg.page_size_mask.trailing_zeros() {
+        13 => "8k",
+        14 => "16k",
+        16 => "64k",
+        _ => "4k",
+    };
+    let mut out = vec![format!(
+        "-device virtio-iommu-pci,aw-bits={},granule={granule}   (QEMU >= 9.0)",
+        width.clamp(32, 64)
+    )];
+    if width >= 48 {
+        out.push("-device intel-iommu,aw-bits=48".to_owned());
+    } else if width >= 39 {
+        out.push("-device intel-iommu,aw-bits=39".to_owned());
+    } else {
+        out.push(format!(
+            "(no intel-iommu: its narrowest width, 39 bits, exceeds the host's {width})"
+        ));
+    }
+    out.push(format!(
+        "cloud-hypervisor --platform iommu_address_width={width}"
+    ));
+    out
+}
+
 /// Runs `iovactl export`.
 pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
     let ExportFormat::VirtioIommu(a) = &args.format;
     let _ = (&a.guest, &a.memory);
     let loaded = a.host.load()?;
-    let c = container(&loaded.host, &a.devices)?;
+    let devices = crate::hostsrc::resolve_devices(&loaded.host, &a.devices)?;
+    let c = container(&loaded.host, &devices)?;
     let cfg = virtio_iommu::export(&c).ok_or_else(|| {
         CliError::input(format!(
             "--device {}: the container has no valid IOVA at all",
@@ -792,6 +831,7 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
         },
         "valid_iova_ranges": set_json(&c.valid),
         "input_range_json": range_json(&cfg.input_range),
+        "vmm_options": vmm_options(&cfg, &c),
     });
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(ExitCode::SUCCESS)

@@ -332,3 +332,58 @@ fn the_version_is_said_when_assumed() {
             .contains("assumed")
     );
 }
+
+#[test]
+fn devices_by_vendor_and_device_id() {
+    let hp = host("amd-epyc");
+    let out = run(&[
+        "export",
+        "virtio-iommu",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "15b3:1017",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["devices"][0], "0000:41:00.0");
+    assert!(
+        v["vmm_options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "-device intel-iommu,aw-bits=48"),
+        "{v}"
+    );
+    let none = run(&[
+        "export",
+        "virtio-iommu",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "10de:2330",
+    ]);
+    assert_eq!(none.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        e.contains("10de:2330") && e.contains("0000:41:00.0 [15b3:1017]"),
+        "{e}"
+    );
+    let amb = run(&[
+        "export",
+        "virtio-iommu",
+        "--sysfs-root",
+        &hp,
+        "--device",
+        "1022:*",
+    ]);
+    assert_eq!(amb.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&amb.stderr).contains("ambiguous"));
+    let cl = vmm(
+        "check",
+        "amd-epyc",
+        "10.0",
+        "qemu-system-x86_64 -machine q35 -m 8G -cpu EPYC",
+    );
+    assert_eq!(cl.status.code(), Some(2), "no device at all");
+}
