@@ -20,6 +20,7 @@
 //!   would expose through a virtio-iommu;
 //! - [`qemu_cmdline`] / [`qemu_model`]: a QEMU command line read with QEMU's own
 //!   grammar, and the memory map QEMU builds for it (by release and machine type);
+//! - [`libvirt`]: a libvirt domain XML as the QEMU command line libvirt builds;
 //! - [`svg`]: a picture of the 64-bit space with the problem in red.
 
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@
 
 mod check;
 pub mod layout_file;
+pub mod libvirt;
 mod plan;
 pub mod presets;
 pub mod qemu_cmdline;

@@ -49,6 +49,9 @@ pub struct GuestArgs {
     /// The command line of a running VM (read from /proc/PID/cmdline).
     #[arg(long, value_name = "PID", conflicts_with_all = ["guest", "layout"])]
     pid: Option<u32>,
+    /// A libvirt domain XML (`-` for standard input), e.g. from `virsh dumpxml`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout", "cmdline", "pid"])]
+    libvirt: Option<PathBuf>,
     /// The QEMU release to model (7.2, 10.0.2). Default: what argv[0] --version says
     /// when it runs here, else the newest modelled release.
     #[arg(long = "qemu-version", value_name = "VERSION")]
@@ -134,9 +137,22 @@ fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliErro
 
 fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
     let loaded = args.host.load()?;
-    if let Some((argv, source)) =
-        crate::vmm::argv_from(&args.vmm, args.cmdline.as_deref(), args.pid)?
-    {
+    let from_libvirt = match &args.libvirt {
+        Some(p) => {
+            if !args.vmm.is_empty() {
+                return Err(CliError::input(
+                    "--libvirt gives the VM: drop the command line after --",
+                ));
+            }
+            Some(crate::vmm::libvirt_argv(p)?)
+        }
+        None => None,
+    };
+    let found = match from_libvirt {
+        Some(x) => Some(x),
+        None => crate::vmm::argv_from(&args.vmm, args.cmdline.as_deref(), args.pid)?,
+    };
+    if let Some((argv, source)) = found {
         if args.guest.is_some() || args.layout.is_some() || args.memory.is_some() {
             return Err(CliError::input(
                 "a VMM command line gives the guest itself: drop --guest, --memory and --layout",
@@ -835,4 +851,96 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
     });
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `iovactl libvirt-hook`, installed as libvirt's `/etc/libvirt/hooks/qemu`.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(flatten)]
+    host: HostArgs,
+    /// The QEMU release to model (default: ask the domain's emulator).
+    #[arg(long = "qemu-version", value_name = "VERSION")]
+    qemu_version: Option<String>,
+    /// What libvirt passes: the domain name, the operation, the sub-operation and an
+    /// extra argument (`NAME prepare begin -`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "HOOK-ARGS"
+    )]
+    hook: Vec<String>,
+}
+
+/// Runs `iovactl libvirt-hook`: on `prepare begin` reads the domain XML from standard
+/// input and refuses the start (exit 1, the reasons on stderr, which libvirt shows the
+/// user) when the VM would fail with its assigned devices; every other call, a domain
+/// without PCI host devices, and a domain the model cannot answer for pass (exit 0; the
+/// last with a warning on stderr, so that the hook never blocks what it does not
+/// understand).
+pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
+    let (name, op, sub) = (
+        args.hook.first().map_or("", String::as_str),
+        args.hook.get(1).map_or("", String::as_str),
+        args.hook.get(2).map_or("", String::as_str),
+    );
+    if op != "prepare" || sub != "begin" {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ga = GuestArgs {
+        host: args.host.clone(),
+        devices: Vec::new(),
+        guest: None,
+        memory: None,
+        layout: None,
+        cpu_vendor: None,
+        cmdline: None,
+        pid: None,
+        libvirt: Some(PathBuf::from("-")),
+        qemu_version: args.qemu_version.clone(),
+        vmm: Vec::new(),
+    };
+    let l = match load(&ga) {
+        Ok(l) => l,
+        Err(CliError::Input(m)) if m.starts_with("no device to assign") => {
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            eprintln!("iovactl libvirt-hook: domain {name}: not checked: {e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let r = match run_check(&l) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("iovactl libvirt-hook: domain {name}: not checked: {e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let probs = problems(&l, &r);
+    if r.ok && probs.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut msg = format!(
+        "iovactl: domain {name} cannot work with {}:",
+        l.devices.join(", ")
+    );
+    for c in r.fatal() {
+        let _ = write!(
+            msg,
+            " {} {}-{} cannot be DMA-mapped ({});",
+            c.section,
+            hex(c.range.first()),
+            hex(c.range.last()),
+            c.reason
+        );
+    }
+    for b in &r.blockers {
+        let _ = write!(msg, " group {}: {};", b.group, b.message);
+    }
+    for p in &probs {
+        let _ = write!(msg, " {} (fix: {});", p.message, p.fix);
+    }
+    msg.push_str(" run `iovactl plan --libvirt FILE` for a layout that fits");
+    eprintln!("{msg}");
+    Ok(ExitCode::from(1))
 }

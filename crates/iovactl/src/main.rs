@@ -42,6 +42,9 @@ enum Command {
     Export(guest_cmds::ExportArgs),
     /// Draw the address space, the container and the guest layout as an SVG picture.
     Render(guest_cmds::RenderArgs),
+    /// libvirt's qemu hook (/etc/libvirt/hooks/qemu): refuses to start a domain whose
+    /// assigned devices cannot work with its memory map; see docs/guest-layouts.md.
+    LibvirtHook(guest_cmds::HookArgs),
     /// Replay a DMA trace (map / unmap / unmap-all) on a simulated VFIO container and
     /// print the kernel's answer to each operation: ok, ok 0xBYTES, or an errno name.
     Replay(replay::ReplayArgs),
@@ -55,6 +58,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Export(args) => guest_cmds::run_export_cmd(&args),
         Command::Render(args) => guest_cmds::run_render_cmd(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::LibvirtHook(args) => guest_cmds::run_hook_cmd(&args),
     }
 }
 

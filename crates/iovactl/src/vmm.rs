@@ -164,6 +164,31 @@ pub fn argv_from(
     Ok(None)
 }
 
+/// The QEMU argv of a libvirt domain XML file (`-` for standard input).
+pub fn libvirt_argv(path: &Path) -> Result<(Vec<String>, String), CliError> {
+    let (bytes, name) = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 16 << 20), &mut b)
+            .map_err(|e| CliError::Os(format!("--libvirt -: cannot read standard input: {e}")))?;
+        (b, "--libvirt - (standard input)".to_owned())
+    } else {
+        (
+            crate::input::read_file(path, "--libvirt file")?,
+            format!("--libvirt {}", path.display()),
+        )
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|e| CliError::input(format!("{name} is not UTF-8 text: {e}")))?;
+    let argv = iova_guest::libvirt::domain_to_argv(&name, &text).map_err(|e| {
+        if e.is_unmodelled() {
+            CliError::CannotAnswer(format!("libvirt domain: {e}"))
+        } else {
+            CliError::input(format!("libvirt domain: {e}"))
+        }
+    })?;
+    Ok((argv, name))
+}
+
 /// The size of a firmware file QEMU would load: the path as given, else in the `-L`
 /// directories and QEMU's data directories.
 pub fn firmware_size(name: &str, dirs: &[String]) -> Option<u64> {

@@ -793,6 +793,63 @@ static CASES: &[Case] = &[
         &["plan", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--", "qemu-system-x86_64", "-bogus"],
         &["-bogus"],
     ),
+    case(
+        "libvirt: XML bomb (entities in a DTD)",
+        Sysfs,
+        &[("d.xml", Bytes(b"<?xml version='1.0'?><!DOCTYPE d [<!ENTITY a 'aaaaaaaa'><!ENTITY b '&a;&a;&a;&a;'><!ENTITY c '&b;&b;&b;&b;'>]><domain>&c;</domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml", "DTD"],
+    ),
+    case(
+        "libvirt: external entity",
+        Sysfs,
+        &[("d.xml", Bytes(b"<!DOCTYPE domain SYSTEM 'file:///etc/passwd'><domain/>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml"],
+    ),
+    case(
+        "libvirt: truncated XML",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory>8"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml"],
+    ),
+    case(
+        "libvirt: not a domain",
+        Sysfs,
+        &[("d.xml", Bytes(b"<network/>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml", "<network>"],
+    ),
+    case(
+        "libvirt: unknown memory unit",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory unit='parsec'>8</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--libvirt", "{T}/d.xml"],
+        &["parsec"],
+    ),
+    case(
+        "libvirt: unknown machine type",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory unit='GiB'>8</memory><os><type arch='x86_64' machine='pc-q99'>hvm</type></os></domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--libvirt", "{T}/d.xml"],
+        &["pc-q99"],
+    ),
+    case(
+        "libvirt: unmodelled vIOMMU cannot be answered",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory unit='GiB'>8</memory><os><type arch='x86_64' machine='q35'>hvm</type></os><devices><iommu model='fancy'/></devices></domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--libvirt", "{T}/d.xml"],
+        &["fancy", "cannot answer"],
+    )
+    .exit(4),
+    case(
+        "libvirt: missing file",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/none.xml"],
+        &["{T}/none.xml"],
+    ),
     // ---- guest layouts: check, plan, export, render ------------------------------
     case(
         "check: unknown preset",

@@ -387,3 +387,87 @@ fn devices_by_vendor_and_device_id() {
     );
     assert_eq!(cl.status.code(), Some(2), "no device at all");
 }
+
+fn hook(h: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let hp = host(h);
+    let mut a = vec![
+        "libvirt-hook",
+        "--sysfs-root",
+        hp.as_str(),
+        "--qemu-version",
+        "10.0",
+    ];
+    a.extend_from_slice(args);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iovactl"))
+        .args(&a)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn libvirt_domains_check_like_their_command_lines() {
+    let xml = root().join("examples/libvirt-600g-q35.xml");
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &host("intel-vtd-39"),
+        "--qemu-version",
+        "10.0",
+        "--json",
+        "--libvirt",
+        xml.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["vmm"]["assigned"][0], "0000:03:00.0");
+    assert!(
+        v["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["section"] == "ram-above-4g" && c["fatal"] == true)
+    );
+}
+
+#[test]
+fn the_libvirt_hook_refuses_only_what_fails() {
+    let xml = std::fs::read_to_string(root().join("examples/libvirt-600g-q35.xml")).unwrap();
+    let refused = hook("intel-vtd-39", &["big", "prepare", "begin", "-"], &xml);
+    assert_eq!(refused.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        e.contains("domain big") && e.contains("ram-above-4g"),
+        "{e}"
+    );
+    let fits = hook(
+        "intel-vtd-39",
+        &["big", "prepare", "begin", "-"],
+        &xml.replace(">600<", ">8<"),
+    );
+    assert_eq!(
+        fits.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&fits.stderr)
+    );
+    // Other operations pass without reading the XML.
+    let other = hook("intel-vtd-39", &["big", "release", "end", "-"], "");
+    assert_eq!(other.status.code(), Some(0));
+    // What the model cannot answer passes with a warning, never blocks.
+    let odd = hook(
+        "intel-vtd-39",
+        &["big", "prepare", "begin", "-"],
+        &xml.replace(
+            "<devices>",
+            "<devices><memory model='sgx-epc'><target><size>1</size></target></memory>",
+        ),
+    );
+    assert_eq!(odd.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("not checked"));
+}
