@@ -492,7 +492,7 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
     out
 }
 
-fn report_text(r: &CheckReport, l: &Loaded) -> String {
+fn report_text(r: &CheckReport, l: &Loaded, probs: &[VmmProblem]) -> String {
     let mut s = String::new();
     let c = &r.container;
     let _ = writeln!(s, "Host: {}", l.loaded.source);
@@ -545,10 +545,13 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
     for n in &r.notes {
         let _ = writeln!(s, "  note: {n}");
     }
+    s.push_str(&problems_text(probs));
     let _ = writeln!(
         s,
         "\nResult: {}",
-        if r.ok {
+        if r.ok && !probs.is_empty() {
+            "NOT OK - the VM definition fails (see the problems above)".to_owned()
+        } else if r.ok {
             "OK - every DMA-mapped section fits the container".to_owned()
         } else if r.has_fatal() {
             "NOT OK - the VMM's DMA mappings will fail (EINVAL); run `iovactl plan` with the same options for a layout that fits".to_owned()
@@ -573,12 +576,7 @@ pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        let mut text = report_text(&r, &l);
-        if !probs.is_empty() {
-            text.push_str(&problems_text(&probs));
-            text.push_str("\nResult: NOT OK - the VM definition fails (see the problems above)\n");
-        }
-        print!("{text}");
+        print!("{}", report_text(&r, &l, &probs));
     }
     Ok(if ok {
         ExitCode::SUCCESS
