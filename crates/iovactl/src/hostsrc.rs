@@ -132,19 +132,6 @@ pub fn cpuinfo_phys_bits(text: &str) -> Option<u8> {
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::cpuinfo_phys_bits;
-
-    #[test]
-    fn cpuinfo_address_sizes() {
-        let t = "processor\t: 0\naddress sizes\t: 46 bits physical, 57 bits virtual\n";
-        assert_eq!(cpuinfo_phys_bits(t), Some(46));
-        assert_eq!(cpuinfo_phys_bits("address sizes : lots"), None);
-        assert_eq!(cpuinfo_phys_bits(""), None);
-    }
-}
-
 /// Expands device selectors: a PCI address stays as it is; `VENDOR:DEVICE` (two 4-digit
 /// hex IDs, such as `10de:2330`) selects every device of the host with those IDs;
 /// `VENDOR:*` selects a vendor's devices when they all share one device ID. No match,
@@ -210,4 +197,17 @@ pub fn resolve_devices(host: &Host, selectors: &[String]) -> Result<Vec<String>,
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpuinfo_phys_bits;
+
+    #[test]
+    fn cpuinfo_address_sizes() {
+        let t = "processor\t: 0\naddress sizes\t: 46 bits physical, 57 bits virtual\n";
+        assert_eq!(cpuinfo_phys_bits(t), Some(46));
+        assert_eq!(cpuinfo_phys_bits("address sizes : lots"), None);
+        assert_eq!(cpuinfo_phys_bits(""), None);
+    }
 }

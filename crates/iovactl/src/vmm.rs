@@ -358,24 +358,18 @@ fn viommu_space(
                 "-device intel-iommu,aw-bits=39".to_owned(),
             )
         }
-        V::VirtioIommu { aw_bits, .. } => {
+        V::VirtioIommu { .. } => {
             if m.version < QemuVersion::new(9, 0) {
                 (
                     Some(64),
                     "first-dma",
-                    "QEMU >= 9.0 (virtio-iommu aw-bits=, host IOVA ranges)".to_owned(),
+                    "QEMU >= 9.0 (virtio-iommu reports the host's unusable IOVAs to the guest)"
+                        .to_owned(),
                 )
             } else {
-                let bits = aw_bits.unwrap_or(if m.machine_version >= QemuVersion::new(9, 0) {
-                    39
-                } else {
-                    64
-                });
-                (
-                    Some(bits),
-                    "start",
-                    "-device virtio-iommu-pci,aw-bits=39".to_owned(),
-                )
+                // From 9.0 QEMU gives the guest the host's unusable IOVAs as reserved
+                // regions (PROBE), whatever aw-bits says: nothing to flag.
+                (None, "", String::new())
             }
         }
         V::AmdIommu => (
@@ -407,6 +401,9 @@ pub fn vmm_problems(vmm: &Vmm, c: &Container, dma_entry_limit: Option<u32>) -> V
     for v in &vmm.model.viommus {
         let (bits, when, fix) = viommu_space(v, &vmm.model);
         let Some(bits) = bits else {
+            if !matches!(v, iova_guest::qemu_cmdline::Viommu::SmmuV3) {
+                continue;
+            }
             out.push(VmmProblem {
                 kind: "viommu-unsupported",
                 range: None,

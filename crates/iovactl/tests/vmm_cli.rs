@@ -471,3 +471,18 @@ fn the_libvirt_hook_refuses_only_what_fails() {
     assert_eq!(odd.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&odd.stderr).contains("not checked"));
 }
+
+#[test]
+fn virtio_iommu_is_a_problem_only_before_9_0() {
+    let argv = "qemu-system-x86_64 -machine q35 -accel kvm -m 8G -cpu host \
+                -device virtio-iommu-pci -device vfio-pci,host=0000:03:00.0";
+    let old = vmm("check", "intel-vtd-39", "7.2", argv);
+    assert_eq!(old.status.code(), Some(1));
+    let v = json(&old);
+    assert_eq!(v["vmm"]["problems"][0]["when"], "first-dma", "{v}");
+    assert_eq!(v["vmm"]["problems"][0]["first"], "0x8000000000");
+    assert_eq!(
+        vmm("check", "intel-vtd-39", "10.0", argv).status.code(),
+        Some(0)
+    );
+}
