@@ -486,3 +486,46 @@ fn virtio_iommu_is_a_problem_only_before_9_0() {
         Some(0)
     );
 }
+
+#[test]
+fn a_running_vm_by_pid() {
+    // A process whose argv is a (minimal) QEMU command line: argv[0] and a disk image.
+    let mut child = Command::new("bash")
+        .args(["-c", "exec -a qemu-system-x86_64 sleep 30"])
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut ok = false;
+    for _ in 0..100 {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"qemu-system-x86_64\0") {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ok, "the stand-in process did not exec");
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &host("amd-epyc"),
+        "--qemu-version",
+        "10.0",
+        "--json",
+        "--device",
+        "0000:41:00.0",
+        "--pid",
+        &pid,
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["vmm"]["machine"], "pc");
+    assert_eq!(v["vmm"]["cpu_vendor"], "amd", "qemu64 is an AMD model");
+}
