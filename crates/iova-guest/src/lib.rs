@@ -18,6 +18,9 @@
 //! - [`plan()`]: a layout that fits, with the VMM options that produce it → [`Plan`];
 //! - [`virtio_iommu`]: the input range, page-size mask and reserved regions a VMM
 //!   would expose through a virtio-iommu;
+//! - [`qemu_cmdline`] / [`qemu_model`]: a QEMU command line read with QEMU's own
+//!   grammar, and the memory map QEMU builds for it (by release and machine type);
+//! - [`libvirt`]: a libvirt domain XML as the QEMU command line libvirt builds;
 //! - [`svg`]: a picture of the 64-bit space with the problem in red.
 
 #![forbid(unsafe_code)]
@@ -25,8 +28,11 @@
 
 mod check;
 pub mod layout_file;
+pub mod libvirt;
 mod plan;
 pub mod presets;
+pub mod qemu_cmdline;
+pub mod qemu_model;
 pub mod svg;
 pub mod text;
 pub mod virtio_iommu;

@@ -506,6 +506,7 @@ fn read_settings(root: &Path) -> Result<HostSettings, SysfsError> {
         allow_unsafe_interrupts,
         dma_entry_limit,
         cpu_vendor,
+        cpu_phys_bits: None,
     })
 }
 

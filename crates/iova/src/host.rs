@@ -310,6 +310,10 @@ pub struct HostSettings {
     /// CPU vendor (`intel`, `amd`, `arm`), if known; guest layouts depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_vendor: Option<String>,
+    /// The CPU's physical address width in bits (`/proc/cpuinfo` "address sizes"), if
+    /// known; a VMM's vCPU cannot address more than this under KVM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_phys_bits: Option<u8>,
 }
 
 /// A host: its IOMMU units, groups and devices.

@@ -13,6 +13,9 @@ pub enum CliError {
     /// status a shell reports for a program stopped by SIGPIPE (128 + 13), so that a
     /// pipeline under `set -o pipefail` does not read a cut-short answer as success.
     BrokenPipe,
+    /// The question cannot be answered (an option that can change the answer is not
+    /// modelled): exit 4.
+    CannotAnswer(String),
 }
 
 /// The exit status of a program ended by a closed pipe (128 + SIGPIPE).
@@ -30,6 +33,7 @@ impl CliError {
             CliError::Input(_) => 2,
             CliError::Os(_) => 3,
             CliError::BrokenPipe => EXIT_BROKEN_PIPE,
+            CliError::CannotAnswer(_) => 4,
         }
     }
 }
@@ -37,7 +41,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Input(m) | CliError::Os(m) => f.write_str(m),
+            CliError::Input(m) | CliError::Os(m) | CliError::CannotAnswer(m) => f.write_str(m),
             CliError::BrokenPipe => f.write_str("standard output was closed"),
         }
     }

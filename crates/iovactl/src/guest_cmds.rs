@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::error::CliError;
 use crate::hostsrc::{HostArgs, LoadedHost};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
+use crate::vmm::{Vmm, VmmProblem, load_vmm, vmm_problems};
 
 /// The guest and the devices: shared by check, plan and render.
 #[derive(Debug, Args)]
@@ -24,8 +25,9 @@ pub struct GuestArgs {
     #[command(flatten)]
     host: HostArgs,
     /// A device to assign (PCI address such as 0000:03:00.0 or 03:00.0). Repeat for
-    /// several: their groups share one container.
-    #[arg(long = "device", value_name = "BDF", required = true)]
+    /// several: their groups share one container. A VMM command line's
+    /// `-device vfio-pci,host=` devices are added.
+    #[arg(long = "device", value_name = "BDF")]
     devices: Vec<String>,
     /// The VMM whose layout to use: qemu-q35, qemu-pc, qemu-virt, cloud-hypervisor,
     /// firecracker, crosvm.
@@ -40,6 +42,24 @@ pub struct GuestArgs {
     /// The guest CPU vendor (intel or amd); default: the host's.
     #[arg(long = "cpu-vendor", value_name = "V")]
     cpu_vendor: Option<String>,
+    /// The VMM command line in a file: one argument per line, NUL-separated (as
+    /// /proc/PID/cmdline), or shell words with `\` continuations.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout"])]
+    cmdline: Option<PathBuf>,
+    /// The command line of a running VM (read from /proc/PID/cmdline).
+    #[arg(long, value_name = "PID", conflicts_with_all = ["guest", "layout"])]
+    pid: Option<u32>,
+    /// A libvirt domain XML (`-` for standard input), e.g. from `virsh dumpxml`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout", "cmdline", "pid"])]
+    libvirt: Option<PathBuf>,
+    /// The QEMU release to model (7.2, 10.0.2). Default: what argv[0] --version says
+    /// when it runs here, else the newest modelled release.
+    #[arg(long = "qemu-version", value_name = "VERSION")]
+    qemu_version: Option<String>,
+    /// The VMM's own command line, after `--`: argv[0] names the VMM
+    /// (qemu-system-x86_64, qemu-system-aarch64).
+    #[arg(last = true, value_name = "VMM-ARGV")]
+    vmm: Vec<String>,
 }
 
 /// Options of `iovactl check`.
@@ -104,6 +124,8 @@ struct ExportVirtioArgs {
 
 /// Everything a guest command needs.
 struct Loaded {
+    vmm: Option<Vmm>,
+    devices: Vec<String>,
     loaded: LoadedHost,
     layout: Layout,
     input: PlanInput,
@@ -116,6 +138,83 @@ fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliErro
 
 fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
     let loaded = args.host.load()?;
+    let from_libvirt = match &args.libvirt {
+        Some(p) => {
+            if !args.vmm.is_empty() {
+                return Err(CliError::input(
+                    "--libvirt gives the VM: drop the command line after --",
+                ));
+            }
+            Some(crate::vmm::libvirt_argv(p)?)
+        }
+        None => None,
+    };
+    let found = match from_libvirt {
+        Some(x) => Some(x),
+        None => crate::vmm::argv_from(&args.vmm, args.cmdline.as_deref(), args.pid)?,
+    };
+    if let Some((argv, source)) = found {
+        if args.guest.is_some() || args.layout.is_some() || args.memory.is_some() {
+            return Err(CliError::input(
+                "a VMM command line gives the guest itself: drop --guest, --memory and --layout",
+            ));
+        }
+        let vmm = load_vmm(
+            argv,
+            source,
+            args.qemu_version.as_deref(),
+            &loaded.host,
+            args.cpu_vendor.as_deref(),
+        )?;
+        let mut devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
+        for d in &vmm.vm.vfio {
+            if !devices.contains(d) {
+                devices.push(d.clone());
+            }
+        }
+        if devices.is_empty() {
+            return Err(CliError::input(
+                "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
+            ));
+        }
+        let m = &vmm.model;
+        let guest_desc = format!(
+            "{} {} (QEMU {}, {}), {} of RAM, {} vCPU{}; from {}",
+            vmm.vm.binary,
+            vmm.vm.machine_name,
+            m.version,
+            vmm.version_source,
+            human_bytes(u128::from(vmm.vm.ram)),
+            m.cpu_vendor,
+            m.phys_bits.map_or(String::new(), |b| format!(
+                " with {b} physical address bits"
+            )),
+            vmm.argv_source
+        );
+        let layout = m.layout.clone();
+        let input = match plan_config(&vmm) {
+            Some((p, cfg)) => PlanInput::Preset(p, cfg),
+            None => PlanInput::Custom(layout.clone()),
+        };
+        return Ok(Loaded {
+            vmm: Some(vmm),
+            devices,
+            loaded,
+            layout,
+            input,
+            guest_desc,
+        });
+    }
+    if args.devices.is_empty() {
+        return Err(CliError::input(
+            "--device BDF is required (or a VMM command line with -device vfio-pci,host=BDF)",
+        ));
+    }
+    if args.qemu_version.is_some() {
+        return Err(CliError::input(
+            "--qemu-version goes with a QEMU command line (after --, --cmdline or --pid)",
+        ));
+    }
     let host_vendor = CpuVendor::of_host(&loaded.host);
     let (layout, input, guest_desc) = match (&args.guest, &args.layout) {
         (Some(name), None) => {
@@ -200,7 +299,10 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
             ));
         }
     };
+    let devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
     Ok(Loaded {
+        vmm: None,
+        devices,
         loaded,
         layout,
         input,
@@ -208,8 +310,85 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
     })
 }
 
-fn run_check(l: &Loaded, devices: &[String]) -> Result<CheckReport, CliError> {
-    check(&l.layout, &l.loaded.host, devices).map_err(|e| CliError::input(format!("--device {e}")))
+/// The preset configuration equal to a QEMU command line, when the preset can express
+/// it (x86, no memory devices, SeaBIOS, a VGA device, QEMU >= 7.1 rules): plans then
+/// use the preset's options.
+fn plan_config(vmm: &Vmm) -> Option<(Preset, GuestConfig)> {
+    use iova_guest::qemu_cmdline::MachineFamily;
+    let vm = &vmm.vm;
+    let preset = match vm.machine.family {
+        MachineFamily::Q35 => Preset::QemuQ35,
+        MachineFamily::Pc => Preset::QemuPc,
+        MachineFamily::Virt => return None,
+    };
+    let plain = vm.maxmem == vm.ram
+        && vm.mem_devices.is_empty()
+        && vm.pflash.is_empty()
+        && vm.bios.is_none()
+        && vm.vga
+        && vmm.model.machine_version >= iova_guest::qemu_cmdline::QemuVersion::new(7, 1);
+    plain.then(|| {
+        (
+            preset,
+            GuestConfig::new(vm.ram, vmm.model.cpu_vendor)
+                .max_ram_below_4g(vm.max_ram_below_4g)
+                .pci_hole64_size(vm.pci_hole64_size),
+        )
+    })
+}
+
+fn run_check(l: &Loaded) -> Result<CheckReport, CliError> {
+    check(&l.layout, &l.loaded.host, &l.devices)
+        .map_err(|e| CliError::input(format!("--device {e}")))
+}
+
+/// The command-line-only problems (none for presets and layout files).
+fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
+    l.vmm.as_ref().map_or_else(Vec::new, |v| {
+        vmm_problems(v, &r.container, l.loaded.host.settings.dma_entry_limit)
+    })
+}
+
+fn vmm_json(l: &Loaded, problems: &[VmmProblem]) -> Value {
+    let Some(v) = &l.vmm else {
+        return Value::Null;
+    };
+    let m = &v.model;
+    json!({
+        "binary": v.vm.binary,
+        "qemu_version": m.version.to_string(),
+        "qemu_version_source": v.version_source,
+        "machine": v.vm.machine_name,
+        "machine_version": m.machine_version.to_string(),
+        "cpu_model": v.vm.cpu.model,
+        "cpu_vendor": m.cpu_vendor.as_str(),
+        "phys_bits": m.phys_bits,
+        "max_used_gpa": hex(m.max_used_gpa),
+        "device_memory": m.device_memory.map(|(b, s)| json!({"base": hex(b), "size": s.to_string()})),
+        "assigned": v.vm.vfio,
+        "viommus": m.viommus,
+        "dma_mappings": m.mappings,
+        "problems": problems.iter().map(|p| json!({
+            "kind": p.kind,
+            "when": p.when,
+            "first": p.range.map(|r| hex(r.first())),
+            "last": p.range.map(|r| hex(r.last())),
+            "message": p.message,
+            "fix": p.fix,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn problems_text(problems: &[VmmProblem]) -> String {
+    let mut s = String::new();
+    if !problems.is_empty() {
+        let _ = writeln!(s, "\nVM definition problems:");
+        for p in problems {
+            let _ = writeln!(s, "  FATAL ({}) {}", p.when, p.message);
+            let _ = writeln!(s, "        fix: {}", p.fix);
+        }
+    }
+    s
 }
 
 fn layout_json(layout: &Layout) -> Value {
@@ -322,7 +501,7 @@ fn layout_table(layout: &Layout, r: Option<&CheckReport>) -> String {
     out
 }
 
-fn report_text(r: &CheckReport, l: &Loaded) -> String {
+fn report_text(r: &CheckReport, l: &Loaded, probs: &[VmmProblem]) -> String {
     let mut s = String::new();
     let c = &r.container;
     let _ = writeln!(s, "Host: {}", iova_guest::text::clean(&l.loaded.source));
@@ -375,10 +554,13 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
     for n in &r.notes {
         let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
     }
+    s.push_str(&problems_text(probs));
     let _ = writeln!(
         s,
         "\nResult: {}",
-        if r.ok {
+        if r.ok && !probs.is_empty() {
+            "NOT OK - the VM definition fails (see the problems above)".to_owned()
+        } else if r.ok {
             "OK - every DMA-mapped section fits the container".to_owned()
         } else if r.has_fatal() {
             "NOT OK - the VMM's DMA mappings will fail (EINVAL); run `iovactl plan` with the same options for a layout that fits".to_owned()
@@ -392,19 +574,73 @@ fn report_text(r: &CheckReport, l: &Loaded) -> String {
 /// Runs `iovactl check`.
 pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
-    let r = run_check(&l, &args.guest.devices)?;
+    let r = run_check(&l)?;
+    let probs = problems(&l, &r);
+    let ok = r.ok && probs.is_empty();
     if args.json {
-        crate::out::println(
-            &serde_json::to_string_pretty(&report_json(&r, &l.guest_desc)).unwrap_or_default(),
-        )?;
+        let mut v = report_json(&r, &l.guest_desc);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("ok".to_owned(), Value::Bool(ok));
+            o.insert("vmm".to_owned(), vmm_json(&l, &probs));
+        }
+        crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
-        crate::out::print(&iova_guest::text::clean_lines(&report_text(&r, &l)))?;
+        crate::out::print(&iova_guest::text::clean_lines(&report_text(&r, &l, &probs)))?;
     }
-    Ok(if r.ok {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The vCPU address width a planned layout needs (QEMU refuses to start when the
+/// highest used address is past `2^phys-bits - 1`): the plan's `-cpu` option says the
+/// smallest width that covers it, and a plan needing more than the host has under KVM
+/// is not feasible.
+fn vmm_plan(v: &Vmm, host: &iova::Host, p: &mut Plan) {
+    use iova_guest::qemu_cmdline::{Accel, QemuArch};
+    let Some(layout) = &p.layout else { return };
+    let Some(top) = layout.sections().iter().map(|s| s.range.last()).max() else {
+        return;
+    };
+    let needed = 64u32.saturating_sub(top.leading_zeros()).max(32);
+    if v.vm.arch != QemuArch::X86_64 {
+        if let Some(pb) = v.model.phys_bits {
+            if u32::from(pb) < needed {
+                p.notes.push(format!(
+                    "the vCPU has {pb} physical address bits; the layout needs {needed}: use -cpu max or a smaller -m"
+                ));
+            }
+        }
+        return;
+    }
+    p.options.retain(|o| !o.starts_with("-cpu "));
+    let mut cpu = v.vm.cpu.model.clone();
+    if let Some(vendor) = &v.vm.cpu.vendor_override {
+        cpu.push_str(&format!(",vendor={vendor}"));
+    }
+    let bits = needed;
+    if bits > 52 {
+        p.feasible = false;
+        p.notes.push(format!(
+            "the layout's highest address {top:#x} needs {bits} physical address bits; QEMU \
+             accepts at most 52"
+        ));
+        return;
+    }
+    p.options.push(format!("-cpu {cpu},phys-bits={bits}"));
+    if v.vm.accel == Accel::Kvm {
+        if let Some(h) = host.settings.cpu_phys_bits {
+            if u32::from(h) < bits {
+                p.feasible = false;
+                p.notes.push(format!(
+                    "the layout's highest address {top:#x} needs {bits} physical address bits \
+                     but the host CPU has {h}: the guest cannot reach it; plan a smaller -m"
+                ));
+            }
+        }
+    }
 }
 
 fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
@@ -442,8 +678,11 @@ fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
 /// Runs `iovactl plan`.
 pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
-    let before = run_check(&l, &args.guest.devices)?;
-    let p = plan(&l.input, &before.container);
+    let before = run_check(&l)?;
+    let mut p = plan(&l.input, &before.container);
+    if let Some(v) = &l.vmm {
+        vmm_plan(v, &l.loaded.host, &mut p);
+    }
     let ok = p.feasible && before.blockers.is_empty();
     if args.json {
         crate::out::println(
@@ -531,7 +770,7 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
 /// Runs `iovactl render`.
 pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
-    let r = run_check(&l, &args.guest.devices)?;
+    let r = run_check(&l)?;
     let doc = svg::render(&r);
     let inputs: Vec<&std::path::Path> = [
         args.guest.layout.as_deref(),
@@ -558,12 +797,50 @@ pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// VMM-ready options that keep a guest's vIOMMU inside the host's IOVA width: the
+/// widest address width whose whole space the container can map (IOVAs below it
+/// that are reserved are reported to the guest as reserved regions by virtio-iommu).
+fn vmm_options(cfg: &virtio_iommu::VirtioIommuConfig, c: &Container) -> Vec<String> {
+    let top = c
+        .apertures
+        .iter()
+        .filter_map(|a| a.aperture.map(|r| r.last()))
+        .min()
+        .unwrap_or(cfg.input_range.last());
+    let width = 64u32.saturating_sub(top.checked_add(1).map_or(0, u64::leading_zeros) + 1);
+    let width = if top == u64::MAX { 64 } else { width };
+    let granule = match cfg.page_size_mask.trailing_zeros() {
+        13 => "8k",
+        14 => "16k",
+        16 => "64k",
+        _ => "4k",
+    };
+    let mut out = vec![format!(
+        "-device virtio-iommu-pci,aw-bits={},granule={granule}   (QEMU >= 9.0)",
+        width.clamp(32, 64)
+    )];
+    if width >= 48 {
+        out.push("-device intel-iommu,aw-bits=48".to_owned());
+    } else if width >= 39 {
+        out.push("-device intel-iommu,aw-bits=39".to_owned());
+    } else {
+        out.push(format!(
+            "(no intel-iommu: its narrowest width, 39 bits, exceeds the host's {width})"
+        ));
+    }
+    out.push(format!(
+        "cloud-hypervisor --platform iommu_address_width={width}"
+    ));
+    out
+}
+
 /// Runs `iovactl export`.
 pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
     let ExportFormat::VirtioIommu(a) = &args.format;
     let _ = (&a.guest, &a.memory);
     let loaded = a.host.load()?;
-    let c = container(&loaded.host, &a.devices)?;
+    let devices = crate::hostsrc::resolve_devices(&loaded.host, &a.devices)?;
+    let c = container(&loaded.host, &devices)?;
     let cfg = virtio_iommu::export(&c).ok_or_else(|| {
         CliError::input(format!(
             "--device {}: the container has no valid IOVA at all",
@@ -613,6 +890,7 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
         },
         "valid_iova_ranges": set_json(&c.valid),
         "input_range_json": range_json(&cfg.input_range),
+        "vmm_options": vmm_options(&cfg, &c),
     });
     crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     if blockers.is_empty() {
@@ -627,5 +905,97 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
             iova_guest::text::clean(b["message"].as_str().unwrap_or_default())
         );
     }
+    Ok(ExitCode::from(1))
+}
+
+/// Options of `iovactl libvirt-hook`, installed as libvirt's `/etc/libvirt/hooks/qemu`.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(flatten)]
+    host: HostArgs,
+    /// The QEMU release to model (default: ask the domain's emulator).
+    #[arg(long = "qemu-version", value_name = "VERSION")]
+    qemu_version: Option<String>,
+    /// What libvirt passes: the domain name, the operation, the sub-operation and an
+    /// extra argument (`NAME prepare begin -`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "HOOK-ARGS"
+    )]
+    hook: Vec<String>,
+}
+
+/// Runs `iovactl libvirt-hook`: on `prepare begin` reads the domain XML from standard
+/// input and refuses the start (exit 1, the reasons on stderr, which libvirt shows the
+/// user) when the VM would fail with its assigned devices; every other call, a domain
+/// without PCI host devices, and a domain the model cannot answer for pass (exit 0; the
+/// last with a warning on stderr, so that the hook never blocks what it does not
+/// understand).
+pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
+    let (name, op, sub) = (
+        args.hook.first().map_or("", String::as_str),
+        args.hook.get(1).map_or("", String::as_str),
+        args.hook.get(2).map_or("", String::as_str),
+    );
+    if op != "prepare" || sub != "begin" {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ga = GuestArgs {
+        host: args.host.clone(),
+        devices: Vec::new(),
+        guest: None,
+        memory: None,
+        layout: None,
+        cpu_vendor: None,
+        cmdline: None,
+        pid: None,
+        libvirt: Some(PathBuf::from("-")),
+        qemu_version: args.qemu_version.clone(),
+        vmm: Vec::new(),
+    };
+    let l = match load(&ga) {
+        Ok(l) => l,
+        Err(CliError::Input(m)) if m.starts_with("no device to assign") => {
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            crate::out::eprintln(&format!("iovactl libvirt-hook: domain {name}: not checked: {e}"));
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let r = match run_check(&l) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::out::eprintln(&format!("iovactl libvirt-hook: domain {name}: not checked: {e}"));
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let probs = problems(&l, &r);
+    if r.ok && probs.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut msg = format!(
+        "iovactl: domain {name} cannot work with {}:",
+        l.devices.join(", ")
+    );
+    for c in r.fatal() {
+        let _ = write!(
+            msg,
+            " {} {}-{} cannot be DMA-mapped ({});",
+            c.section,
+            hex(c.range.first()),
+            hex(c.range.last()),
+            c.reason
+        );
+    }
+    for b in &r.blockers {
+        let _ = write!(msg, " group {}: {};", b.group, b.message);
+    }
+    for p in &probs {
+        let _ = write!(msg, " {} (fix: {});", p.message, p.fix);
+    }
+    msg.push_str(" run `iovactl plan --libvirt FILE` for a layout that fits");
+    crate::out::eprintln(&msg);
     Ok(ExitCode::from(1))
 }

@@ -18,6 +18,10 @@ pub struct HostArgs {
     /// --save-profile FILE`).
     #[arg(long, value_name = "PROFILE")]
     pub host: Option<PathBuf>,
+    /// The host CPU's physical address width in bits, overriding what the profile or
+    /// `/proc/cpuinfo` ("address sizes") says.
+    #[arg(long = "host-phys-bits", value_name = "BITS")]
+    pub host_phys_bits: Option<u8>,
 }
 
 /// A loaded host and a phrase saying where it came from.
@@ -36,6 +40,19 @@ pub struct LoadedHost {
 impl HostArgs {
     /// Loads the host these options name.
     pub fn load(&self) -> Result<LoadedHost, CliError> {
+        let mut l = self.load_inner()?;
+        if let Some(b) = self.host_phys_bits {
+            if !(32..=64).contains(&b) {
+                return Err(CliError::input(format!(
+                    "--host-phys-bits {b}: a physical address width is 32 to 64 bits"
+                )));
+            }
+            l.host.settings.cpu_phys_bits = Some(b);
+        }
+        Ok(l)
+    }
+
+    fn load_inner(&self) -> Result<LoadedHost, CliError> {
         if let Some(p) = &self.host {
             return load_profile(p);
         }
@@ -43,13 +60,21 @@ impl HostArgs {
             .sysfs_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let host = iova_linux::sysfs::read_host(&root).map_err(|e| sysfs_error(&e))?;
+        let mut host = iova_linux::sysfs::read_host(&root).map_err(|e| sysfs_error(&e))?;
         host.check_consistent().map_err(|e| {
             CliError::input(format!(
                 "the host read from sysfs at {} is inconsistent: {e}",
                 root.display()
             ))
         })?;
+        if host.settings.cpu_phys_bits.is_none() {
+            // The running host's /proc next to its /sys; a sysfs-root fixture's sibling
+            // `proc/cpuinfo` when it has one.
+            let cpuinfo = root.join("../proc/cpuinfo");
+            host.settings.cpu_phys_bits = std::fs::read_to_string(cpuinfo)
+                .ok()
+                .and_then(|t| cpuinfo_phys_bits(&t));
+        }
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),
@@ -176,4 +201,98 @@ fn read_small(path: &Path) -> std::io::Result<String> {
     let mut bytes = Vec::new();
     f.take(1 << 20).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The physical address width from `/proc/cpuinfo` ("address sizes\t: 46 bits
+/// physical, 57 bits virtual"); `None` when no line says it.
+pub fn cpuinfo_phys_bits(text: &str) -> Option<u8> {
+    text.lines()
+        .filter(|l| l.starts_with("address sizes"))
+        .find_map(|l| {
+            let (_, v) = l.split_once(':')?;
+            let n = v.split_whitespace().next()?;
+            v.contains("bits physical")
+                .then(|| n.parse::<u8>().ok())
+                .flatten()
+        })
+}
+
+/// Expands device selectors: a PCI address stays as it is; `VENDOR:DEVICE` (two 4-digit
+/// hex IDs, such as `10de:2330`) selects every device of the host with those IDs;
+/// `VENDOR:*` selects a vendor's devices when they all share one device ID. No match,
+/// or a vendor with several device IDs, is an input error listing the candidates.
+pub fn resolve_devices(host: &Host, selectors: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out: Vec<String> = Vec::new();
+    let hex4 = |t: &str| t.len() == 4 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    for sel in selectors {
+        let id = sel
+            .split_once(':')
+            .filter(|(v, d)| hex4(v) && (hex4(d) || *d == "*"));
+        let Some((v, d)) = id else {
+            if !out.contains(sel) {
+                out.push(sel.clone());
+            }
+            continue;
+        };
+        let vendor = u16::from_str_radix(v, 16).unwrap_or(0);
+        let device = (d != "*").then(|| u16::from_str_radix(d, 16).unwrap_or(0));
+        let matches: Vec<&iova::host::Device> = host
+            .devices
+            .iter()
+            .filter(|x| {
+                x.vendor_id == Some(vendor) && device.is_none_or(|d| x.device_id == Some(d))
+            })
+            .collect();
+        let describe = |x: &iova::host::Device| {
+            format!(
+                "{} [{:04x}:{:04x}]",
+                x.name,
+                x.vendor_id.unwrap_or(0),
+                x.device_id.unwrap_or(0)
+            )
+        };
+        if matches.is_empty() {
+            let all: Vec<String> = host.devices.iter().map(describe).collect();
+            return Err(CliError::input(format!(
+                "--device {sel}: no device of the host has these IDs; its devices: {}",
+                if all.is_empty() {
+                    "none".to_owned()
+                } else {
+                    all.join(", ")
+                }
+            )));
+        }
+        let mut ids: Vec<Option<u16>> = matches.iter().map(|x| x.device_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if device.is_none() && ids.len() > 1 {
+            return Err(CliError::input(format!(
+                "--device {sel}: ambiguous, the vendor has several device IDs here: {}; name one",
+                matches
+                    .iter()
+                    .map(|x| describe(x))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for x in matches {
+            if !out.contains(&x.name) {
+                out.push(x.name.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpuinfo_phys_bits;
+
+    #[test]
+    fn cpuinfo_address_sizes() {
+        let t = "processor\t: 0\naddress sizes\t: 46 bits physical, 57 bits virtual\n";
+        assert_eq!(cpuinfo_phys_bits(t), Some(46));
+        assert_eq!(cpuinfo_phys_bits("address sizes : lots"), None);
+        assert_eq!(cpuinfo_phys_bits(""), None);
+    }
 }

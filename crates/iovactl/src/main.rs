@@ -3,9 +3,11 @@
 //! Exit codes: 0 success; 1 the answer is "no" (a check found a fatal conflict or a
 //! blocker); 2 bad input or usage (the message on stderr names what was wrong); 3 the
 //! operating system refused something (a VFIO ioctl, a file that exists but cannot be
-//! read for a reason other than bad content, a failed write to standard output); 141
-//! standard output was closed by its reader (`| head`): the program ends quietly, with
-//! the status a shell shows for a program stopped by SIGPIPE.
+//! read for a reason other than bad content, a failed write to standard output); 4 the
+//! question cannot be answered (a VM definition uses an option that can change the
+//! answer and is not modelled); 141 standard output was closed by its reader (`| head`):
+//! the program ends quietly, with the status a shell shows for a program stopped by
+//! SIGPIPE.
 
 mod error;
 mod guest_cmds;
@@ -16,6 +18,7 @@ mod out;
 mod replay;
 mod report;
 use iova_guest::text;
+mod vmm;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,9 @@ enum Command {
     Export(guest_cmds::ExportArgs),
     /// Draw the address space, the container and the guest layout as an SVG picture.
     Render(guest_cmds::RenderArgs),
+    /// libvirt's qemu hook (/etc/libvirt/hooks/qemu): refuses to start a domain whose
+    /// assigned devices cannot work with its memory map; see docs/guest-layouts.md.
+    LibvirtHook(guest_cmds::HookArgs),
     /// Replay a DMA trace (map / unmap / unmap-all) on a simulated VFIO container and
     /// print the kernel's answer to each operation: ok, ok 0xBYTES, or an errno name.
     Replay(replay::ReplayArgs),
@@ -57,6 +63,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Export(args) => guest_cmds::run_export_cmd(&args),
         Command::Render(args) => guest_cmds::run_render_cmd(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::LibvirtHook(args) => guest_cmds::run_hook_cmd(&args),
     }
 }
 

@@ -35,6 +35,15 @@ pub fn println(text: &str) -> Result<(), CliError> {
         .map_err(|e| stdout_error(&e))
 }
 
+/// Writes a line to standard error with control characters escaped; a failed write is
+/// ignored (there is nowhere left to report it), never a panic.
+pub fn eprintln(text: &str) {
+    let mut e = io::stderr().lock();
+    let _ = e
+        .write_all(iova_guest::text::clean(text).as_bytes())
+        .and_then(|()| e.write_all(b"\n"));
+}
+
 /// Whether two paths name the same existing file (same device and inode, links
 /// followed).
 fn same_file(a: &Path, b: &Path) -> bool {

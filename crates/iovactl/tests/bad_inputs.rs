@@ -130,6 +130,32 @@ macro_rules! trace_case {
     };
 }
 
+/// `check --qemu-version 10.0 -- qemu-system-x86_64 ARGS...` expecting exit `$code` and
+/// the given substrings.
+macro_rules! vmm_case {
+    ($name:expr, $code:expr, [$($a:expr),*], [$($e:expr),*]) => {
+        case(
+            $name,
+            Sysfs,
+            &[],
+            &[
+                "check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--qemu-version",
+                "10.0", "--", "qemu-system-x86_64", $($a),*
+            ],
+            &[$($e),*],
+        )
+        .exit($code)
+    };
+}
+
+impl Case {
+    /// The same case expecting another exit code.
+    const fn exit(mut self, code: i32) -> Case {
+        self.code = code;
+        self
+    }
+}
+
 /// `check` of the layout file `$text`, expecting the given substrings.
 macro_rules! layout_case {
     ($name:expr, $text:expr, [$($e:expr),*]) => {
@@ -640,6 +666,219 @@ static CASES: &[Case] = &[
         "trace misplaced underscore",
         b"map 0x_1000 0x1000\n",
         ["line 1", "'0x_1000'"]
+    ),
+    // ---- VMM command lines: check/plan/render -- <argv>, --cmdline FILE ----------
+    vmm_case!("qemu: unknown option", 2, ["-frobnicate"], ["-frobnicate", "unknown QEMU option"]),
+    vmm_case!("qemu: malformed -m size", 2, ["-m", "8Q"], ["-m 8Q", "'8Q'"]),
+    vmm_case!(
+        "qemu: fractional size without unit",
+        2,
+        ["-global", "q35-pcihost.pci-hole64-size=1.5"],
+        ["'1.5'"]
+    ),
+    vmm_case!("qemu: RAM too small", 2, ["-m", "1.5"], ["-m", "1536 KiB"]),
+    vmm_case!("qemu: -m past 2^64", 2, ["-m", "99999999999T"], ["'99999999999T'"]),
+    vmm_case!("qemu: option without its argument", 2, ["-m"], ["-m", "needs an argument"]),
+    vmm_case!(
+        "qemu: unknown machine type",
+        2,
+        ["-machine", "pc-q35-x.y"],
+        ["-machine pc-q35-x.y", "machine type"]
+    ),
+    vmm_case!(
+        "qemu: machine type newer than the release",
+        2,
+        ["-machine", "pc-q35-11.0"],
+        ["pc-q35-11.0", "QEMU 10.0"]
+    ),
+    vmm_case!(
+        "qemu: malformed hole64 size",
+        2,
+        ["-global", "q35-pcihost.pci-hole64-size=lots"],
+        ["pci-hole64-size=lots", "'lots'"]
+    ),
+    vmm_case!(
+        "qemu: memory backend that does not exist",
+        2,
+        ["-machine", "q35,memory-backend=nope"],
+        ["memory-backend=nope"]
+    ),
+    vmm_case!(
+        "qemu: DIMM without maxmem",
+        2,
+        ["-object", "memory-backend-ram,id=d0,size=1G", "-device", "pc-dimm,memdev=d0,id=dm"],
+        ["-device dm", "maxmem"]
+    ),
+    vmm_case!("qemu: bad phys-bits", 2, ["-cpu", "EPYC,phys-bits=many"], ["-cpu EPYC", "'many'"]),
+    vmm_case!(
+        "qemu: unmodelled device cannot be answered",
+        4,
+        ["-device", "pxb-pcie,id=pxb"],
+        ["pxb-pcie", "cannot answer"]
+    ),
+    vmm_case!(
+        "qemu: unmodelled machine property cannot be answered",
+        4,
+        ["-machine", "q35,cxl=on"],
+        ["cxl=on", "cannot answer"]
+    ),
+    vmm_case!(
+        "qemu: unmodelled object cannot be answered",
+        4,
+        ["-object", "sev-guest,id=sev0"],
+        ["sev-guest", "cannot answer"]
+    ),
+    vmm_case!("qemu: unknown CPU model cannot be answered", 4, ["-cpu", "pentium3"], ["-cpu pentium3", "cannot answer"]),
+    vmm_case!("qemu: -numa cannot be answered", 4, ["-numa", "node,memdev=m0"], ["-numa", "cannot answer"]),
+    case(
+        "qemu: unmodelled VMM binary",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--", "qemu-system-ppc64", "-m", "1G"],
+        &["qemu-system-ppc64"],
+    )
+    .exit(4),
+    case(
+        "qemu: argv[0] is not a VMM",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--", "-m", "1G"],
+        &["argv[0]"],
+    ),
+    case(
+        "qemu: no assigned device anywhere",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--", "qemu-system-x86_64", "-m", "1G"],
+        &["vfio-pci"],
+    ),
+    case(
+        "qemu: vfio-pci device the host lacks",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--qemu-version", "10.0", "--", "qemu-system-x86_64", "-device", "vfio-pci,host=0000:99:00.0"],
+        &["0000:99:00.0"],
+    ),
+    case(
+        "qemu: bad --qemu-version",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--qemu-version", "seven", "--", "qemu-system-x86_64"],
+        &["--qemu-version seven"],
+    ),
+    case(
+        "qemu: unmodelled --qemu-version",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--qemu-version", "5.2", "--", "qemu-system-x86_64"],
+        &["QEMU 5.2", "cannot answer"],
+    )
+    .exit(4),
+    case(
+        "qemu: --cmdline with an unbalanced quote",
+        Sysfs,
+        &[("cmd.txt", Bytes(b"qemu-system-x86_64 -m 8G -append 'console=ttyS0\n"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--cmdline", "{T}/cmd.txt"],
+        &["{T}/cmd.txt", "unbalanced"],
+    ),
+    case(
+        "qemu: --cmdline line with an unbalanced quote",
+        Sysfs,
+        &[("cmd.txt", Bytes(b"qemu-system-x86_64\n-append\n\"console=ttyS0\n"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--cmdline", "{T}/cmd.txt"],
+        &["{T}/cmd.txt", "line 3"],
+    ),
+    case(
+        "qemu: --cmdline empty",
+        Sysfs,
+        &[("cmd.txt", Bytes(b"\n\n"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--cmdline", "{T}/cmd.txt"],
+        &["{T}/cmd.txt", "no command line"],
+    ),
+    case(
+        "qemu: --cmdline not UTF-8",
+        Sysfs,
+        &[("cmd.txt", Bytes(b"qemu\xff\n-m\n"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--cmdline", "{T}/cmd.txt"],
+        &["{T}/cmd.txt", "UTF-8"],
+    ),
+    case(
+        "qemu: --cmdline is a FIFO",
+        Sysfs,
+        &[("cmd.txt", Fifo)],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--cmdline", "{T}/cmd.txt"],
+        &["{T}/cmd.txt"],
+    ),
+    case(
+        "qemu: command line and --guest together",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--guest", "qemu-q35", "--memory", "8G", "--", "qemu-system-x86_64"],
+        &["--guest"],
+    ),
+    case(
+        "qemu: plan of an unknown option",
+        Sysfs,
+        &[],
+        &["plan", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--", "qemu-system-x86_64", "-bogus"],
+        &["-bogus"],
+    ),
+    case(
+        "libvirt: XML bomb (entities in a DTD)",
+        Sysfs,
+        &[("d.xml", Bytes(b"<?xml version='1.0'?><!DOCTYPE d [<!ENTITY a 'aaaaaaaa'><!ENTITY b '&a;&a;&a;&a;'><!ENTITY c '&b;&b;&b;&b;'>]><domain>&c;</domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml", "DTD"],
+    ),
+    case(
+        "libvirt: external entity",
+        Sysfs,
+        &[("d.xml", Bytes(b"<!DOCTYPE domain SYSTEM 'file:///etc/passwd'><domain/>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml"],
+    ),
+    case(
+        "libvirt: truncated XML",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory>8"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml"],
+    ),
+    case(
+        "libvirt: not a domain",
+        Sysfs,
+        &[("d.xml", Bytes(b"<network/>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/d.xml"],
+        &["{T}/d.xml", "<network>"],
+    ),
+    case(
+        "libvirt: unknown memory unit",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory unit='parsec'>8</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--libvirt", "{T}/d.xml"],
+        &["parsec"],
+    ),
+    case(
+        "libvirt: unknown machine type",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory unit='GiB'>8</memory><os><type arch='x86_64' machine='pc-q99'>hvm</type></os></domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--libvirt", "{T}/d.xml"],
+        &["pc-q99"],
+    ),
+    case(
+        "libvirt: unmodelled vIOMMU cannot be answered",
+        Sysfs,
+        &[("d.xml", Bytes(b"<domain type='kvm'><memory unit='GiB'>8</memory><os><type arch='x86_64' machine='q35'>hvm</type></os><devices><iommu model='fancy'/></devices></domain>"))],
+        &["check", "--sysfs-root", "{T}/sys", "--device", "03:00.0", "--libvirt", "{T}/d.xml"],
+        &["fancy", "cannot answer"],
+    )
+    .exit(4),
+    case(
+        "libvirt: missing file",
+        Sysfs,
+        &[],
+        &["check", "--sysfs-root", "{T}/sys", "--libvirt", "{T}/none.xml"],
+        &["{T}/none.xml"],
     ),
     // ---- guest layouts: check, plan, export, render ------------------------------
     case(

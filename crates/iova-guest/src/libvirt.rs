@@ -1,0 +1,450 @@
+//! libvirt domain XML, translated to the QEMU command line libvirt would build for
+//! the parts that decide the memory map, then read by [`crate::qemu_cmdline`].
+//!
+//! Read: `<domain type>` (kvm → KVM, qemu → TCG), `<os><type arch machine>`, the
+//! `<loader type='pflash'|'rom'>` and `<nvram>`, `<os firmware='efi'>`, `<memory>`,
+//! `<maxMemory slots>`, `<cpu mode>` with `<model>`, `<vendor>` and `<maxphysaddr>`,
+//! `<devices>`: `<emulator>` (argv\[0\]), `<hostdev type='pci'>` sources, `<memory
+//! model='dimm'|'nvdimm'|'virtio-mem'>`, `<iommu model>` with `<driver aw_bits>`,
+//! `<video><model type>`, `<controller><pcihole64>`, and `<qemu:commandline>`
+//! arguments. libvirt always passes `-nodefaults`, so a domain without `<video>` has no
+//! VGA device. Devices that cannot change the memory map (disks, interfaces, consoles,
+//! controllers, ...) are ignored; a `<memory>` device model or `<iommu>` model not
+//! listed here is "cannot answer".
+//!
+//! The XML parser refuses DTDs (and with them every entity definition: no billion
+//! laughs) and documents of more than [`MAX_NODES`] nodes.
+
+use roxmltree::{Document, Node, ParsingOptions};
+
+use super::qemu_cmdline::QemuError;
+
+/// The most XML nodes a domain may have.
+pub const MAX_NODES: u32 = 100_000;
+
+const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
+
+fn bad(input: impl Into<String>, message: impl Into<String>) -> QemuError {
+    QemuError::Bad {
+        input: input.into(),
+        message: message.into(),
+    }
+}
+
+fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> QemuError {
+    QemuError::Unmodelled {
+        input: input.into(),
+        message: message.into(),
+    }
+}
+
+/// Bytes of a libvirt scaled integer (`unit` attribute; KiB by default).
+fn scaled(node: Node<'_, '_>, what: &str) -> Result<u64, QemuError> {
+    let text = node.text().unwrap_or("").trim();
+    let n: u64 = text
+        .parse()
+        .map_err(|_| bad(format!("<{what}>{text}"), "not a whole number"))?;
+    let unit = node.attribute("unit").unwrap_or("KiB");
+    let mul: u64 = match unit {
+        "b" | "bytes" => 1,
+        "KB" => 1_000,
+        "k" | "K" | "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "M" | "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "G" | "GiB" => 1 << 30,
+        "TB" => 1_000_000_000_000,
+        "T" | "TiB" => 1 << 40,
+        _ => return Err(bad(format!("<{what} unit='{unit}'>"), "unknown unit")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| bad(format!("<{what}>{text}"), "past 2^64 bytes"))
+}
+
+fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    n.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
+}
+
+fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+    n.children()
+        .filter(move |c| c.is_element() && c.tag_name().name() == name)
+}
+
+/// Hex or decimal attribute value (`0x41`, `65`).
+fn num_attr(n: Node<'_, '_>, name: &str, what: &str) -> Result<u64, QemuError> {
+    let t = n.attribute(name).unwrap_or("0");
+    let v = match t.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    };
+    v.ok_or_else(|| bad(format!("<{what} {name}='{t}'>"), "not a number"))
+}
+
+/// The QEMU command line libvirt would build from `xml`, as far as the memory map is
+/// concerned. `source` names the input in messages.
+pub fn domain_to_argv(source: &str, xml: &str) -> Result<Vec<String>, QemuError> {
+    let opts = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(xml, opts)
+        .map_err(|e| bad(source, format!("not a libvirt domain: {e}")))?;
+    let dom = doc.root_element();
+    if dom.tag_name().name() != "domain" {
+        return Err(bad(
+            source,
+            format!(
+                "the root element is <{}>, not <domain>",
+                dom.tag_name().name()
+            ),
+        ));
+    }
+    let os = child(dom, "os").ok_or_else(|| bad(source, "no <os> element"))?;
+    let ty = child(os, "type").ok_or_else(|| bad(source, "no <os><type> element"))?;
+    let arch = ty.attribute("arch").unwrap_or("x86_64");
+    let devices = child(dom, "devices");
+    let emulator = devices
+        .and_then(|d| child(d, "emulator"))
+        .and_then(|e| e.text())
+        .map(|t| t.trim().to_owned());
+    let bin = match (emulator, arch) {
+        (Some(e), _) => e,
+        (None, "x86_64") => "qemu-system-x86_64".to_owned(),
+        (None, "aarch64") => "qemu-system-aarch64".to_owned(),
+        (None, a) => {
+            return Err(unmodelled(
+                format!("<type arch='{a}'>"),
+                "only x86_64 and aarch64 are modelled",
+            ));
+        }
+    };
+    let mut argv = vec![bin, "-nodefaults".to_owned()];
+    match dom.attribute("type") {
+        Some("kvm") => argv.extend(["-accel".to_owned(), "kvm".to_owned()]),
+        Some("qemu") | None => argv.extend(["-accel".to_owned(), "tcg".to_owned()]),
+        Some(t) => {
+            return Err(unmodelled(
+                format!("<domain type='{t}'>"),
+                "only kvm and qemu domains are modelled",
+            ));
+        }
+    }
+    let mut machine = ty
+        .attribute("machine")
+        .unwrap_or(if arch == "aarch64" { "virt" } else { "pc" })
+        .to_owned();
+
+    // Firmware.
+    if let Some(loader) = child(os, "loader") {
+        let path = loader.text().unwrap_or("").trim().to_owned();
+        match loader.attribute("type") {
+            Some("pflash") => {
+                argv.extend([
+                    "-drive".to_owned(),
+                    format!(
+                        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                        path.replace(',', ",,")
+                    ),
+                ]);
+                if let Some(nv) = child(os, "nvram").and_then(|n| n.text()) {
+                    argv.extend([
+                        "-drive".to_owned(),
+                        format!(
+                            "if=pflash,format=raw,unit=1,file={}",
+                            nv.trim().replace(',', ",,")
+                        ),
+                    ]);
+                }
+            }
+            Some("rom") | None if !path.is_empty() => argv.extend(["-bios".to_owned(), path]),
+            _ => {}
+        }
+    } else if os.attribute("firmware") == Some("efi") && arch == "x86_64" {
+        argv.extend([
+            "-drive".to_owned(),
+            "if=pflash,format=raw,unit=0,readonly=on,file=efi-firmware-chosen-by-libvirt"
+                .to_owned(),
+        ]);
+    }
+
+    // Memory devices first: libvirt's -m is <memory> minus them.
+    let mut dev_args: Vec<String> = Vec::new();
+    let mut dimm_total: u64 = 0;
+    let mut iommu_machine: Option<String> = None;
+    let mut vga = false;
+    if let Some(devs) = devices {
+        for (i, m) in children(devs, "memory").enumerate() {
+            let model = m.attribute("model").unwrap_or("");
+            let target = child(m, "target")
+                .ok_or_else(|| bad(format!("<memory model='{model}'>"), "no <target>"))?;
+            let size = scaled(
+                child(target, "size")
+                    .ok_or_else(|| bad(format!("<memory model='{model}'>"), "no <target><size>"))?,
+                "size",
+            )?;
+            dimm_total = dimm_total
+                .checked_add(size)
+                .ok_or_else(|| bad("<memory>", "sizes past 2^64"))?;
+            let id = format!("dimm{i}");
+            dev_args.extend([
+                "-object".to_owned(),
+                format!("memory-backend-ram,id=mem{id},size={size}"),
+            ]);
+            let addr = child(m, "address")
+                .filter(|a| a.attribute("type") == Some("dimm") && a.attribute("base").is_some())
+                .map(|a| num_attr(a, "base", "address"))
+                .transpose()?;
+            let addr = addr.map_or(String::new(), |a| format!(",addr={a:#x}"));
+            let dev = match model {
+                "dimm" => format!("pc-dimm,memdev=mem{id},id={id}{addr}"),
+                "nvdimm" => {
+                    machine.push_str(",nvdimm=on");
+                    format!("nvdimm,memdev=mem{id},id={id}{addr}")
+                }
+                "virtio-mem" => {
+                    let block = child(target, "block")
+                        .map(|b| scaled(b, "block"))
+                        .transpose()?
+                        .unwrap_or(2 << 20);
+                    let req = child(target, "requested")
+                        .map(|b| scaled(b, "requested"))
+                        .transpose()?
+                        .unwrap_or(0);
+                    format!(
+                        "virtio-mem-pci,memdev=mem{id},id={id},block-size={block},requested-size={req}"
+                    )
+                }
+                other => {
+                    return Err(unmodelled(
+                        format!("<memory model='{other}'>"),
+                        "this memory device model is not modelled",
+                    ));
+                }
+            };
+            dev_args.extend(["-device".to_owned(), dev]);
+        }
+        for h in children(devs, "hostdev") {
+            if h.attribute("type") != Some("pci") {
+                continue;
+            }
+            let a = child(h, "source")
+                .and_then(|s| child(s, "address"))
+                .ok_or_else(|| bad("<hostdev type='pci'>", "no <source><address>"))?;
+            let d = num_attr(a, "domain", "address")?;
+            let b = num_attr(a, "bus", "address")?;
+            let s = num_attr(a, "slot", "address")?;
+            let f = num_attr(a, "function", "address")?;
+            dev_args.extend([
+                "-device".to_owned(),
+                format!("vfio-pci,host={d:04x}:{b:02x}:{s:02x}.{f:x}"),
+            ]);
+        }
+        for io in children(devs, "iommu") {
+            let model = io.attribute("model").unwrap_or("");
+            let aw = child(io, "driver").and_then(|d| d.attribute("aw_bits"));
+            let aw = aw.map_or(String::new(), |a| format!(",aw-bits={a}"));
+            match model {
+                "intel" => dev_args.extend(["-device".to_owned(), format!("intel-iommu{aw}")]),
+                "virtio" => {
+                    dev_args.extend(["-device".to_owned(), format!("virtio-iommu-pci{aw}")])
+                }
+                "amd" => dev_args.extend(["-device".to_owned(), "amd-iommu".to_owned()]),
+                "smmuv3" => iommu_machine = Some("smmuv3".to_owned()),
+                other => {
+                    return Err(unmodelled(
+                        format!("<iommu model='{other}'>"),
+                        "this vIOMMU model is not modelled",
+                    ));
+                }
+            }
+        }
+        for (i, v) in children(devs, "video").enumerate() {
+            let t = child(v, "model")
+                .and_then(|m| m.attribute("type"))
+                .unwrap_or("");
+            let primary = i == 0;
+            let dev = match (t, primary && arch == "x86_64") {
+                ("none", _) => None,
+                ("vga", true) => Some("VGA"),
+                ("cirrus", true) => Some("cirrus-vga"),
+                ("qxl", true) => Some("qxl-vga"),
+                ("virtio", true) => Some("virtio-vga"),
+                ("bochs", _) => Some("bochs-display"),
+                ("ramfb", _) => Some("ramfb"),
+                ("vga" | "cirrus" | "qxl" | "virtio", _) => Some("secondary-vga"),
+                (other, _) => {
+                    return Err(unmodelled(
+                        format!("<video><model type='{other}'>"),
+                        "this video model is not modelled",
+                    ));
+                }
+            };
+            if let Some(d) = dev {
+                vga |= matches!(d, "VGA" | "cirrus-vga" | "qxl-vga" | "virtio-vga");
+                dev_args.extend(["-device".to_owned(), d.to_owned()]);
+            }
+        }
+        for c in children(devs, "controller") {
+            if let Some(h) = child(c, "pcihole64") {
+                let size = scaled(h, "pcihole64")?;
+                let dev = match c.attribute("model") {
+                    Some("pcie-root") => "q35-pcihost",
+                    _ => "i440FX-pcihost",
+                };
+                dev_args.extend([
+                    "-global".to_owned(),
+                    format!("{dev}.pci-hole64-size={size}"),
+                ]);
+            }
+        }
+    }
+    let _ = vga;
+    if let Some(i) = iommu_machine {
+        machine.push_str(&format!(",iommu={i}"));
+    }
+    argv.extend(["-machine".to_owned(), machine]);
+
+    // Memory.
+    let mem = child(dom, "memory").ok_or_else(|| bad(source, "no <memory> element"))?;
+    let total = scaled(mem, "memory")?;
+    let initial = total
+        .checked_sub(dimm_total)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| bad("<memory>", "smaller than its memory devices"))?;
+    let mut m = format!("size={initial}b");
+    if let Some(mx) = child(dom, "maxMemory") {
+        let max = scaled(mx, "maxMemory")?;
+        let slots = mx.attribute("slots").unwrap_or("0");
+        m.push_str(&format!(",slots={slots},maxmem={max}b"));
+    }
+    argv.extend(["-m".to_owned(), m]);
+
+    // CPU.
+    if let Some(cpu) = child(dom, "cpu") {
+        let mode = cpu.attribute("mode").unwrap_or("custom");
+        let mut c = match mode {
+            "host-passthrough" => "host".to_owned(),
+            "host-model" => "host,host-phys-bits=off".to_owned(),
+            "maximum" => "max".to_owned(),
+            _ => child(cpu, "model")
+                .and_then(|m| m.text())
+                .map_or_else(|| "qemu64".to_owned(), |t| t.trim().to_owned()),
+        };
+        if let Some(v) = child(cpu, "vendor").and_then(|v| v.text()) {
+            let v = match v.trim() {
+                "AMD" => "AuthenticAMD",
+                "Intel" => "GenuineIntel",
+                other => other,
+            };
+            c.push_str(&format!(",vendor={v}"));
+        }
+        if let Some(p) = child(cpu, "maxphysaddr") {
+            match p.attribute("mode") {
+                Some("passthrough") => {
+                    c.push_str(",host-phys-bits=on");
+                    if let Some(l) = p.attribute("limit") {
+                        c.push_str(&format!(",host-phys-bits-limit={l}"));
+                    }
+                }
+                Some("emulate") => {
+                    let bits = p
+                        .attribute("bits")
+                        .ok_or_else(|| bad("<maxphysaddr mode='emulate'>", "needs bits="))?;
+                    c.push_str(&format!(",phys-bits={bits}"));
+                }
+                other => {
+                    return Err(bad(
+                        format!("<maxphysaddr mode='{}'>", other.unwrap_or("")),
+                        "mode must be passthrough or emulate",
+                    ));
+                }
+            }
+        }
+        argv.extend(["-cpu".to_owned(), c]);
+    } else if arch == "aarch64" {
+        argv.extend(["-cpu".to_owned(), "max".to_owned()]);
+    }
+    argv.extend(dev_args);
+
+    // <qemu:commandline> passthrough arguments.
+    for cl in dom.children().filter(|c| {
+        c.is_element()
+            && c.tag_name().name() == "commandline"
+            && c.tag_name().namespace() == Some(QEMU_NS)
+    }) {
+        for a in children(cl, "arg") {
+            if let Some(v) = a.attribute("value") {
+                argv.push(v.to_owned());
+            }
+        }
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOMAIN: &str = r#"<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>gpu</name>
+  <memory unit='GiB'>20</memory>
+  <maxMemory slots='4' unit='GiB'>64</maxMemory>
+  <os><type arch='x86_64' machine='pc-q35-7.0'>hvm</type>
+    <loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>
+    <nvram>/var/lib/libvirt/qemu/nvram/gpu_VARS.fd</nvram></os>
+  <cpu mode='custom'><model>EPYC</model><maxphysaddr mode='emulate' bits='42'/></cpu>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x0000' bus='0x41' slot='0x00' function='0x0'/></source>
+    </hostdev>
+    <memory model='dimm'><target><size unit='GiB'>4</size><node>0</node></target></memory>
+    <iommu model='intel'><driver aw_bits='48'/></iommu>
+    <disk type='file' device='disk'><source file='/x.qcow2'/></disk>
+  </devices>
+  <qemu:commandline><qemu:arg value='-global'/><qemu:arg value='q35-pcihost.pci-hole64-size=64G'/></qemu:commandline>
+</domain>"#;
+
+    #[test]
+    fn a_domain_becomes_its_command_line() {
+        let argv = domain_to_argv("d.xml", DOMAIN).unwrap();
+        let line = argv.join(" ");
+        for want in [
+            "/usr/bin/qemu-system-x86_64 -nodefaults -accel kvm",
+            "-machine pc-q35-7.0",
+            "-m size=17179869184b,slots=4,maxmem=68719476736b",
+            "-cpu EPYC,phys-bits=42",
+            "-device vfio-pci,host=0000:41:00.0",
+            "-device pc-dimm,memdev=memdimm0,id=dimm0",
+            "-device intel-iommu,aw-bits=48",
+            "-global q35-pcihost.pci-hole64-size=64G",
+            "if=pflash",
+        ] {
+            assert!(line.contains(want), "{want} not in {line}");
+        }
+        let vm = crate::qemu_cmdline::parse_qemu_argv(&argv, |_, _| None).unwrap();
+        assert_eq!(vm.ram, 16 << 30);
+        assert!(!vm.vga);
+    }
+
+    #[test]
+    fn dtds_entities_and_garbage_are_refused() {
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><domain>&b;</domain>"#;
+        let e = domain_to_argv("bomb.xml", bomb).unwrap_err();
+        assert!(e.to_string().contains("bomb.xml"), "{e}");
+        assert!(domain_to_argv("x", "<domain").is_err());
+        assert!(
+            domain_to_argv("x", "<vm/>")
+                .unwrap_err()
+                .to_string()
+                .contains("<vm>")
+        );
+        let e = domain_to_argv("x", &DOMAIN.replace("model='intel'", "model='fancy'")).unwrap_err();
+        assert!(e.is_unmodelled());
+        let e =
+            domain_to_argv("x", &DOMAIN.replace("unit='GiB'>20", "unit='parsec'>20")).unwrap_err();
+        assert!(e.to_string().contains("parsec"));
+    }
+}

@@ -1,0 +1,1445 @@
+//! QEMU command lines: QEMU's own option grammar, read into a [`QemuVm`] that
+//! [`crate::qemu_model`] turns into the guest's memory map.
+//!
+//! The grammar is QEMU's (util/qemu-option.c, util/cutils.c), not the project's number
+//! grammar: options are `-name` or `--name`; a parameter list is comma-separated
+//! `key=value` items where `,,` is a literal comma, the first item of `-machine`, `-m`,
+//! `-cpu`, `-device`, `-object`'s `qom-type`... may omit its key (the *implied* key), a
+//! bare `flag` means `flag=on`; sizes are QEMU sizes (`qemu_strtosz`: a decimal or `0x`
+//! number, an optional fraction, an optional `B`/`K`/`M`/`G`/`T`/`P`/`E` suffix in any
+//! case; for `-m` a number without suffix is MiB).
+//!
+//! Every option QEMU accepts is in one of three lists here: modelled (it changes the
+//! memory map and the model follows it), ignored (it cannot change what VFIO maps:
+//! display, chardevs, block devices, networking, ...), or known-but-unmodelled (it can
+//! change the map and the model does not follow it: [`QemuError::Unmodelled`], "cannot
+//! answer"). An option in none of the lists is unknown to this parser and treated as
+//! unmodelled too, so nothing is ever silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::CpuVendor;
+
+const MIB: u64 = 1 << 20;
+
+/// A command line this parser refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QemuError {
+    /// The command line is malformed or QEMU itself would refuse it (exit 2).
+    #[error("{input}: {message}")]
+    Bad {
+        /// The argument or token at fault, as given.
+        input: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The command line uses something that can change the DMA layout and is not
+    /// modelled (exit 4, "cannot answer").
+    #[error("{input}: cannot answer: {message}")]
+    Unmodelled {
+        /// The option at fault, as given.
+        input: String,
+        /// Why it matters.
+        message: String,
+    },
+}
+
+impl QemuError {
+    fn bad(input: impl Into<String>, message: impl Into<String>) -> Self {
+        QemuError::Bad {
+            input: input.into(),
+            message: message.into(),
+        }
+    }
+
+    fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> Self {
+        QemuError::Unmodelled {
+            input: input.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is a "cannot answer" rather than bad input.
+    pub fn is_unmodelled(&self) -> bool {
+        matches!(self, QemuError::Unmodelled { .. })
+    }
+}
+
+/// A QEMU release, `major.minor` (the micro number does not change layouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct QemuVersion {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl QemuVersion {
+    /// The oldest release modelled.
+    pub const OLDEST: QemuVersion = QemuVersion::new(7, 0);
+    /// The newest release modelled (the default when the version is not known).
+    pub const NEWEST: QemuVersion = QemuVersion::new(10, 0);
+
+    /// `major.minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        QemuVersion { major, minor }
+    }
+
+    /// Parses `7.2`, `7.2.22`, `10.0.2`, or the first line of `qemu-system-* --version`
+    /// ("QEMU emulator version 7.2.22 (Debian ...)").
+    pub fn parse(text: &str) -> Option<QemuVersion> {
+        let t = text.trim();
+        let t = t
+            .find("version ")
+            .map_or(t, |i| &t[i.saturating_add("version ".len())..]);
+        let word = t.split_whitespace().next()?;
+        let mut parts = word.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor_text: String = parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let minor = minor_text.parse().ok()?;
+        Some(QemuVersion { major, minor })
+    }
+
+    /// Whether the model covers this release.
+    pub fn is_modelled(self) -> bool {
+        self >= Self::OLDEST && self.major <= Self::NEWEST.major
+    }
+}
+
+impl fmt::Display for QemuVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The emulator binary's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuArch {
+    /// `qemu-system-x86_64`.
+    X86_64,
+    /// `qemu-system-aarch64`.
+    Aarch64,
+}
+
+/// The machine family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineFamily {
+    /// `q35`, `pc-q35-X.Y`.
+    Q35,
+    /// `pc`, `pc-i440fx-X.Y`.
+    Pc,
+    /// `virt`, `virt-X.Y` (aarch64).
+    Virt,
+}
+
+/// A machine type: its family and, for versioned types, the version it pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MachineType {
+    /// The family.
+    pub family: MachineFamily,
+    /// `Some` for a versioned type (`pc-q35-7.0`); `None` for the alias of the newest.
+    pub version: Option<QemuVersion>,
+}
+
+impl MachineType {
+    /// Parses a machine type name for `arch`; `None` when not modelled.
+    pub fn parse(arch: QemuArch, name: &str) -> Option<MachineType> {
+        let plain = |family| {
+            Some(MachineType {
+                family,
+                version: None,
+            })
+        };
+        let versioned = |family, v: &str| {
+            let mut it = v.split('.');
+            let major = it.next()?.parse().ok()?;
+            let minor = it.next()?.parse().ok()?;
+            if it.next().is_some() {
+                return None;
+            }
+            Some(MachineType {
+                family,
+                version: Some(QemuVersion::new(major, minor)),
+            })
+        };
+        match arch {
+            QemuArch::X86_64 => match name {
+                "q35" => plain(MachineFamily::Q35),
+                "pc" => plain(MachineFamily::Pc),
+                _ => {
+                    if let Some(v) = name.strip_prefix("pc-q35-") {
+                        versioned(MachineFamily::Q35, v)
+                    } else if let Some(v) = name.strip_prefix("pc-i440fx-") {
+                        versioned(MachineFamily::Pc, v)
+                    } else {
+                        None
+                    }
+                }
+            },
+            QemuArch::Aarch64 => match name {
+                "virt" => plain(MachineFamily::Virt),
+                _ => versioned(MachineFamily::Virt, name.strip_prefix("virt-")?),
+            },
+        }
+    }
+
+    /// The version whose compat properties apply with QEMU `qemu`: the pinned one, or
+    /// the release itself for the unversioned alias.
+    pub fn effective_version(&self, qemu: QemuVersion) -> QemuVersion {
+        self.version.unwrap_or(qemu)
+    }
+}
+
+/// The accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// TCG (QEMU's default when no accelerator is named).
+    Tcg,
+    /// KVM.
+    Kvm,
+}
+
+/// The vCPU: model, vendor and address-width properties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuSpec {
+    /// The model name (`qemu64`, `host`, `EPYC-v4`, `max`, `cortex-a57`).
+    pub model: String,
+    /// `vendor=` given on `-cpu`.
+    pub vendor_override: Option<String>,
+    /// `phys-bits=N`.
+    pub phys_bits: Option<u8>,
+    /// `host-phys-bits=on|off`; `None` when not given.
+    pub host_phys_bits: Option<bool>,
+    /// `host-phys-bits-limit=N`.
+    pub host_phys_bits_limit: Option<u8>,
+}
+
+/// A memory backend (`-object memory-backend-*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    /// Its id.
+    pub id: String,
+    /// Its QOM type.
+    pub kind: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What a memory device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemDeviceKind {
+    /// `pc-dimm`.
+    PcDimm,
+    /// `nvdimm`.
+    Nvdimm,
+    /// `virtio-mem-pci`: only plugged blocks are DMA-mapped.
+    VirtioMem {
+        /// `requested-size`.
+        requested: u64,
+        /// `block-size` (default 2 MiB).
+        block: u64,
+    },
+}
+
+/// A hot-pluggable memory device in the device-memory region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemDevice {
+    /// The device id (or `dimmN` when it has none).
+    pub id: String,
+    /// What it is.
+    pub kind: MemDeviceKind,
+    /// Its size (the backend's).
+    pub size: u64,
+    /// `addr=`, when given.
+    pub addr: Option<u64>,
+}
+
+/// A guest-visible IOMMU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "model", rename_all = "kebab-case")]
+pub enum Viommu {
+    /// `-device intel-iommu`.
+    IntelIommu {
+        /// `aw-bits=`; `None` for the version's default.
+        aw_bits: Option<u8>,
+    },
+    /// `-device amd-iommu`.
+    AmdIommu,
+    /// `-device virtio-iommu-pci`.
+    VirtioIommu {
+        /// `aw-bits=` (QEMU >= 9.0); `None` for the default.
+        aw_bits: Option<u8>,
+        /// `granule=` (QEMU >= 9.0): `4k`, `8k`, `16k`, `64k` or `host`.
+        granule: Option<String>,
+    },
+    /// `-machine virt,iommu=smmuv3`.
+    SmmuV3,
+}
+
+impl Viommu {
+    /// The name a user writes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Viommu::IntelIommu { .. } => "intel-iommu",
+            Viommu::AmdIommu => "amd-iommu",
+            Viommu::VirtioIommu { .. } => "virtio-iommu-pci",
+            Viommu::SmmuV3 => "smmuv3",
+        }
+    }
+}
+
+/// A firmware flash drive (`-drive if=pflash` or `-machine pflash0=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pflash {
+    /// The unit (0 code, 1 variables).
+    pub unit: u32,
+    /// Its size when the file could be read, else `None`.
+    pub size: Option<u64>,
+    /// The file or node, for messages.
+    pub source: String,
+}
+
+/// A QEMU command line, read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QemuVm {
+    /// The binary's target.
+    pub arch: QemuArch,
+    /// argv\[0\].
+    pub binary: String,
+    /// The machine type.
+    pub machine: MachineType,
+    /// The machine type as written (`pc-q35-7.0`; the default when not given).
+    pub machine_name: String,
+    /// Guest RAM (`-m` or the memory backend).
+    pub ram: u64,
+    /// `-m slots=`.
+    pub slots: u32,
+    /// `-m maxmem=` (equal to `ram` when not given).
+    pub maxmem: u64,
+    /// `-machine max-ram-below-4g=`.
+    pub max_ram_below_4g: Option<u64>,
+    /// `-global q35-pcihost.pci-hole64-size=` / `i440FX-pcihost.`.
+    pub pci_hole64_size: Option<u64>,
+    /// `-machine highmem=` (virt).
+    pub highmem: bool,
+    /// The vCPU.
+    pub cpu: CpuSpec,
+    /// The accelerator.
+    pub accel: Accel,
+    /// Whether a VGA-compatible device claims 0xa0000-0xbffff.
+    pub vga: bool,
+    /// `-bios FILE`.
+    pub bios: Option<String>,
+    /// The size of the `-bios` file, when it could be read.
+    pub bios_size: Option<u64>,
+    /// pflash drives.
+    pub pflash: Vec<Pflash>,
+    /// Memory devices, in command-line order.
+    pub mem_devices: Vec<MemDevice>,
+    /// Guest-visible IOMMUs.
+    pub viommus: Vec<Viommu>,
+    /// The assigned devices: `vfio-pci` `host=` / `sysfsdev=`.
+    pub vfio: Vec<String>,
+    /// `-L` directories.
+    pub data_dirs: Vec<String>,
+    /// Memory backends by id.
+    pub backends: BTreeMap<String, Backend>,
+    /// What was ignored or assumed, for the report.
+    pub notes: Vec<String>,
+}
+
+/// One `key=value` item of a parameter list; `key` is `None` for an implied key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptItem {
+    /// The key, when written.
+    pub key: Option<String>,
+    /// The value (`on` for a bare flag that is not the first item).
+    pub value: String,
+}
+
+/// Splits a QEMU parameter list (`q35,accel=kvm,,x`) into items: `,,` is a literal
+/// comma; `key=value`, or a bare word. A bare word in first position is returned with
+/// `key: None` (the implied key); elsewhere it means `word=on`.
+pub fn split_opts(text: &str) -> Vec<OptItem> {
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let mut chars = text.chars().peekable();
+    let mut raw: Vec<String> = Vec::new();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                cur.push(',');
+            } else {
+                raw.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    raw.push(cur);
+    for (i, r) in raw.into_iter().enumerate() {
+        match r.split_once('=') {
+            Some((k, v)) => items.push(OptItem {
+                key: Some(k.to_owned()),
+                value: v.to_owned(),
+            }),
+            None if i == 0 => items.push(OptItem {
+                key: None,
+                value: r,
+            }),
+            None => items.push(OptItem {
+                key: Some(r),
+                value: "on".to_owned(),
+            }),
+        }
+    }
+    items
+}
+
+/// A parameter list with the implied key resolved.
+#[derive(Debug, Clone, Default)]
+struct Opts {
+    items: Vec<(String, String)>,
+}
+
+impl Opts {
+    fn parse(text: &str, implied: &str) -> Opts {
+        let items = split_opts(text)
+            .into_iter()
+            .filter(|i| !(i.key.is_none() && i.value.is_empty()))
+            .map(|i| (i.key.unwrap_or_else(|| implied.to_owned()), i.value))
+            .collect();
+        Opts { items }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.items
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// QEMU's size grammar (`qemu_strtosz`): `1024`, `0x1000`, `8G`, `1.5g`, `512k`,
+/// `2T`. A number without suffix is multiplied by `default_unit` (1 for most sizes,
+/// 1 MiB for `-m`). Fractions need a suffix and are truncated to whole bytes, as QEMU
+/// does.
+pub fn parse_qemu_size(text: &str, default_unit: u64) -> Option<u64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        let (digits, unit) = split_suffix(hex, default_unit, true)?;
+        let v = u64::from_str_radix(digits, 16).ok()?;
+        return v.checked_mul(unit);
+    }
+    let (num, unit) = split_suffix(t, default_unit, false)?;
+    let (int, frac) = match num.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (num, ""),
+    };
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 18 {
+        return None;
+    }
+    if num.contains('.') && (frac.is_empty() || unit == 1) {
+        return None;
+    }
+    let whole = int.parse::<u64>().ok()?.checked_mul(unit)?;
+    if frac.is_empty() {
+        return Some(whole);
+    }
+    let f: u128 = frac.parse().ok()?;
+    let den = 10u128.checked_pow(u32::try_from(frac.len()).ok()?)?;
+    let part = f.checked_mul(u128::from(unit))? / den;
+    whole.checked_add(u64::try_from(part).ok()?)
+}
+
+fn split_suffix(t: &str, default_unit: u64, hex: bool) -> Option<(&str, u64)> {
+    let last = t.chars().last()?;
+    let shift = match last.to_ascii_lowercase() {
+        'b' if !hex => Some(0),
+        'k' => Some(10),
+        'm' => Some(20),
+        'g' => Some(30),
+        't' => Some(40),
+        'p' => Some(50),
+        'e' if !hex => Some(60),
+        _ => None,
+    };
+    match shift {
+        Some(s) => Some((&t[..t.len().saturating_sub(1)], 1u64 << s)),
+        None => Some((t, default_unit)),
+    }
+}
+
+fn size_of(input: &str, text: &str, default_unit: u64) -> Result<u64, QemuError> {
+    parse_qemu_size(text, default_unit).ok_or_else(|| {
+        QemuError::bad(
+            input,
+            format!("'{text}' is not a QEMU size (a number with an optional K/M/G/T suffix)"),
+        )
+    })
+}
+
+fn bool_of(input: &str, text: &str) -> Result<bool, QemuError> {
+    match text {
+        "on" | "yes" | "true" | "y" => Ok(true),
+        "off" | "no" | "false" | "n" => Ok(false),
+        _ => Err(QemuError::bad(input, format!("'{text}' is not on or off"))),
+    }
+}
+
+fn bits_of(input: &str, text: &str) -> Result<u8, QemuError> {
+    text.parse::<u8>()
+        .ok()
+        .filter(|b| (1..=64).contains(b))
+        .ok_or_else(|| QemuError::bad(input, format!("'{text}' is not a number of bits")))
+}
+
+/// Options that take no argument and cannot change what VFIO maps.
+const IGNORED_FLAGS: &[&str] = &[
+    "S",
+    "nographic",
+    "no-reboot",
+    "no-shutdown",
+    "daemonize",
+    "snapshot",
+    "no-user-config",
+    "no-hpet",
+    "enable-kvm",
+    "full-screen",
+    "no-acpi",
+    "no-fd-bootchk",
+    "win2k-hack",
+    "no-quit",
+    "only-migratable",
+    "preconfig",
+    "nodefaults",
+    "no-graphic",
+];
+
+/// Options that take an argument and cannot change what VFIO maps.
+const IGNORED_WITH_ARG: &[&str] = &[
+    "name",
+    "uuid",
+    "smp",
+    "display",
+    "vnc",
+    "spice",
+    "serial",
+    "parallel",
+    "monitor",
+    "qmp",
+    "qmp-pretty",
+    "mon",
+    "chardev",
+    "netdev",
+    "nic",
+    "net",
+    "blockdev",
+    "boot",
+    "k",
+    "rtc",
+    "pidfile",
+    "sandbox",
+    "msg",
+    "trace",
+    "d",
+    "D",
+    "kernel",
+    "initrd",
+    "append",
+    "dtb",
+    "smbios",
+    "fw_cfg",
+    "overcommit",
+    "cdrom",
+    "hda",
+    "hdb",
+    "hdc",
+    "hdd",
+    "fda",
+    "fdb",
+    "mtdblock",
+    "sd",
+    "usbdevice",
+    "audiodev",
+    "audio",
+    "runas",
+    "chroot",
+    "run-with",
+    "action",
+    "watchdog-action",
+    "incoming",
+    "loadvm",
+    "fsdev",
+    "virtfs",
+    "iscsi",
+    "add-fd",
+    "mem-path",
+    "mem-prealloc",
+    "icount",
+    "seed",
+    "semihosting-config",
+    "g",
+    "vga",
+    "L",
+    "bios",
+    "accel",
+    "machine",
+    "M",
+    "m",
+    "cpu",
+    "object",
+    "device",
+    "global",
+    "drive",
+    "readconfig",
+    "numa",
+    "pflash",
+    "set",
+    "option-rom",
+    "plugin",
+    "xen-domid",
+    "compat",
+    "acpitable",
+    "device-tree",
+    "sgx-epc",
+    "tpmdev",
+    "machine-opts",
+];
+
+/// `-device` types that cannot change what VFIO maps (their BARs are MMIO, placed by
+/// the firmware inside the PCI windows, and never DMA-mapped without a p2p request).
+const IGNORED_DEVICES: &[&str] = &[
+    "virtio-net-pci",
+    "virtio-net-pci-non-transitional",
+    "virtio-blk-pci",
+    "virtio-blk-pci-non-transitional",
+    "virtio-scsi-pci",
+    "virtio-serial-pci",
+    "virtio-rng-pci",
+    "virtio-balloon-pci",
+    "virtio-keyboard-pci",
+    "virtio-mouse-pci",
+    "virtio-tablet-pci",
+    "virtio-input-host-pci",
+    "virtio-9p-pci",
+    "vhost-user-fs-pci",
+    "vhost-vsock-pci",
+    "vhost-user-blk-pci",
+    "virtio-gpu-pci",
+    "virtserialport",
+    "virtconsole",
+    "scsi-hd",
+    "scsi-cd",
+    "scsi-generic",
+    "scsi-block",
+    "ide-hd",
+    "ide-cd",
+    "nvme",
+    "nvme-ns",
+    "e1000",
+    "e1000e",
+    "igb",
+    "rtl8139",
+    "vmxnet3",
+    "pcnet",
+    "qemu-xhci",
+    "nec-usb-xhci",
+    "usb-ehci",
+    "ich9-usb-ehci1",
+    "ich9-usb-uhci1",
+    "piix3-usb-uhci",
+    "usb-tablet",
+    "usb-kbd",
+    "usb-mouse",
+    "usb-storage",
+    "usb-host",
+    "usb-hub",
+    "pcie-root-port",
+    "pci-bridge",
+    "pcie-pci-bridge",
+    "ioh3420",
+    "x3130-upstream",
+    "xio3130-downstream",
+    "ich9-ahci",
+    "ahci",
+    "isa-serial",
+    "pci-serial",
+    "i6300esb",
+    "ib700",
+    "ich9-intel-hda",
+    "intel-hda",
+    "hda-duplex",
+    "hda-output",
+    "hda-micro",
+    "AC97",
+    "tpm-tis",
+    "tpm-crb",
+    "pvpanic",
+    "pvpanic-pci",
+    "isa-debugcon",
+    "isa-debug-exit",
+    "sga",
+    "edu",
+    "pci-testdev",
+    "ramfb",
+    "bochs-display",
+    "secondary-vga",
+    "virtio-vga-gl",
+];
+
+/// `-device` types that provide a VGA-compatible device (they claim 0xa0000-0xbffff).
+const VGA_DEVICES: &[&str] = &["VGA", "cirrus-vga", "qxl-vga", "virtio-vga", "vmware-svga"];
+
+/// `-object` types that cannot change the memory map.
+const IGNORED_OBJECTS: &[&str] = &[
+    "iothread",
+    "rng-random",
+    "rng-builtin",
+    "rng-egd",
+    "secret",
+    "tls-creds-x509",
+    "tls-creds-psk",
+    "tls-creds-anon",
+    "throttle-group",
+    "filter-buffer",
+    "filter-dump",
+    "filter-mirror",
+    "filter-redirector",
+    "colo-compare",
+    "authz-simple",
+    "main-loop",
+    "thread-context",
+    "cryptodev-backend-builtin",
+    "input-linux",
+    "can-bus",
+];
+
+/// The defaults of a command line: the values QEMU uses when an option is absent.
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    nodefaults: bool,
+    vga_option: Option<bool>,
+}
+
+/// Reads a QEMU command line. `argv[0]` names the binary (`qemu-system-x86_64`,
+/// `qemu-system-aarch64`, or a path ending so). `file_size` returns the size of a file
+/// named by `-bios` or a pflash drive, when it can be read (the parser itself touches
+/// no file system).
+pub fn parse_qemu_argv<F>(argv: &[String], file_size: F) -> Result<QemuVm, QemuError>
+where
+    F: Fn(&str, &[String]) -> Option<u64>,
+{
+    let Some(bin) = argv.first() else {
+        return Err(QemuError::bad(
+            "command line",
+            "empty: give the QEMU command line after --",
+        ));
+    };
+    let base = bin.rsplit('/').next().unwrap_or(bin);
+    let arch = if base.starts_with("qemu-system-x86_64") || base.starts_with("qemu-kvm") {
+        QemuArch::X86_64
+    } else if base.starts_with("qemu-system-aarch64") {
+        QemuArch::Aarch64
+    } else if base.starts_with("qemu-system-") {
+        return Err(QemuError::unmodelled(
+            bin,
+            "only qemu-system-x86_64 and qemu-system-aarch64 are modelled",
+        ));
+    } else {
+        return Err(QemuError::bad(
+            bin,
+            "argv[0] must name the VMM binary (qemu-system-x86_64, qemu-system-aarch64)",
+        ));
+    };
+
+    // First pass: split argv into (option, argument) pairs, QEMU's way.
+    let mut opts: Vec<(String, Option<String>)> = Vec::new();
+    let mut i = 1usize;
+    while let Some(tok) = argv.get(i) {
+        i = i.saturating_add(1);
+        let Some(name) = tok
+            .strip_prefix("--")
+            .or_else(|| tok.strip_prefix('-'))
+            .filter(|n| !n.is_empty())
+        else {
+            // A bare argument is a disk image (`-hda`): it cannot change the map.
+            opts.push(("hda".to_owned(), Some(tok.clone())));
+            continue;
+        };
+        if IGNORED_FLAGS.contains(&name) {
+            opts.push((name.to_owned(), None));
+            continue;
+        }
+        if IGNORED_WITH_ARG.contains(&name) {
+            let Some(arg) = argv.get(i) else {
+                return Err(QemuError::bad(tok, "needs an argument"));
+            };
+            i = i.saturating_add(1);
+            opts.push((name.to_owned(), Some(arg.clone())));
+            continue;
+        }
+        return Err(match name {
+            "mem-merge" | "no-kvm" | "enable-sgx" | "xen-attach" | "xen-domid-restrict" => {
+                QemuError::unmodelled(tok, "this option is not modelled")
+            }
+            "version" | "help" | "h" => QemuError::bad(tok, "not a VM command line"),
+            _ => QemuError::bad(tok, "unknown QEMU option"),
+        });
+    }
+
+    let mut d = Defaults {
+        nodefaults: false,
+        vga_option: None,
+    };
+    let mut machine_opts = Opts::default();
+    let mut mem_opts: Option<(String, Opts)> = None;
+    let mut cpu_text: Option<String> = None;
+    let mut accel = Accel::Tcg;
+    let mut vm_notes = Vec::new();
+    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
+    let mut devices: Vec<(String, Opts)> = Vec::new();
+    let mut hole64: Option<u64> = None;
+    let mut hole64_arg: Option<String> = None;
+    let mut bios = None;
+    let mut data_dirs = Vec::new();
+    let mut pflash_drives: Vec<(u32, String)> = Vec::new();
+
+    for (name, arg) in &opts {
+        let arg_s = arg.as_deref().unwrap_or("");
+        let input = format!("-{name} {arg_s}");
+        let input = input.trim_end().to_owned();
+        match name.as_str() {
+            "nodefaults" => d.nodefaults = true,
+            "enable-kvm" => accel = Accel::Kvm,
+            "accel" => {
+                let o = Opts::parse(arg_s, "accel");
+                accel = accel_of(&input, o.get("accel").unwrap_or(""))?;
+            }
+            "machine" | "M" => {
+                let o = Opts::parse(arg_s, "type");
+                machine_opts.items.extend(o.items);
+            }
+            "m" => {
+                let o = Opts::parse(arg_s, "size");
+                mem_opts = Some((input.clone(), o));
+            }
+            "cpu" => cpu_text = Some(arg_s.to_owned()),
+            "vga" => d.vga_option = Some(arg_s != "none"),
+            "L" => data_dirs.push(arg_s.to_owned()),
+            "bios" => bios = Some(arg_s.to_owned()),
+            "object" => {
+                let o = Opts::parse(arg_s, "qom-type");
+                let ty = o.get("qom-type").unwrap_or("");
+                if ty.starts_with("memory-backend-") {
+                    let id = o
+                        .get("id")
+                        .ok_or_else(|| QemuError::bad(&input, "a memory backend needs id="))?;
+                    let size_text = o
+                        .get("size")
+                        .ok_or_else(|| QemuError::bad(&input, "a memory backend needs size="))?;
+                    let size = size_of(&input, size_text, 1)?;
+                    backends.insert(
+                        id.to_owned(),
+                        Backend {
+                            id: id.to_owned(),
+                            kind: ty.to_owned(),
+                            size,
+                        },
+                    );
+                } else if !IGNORED_OBJECTS.contains(&ty) {
+                    return Err(QemuError::unmodelled(
+                        &input,
+                        format!("object type '{ty}' is not modelled"),
+                    ));
+                }
+            }
+            "device" => {
+                let o = Opts::parse(arg_s, "driver");
+                devices.push((input.clone(), o));
+            }
+            "global" => {
+                let Some((lhs, value)) = arg_s.split_once('=') else {
+                    return Err(QemuError::bad(&input, "expected DRIVER.PROPERTY=VALUE"));
+                };
+                let lhs = lhs.strip_prefix("driver=").unwrap_or(lhs);
+                match lhs {
+                    "q35-pcihost.pci-hole64-size" | "i440FX-pcihost.pci-hole64-size" => {
+                        hole64 = Some(size_of(&input, value, 1)?);
+                        hole64_arg = Some(lhs.to_owned());
+                    }
+                    l if l.ends_with(".pci-hole64-size") => {
+                        return Err(QemuError::unmodelled(
+                            &input,
+                            "pci-hole64-size of a host bridge other than q35-pcihost or i440FX-pcihost",
+                        ));
+                    }
+                    l if l.starts_with("ICH9-LPC.")
+                        || l.starts_with("PIIX4_PM.")
+                        || l.starts_with("isa-fdc.")
+                        || l.starts_with("kvm-pit.")
+                        || l.starts_with("virtio-")
+                        || l.starts_with("cfi.pflash01.secure") =>
+                    {
+                        vm_notes.push(format!("ignored {input}: cannot change the memory map"));
+                    }
+                    _ => {
+                        return Err(QemuError::unmodelled(
+                            &input,
+                            "this global property is not modelled",
+                        ));
+                    }
+                }
+            }
+            "drive" => {
+                let o = Opts::parse(arg_s, "file");
+                if o.get("if") == Some("pflash") {
+                    let unit = match o.get("unit") {
+                        Some(u) => u.parse::<u32>().map_err(|_| {
+                            QemuError::bad(&input, format!("unit '{u}' is not a number"))
+                        })?,
+                        None => u32::try_from(pflash_drives.len()).unwrap_or(u32::MAX),
+                    };
+                    pflash_drives.push((unit, o.get("file").unwrap_or("").to_owned()));
+                }
+            }
+            "pflash" => {
+                let unit = u32::try_from(pflash_drives.len()).unwrap_or(u32::MAX);
+                pflash_drives.push((unit, arg_s.to_owned()));
+            }
+            "numa" | "readconfig" | "set" | "option-rom" | "plugin" | "xen-domid" | "compat"
+            | "acpitable" | "device-tree" | "sgx-epc" | "machine-opts" | "mem-path"
+            | "mem-prealloc" => {
+                if matches!(name.as_str(), "mem-path" | "mem-prealloc") {
+                    vm_notes.push(format!(
+                        "ignored {input}: it changes the backing, not the map"
+                    ));
+                } else if name == "acpitable" {
+                    vm_notes.push(format!("ignored {input}: ACPI tables are not DMA-mapped"));
+                } else {
+                    return Err(QemuError::unmodelled(&input, "this option is not modelled"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // The machine.
+    let default_machine = match arch {
+        QemuArch::X86_64 => "pc",
+        QemuArch::Aarch64 => "",
+    };
+    let machine_name = machine_opts
+        .get("type")
+        .unwrap_or(default_machine)
+        .to_owned();
+    if machine_name.is_empty() {
+        return Err(QemuError::bad(
+            bin.as_str(),
+            "qemu-system-aarch64 has no default machine: give -machine virt",
+        ));
+    }
+    let machine = MachineType::parse(arch, &machine_name).ok_or_else(|| {
+        QemuError::bad(
+            format!("-machine {machine_name}"),
+            match arch {
+                QemuArch::X86_64 => {
+                    "unknown or unmodelled machine type (modelled: q35, pc, pc-q35-X.Y, pc-i440fx-X.Y)"
+                }
+                QemuArch::Aarch64 => "unknown or unmodelled machine type (modelled: virt, virt-X.Y)",
+            },
+        )
+    })?;
+    let mut max_ram_below_4g = None;
+    let mut highmem = true;
+    let mut viommus = Vec::new();
+    let mut memory_backend: Option<String> = None;
+    for (k, v) in &machine_opts.items {
+        let input = format!("-machine {k}={v}");
+        match (machine.family, k.as_str()) {
+            (_, "type") => {}
+            (_, "accel") => {
+                accel = accel_of(&input, v)?;
+            }
+            (_, "memory-backend") => memory_backend = Some(v.clone()),
+            (
+                _,
+                "usb"
+                | "dump-guest-core"
+                | "mem-merge"
+                | "graphics"
+                | "suppress-vmdesc"
+                | "kernel-irqchip"
+                | "kvm-shadow-mem"
+                | "dt-compatible"
+                | "firmware"
+                | "vmport"
+                | "smm"
+                | "hpet"
+                | "sata"
+                | "pit"
+                | "pic"
+                | "i8042"
+                | "default-bus-bypass-iommu"
+                | "smbios-entry-point-type"
+                | "acpi"
+                | "s3"
+                | "s4",
+            ) => {}
+            (MachineFamily::Q35 | MachineFamily::Pc, "nvdimm") => {
+                bool_of(&input, v)?;
+            }
+            (MachineFamily::Q35 | MachineFamily::Pc, "max-ram-below-4g") => {
+                max_ram_below_4g = Some(size_of(&input, v, 1)?);
+            }
+            (MachineFamily::Q35 | MachineFamily::Pc, "pflash0" | "pflash1") => {
+                let unit = if k == "pflash0" { 0 } else { 1 };
+                pflash_drives.push((unit, v.clone()));
+            }
+            (MachineFamily::Virt, "highmem") => highmem = bool_of(&input, v)?,
+            (MachineFamily::Virt, "highmem-redists" | "highmem-ecam" | "highmem-mmio") => {
+                if !bool_of(&input, v)? {
+                    return Err(QemuError::unmodelled(
+                        &input,
+                        "turning off one high IO region is not modelled",
+                    ));
+                }
+            }
+            (
+                MachineFamily::Virt,
+                "gic-version" | "secure" | "virtualization" | "its" | "ras" | "mte",
+            ) => {}
+            (MachineFamily::Virt, "iommu") => match v.as_str() {
+                "smmuv3" => viommus.push(Viommu::SmmuV3),
+                "none" => {}
+                _ => return Err(QemuError::bad(&input, "iommu must be smmuv3 or none")),
+            },
+            _ => {
+                return Err(QemuError::unmodelled(
+                    &input,
+                    "this machine property is not modelled",
+                ));
+            }
+        }
+    }
+    if let Some(h) = &hole64_arg {
+        let ok = match machine.family {
+            MachineFamily::Q35 => h.starts_with("q35-"),
+            MachineFamily::Pc => h.starts_with("i440FX-"),
+            MachineFamily::Virt => false,
+        };
+        if !ok {
+            vm_notes.push(format!(
+                "-global {h}: the machine has no such host bridge; ignored as QEMU does"
+            ));
+            hole64 = None;
+        }
+    }
+
+    // Memory.
+    let backend = match &memory_backend {
+        Some(id) => Some(backends.get(id).ok_or_else(|| {
+            QemuError::bad(
+                format!("-machine memory-backend={id}"),
+                "no -object memory-backend-* has this id",
+            )
+        })?),
+        None => None,
+    };
+    let (ram, slots, maxmem) = match &mem_opts {
+        Some((input, o)) => {
+            let size = match o.get("size") {
+                Some(s) => Some(size_of(input, s, MIB)?),
+                None => None,
+            };
+            let ram = match (size, backend) {
+                (Some(s), Some(b)) if s != b.size => {
+                    return Err(QemuError::bad(
+                        input.as_str(),
+                        format!(
+                            "the size differs from memory backend '{}' ({} bytes)",
+                            b.id, b.size
+                        ),
+                    ));
+                }
+                (Some(s), _) => s,
+                (None, Some(b)) => b.size,
+                (None, None) => 128 * MIB,
+            };
+            let slots = match o.get("slots") {
+                Some(s) => s.parse::<u32>().map_err(|_| {
+                    QemuError::bad(input.as_str(), format!("slots '{s}' is not a number"))
+                })?,
+                None => 0,
+            };
+            let maxmem = match o.get("maxmem") {
+                Some(s) => size_of(input, s, 1)?,
+                None => ram,
+            };
+            if maxmem < ram {
+                return Err(QemuError::bad(
+                    input.as_str(),
+                    "maxmem is below the RAM size",
+                ));
+            }
+            (ram, slots, maxmem)
+        }
+        None => {
+            let ram = backend.map_or(128 * MIB, |b| b.size);
+            (ram, 0, ram)
+        }
+    };
+    if ram == 0 {
+        return Err(QemuError::bad("-m", "the RAM size is 0"));
+    }
+
+    // The CPU.
+    let cpu = match &cpu_text {
+        Some(t) => {
+            let input = format!("-cpu {t}");
+            let o = Opts::parse(t, "model");
+            let mut c = CpuSpec {
+                model: o.get("model").unwrap_or("").to_owned(),
+                vendor_override: o.get("vendor").map(str::to_owned),
+                phys_bits: None,
+                host_phys_bits: None,
+                host_phys_bits_limit: None,
+            };
+            if let Some(v) = o.get("phys-bits") {
+                c.phys_bits = Some(bits_of(&input, v)?);
+            }
+            if let Some(v) = o.get("host-phys-bits") {
+                c.host_phys_bits = Some(bool_of(&input, v)?);
+            }
+            if let Some(v) = o.get("host-phys-bits-limit") {
+                c.host_phys_bits_limit = Some(bits_of(&input, v)?);
+            }
+            c
+        }
+        None => CpuSpec {
+            model: match arch {
+                QemuArch::X86_64 => "qemu64".to_owned(),
+                QemuArch::Aarch64 => "cortex-a15".to_owned(),
+            },
+            vendor_override: None,
+            phys_bits: None,
+            host_phys_bits: None,
+            host_phys_bits_limit: None,
+        },
+    };
+
+    // Devices.
+    let mut vga = match (arch, d.vga_option) {
+        (QemuArch::Aarch64, _) => false,
+        (_, Some(v)) => v,
+        (_, None) => !d.nodefaults,
+    };
+    let mut mem_devices = Vec::new();
+    let mut vfio = Vec::new();
+    for (input, o) in &devices {
+        let driver = o.get("driver").unwrap_or("");
+        match driver {
+            "vfio-pci" => {
+                let dev = o.get("host").or(o.get("sysfsdev")).ok_or_else(|| {
+                    QemuError::bad(input.as_str(), "vfio-pci needs host= or sysfsdev=")
+                })?;
+                let dev = dev
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(dev)
+                    .to_owned();
+                vfio.push(dev);
+            }
+            "pc-dimm" | "nvdimm" | "virtio-mem-pci" => {
+                let memdev = o.get("memdev").ok_or_else(|| {
+                    QemuError::bad(input.as_str(), format!("{driver} needs memdev="))
+                })?;
+                let b = backends.get(memdev).ok_or_else(|| {
+                    QemuError::bad(
+                        input.as_str(),
+                        format!("memdev '{memdev}': no -object memory-backend-* has this id"),
+                    )
+                })?;
+                let addr = match o.get("addr") {
+                    Some(a) => Some(size_of(input, a, 1)?),
+                    None => None,
+                };
+                let kind = match driver {
+                    "pc-dimm" => MemDeviceKind::PcDimm,
+                    "nvdimm" => {
+                        if machine_opts.get("nvdimm") != Some("on") {
+                            return Err(QemuError::bad(
+                                input.as_str(),
+                                "nvdimm needs -machine nvdimm=on",
+                            ));
+                        }
+                        MemDeviceKind::Nvdimm
+                    }
+                    _ => MemDeviceKind::VirtioMem {
+                        requested: match o.get("requested-size") {
+                            Some(s) => size_of(input, s, 1)?,
+                            None => 0,
+                        },
+                        block: match o.get("block-size") {
+                            Some(s) => size_of(input, s, 1)?,
+                            None => 2 * MIB,
+                        },
+                    },
+                };
+                let id = o
+                    .get("id")
+                    .map_or_else(|| format!("{driver}{}", mem_devices.len()), str::to_owned);
+                mem_devices.push(MemDevice {
+                    id,
+                    kind,
+                    size: b.size,
+                    addr,
+                });
+            }
+            "intel-iommu" => {
+                let aw_bits = match o.get("aw-bits") {
+                    Some(v) => Some(bits_of(input, v)?),
+                    None => None,
+                };
+                viommus.push(Viommu::IntelIommu { aw_bits });
+            }
+            "amd-iommu" => viommus.push(Viommu::AmdIommu),
+            "virtio-iommu-pci" | "virtio-iommu" => {
+                let aw_bits = match o.get("aw-bits") {
+                    Some(v) => Some(bits_of(input, v)?),
+                    None => None,
+                };
+                viommus.push(Viommu::VirtioIommu {
+                    aw_bits,
+                    granule: o.get("granule").map(str::to_owned),
+                });
+            }
+            v if VGA_DEVICES.contains(&v) => vga = arch == QemuArch::X86_64,
+            v if IGNORED_DEVICES.contains(&v) => {}
+            "" => return Err(QemuError::bad(input.as_str(), "no device type")),
+            other => {
+                return Err(QemuError::unmodelled(
+                    input.as_str(),
+                    format!("device type '{other}' is not modelled"),
+                ));
+            }
+        }
+    }
+    if machine_opts.get("nvdimm") == Some("on") && arch == QemuArch::X86_64 {
+        vm_notes.push("-machine nvdimm=on: NVDIMMs are modelled as DIMMs".to_owned());
+    }
+
+    pflash_drives.sort_by_key(|p| p.0);
+    let pflash = pflash_drives
+        .into_iter()
+        .map(|(unit, source)| Pflash {
+            unit,
+            size: file_size(&source, &data_dirs),
+            source,
+        })
+        .collect();
+
+    let bios_size = bios.as_deref().and_then(|b| file_size(b, &data_dirs));
+    Ok(QemuVm {
+        bios_size,
+        arch,
+        binary: bin.clone(),
+        machine,
+        machine_name,
+        ram,
+        slots,
+        maxmem,
+        max_ram_below_4g,
+        pci_hole64_size: hole64,
+        highmem,
+        cpu,
+        accel,
+        vga,
+        bios,
+        pflash,
+        mem_devices,
+        viommus,
+        vfio,
+        data_dirs,
+        backends,
+        notes: vm_notes,
+    })
+}
+
+fn accel_of(input: &str, v: &str) -> Result<Accel, QemuError> {
+    // `kvm:tcg` picks the first that works; on a host with KVM that is KVM.
+    match v.split(':').next().unwrap_or("") {
+        "tcg" => Ok(Accel::Tcg),
+        "kvm" => Ok(Accel::Kvm),
+        _ => Err(QemuError::unmodelled(
+            input,
+            format!("accelerator '{v}' is not modelled (tcg, kvm)"),
+        )),
+    }
+}
+
+/// The CPU vendor of an x86 CPU model (`qemu64` and `max` under TCG are AMD; `host`
+/// and `max` under KVM are the host's); `None` for a model this table does not know.
+pub fn x86_model_vendor(model: &str, accel: Accel, host: Option<CpuVendor>) -> Option<CpuVendor> {
+    let base = model.split("-v").next().unwrap_or(model);
+    match base {
+        "host" => host,
+        "max" => match accel {
+            Accel::Tcg => Some(CpuVendor::Amd),
+            Accel::Kvm => host,
+        },
+        "qemu64" | "phenom" => Some(CpuVendor::Amd),
+        "kvm64" | "core2duo" | "Conroe" | "Penryn" | "Nehalem" | "Nehalem-IBRS" | "Westmere"
+        | "Westmere-IBRS" | "SandyBridge" | "SandyBridge-IBRS" | "IvyBridge" | "IvyBridge-IBRS"
+        | "Denverton" | "Snowridge" | "KnightsMill" => Some(CpuVendor::Intel),
+        b if b.starts_with("EPYC") || b.starts_with("Opteron_G") => Some(CpuVendor::Amd),
+        b if b.starts_with("Haswell")
+            || b.starts_with("Broadwell")
+            || b.starts_with("Skylake")
+            || b.starts_with("Cascadelake")
+            || b.starts_with("Cooperlake")
+            || b.starts_with("Icelake")
+            || b.starts_with("SapphireRapids")
+            || b.starts_with("GraniteRapids")
+            || b.starts_with("SierraForest")
+            || b.starts_with("ClearwaterForest") =>
+        {
+            Some(CpuVendor::Intel)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn parse(s: &str) -> Result<QemuVm, QemuError> {
+        parse_qemu_argv(&argv(s), |_, _| None)
+    }
+
+    #[test]
+    fn opts_follow_qemu_grammar() {
+        let items = split_opts("q35,accel=kvm,,tcg,usb");
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].key, None);
+        assert_eq!(items[1].value, "kvm,tcg");
+        assert_eq!(items[2].key.as_deref(), Some("usb"));
+        assert_eq!(items[2].value, "on");
+    }
+
+    #[test]
+    fn sizes_follow_qemu_grammar() {
+        assert_eq!(parse_qemu_size("1024", MIB), Some(1 << 30));
+        assert_eq!(parse_qemu_size("8G", MIB), Some(8 << 30));
+        assert_eq!(parse_qemu_size("8g", 1), Some(8 << 30));
+        assert_eq!(parse_qemu_size("1.5G", 1), Some(3 << 29));
+        assert_eq!(parse_qemu_size("0x1000", 1), Some(0x1000));
+        assert_eq!(parse_qemu_size("512k", 1), Some(512 << 10));
+        assert_eq!(parse_qemu_size("1.5", 1), None);
+        assert_eq!(parse_qemu_size("8GiB", 1), None);
+        assert_eq!(parse_qemu_size("-1", 1), None);
+        assert_eq!(parse_qemu_size("99999999999E", 1), None);
+        assert_eq!(parse_qemu_size("", 1), None);
+    }
+
+    #[test]
+    fn a_full_command_line_reads() {
+        let vm = parse(
+            "qemu-system-x86_64 -machine pc-q35-7.0,accel=kvm -m 16G,slots=4,maxmem=64G \
+             -cpu EPYC,phys-bits=42 -nodefaults -device vfio-pci,host=0000:41:00.0 \
+             -object memory-backend-ram,id=d0,size=4G -device pc-dimm,memdev=d0,id=dimm0 \
+             -global q35-pcihost.pci-hole64-size=64G -display none",
+        )
+        .unwrap();
+        assert_eq!(vm.machine.family, MachineFamily::Q35);
+        assert_eq!(vm.machine.version, Some(QemuVersion::new(7, 0)));
+        assert_eq!(vm.accel, Accel::Kvm);
+        assert_eq!(vm.ram, 16 << 30);
+        assert_eq!(vm.maxmem, 64 << 30);
+        assert_eq!(vm.slots, 4);
+        assert_eq!(vm.cpu.phys_bits, Some(42));
+        assert!(!vm.vga);
+        assert_eq!(vm.vfio, vec!["0000:41:00.0".to_owned()]);
+        assert_eq!(vm.mem_devices.len(), 1);
+        assert_eq!(vm.pci_hole64_size, Some(64 << 30));
+    }
+
+    #[test]
+    fn unmodelled_and_bad_inputs_are_named() {
+        let e = parse("qemu-system-x86_64 -device pxb-pcie,id=x").unwrap_err();
+        assert!(
+            e.is_unmodelled() && e.to_string().contains("pxb-pcie"),
+            "{e}"
+        );
+        let e = parse("qemu-system-x86_64 -frobnicate").unwrap_err();
+        assert!(
+            !e.is_unmodelled() && e.to_string().contains("-frobnicate"),
+            "{e}"
+        );
+        let e = parse("qemu-system-x86_64 -m 8Q").unwrap_err();
+        assert!(e.to_string().contains("8Q"), "{e}");
+        let e = parse("qemu-system-x86_64 -machine pc-q35-x").unwrap_err();
+        assert!(e.to_string().contains("pc-q35-x"), "{e}");
+        let e = parse("qemu-system-x86_64 -m").unwrap_err();
+        assert!(e.to_string().contains("-m"), "{e}");
+        let e = parse("qemu-system-ppc64 -m 1G").unwrap_err();
+        assert!(e.is_unmodelled());
+    }
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(
+            QemuVersion::parse("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)"),
+            Some(QemuVersion::new(7, 2))
+        );
+        assert_eq!(QemuVersion::parse("10.0.2"), Some(QemuVersion::new(10, 0)));
+        assert_eq!(QemuVersion::parse("ten"), None);
+    }
+
+    #[test]
+    fn cpu_vendors() {
+        assert_eq!(
+            x86_model_vendor("qemu64", Accel::Tcg, None),
+            Some(CpuVendor::Amd)
+        );
+        assert_eq!(
+            x86_model_vendor("EPYC-v4", Accel::Kvm, None),
+            Some(CpuVendor::Amd)
+        );
+        assert_eq!(
+            x86_model_vendor("Skylake-Client-IBRS", Accel::Kvm, None),
+            Some(CpuVendor::Intel)
+        );
+        assert_eq!(
+            x86_model_vendor("host", Accel::Kvm, Some(CpuVendor::Intel)),
+            Some(CpuVendor::Intel)
+        );
+        assert_eq!(x86_model_vendor("pentium", Accel::Kvm, None), None);
+    }
+}

@@ -1,0 +1,864 @@
+//! The memory map QEMU builds for a [`QemuVm`], by QEMU release and machine-type
+//! version, and the reasons QEMU refuses to start it.
+//!
+//! x86 (`q35`, `pc`; hw/i386/pc.c `pc_memory_init`, `pc_pci_hole64_start`,
+//! `pc_max_used_gpa`, hw/i386/pc_sysfw.c):
+//! - RAM below 4 GiB split as [`crate::presets::qemu_ram_split`]; with a VGA device
+//!   0xa0000-0xbffff is the VGA window (not mapped), without one it is RAM;
+//! - SeaBIOS (the default, or `-bios FILE`): `pc.rom` 0xc0000-0xdffff and the last
+//!   128 KiB of the BIOS at 0xe0000-0xfffff (`isa-bios`), the BIOS image just below
+//!   4 GiB, all ROM (mapped read-only by VFIO);
+//! - OVMF in pflash: the flash below 4 GiB is a ROM *device* (romd), never DMA-mapped,
+//!   and no BIOS ROM exists there; 0xe0000-0xfffff is a RAM copy of the flash's last
+//!   128 KiB (mapped) before QEMU 9.1 and an alias of the flash (not mapped) from 9.1;
+//! - above 4 GiB: RAM at 4 GiB, or at 1 TiB when the vCPU is AMD, QEMU and the machine
+//!   type are 7.1 or newer, and the highest used address (end of the 64-bit PCI
+//!   window) reaches the HyperTransport window at 0xfd00000000;
+//! - `maxmem` > `-m`: the device-memory region at ROUND_UP(end of RAM, 1 GiB), of
+//!   `maxmem - m + slots * 1 GiB` bytes; DIMMs land there (at `addr=` or first fit);
+//!   the 64-bit PCI window starts after it, 1 GiB aligned;
+//! - QEMU refuses to start when the highest used address needs more physical address
+//!   bits than the vCPU has ("phys-bits too low").
+//!
+//! aarch64 `virt` (hw/arm/virt.c `virt_set_memmap`): flash at 0 (romd, not mapped), RAM
+//! at 1 GiB, device memory after it, and the high IO regions (second redistributor,
+//! high ECAM, 512 GiB PCIe window) from 256 GiB or above RAM, each aligned to its size;
+//! a region that does not fit the vCPU's physical address size is dropped; RAM past it
+//! is refused.
+
+use serde::Serialize;
+
+use super::presets::{AMD_ABOVE_1TB_START, AMD_HT_START, GuestConfig, Preset, qemu_ram_split};
+use super::qemu_cmdline::{
+    Accel, MachineFamily, MemDeviceKind, QemuArch, QemuError, QemuVersion, QemuVm, Viommu,
+    x86_model_vendor,
+};
+use super::{CpuVendor, Layout, LayoutError, Section, SectionKind, align_up, human_bytes};
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+const FOUR_GIB: u64 = 1 << 32;
+
+/// What is known about the host CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HostCpu {
+    /// Its vendor.
+    pub vendor: Option<CpuVendor>,
+    /// Its physical address width (`/proc/cpuinfo` "address sizes").
+    pub phys_bits: Option<u8>,
+}
+
+/// A reason QEMU refuses to start the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The option to change.
+    pub option: String,
+    /// What QEMU says, in words.
+    pub message: String,
+}
+
+/// The model of a QEMU command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QemuModel {
+    /// The QEMU release modelled.
+    pub version: QemuVersion,
+    /// The guest's memory map.
+    pub layout: Layout,
+    /// The guest CPU vendor.
+    pub cpu_vendor: CpuVendor,
+    /// The vCPU's physical address bits, when known.
+    pub phys_bits: Option<u8>,
+    /// The highest guest-physical address QEMU uses (what phys-bits must cover).
+    pub max_used_gpa: u64,
+    /// The device-memory region (`maxmem`), when there is one.
+    pub device_memory: Option<(u64, u64)>,
+    /// Why QEMU would refuse to start the VM (empty when it starts).
+    pub refusals: Vec<Refusal>,
+    /// The DMA mappings VFIO creates: one per mapped section, virtio-mem one per block.
+    pub mappings: u64,
+    /// The guest-visible IOMMUs.
+    pub viommus: Vec<Viommu>,
+    /// The machine type's version whose compat properties apply.
+    pub machine_version: QemuVersion,
+}
+
+struct B {
+    sections: Vec<Section>,
+}
+
+impl B {
+    fn add(
+        &mut self,
+        name: &str,
+        kind: SectionKind,
+        first: u64,
+        last: u64,
+    ) -> Result<(), QemuError> {
+        if last < first {
+            return Ok(());
+        }
+        let r = iova::range::IovaRange::new(first, last).map_err(|e| QemuError::Bad {
+            input: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.sections.push(Section::new(name, kind, r));
+        Ok(())
+    }
+
+    fn add_sized(
+        &mut self,
+        name: &str,
+        kind: SectionKind,
+        start: u64,
+        size: u64,
+    ) -> Result<(), QemuError> {
+        if size == 0 {
+            return Ok(());
+        }
+        let last = start.checked_add(size - 1).ok_or_else(|| overflow(name))?;
+        self.add(name, kind, start, last)
+    }
+
+    fn p2p_last(&mut self) {
+        if let Some(s) = self.sections.last_mut() {
+            s.p2p = true;
+        }
+    }
+}
+
+fn overflow(what: &str) -> QemuError {
+    QemuError::Bad {
+        input: what.to_owned(),
+        message: "runs past the 64-bit address space".to_owned(),
+    }
+}
+
+fn bad(input: impl Into<String>, message: impl Into<String>) -> QemuError {
+    QemuError::Bad {
+        input: input.into(),
+        message: message.into(),
+    }
+}
+
+fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> QemuError {
+    QemuError::Unmodelled {
+        input: input.into(),
+        message: message.into(),
+    }
+}
+
+fn layout_err(e: LayoutError) -> QemuError {
+    bad("layout", e.to_string())
+}
+
+/// Models `vm` as QEMU `version` builds it on a host with this CPU.
+pub fn model(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuModel, QemuError> {
+    if !version.is_modelled() {
+        return Err(unmodelled(
+            format!("QEMU {version}"),
+            format!(
+                "releases {} to {} are modelled",
+                QemuVersion::OLDEST,
+                QemuVersion::NEWEST
+            ),
+        ));
+    }
+    if let Some(mv) = vm.machine.version {
+        if mv > version {
+            return Err(bad(
+                format!("-machine {}", vm.machine_name),
+                format!("QEMU {version} has no such machine type (newer than the release)"),
+            ));
+        }
+        if mv < QemuVersion::new(5, 0) {
+            return Err(unmodelled(
+                format!("-machine {}", vm.machine_name),
+                "machine types older than 5.0 are not modelled",
+            ));
+        }
+    }
+    match vm.arch {
+        QemuArch::X86_64 => model_x86(vm, version, host),
+        QemuArch::Aarch64 => model_virt(vm, version, host),
+    }
+}
+
+/// The device-memory region's size: `maxmem - m` plus 1 GiB per slot for alignment.
+fn device_memory_size(vm: &QemuVm) -> Result<u64, QemuError> {
+    let extra = vm
+        .maxmem
+        .checked_sub(vm.ram)
+        .ok_or_else(|| bad("-m", "maxmem below size"))?;
+    if extra == 0 {
+        return Ok(0);
+    }
+    u64::from(vm.slots)
+        .checked_mul(GIB)
+        .and_then(|s| s.checked_add(extra))
+        .ok_or_else(|| overflow("-m maxmem"))
+}
+
+/// Places the memory devices in `[base, base+size)`: at `addr=` or first fit.
+fn place_mem_devices(
+    vm: &QemuVm,
+    base: u64,
+    size: u64,
+    b: &mut B,
+    mappings: &mut u64,
+) -> Result<(), QemuError> {
+    if vm.mem_devices.is_empty() {
+        return Ok(());
+    }
+    if size == 0 {
+        return Err(bad(
+            format!("-device {}", vm.mem_devices[0].id),
+            "memory devices need -m ...,maxmem= larger than the RAM size",
+        ));
+    }
+    let dimms = vm
+        .mem_devices
+        .iter()
+        .filter(|d| !matches!(d.kind, MemDeviceKind::VirtioMem { .. }))
+        .count();
+    if dimms > 0 && u64::try_from(dimms).unwrap_or(u64::MAX) > u64::from(vm.slots) {
+        return Err(bad(
+            "-m slots",
+            format!("{dimms} DIMM(s) but {} slot(s)", vm.slots),
+        ));
+    }
+    let end = base
+        .checked_add(size)
+        .ok_or_else(|| overflow("device memory"))?;
+    let mut used: Vec<(u64, u64)> = Vec::new();
+    let mut total: u64 = 0;
+    for d in &vm.mem_devices {
+        total = total
+            .checked_add(d.size)
+            .ok_or_else(|| overflow("memory devices"))?;
+        if total > vm.maxmem - vm.ram {
+            return Err(bad(
+                format!("-device {}", d.id),
+                "the memory devices exceed maxmem minus the RAM size",
+            ));
+        }
+        let align = match d.kind {
+            MemDeviceKind::VirtioMem { block, .. } => block.max(2 * MIB),
+            _ => 2 * MIB,
+        };
+        let start = match d.addr {
+            Some(a) => a,
+            None => {
+                let mut cand = base;
+                loop {
+                    cand = align_up(cand, align).ok_or_else(|| overflow("device memory"))?;
+                    let cend = cand
+                        .checked_add(d.size)
+                        .ok_or_else(|| overflow("device memory"))?;
+                    match used.iter().find(|(s, e)| cand < *e && *s < cend) {
+                        Some((_, e)) => cand = *e,
+                        None => break cand,
+                    }
+                }
+            }
+        };
+        let dend = start.checked_add(d.size).ok_or_else(|| overflow(&d.id))?;
+        if start < base || dend > end {
+            return Err(bad(
+                format!("-device {}", d.id),
+                format!(
+                    "does not fit the device-memory region {base:#x}-{:#x}",
+                    end.saturating_sub(1)
+                ),
+            ));
+        }
+        if used.iter().any(|(s, e)| start < *e && *s < dend) {
+            return Err(bad(
+                format!("-device {}", d.id),
+                "overlaps another memory device",
+            ));
+        }
+        used.push((start, dend));
+        b.add_sized(&d.id, SectionKind::Ram, start, d.size)?;
+        *mappings = mappings.saturating_add(match d.kind {
+            MemDeviceKind::VirtioMem { requested, block } => {
+                requested.checked_div(block).unwrap_or(0)
+            }
+            _ => 1,
+        });
+    }
+    Ok(())
+}
+
+fn x86_phys_bits(vm: &QemuVm, host: &HostCpu, notes: &mut Vec<String>) -> Option<u8> {
+    let c = &vm.cpu;
+    if let Some(p) = c.phys_bits {
+        if vm.accel == Accel::Kvm && c.host_phys_bits != Some(true) {
+            if let Some(h) = host.phys_bits {
+                if p > h {
+                    notes.push(format!(
+                        "phys-bits={p} exceeds the host's {h} address bits: the guest may \
+                         place BARs where the host cannot reach"
+                    ));
+                }
+            }
+        }
+        if c.host_phys_bits != Some(true) || vm.accel == Accel::Tcg {
+            return Some(p);
+        }
+    }
+    let host_bits = vm.accel == Accel::Kvm
+        && (c.host_phys_bits == Some(true)
+            || (matches!(c.model.as_str(), "host" | "max") && c.host_phys_bits != Some(false)));
+    if host_bits {
+        let Some(h) = host.phys_bits else {
+            notes.push(
+                "the vCPU takes the host's physical address width, which is not known: \
+                 give --host-phys-bits or a profile with it"
+                    .to_owned(),
+            );
+            return None;
+        };
+        return Some(match c.host_phys_bits_limit {
+            Some(l) if l < h => l,
+            _ => h,
+        });
+    }
+    // TCG_PHYS_ADDR_BITS, and QEMU's default for KVM without host-phys-bits.
+    Some(40)
+}
+
+fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuModel, QemuError> {
+    let q35 = vm.machine.family == MachineFamily::Q35;
+    let mversion = vm.machine.effective_version(version);
+    let mut notes = vm.notes.clone();
+    let vendor = match &vm.cpu.vendor_override {
+        Some(v) => CpuVendor::parse(v).filter(|v| *v != CpuVendor::Arm).ok_or_else(|| {
+            unmodelled(format!("-cpu ...,vendor={v}"), "only GenuineIntel and AuthenticAMD are modelled")
+        })?,
+        None => x86_model_vendor(&vm.cpu.model, vm.accel, host.vendor).ok_or_else(|| {
+            if matches!(vm.cpu.model.as_str(), "host" | "max") {
+                unmodelled(
+                    format!("-cpu {}", vm.cpu.model),
+                    "the vCPU takes the host's vendor, which is not known: give --cpu-vendor",
+                )
+            } else {
+                unmodelled(
+                    format!("-cpu {}", vm.cpu.model),
+                    "CPU model not modelled (64-bit Intel and AMD models, qemu64, kvm64, host, max)",
+                )
+            }
+        })?,
+    };
+    if vm.accel == Accel::Tcg && vm.cpu.model == "host" {
+        return Err(bad(
+            "-cpu host",
+            "the host CPU model needs KVM (-accel kvm)",
+        ));
+    }
+    let phys_bits = x86_phys_bits(vm, host, &mut notes);
+
+    let preset = if q35 { Preset::QemuQ35 } else { Preset::QemuPc };
+    let cfg = GuestConfig::new(vm.ram, vendor).max_ram_below_4g(vm.max_ram_below_4g);
+    let (below, above) = qemu_ram_split(preset, &cfg);
+    if !(2 * MIB..=0xfec0_0000).contains(&below) {
+        return Err(bad(
+            "-machine max-ram-below-4g",
+            format!(
+                "leaves {} of RAM below 4 GiB",
+                human_bytes(u128::from(below))
+            ),
+        ));
+    }
+
+    // Firmware.
+    let pflash = !vm.pflash.is_empty();
+    if pflash && vm.bios.is_some() {
+        return Err(bad("-bios", "cannot be combined with pflash firmware"));
+    }
+    let bios_size = match &vm.bios {
+        None => 256 * KIB,
+        Some(f) => match vm.bios_size {
+            Some(s) if s > 0 && s % (64 * KIB) == 0 && s <= 16 * MIB => s,
+            Some(s) => {
+                return Err(bad(
+                    format!("-bios {f}"),
+                    format!(
+                        "{s} bytes: a BIOS image must be a non-zero multiple of 64 KiB up to 16 MiB"
+                    ),
+                ));
+            }
+            None => {
+                return Err(unmodelled(
+                    format!("-bios {f}"),
+                    "the file cannot be read here: its size decides the ROM below 4 GiB",
+                ));
+            }
+        },
+    };
+    let flash_total: u64 = vm
+        .pflash
+        .iter()
+        .map(|p| p.size.unwrap_or(4 * MIB))
+        .fold(0u64, u64::saturating_add);
+    if pflash && flash_total > 8 * MIB {
+        return Err(bad(
+            "-drive if=pflash",
+            "the combined size of the firmware flash exceeds 8 MiB",
+        ));
+    }
+    if vm.pflash.iter().any(|p| p.size.is_none()) {
+        notes.push(
+            "a pflash file could not be read: 4 MiB assumed (it is not DMA-mapped)".to_owned(),
+        );
+    }
+
+    let mut b = B {
+        sections: Vec::new(),
+    };
+    let mut mappings: u64 = 0;
+    let top_low = below - 1;
+    // Below 1 MiB.
+    if vm.vga {
+        b.add("ram-below-640k", SectionKind::Ram, 0, 0x9_ffff.min(top_low))?;
+        b.add("vga-window", SectionKind::Mmio, 0xa_0000, 0xb_ffff)?;
+    } else {
+        b.add("ram-below-768k", SectionKind::Ram, 0, 0xb_ffff.min(top_low))?;
+    }
+    b.add("pc.rom", SectionKind::Rom, 0xc_0000, 0xd_ffff)?;
+    let isa_copy = !pflash || version < QemuVersion::new(9, 1);
+    b.add(
+        "isa-bios",
+        if isa_copy {
+            SectionKind::Rom
+        } else {
+            SectionKind::Mmio
+        },
+        0xe_0000,
+        0xf_ffff,
+    )?;
+    b.add("ram-below-4g", SectionKind::Ram, 0x10_0000, top_low)?;
+    if q35 {
+        b.add("pci-hole32", SectionKind::Mmio, below, 0xafff_ffff)?;
+        b.p2p_last();
+        b.add(
+            "pcie-mmconfig",
+            SectionKind::Mmio,
+            0xb000_0000.max(below),
+            0xbfff_ffff,
+        )?;
+        b.add(
+            "pci-hole32-high",
+            SectionKind::Mmio,
+            0xc000_0000.max(below),
+            0xfebf_ffff,
+        )?;
+        b.p2p_last();
+    } else {
+        b.add("pci-hole32", SectionKind::Mmio, below, 0xfebf_ffff)?;
+        b.p2p_last();
+    }
+    b.add_sized("ioapic", SectionKind::Mmio, 0xfec0_0000, 4 * KIB)?;
+    b.add_sized("lapic", SectionKind::Mmio, 0xfee0_0000, MIB)?;
+    if pflash {
+        b.add_sized(
+            "pflash",
+            SectionKind::Mmio,
+            FOUR_GIB - flash_total,
+            flash_total,
+        )?;
+    } else {
+        b.add_sized("bios", SectionKind::Rom, FOUR_GIB - bios_size, bios_size)?;
+    }
+
+    // Above 4 GiB.
+    let hole64 = vm
+        .pci_hole64_size
+        .unwrap_or(if q35 { 32 * GIB } else { 2 * GIB });
+    let devmem_size = device_memory_size(vm)?;
+    let hole64_start = |start: u64| -> Result<u64, QemuError> {
+        let ram_end = start
+            .checked_add(above)
+            .ok_or_else(|| overflow("RAM above 4 GiB"))?;
+        let after = if devmem_size > 0 {
+            align_up(ram_end, GIB)
+                .and_then(|b| b.checked_add(devmem_size))
+                .ok_or_else(|| overflow("device memory"))?
+        } else {
+            ram_end
+        };
+        align_up(after, GIB).ok_or_else(|| overflow("the 64-bit PCI window"))
+    };
+    let max_used = |start: u64| -> Result<u64, QemuError> {
+        hole64_start(start)?
+            .checked_add(hole64)
+            .map(|e| e.saturating_sub(1))
+            .ok_or_else(|| overflow("the 64-bit PCI window"))
+    };
+    let mut start = FOUR_GIB;
+    let amd_move_modelled = version >= QemuVersion::new(7, 1) && mversion >= QemuVersion::new(7, 1);
+    if vendor == CpuVendor::Amd {
+        let used = max_used(start)?;
+        if used >= AMD_HT_START {
+            if amd_move_modelled {
+                start = AMD_ABOVE_1TB_START;
+                notes.push(format!(
+                    "AMD vCPU: the highest used address {used:#x} reaches the HyperTransport \
+                     window at {AMD_HT_START:#x}, so RAM above 4 GiB starts at 1 TiB"
+                ));
+            } else {
+                notes.push(format!(
+                    "AMD vCPU, but machine type {} (QEMU {version}) predates 7.1: RAM stays \
+                     at 4 GiB across the HyperTransport window at {AMD_HT_START:#x}",
+                    vm.machine_name
+                ));
+            }
+        }
+    }
+    b.add_sized("ram-above-4g", SectionKind::Ram, start, above)?;
+    let mut device_memory = None;
+    if devmem_size > 0 {
+        let base = start
+            .checked_add(above)
+            .and_then(|e| align_up(e, GIB))
+            .ok_or_else(|| overflow("device memory"))?;
+        device_memory = Some((base, devmem_size));
+        place_mem_devices(vm, base, devmem_size, &mut b, &mut mappings)?;
+        notes.push(format!(
+            "device memory (hot-plug) at {base:#x}, {}",
+            human_bytes(u128::from(devmem_size))
+        ));
+    } else if let Some(d) = vm.mem_devices.first() {
+        return Err(bad(
+            format!("-device {}", d.id),
+            "memory devices need -m ...,slots=N,maxmem=SIZE",
+        ));
+    }
+    let h64 = hole64_start(start)?;
+    b.add_sized("pci-hole64", SectionKind::Mmio, h64, hole64)?;
+    b.p2p_last();
+    let used = max_used(start)?;
+
+    let mut refusals = Vec::new();
+    if let Some(pb) = phys_bits {
+        let limit = if pb >= 64 { u64::MAX } else { (1u64 << pb) - 1 };
+        if used > limit {
+            let needed = 64u32.saturating_sub(used.leading_zeros());
+            refusals.push(Refusal {
+                option: format!("-cpu {},phys-bits={needed}", vm.cpu.model),
+                message: format!(
+                    "QEMU refuses to start: address space limit {limit:#x} < {used:#x}, \
+                     phys-bits too low ({pb})"
+                ),
+            });
+        }
+    }
+
+    let mut layout = Layout::new(vm.machine_name.clone(), b.sections).map_err(layout_err)?;
+    mappings = mappings.saturating_add(
+        layout
+            .sections()
+            .iter()
+            .filter(|s| s.is_dma_mapped() && !s.p2p)
+            .filter(|s| !vm.mem_devices.iter().any(|d| d.id == s.name))
+            .count() as u64,
+    );
+    notes.push(format!(
+        "{}: {} below 4 GiB, {} above at {start:#x}",
+        vm.machine_name,
+        human_bytes(u128::from(below)),
+        human_bytes(u128::from(above))
+    ));
+    layout.notes = notes;
+    Ok(QemuModel {
+        version,
+        layout,
+        cpu_vendor: vendor,
+        phys_bits,
+        max_used_gpa: used,
+        device_memory,
+        refusals,
+        mappings,
+        viommus: vm.viommus.clone(),
+        machine_version: mversion,
+    })
+}
+
+/// The physical address bits of an aarch64 CPU model under TCG (ID_AA64MMFR0 PARange).
+fn arm_pa_bits(model: &str) -> Option<u8> {
+    match model {
+        "cortex-a53" | "cortex-a35" | "cortex-a55" => Some(40),
+        "cortex-a57" | "cortex-a72" | "cortex-a76" | "neoverse-n1" | "a64fx" => Some(44),
+        "max" | "neoverse-v1" | "neoverse-n2" => Some(48),
+        _ => None,
+    }
+}
+
+fn model_virt(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuModel, QemuError> {
+    let mversion = vm.machine.effective_version(version);
+    let mut notes = vm.notes.clone();
+    let pa_bits = match (vm.cpu.model.as_str(), vm.accel) {
+        ("host", Accel::Tcg) => return Err(bad("-cpu host", "the host CPU model needs KVM")),
+        ("host" | "max", Accel::Kvm) => None,
+        (m, _) => Some(arm_pa_bits(m).ok_or_else(|| {
+            unmodelled(
+                format!("-cpu {m}"),
+                "CPU model not modelled for virt (cortex-a53/a57/a72/a76, neoverse-*, max, host)",
+            )
+        })?),
+    };
+    if pa_bits.is_none() {
+        notes.push(format!(
+            "KVM: the IPA size is the host's{}",
+            host.phys_bits
+                .map_or(String::new(), |b| format!(" ({b} bits)"))
+        ));
+    }
+    let pa_bits = pa_bits.or(host.phys_bits);
+    let mut b = B {
+        sections: Vec::new(),
+    };
+    let mut mappings: u64 = 0;
+    b.add_sized("flash", SectionKind::Mmio, 0, 128 * MIB)?;
+    b.add_sized(
+        "gic-uart-virtio-platform",
+        SectionKind::Mmio,
+        0x0800_0000,
+        128 * MIB,
+    )?;
+    b.add_sized("pcie-mmio", SectionKind::Mmio, 0x1000_0000, 0x2eff_0000)?;
+    b.p2p_last();
+    b.add_sized("pcie-pio", SectionKind::Mmio, 0x3eff_0000, 64 * KIB)?;
+    b.add_sized("pcie-ecam", SectionKind::Mmio, 0x3f00_0000, 16 * MIB)?;
+    if !vm.highmem && vm.ram > 3 * GIB {
+        return Err(bad(
+            "-machine highmem=off",
+            format!(
+                "{} of RAM: without highmem the virt machine takes at most 3 GiB",
+                human_bytes(u128::from(vm.ram))
+            ),
+        ));
+    }
+    b.add_sized("ram", SectionKind::Ram, GIB, vm.ram)?;
+    let ram_end = GIB.checked_add(vm.ram).ok_or_else(|| overflow("-m"))?;
+    let devmem_size = device_memory_size(vm)?;
+    let dm_base = align_up(ram_end, GIB).ok_or_else(|| overflow("-m"))?;
+    let memtop = align_up(devmem_size, GIB)
+        .and_then(|s| dm_base.checked_add(s))
+        .ok_or_else(|| overflow("-m maxmem"))?;
+    let mut refusals = Vec::new();
+    if let Some(pb) = pa_bits {
+        if pb < 64 && memtop > (1u64 << pb) {
+            refusals.push(Refusal {
+                option: "-m".to_owned(),
+                message: format!(
+                    "QEMU refuses to start: addressing limited to {pb} bits, but memory \
+                     exceeds it by {} bytes",
+                    memtop - (1u64 << pb)
+                ),
+            });
+        }
+    }
+    let mut device_memory = None;
+    if devmem_size > 0 {
+        device_memory = Some((dm_base, devmem_size));
+        place_mem_devices(vm, dm_base, devmem_size, &mut b, &mut mappings)?;
+    } else if let Some(d) = vm.mem_devices.first() {
+        return Err(bad(
+            format!("-device {}", d.id),
+            "memory devices need -m ...,slots=N,maxmem=SIZE",
+        ));
+    }
+    let mut highest = memtop.saturating_sub(1);
+    if vm.highmem {
+        let mut base = memtop.max(256 * GIB);
+        for (name, size, p2p) in [
+            ("gic-redist2", 64 * MIB, false),
+            ("pcie-ecam-high", 256 * MIB, false),
+            ("pcie-mmio-high", 512 * GIB, true),
+        ] {
+            let rb = align_up(base, size).ok_or_else(|| overflow(name))?;
+            let end = rb.checked_add(size).ok_or_else(|| overflow(name))?;
+            let fits = pa_bits.is_none_or(|pb| pb >= 64 || end <= (1u64 << pb));
+            if fits {
+                b.add_sized(name, SectionKind::Mmio, rb, size)?;
+                if p2p {
+                    b.p2p_last();
+                }
+                highest = highest.max(end - 1);
+            } else {
+                notes.push(format!(
+                    "{name} does not fit the vCPU's {} physical address bits: QEMU drops it",
+                    pa_bits.unwrap_or(0)
+                ));
+            }
+            // highmem-compact (machine types >= 7.2) skips a region that does not fit.
+            if fits || mversion < QemuVersion::new(7, 2) {
+                base = end;
+            }
+        }
+    }
+    let mut layout = Layout::new(vm.machine_name.clone(), b.sections).map_err(layout_err)?;
+    mappings = mappings.saturating_add(
+        layout
+            .sections()
+            .iter()
+            .filter(|s| s.is_dma_mapped() && !s.p2p)
+            .filter(|s| !vm.mem_devices.iter().any(|d| d.id == s.name))
+            .count() as u64,
+    );
+    notes.push(
+        "virt: the flash at 0-0x7ffffff is a ROM device (romd), which VFIO does not map".to_owned(),
+    );
+    layout.notes = notes;
+    Ok(QemuModel {
+        version,
+        layout,
+        cpu_vendor: CpuVendor::Arm,
+        phys_bits: pa_bits,
+        max_used_gpa: highest,
+        device_memory,
+        refusals,
+        mappings,
+        viommus: vm.viommus.clone(),
+        machine_version: mversion,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu_cmdline::parse_qemu_argv;
+
+    fn m(cmd: &str, v: QemuVersion) -> QemuModel {
+        let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+        let vm = parse_qemu_argv(&argv, |_, _| None).unwrap();
+        model(&vm, v, &HostCpu::default()).unwrap()
+    }
+
+    fn mapped(m: &QemuModel) -> Vec<(u64, u64, SectionKind)> {
+        m.layout
+            .sections()
+            .iter()
+            .filter(|s| s.is_dma_mapped() && !s.p2p)
+            .map(|s| (s.range.first(), s.range.last(), s.kind))
+            .collect()
+    }
+
+    const V72: QemuVersion = QemuVersion::new(7, 2);
+    const V10: QemuVersion = QemuVersion::new(10, 0);
+
+    #[test]
+    fn old_machine_types_keep_ram_at_4g_on_amd() {
+        let new = m("qemu-system-x86_64 -M q35 -m 1000G -cpu EPYC", V72);
+        assert_eq!(
+            new.layout.section("ram-above-4g").unwrap().range.first(),
+            1 << 40
+        );
+        let old = m("qemu-system-x86_64 -M pc-q35-7.0 -m 1000G -cpu EPYC", V72);
+        assert_eq!(
+            old.layout.section("ram-above-4g").unwrap().range.first(),
+            1 << 32
+        );
+    }
+
+    #[test]
+    fn maxmem_triggers_the_amd_move_and_pushes_the_window() {
+        let x = m(
+            "qemu-system-x86_64 -M q35 -m 8G,slots=2,maxmem=1T -cpu EPYC",
+            V72,
+        );
+        assert_eq!(
+            x.layout.section("ram-above-4g").unwrap().range.first(),
+            1 << 40
+        );
+        let (base, size) = x.device_memory.unwrap();
+        assert_eq!(base, (1 << 40) + 6 * GIB);
+        assert_eq!(size, (1 << 40) - 8 * GIB + 2 * GIB);
+        assert!(x.layout.section("pci-hole64").unwrap().range.first() >= base + size);
+    }
+
+    #[test]
+    fn phys_bits_refusal_matches_qemu() {
+        // Seen on QEMU 7.2 and 10.0 under TCG: 978G AMD starts, 979G AMD and 1T Intel do not.
+        assert!(
+            m("qemu-system-x86_64 -M q35 -m 978G -cpu EPYC", V72)
+                .refusals
+                .is_empty()
+        );
+        assert!(
+            !m("qemu-system-x86_64 -M q35 -m 979G -cpu EPYC", V72)
+                .refusals
+                .is_empty()
+        );
+        assert!(
+            !m("qemu-system-x86_64 -M q35 -m 1T -cpu Skylake-Client", V10)
+                .refusals
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn no_vga_and_ovmf() {
+        let x = m("qemu-system-x86_64 -M q35 -m 2G -nodefaults", V72);
+        assert_eq!(mapped(&x)[0], (0, 0xb_ffff, SectionKind::Ram));
+        let o = "qemu-system-x86_64 -M q35 -m 2G -drive if=pflash,format=raw,file=code.fd";
+        let old = m(o, V72);
+        let new = m(o, V10);
+        assert!(old.layout.section("isa-bios").unwrap().is_dma_mapped());
+        assert!(!new.layout.section("isa-bios").unwrap().is_dma_mapped());
+        assert!(new.layout.section("bios").is_none());
+    }
+
+    #[test]
+    fn virt_above_255g_moves_the_high_window() {
+        let x = m("qemu-system-aarch64 -M virt -cpu max -m 1T", V10);
+        assert_eq!(
+            x.layout.section("pcie-mmio-high").unwrap().range.first(),
+            0x180_0000_0000
+        );
+        assert!(
+            x.layout
+                .section("flash")
+                .is_some_and(|s| !s.is_dma_mapped())
+        );
+        let y = m("qemu-system-aarch64 -M virt -cpu cortex-a53 -m 1T", V10);
+        assert!(!y.refusals.is_empty());
+        let z = m("qemu-system-aarch64 -M virt -cpu cortex-a53 -m 600G", V10);
+        assert!(z.refusals.is_empty() && z.layout.section("pcie-mmio-high").is_none());
+    }
+
+    #[test]
+    fn the_preset_and_the_command_line_agree() {
+        for (mem, cpu, vendor) in [
+            (8u64 << 30, "Skylake-Client", CpuVendor::Intel),
+            (600 << 30, "EPYC", CpuVendor::Amd),
+            (1000 << 30, "EPYC", CpuVendor::Amd),
+            (2 << 30, "Skylake-Client", CpuVendor::Intel),
+        ] {
+            for (machine, preset) in [("q35", Preset::QemuQ35), ("pc", Preset::QemuPc)] {
+                let x = m(
+                    &format!(
+                        "qemu-system-x86_64 -M {machine} -m {}M -cpu {cpu}",
+                        mem >> 20
+                    ),
+                    V10,
+                );
+                let p = preset.layout(&GuestConfig::new(mem, vendor)).unwrap();
+                let ranges = |l: &Layout| {
+                    let mut v: Vec<(u64, u64)> = Vec::new();
+                    for s in l.sections().iter().filter(|s| s.is_dma_mapped()) {
+                        match v.last_mut() {
+                            Some(last) if last.1.checked_add(1) == Some(s.range.first()) => {
+                                last.1 = s.range.last();
+                            }
+                            _ => v.push((s.range.first(), s.range.last())),
+                        }
+                    }
+                    v
+                };
+                assert_eq!(ranges(&x.layout), ranges(&p), "{machine} {mem} {cpu}");
+            }
+        }
+    }
+}

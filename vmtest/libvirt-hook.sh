@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# `iovactl libvirt-hook` under a real libvirtd: installs Debian's libvirt-daemon-system
+# when missing, installs the hook as /etc/libvirt/hooks/qemu (pointed at the
+# examples/hosts/intel-vtd-39 fixture, whose device 0000:03:00.0 sits behind a 39-bit
+# VT-d unit), (re)starts libvirtd so that it sees the hook, defines two TCG domains with
+# that <hostdev> and runs `virsh start`:
+#   - 600 GiB of RAM: the hook must refuse, and virsh's error must carry its message;
+#   - 1 GiB: the hook must pass; the start may then fail for other reasons (there is no
+#     such PCI device here), which the test tells apart by the absence of the message.
+# Restores the previous hook and stops the libvirtd it started. Prints
+# `libvirt-hook: N passed, M failed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null; then
+  apt-get install -y -q --no-install-recommends libvirt-daemon-system libvirt-clients \
+    libvirt-daemon-driver-qemu >&2 || { apt-get update -q >&2 && apt-get install -y -q \
+    --no-install-recommends libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu >&2; }
+fi
+cargo build -q --locked -p iovactl
+repo=$PWD
+hookdir=/etc/libvirt/hooks
+mkdir -p "$hookdir"
+saved=
+if [ -e "$hookdir/qemu" ]; then saved=$(mktemp); cp -p "$hookdir/qemu" "$saved"; fi
+cat > "$hookdir/qemu" <<HOOK
+#!/bin/sh
+exec $repo/target/debug/iovactl libvirt-hook --sysfs-root $repo/examples/hosts/intel-vtd-39 "\$@"
+HOOK
+chmod +x "$hookdir/qemu"
+
+stop_libvirtd() {
+  if [ -s /run/libvirtd.pid ]; then
+    local pid; pid=$(cat /run/libvirtd.pid)
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+}
+was_running=no
+[ -s /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null && was_running=yes
+cleanup() {
+  virsh -q -c qemu:///system undefine iova-hook-big >/dev/null 2>&1 || true
+  virsh -q -c qemu:///system undefine iova-hook-small >/dev/null 2>&1 || true
+  if [ -n "$saved" ]; then mv "$saved" "$hookdir/qemu"; else rm -f "$hookdir/qemu"; fi
+  stop_libvirtd
+  # A libvirtd that ran before comes back (now without the test hook).
+  if [ "$was_running" = yes ]; then libvirtd -d; fi
+}
+trap cleanup EXIT
+# libvirtd looks for hooks when it starts.
+stop_libvirtd
+pgrep -x virtlogd >/dev/null || virtlogd -d
+libvirtd -d
+for _ in $(seq 100); do virsh -q -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
+
+domain() { # NAME MEMORY_GIB
+  cat <<XML
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='GiB'>$2</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <cpu mode='custom'><model>Skylake-Client</model><maxphysaddr mode='emulate' bits='46'/></cpu>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='pci' managed='no'>
+      <source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source>
+    </hostdev>
+  </devices>
+</domain>
+XML
+}
+passed=0 failed=0
+tmp=$(mktemp -d)
+for spec in "iova-hook-big 600 refuse" "iova-hook-small 1 pass"; do
+  set -- $spec
+  domain "$1" "$2" > "$tmp/$1.xml"
+  virsh -q -c qemu:///system define "$tmp/$1.xml" >/dev/null
+  if out=$(virsh -c qemu:///system start "$1" 2>&1); then
+    started=yes; virsh -q -c qemu:///system destroy "$1" >/dev/null 2>&1 || true
+  else
+    started=no
+  fi
+  case "$3" in
+    refuse)
+      if [ $started = no ] && grep -q "iovactl: domain $1 cannot work" <<<"$out" && grep -q "ram-above-4g" <<<"$out"; then
+        echo "libvirt-hook: PASS $1 refused by the hook: $(grep -o 'iovactl: domain.*' <<<"$out" | head -c 160)..."
+        passed=$((passed + 1))
+      else
+        echo "libvirt-hook: FAIL $1 (started=$started): $out"; failed=$((failed + 1))
+      fi ;;
+    pass)
+      if grep -q "iovactl" <<<"$out"; then
+        echo "libvirt-hook: FAIL $1 refused by the hook: $out"; failed=$((failed + 1))
+      else
+        echo "libvirt-hook: PASS $1 passed the hook (then started=$started: $(tr '\n' ' ' <<<"$out" | head -c 120))"
+        passed=$((passed + 1))
+      fi ;;
+  esac
+  virsh -q -c qemu:///system undefine "$1" >/dev/null 2>&1 || true
+done
+rm -rf "$tmp"
+echo "libvirt-hook: $passed passed, $failed failed"
+[ "$failed" = 0 ]
