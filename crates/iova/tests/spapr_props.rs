@@ -372,10 +372,19 @@ fn check(version: SpaprVersion, ops: &[SpaprOp]) -> Result<(), TestCaseError> {
         let nwins: Vec<_> = naive.slots.iter().flatten().collect();
         prop_assert_eq!(wins.len(), nwins.len(), "op {} ({}) windows", i, op);
         for (w, n) in wins.iter().zip(&nwins) {
-            prop_assert_eq!((w.start, w.page_shift, w.pages), (n.start, n.shift, n.pages));
+            prop_assert_eq!(
+                (w.start, w.page_shift, w.pages),
+                (n.start, n.shift, n.pages)
+            );
         }
         let ntces: usize = nwins.iter().map(|w| w.tce.len()).sum();
-        prop_assert_eq!(real.tce_count(), ntces as u64, "op {} ({}) TCE count", i, op);
+        prop_assert_eq!(
+            real.tce_count(),
+            ntces as u64,
+            "op {} ({}) TCE count",
+            i,
+            op
+        );
         for w in &nwins {
             for (p, t) in &w.tce {
                 let iova = w.start + (p << w.shift);
@@ -384,7 +393,11 @@ fn check(version: SpaprVersion, ops: &[SpaprOp]) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(real.poisoned(), naive.poisoned);
-        let regs: Vec<(u64, u64, bool)> = real.regions().iter().map(|r| (r.vaddr, r.size, r.listed)).collect();
+        let regs: Vec<(u64, u64, bool)> = real
+            .regions()
+            .iter()
+            .map(|r| (r.vaddr, r.size, r.listed))
+            .collect();
         let mut nregs = naive.regions.clone();
         nregs.sort();
         prop_assert_eq!(regs, nregs, "op {} ({}) regions", i, op);

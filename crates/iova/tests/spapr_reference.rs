@@ -17,7 +17,10 @@ fn v2_reference_run_reproduces_the_kernel() {
     for (l, want) in ops.iter().zip(&expected) {
         let got = format_outcome(&apply(&mut c, &l.op));
         if got != *want {
-            bad.push(format!("line {}: {} -> {got}, kernel: {want}", l.line_no, l.op));
+            bad.push(format!(
+                "line {}: {} -> {got}, kernel: {want}",
+                l.line_no, l.op
+            ));
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));

@@ -9,6 +9,10 @@ use clap::{Args, ValueEnum};
 use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::DmaSpace;
 use iova::host::Host;
+use iova::spapr::trace::{
+    SpaprLine, apply as spapr_apply, format_outcome as spapr_format, parse_spapr_trace,
+};
+use iova::spapr::{SpaprConfig, SpaprContainer, SpaprSpace, SpaprVersion};
 use iova::trace::{TraceLine, TraceOp, apply, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 
@@ -24,13 +28,29 @@ pub enum FlavourArg {
     Type1v2,
     /// iommufd IOAS (`/dev/iommu`).
     Iommufd,
+    /// sPAPR TCE v1 (`VFIO_SPAPR_TCE_IOMMU`, IBM Power): ENABLE, the default window.
+    SpaprV1,
+    /// sPAPR TCE v2 (`VFIO_SPAPR_TCE_v2_IOMMU`, IBM Power): pre-registered memory and
+    /// dynamic DMA windows. Traces may also use register, unregister, enable,
+    /// disable, create-window and remove-window.
+    SpaprV2,
+}
+
+impl FlavourArg {
+    fn spapr(self) -> Option<SpaprVersion> {
+        match self {
+            FlavourArg::SpaprV1 => Some(SpaprVersion::V1),
+            FlavourArg::SpaprV2 => Some(SpaprVersion::V2),
+            _ => None,
+        }
+    }
 }
 
 impl From<FlavourArg> for Flavour {
     fn from(f: FlavourArg) -> Flavour {
         match f {
             FlavourArg::Type1v1 => Flavour::Type1V1,
-            FlavourArg::Type1v2 => Flavour::Type1V2,
+            FlavourArg::Type1v2 | FlavourArg::SpaprV1 | FlavourArg::SpaprV2 => Flavour::Type1V2,
             FlavourArg::Iommufd => Flavour::Iommufd,
         }
     }
@@ -81,6 +101,9 @@ pub struct ReplayArgs {
 /// Runs `iovactl replay`.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     let text = read_trace(&args.trace)?;
+    if let Some(version) = args.flavour.spapr() {
+        return run_spapr(args, version, &text);
+    }
     let ops = parse_trace(&text)
         .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
     if ops.is_empty() {
@@ -119,6 +142,58 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `replay --flavour spapr-v1|spapr-v2`: the sPAPR container of the device's group,
+/// with the windows the host profile (or captured tree) saved for it.
+fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<ExitCode, CliError> {
+    let ops = parse_spapr_trace(text)
+        .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
+    if ops.is_empty() {
+        return Err(CliError::input(format!(
+            "trace {} has no operations",
+            args.trace.display()
+        )));
+    }
+    let loaded = args.host.load()?;
+    let groups = groups_of_devices(&loaded.host, &args.devices)?;
+    let [group] = groups.as_slice() else {
+        return Err(CliError::input(
+            "a sPAPR replay takes the devices of one IOMMU group (one partitionable endpoint)",
+        ));
+    };
+    let Some(info) = group.spapr else {
+        return Err(CliError::input(format!(
+            "group {} of {} has no sPAPR TCE windows (not a pseries host, or a profile saved \
+             without VFIO_IOMMU_SPAPR_TCE_GET_INFO)",
+            group.id, loaded.source
+        )));
+    };
+    if args.vfio {
+        return Err(CliError::input(
+            "--vfio with a sPAPR flavour is not supported by replay; the in-guest vmtest \
+             drives the real sPAPR backend (iova_linux::spapr)",
+        ));
+    }
+    let mut container = SpaprContainer::new(SpaprConfig::from_info(version, &info));
+    print!("{}", run_spapr_ops(&mut container, &ops, args.verbose));
+    for w in container.take_warnings() {
+        eprintln!("iovactl: warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_spapr_ops(space: &mut dyn SpaprSpace, ops: &[SpaprLine], verbose: bool) -> String {
+    let mut out = String::new();
+    for line in ops {
+        let outcome = spapr_apply(space, &line.op);
+        if verbose {
+            out.push_str(&format!("{} -> ", line.op));
+        }
+        out.push_str(&spapr_format(&outcome));
+        out.push('\n');
+    }
+    out
+}
+
 /// The group ids of the named devices, in order, without repeats.
 fn group_ids(host: &Host, devices: &[String]) -> Result<Vec<u32>, CliError> {
     Ok(groups_of_devices(host, devices)?
@@ -153,7 +228,7 @@ fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCod
     let iommu = match args.flavour {
         FlavourArg::Type1v2 => IommuType::Type1v2,
         FlavourArg::Type1v1 => IommuType::Type1,
-        FlavourArg::Iommufd => {
+        FlavourArg::Iommufd | FlavourArg::SpaprV1 | FlavourArg::SpaprV2 => {
             return Err(CliError::input(
                 "--vfio with --flavour iommufd is not supported yet: the real replay uses \
                  the VFIO type1 container (/dev/vfio/vfio)",

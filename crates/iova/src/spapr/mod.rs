@@ -110,6 +110,65 @@ pub struct SpaprInfo {
     pub ddw: Option<DdwInfo>,
 }
 
+impl SpaprInfo {
+    /// The name of the file, in a captured sysfs-shaped tree's group directory, that
+    /// holds a saved GET_INFO answer ([`SpaprInfo::to_saved`]). The kernel has no such
+    /// file: on a live host the windows come from VFIO only.
+    pub const SAVED_FILE: &'static str = "iova-spapr-tce-info";
+
+    /// One line: `dma32_window_start=0x0 dma32_window_size=0x40000000` and, with
+    /// DDW, ` pgsizes=0x1211000 max_dynamic_windows_supported=2 levels=1`.
+    pub fn to_saved(&self) -> String {
+        let mut s = format!(
+            "dma32_window_start={:#x} dma32_window_size={:#x}",
+            self.dma32_window_start, self.dma32_window_size
+        );
+        if let Some(d) = self.ddw {
+            s.push_str(&format!(
+                " pgsizes={:#x} max_dynamic_windows_supported={} levels={}",
+                d.pgsizes, d.max_dynamic_windows_supported, d.levels
+            ));
+        }
+        s
+    }
+
+    /// Parses [`SpaprInfo::to_saved`]'s form (numbers in the project's grammar).
+    pub fn parse_saved(text: &str) -> Option<SpaprInfo> {
+        let mut start = None;
+        let mut size = None;
+        let (mut pg, mut win, mut lv) = (None, None, None);
+        for word in text.split_whitespace() {
+            let (k, v) = word.split_once('=')?;
+            let n = crate::units::parse_number(v).ok()?;
+            let slot = match k {
+                "dma32_window_start" => &mut start,
+                "dma32_window_size" => &mut size,
+                "pgsizes" => &mut pg,
+                "max_dynamic_windows_supported" => &mut win,
+                "levels" => &mut lv,
+                _ => return None,
+            };
+            if slot.replace(n).is_some() {
+                return None;
+            }
+        }
+        let ddw = match (pg, win, lv) {
+            (None, None, None) => None,
+            (Some(p), Some(w), Some(l)) => Some(DdwInfo {
+                pgsizes: p,
+                max_dynamic_windows_supported: u32::try_from(w).ok()?,
+                levels: u32::try_from(l).ok()?,
+            }),
+            _ => return None,
+        };
+        Some(SpaprInfo {
+            dma32_window_start: u32::try_from(start?).ok()?,
+            dma32_window_size: u32::try_from(size?).ok()?,
+            ddw,
+        })
+    }
+}
+
 /// One DMA window as the container has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
@@ -770,7 +829,9 @@ impl SpaprSpace for SpaprContainer {
         {
             return Err(Errno::EINVAL);
         }
-        let page_shift = (vaddr | size).trailing_zeros().min(self.config.host_page_shift);
+        let page_shift = (vaddr | size)
+            .trailing_zeros()
+            .min(self.config.host_page_shift);
         self.regions.insert(
             vaddr,
             Region {

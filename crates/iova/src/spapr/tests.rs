@@ -59,7 +59,10 @@ fn crossing_maps_are_refused_with_the_bug_named() {
     let mut c = v2();
     c.register_memory(VA, 1 << 24).unwrap();
     let r = c.tce_map(0x3fff_f000, VA, 0x2000, Access::RW);
-    assert_eq!(r, Err(SpaprError::Defect(KernelDefect::MapPastWindowEndOops)));
+    assert_eq!(
+        r,
+        Err(SpaprError::Defect(KernelDefect::MapPastWindowEndOops))
+    );
     let w = c.take_warnings();
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("tce_iommu_unuse_page_v2"), "{w:?}");
@@ -110,7 +113,10 @@ fn unregister_while_mapped_keeps_the_region() {
     assert!(c.regions().is_empty());
     assert_eq!(c.register_memory(VA, 0), Err(Errno::ENOMEM));
     assert_eq!(c.register_memory(VA + 1, 0x1000), Err(Errno::EINVAL));
-    assert_eq!(c.register_memory(u64::MAX - 0xfff, 0x2000), Err(Errno::EINVAL));
+    assert_eq!(
+        c.register_memory(u64::MAX - 0xfff, 0x2000),
+        Err(Errno::EINVAL)
+    );
 }
 
 #[test]
@@ -172,5 +178,26 @@ fn dma_space_view() {
             .errno(),
         Errno::ENXIO
     );
-    assert_eq!(DmaSpace::unmap_all(&mut c).unwrap_err().errno(), Errno::EINVAL);
+    assert_eq!(
+        DmaSpace::unmap_all(&mut c).unwrap_err().errno(),
+        Errno::EINVAL
+    );
+}
+
+#[test]
+fn saved_info_round_trips() {
+    for v in [SpaprVersion::V1, SpaprVersion::V2] {
+        let i = SpaprConfig::qemu_pseries(v).info();
+        assert_eq!(SpaprInfo::parse_saved(&i.to_saved()), Some(i));
+    }
+    assert_eq!(SpaprInfo::parse_saved("dma32_window_start=0"), None);
+    assert_eq!(
+        SpaprInfo::parse_saved("dma32_window_start=0 dma32_window_size=1G pgsizes=1"),
+        None
+    );
+    assert_eq!(
+        SpaprInfo::parse_saved("dma32_window_start=0 dma32_window_size=0x100000000"),
+        None
+    );
+    assert_eq!(SpaprInfo::parse_saved("x=1"), None);
 }

@@ -356,7 +356,12 @@ mod tests {
         assert!(parse_spapr_trace("create-window 0x100000000 4G 1").is_err());
         let e = parse_spapr_trace("enable\nmap 1 zz\n").unwrap_err();
         assert_eq!(e.line_no, 2);
-        assert!(parse_spapr_trace("frob").unwrap_err().reason.contains("frob"));
+        assert!(
+            parse_spapr_trace("frob")
+                .unwrap_err()
+                .reason
+                .contains("frob")
+        );
     }
 
     #[test]
