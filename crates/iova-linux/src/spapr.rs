@@ -97,6 +97,9 @@ pub struct SpaprContainer {
     group: Option<Group>,
     version: Option<SpaprVersion>,
     windows: Vec<Known>,
+    /// The kernel's `enabled`: v2 after any successful registration, v1 between
+    /// ENABLE and DISABLE.
+    enabled: bool,
     memory: HeldMemory,
 }
 
@@ -123,6 +126,7 @@ impl SpaprContainer {
             group: None,
             version: None,
             windows: Vec::new(),
+            enabled: false,
             memory: HeldMemory::default(),
         })
     }
@@ -199,21 +203,36 @@ impl SpaprContainer {
         }
     }
 
-    /// The defect a map would hit, judged by the windows this container knows.
-    fn defect(&self, iova: u64, size: u64) -> Option<KernelDefect> {
+    /// Whether a map must not be sent: it passes every check the kernel makes before
+    /// writing TCEs and starts inside a known window but runs past its end. Then the
+    /// answer is the defect, or EPERM (what the kernel answers first) while the
+    /// container is not enabled yet, so that such a map is never sent even if the
+    /// kernel were enabled after all.
+    fn refusal(&self, iova: u64, vaddr: u64, size: u64, access: Access) -> Option<SpaprError> {
         let w = self.windows.iter().find(|w| {
             let first = w.start >> w.page_shift;
             let entry = iova >> w.page_shift;
             entry >= first && (u128::from(entry) << w.page_shift) < w.end
         })?;
         let ps = 1u64.checked_shl(w.page_shift)?;
-        if size == 0 || size % ps != 0 || iova % ps != 0 {
+        if size == 0
+            || size % ps != 0
+            || vaddr % ps != 0
+            || iova % ps != 0
+            || access == Access::NONE
+        {
             return None;
         }
-        (u128::from(iova) + u128::from(size) > w.end).then_some(match self.version {
+        if u128::from(iova) + u128::from(size) <= w.end {
+            return None;
+        }
+        if !self.enabled {
+            return Some(SpaprError::Kernel(Errno::EPERM));
+        }
+        Some(SpaprError::Defect(match self.version {
             Some(SpaprVersion::V1) => KernelDefect::MapPastWindowEndHParameter,
             _ => KernelDefect::MapPastWindowEndOops,
-        })
+        }))
     }
 
     /// `VFIO_IOMMU_MAP_DMA` for memory the caller manages; returns the kernel's
@@ -233,8 +252,8 @@ impl SpaprContainer {
         size: u64,
         access: Access,
     ) -> Result<u32, SpaprError> {
-        if let Some(d) = self.defect(iova, size) {
-            return Err(SpaprError::Defect(d));
+        if let Some(e) = self.refusal(iova, vaddr, size, access) {
+            return Err(e);
         }
         let mut flags = 0;
         if access.read {
@@ -333,7 +352,9 @@ impl SpaprSpace for SpaprContainer {
         // SAFETY: a VFIO container fd; REGISTER_MEMORY reads the struct and pins the
         // user pages it names (through the process's page tables, not through this
         // pointer); pinning gives no device access, and maps are checked separately.
-        unsafe { sys::ioctl_with_ptrs(&self.fd, REGISTER, &mut r) }.map(|_| ())
+        unsafe { sys::ioctl_with_ptrs(&self.fd, REGISTER, &mut r) }?;
+        self.enabled = true;
+        Ok(())
     }
 
     fn unregister_memory(&mut self, vaddr: u64, size: u64) -> Result<(), Errno> {
@@ -349,12 +370,19 @@ impl SpaprSpace for SpaprContainer {
 
     fn enable(&mut self) -> Result<(), Errno> {
         // SAFETY: a VFIO container fd; VFIO_IOMMU_ENABLE takes no argument.
-        unsafe { sys::ioctl_val(&self.fd, ENABLE, 0) }.map(|_| ())
+        unsafe { sys::ioctl_val(&self.fd, ENABLE, 0) }?;
+        self.enabled = true;
+        Ok(())
     }
 
     fn disable(&mut self) -> Result<(), Errno> {
         // SAFETY: a VFIO container fd; VFIO_IOMMU_DISABLE takes no argument.
-        unsafe { sys::ioctl_val(&self.fd, DISABLE, 0) }.map(|_| ())
+        unsafe { sys::ioctl_val(&self.fd, DISABLE, 0) }?;
+        // Only v1 has DISABLE (v2 answers ENOTTY and stays enabled).
+        if self.version == Some(SpaprVersion::V1) {
+            self.enabled = false;
+        }
+        Ok(())
     }
 
     fn create_window(&mut self, page_shift: u32, size: u64, levels: u32) -> Result<u64, Errno> {

@@ -38,7 +38,9 @@ const BUF: usize = 16 << 20;
 struct Keep(Vec<Arc<AnonMemory>>);
 
 fn buffer(keep: &mut Keep, c: &mut SpaprContainer) -> Option<Arc<AnonMemory>> {
-    let m = Arc::new(AnonMemory::new(BUF).ok()?);
+    // One spare MiB past what is registered, so that maps running past the registered
+    // region are still inside held memory (and sent).
+    let m = Arc::new(AnonMemory::new(BUF + 0x10_0000).ok()?);
     c.add_memory(m.clone());
     keep.0.push(m.clone());
     Some(m)
@@ -90,7 +92,7 @@ impl Edu {
         };
         let edu = Edu { dev, bar };
         let id = edu.rd32(0).unwrap_or(0);
-        r.eq("spapr-edu-ident-big-endian", id & 0xffff_00ff, 0x0001_00ed);
+        r.eq("spapr-edu-ident-big-endian", id, 0x0100_00ed);
         Some(edu)
     }
     fn rd32(&self, off: u64) -> Result<u32, Errno> {

@@ -167,6 +167,15 @@ fn group_json(host: &Host, g: &Group, vfio: &VfioAnswer) -> Result<Value, CliErr
         "valid_iova_ranges_source": source,
         "sysfs_valid_iova_ranges": set_json(&valid.ranges),
         "vfio": kernel,
+        "spapr": g.spapr.as_ref().map(|sp| json!({
+            "dma32_window_start": hex(u64::from(sp.dma32_window_start)),
+            "dma32_window_size": hex(u64::from(sp.dma32_window_size)),
+            "ddw": sp.ddw.map(|d| json!({
+                "pgsizes": hex(d.pgsizes),
+                "max_dynamic_windows_supported": d.max_dynamic_windows_supported,
+                "levels": d.levels,
+            })),
+        })),
         "warnings": warnings,
         "blocked": issues.iter().any(|i| i.is_blocker()),
     }))
@@ -288,6 +297,27 @@ fn to_table(
                 t
             });
             let _ = writeln!(s, "  device    {name}{detail}");
+        }
+        if let Some(sp) = &g.spapr {
+            let _ = writeln!(
+                s,
+                "  sPAPR     TCE: 32-bit window {:#x}+{:#x}  ({})",
+                sp.dma32_window_start,
+                sp.dma32_window_size,
+                human_bytes(u128::from(sp.dma32_window_size))
+            );
+            match sp.ddw {
+                Some(d) => {
+                    let _ = writeln!(
+                        s,
+                        "  sPAPR     dynamic windows: {} at most, TCE page sizes {:#x}, {} level(s)",
+                        d.max_dynamic_windows_supported, d.pgsizes, d.levels
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "  sPAPR     no dynamic windows");
+                }
+            }
         }
         match valid.aperture {
             Some(a) => {
