@@ -218,10 +218,36 @@ fn capture(r: &mut Report, bdf: &str, group: u32) {
             rd(format!("/sys/bus/pci/devices/{bdf}/{f}")).trim()
         ));
     }
-    let units = std::fs::read_dir("/sys/class/iommu")
-        .map(|d| d.count())
-        .unwrap_or(0);
-    r.note(&format!("capture /sys/class/iommu units {units}"));
+    let link = |p: String| {
+        std::fs::read_link(p)
+            .map(|l| l.display().to_string())
+            .unwrap_or_default()
+    };
+    for u in std::fs::read_dir("/sys/class/iommu")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let devs: Vec<String> = std::fs::read_dir(u.path().join("devices"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.file_name().to_string_lossy().into_owned())
+            .collect();
+        r.note(&format!(
+            "capture /sys/class/iommu/{} -> {} devices {devs:?}",
+            u.file_name().to_string_lossy(),
+            link(u.path().display().to_string())
+        ));
+    }
+    r.note(&format!(
+        "capture /sys/bus/pci/devices/{bdf} -> {}",
+        link(format!("/sys/bus/pci/devices/{bdf}"))
+    ));
+    r.note(&format!(
+        "capture /sys/bus/pci/devices/{bdf}/iommu -> {}",
+        link(format!("/sys/bus/pci/devices/{bdf}/iommu"))
+    ));
 }
 
 fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep) {

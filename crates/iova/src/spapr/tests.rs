@@ -147,7 +147,7 @@ fn sixty_four_k_kernel_backs_64k_tces() {
 #[test]
 fn poisoning() {
     let mut c = v2();
-    assert!(c.create_would_poison(12, 1 << 32, 1) == false);
+    assert!(!c.create_would_poison(12, 1 << 32, 1));
     c.create_window(12, 1 << 32, 1).unwrap();
     // Slot 0 holds the default window, slot... none left: ENOSPC, no poison.
     assert!(!c.create_would_poison(12, 1 << 32, 1));
