@@ -121,3 +121,30 @@ fn v1_and_hosts_without_windows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sPAPR TCE windows"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn inspect_shows_the_windows_and_the_default_window_as_valid() {
+    let out = iovactl(&["inspect", "--sysfs-root", "examples/hosts/pseries-qemu"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("sPAPR     TCE: 32-bit window 0x0+0x40000000"),
+        "{text}"
+    );
+    assert!(text.contains("TCE page sizes 0x1211000"), "{text}");
+    assert!(
+        text.contains("valid     [0x0, 0x3fffffff]  1 GiB"),
+        "{text}"
+    );
+    let out = iovactl(&[
+        "inspect",
+        "--json",
+        "--sysfs-root",
+        "examples/hosts/pseries-qemu",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\"max_dynamic_windows_supported\": 2"),
+        "{text}"
+    );
+}
