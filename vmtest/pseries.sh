@@ -28,11 +28,11 @@ boot_pseries() {  # $1 kernel series (6.12), $2 mode (spapr)
   local series=$1 mode=$2 tag="$2-pseries-$1"
   [ "$series" = 6.12 ] || { fail "$tag/kernel" "only the 6.12 ppc64el kernel does VFIO on pseries"; return; }
   pseries_tools || return
-  echo "vmtest: building iova-vmtest for $PPC_TARGET" >&2
+  echo "vmtest: building iova-vmtest and iovactl for $PPC_TARGET" >&2
   if ! (cd "$ROOT" && CARGO_TARGET_POWERPC64LE_UNKNOWN_LINUX_GNU_LINKER=powerpc64le-linux-gnu-gcc \
         CARGO_TARGET_POWERPC64LE_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' \
-        cargo build -q --release -p iova-vmtest --target "$PPC_TARGET" --target-dir "$ROOT/target/vmtest-ppc" >&2); then
-    fail "$tag/build" "cross build of iova-vmtest for $PPC_TARGET failed"; return
+        cargo build -q --release -p iova-vmtest -p iovactl --target "$PPC_TARGET" --target-dir "$ROOT/target/vmtest-ppc" >&2); then
+    fail "$tag/build" "cross build of iova-vmtest / iovactl for $PPC_TARGET failed"; return
   fi
   local bin=$ROOT/target/vmtest-ppc/$PPC_TARGET/release/iova-vmtest kdir
   kdir=$("$ROOT/vmtest/pseries-kernel.sh" "$CACHE") || { fail "$tag/kernel" "cannot fetch the ppc64el $series kernel"; return; }
@@ -41,6 +41,7 @@ boot_pseries() {  # $1 kernel series (6.12), $2 mode (spapr)
   cp "$kdir/busybox" "$ird/bin/busybox"
   cp "$ROOT/vmtest/init" "$ird/init"; chmod +x "$ird/init"
   cp "$bin" "$ird/iova-vmtest"
+  cp "$ROOT/target/vmtest-ppc/$PPC_TARGET/release/iovactl" "$ird/iovactl"
   cp "$kdir/load-order" "$ird/lib/modules/"
   for m in $(cat "$kdir/load-order"); do cp "$kdir/modules/$m" "$ird/lib/modules/"; done
   (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$ird.cpio.gz"

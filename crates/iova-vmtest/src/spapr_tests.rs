@@ -192,6 +192,7 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
     };
     r.pass("spapr-group-found");
     capture(r, bdf, group);
+    cli(r, bdf);
     let mut keep = Keep(Vec::new());
     v2_checks(r, bdf, group, &mut keep);
     v1_checks(r, bdf, group, &mut keep);
@@ -248,6 +249,58 @@ fn capture(r: &mut Report, bdf: &str, group: u32) {
         "capture /sys/bus/pci/devices/{bdf}/iommu -> {}",
         link(format!("/sys/bus/pci/devices/{bdf}/iommu"))
     ));
+}
+
+/// `iovactl` on the live pseries guest: inspect asks VFIO for the windows, replay
+/// simulates a sPAPR trace against them.
+fn cli(r: &mut Report, bdf: &str) {
+    let run = |args: &[&str]| {
+        std::process::Command::new("/iovactl")
+            .args(args)
+            .output()
+            .map(|o| {
+                (
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                )
+            })
+    };
+    match run(&["inspect", "--json", "--device", bdf]) {
+        Ok((Some(0), out))
+            if out.contains("\"dma32_window_size\": \"0x40000000\"")
+                && out.contains("\"pgsizes\": \"0x1211000\"") =>
+        {
+            r.pass("spapr-iovactl-inspect-live-windows")
+        }
+        Ok((code, out)) => r.fail(
+            "spapr-iovactl-inspect-live-windows",
+            &format!("exit {code:?}: {out}"),
+        ),
+        Err(e) => r.fail("spapr-iovactl-inspect-live-windows", &e.to_string()),
+    }
+    let _ = std::fs::write(
+        "/tmp/spapr.trace",
+        "register 0x10000000 1M\nmap 0 64K 0x10000000\nmap 0x800 4K 0x10000000\ncreate-window 12 4G 1\n",
+    );
+    match run(&[
+        "replay",
+        "--device",
+        bdf,
+        "--flavour",
+        "spapr-v2",
+        "/tmp/spapr.trace",
+    ]) {
+        Ok((Some(0), out)) => r.eq(
+            "spapr-iovactl-replay-live-host",
+            out,
+            "ok\nok\nret 1\nok 0x800000000000000\n".to_owned(),
+        ),
+        Ok((code, out)) => r.fail(
+            "spapr-iovactl-replay-live-host",
+            &format!("exit {code:?}: {out}"),
+        ),
+        Err(e) => r.fail("spapr-iovactl-replay-live-host", &e.to_string()),
+    }
 }
 
 fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep) {

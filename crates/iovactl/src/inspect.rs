@@ -72,12 +72,7 @@ fn ask_vfio(group: u32) -> VfioAnswer {
 
 /// The answers for the groups shown, asked only on the live host.
 fn vfio_answers(args: &InspectArgs, groups: &[&Group]) -> Vec<VfioAnswer> {
-    let live = args.host.host.is_none()
-        && args
-            .host
-            .sysfs_root
-            .as_deref()
-            .is_none_or(|p| p == std::path::Path::new("/sys"));
+    let live = is_live(args);
     groups
         .iter()
         .map(|g| {
@@ -90,9 +85,23 @@ fn vfio_answers(args: &InspectArgs, groups: &[&Group]) -> Vec<VfioAnswer> {
         .collect()
 }
 
+/// Whether the host is the running one (no profile, no other sysfs root).
+fn is_live(args: &InspectArgs) -> bool {
+    args.host.is_live()
+}
+
 /// Runs `iovactl inspect`.
 pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
-    let loaded = args.host.load()?;
+    let mut loaded = args.host.load()?;
+    // On a live sPAPR host the windows exist only behind VFIO: ask, so that they are
+    // shown and saved in the profile.
+    if is_live(args) && !args.no_vfio {
+        for g in &mut loaded.host.groups {
+            if g.spapr.is_none() {
+                g.spapr = crate::hostsrc::ask_spapr(g.id);
+            }
+        }
+    }
     let host = &loaded.host;
     let groups = selected_groups(host, &args.devices)?;
     if let Some(path) = &args.save_profile {

@@ -160,7 +160,13 @@ fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<Exi
             "a sPAPR replay takes the devices of one IOMMU group (one partitionable endpoint)",
         ));
     };
-    let Some(info) = group.spapr else {
+    // A live sPAPR host tells its windows only through VFIO.
+    let live = if group.spapr.is_none() && args.host.is_live() {
+        crate::hostsrc::ask_spapr(group.id)
+    } else {
+        None
+    };
+    let Some(info) = group.spapr.or(live) else {
         return Err(CliError::input(format!(
             "group {} of {} has no sPAPR TCE windows (not a pseries host, or a profile saved \
              without VFIO_IOMMU_SPAPR_TCE_GET_INFO)",
