@@ -4,12 +4,15 @@
 # (apt-get / apt-cache on the private state) and refreshes the indexes when they are
 # missing or more than a week old (the state lives in the long-lived shared cache, and
 # Debian drops superseded kernel packages from its mirrors).
-A=$CACHE/apt
+# APT_ARCH=ppc64el (optional) makes a separate state for a foreign architecture
+# ($CACHE/apt-ppc64el) whose indexes and downloads are that architecture's only.
+A=$CACHE/apt${APT_ARCH:+-$APT_ARCH}
 apt_p() {
   local tool=$1; shift
   $tool -o Dir::State="$A/state" -o Dir::State::status="$A/status" -o Dir::Cache="$A/cache" \
     -o Dir::Etc::sourcelist="$A/etc/sources.list" -o Dir::Etc::sourceparts="$A/etc/sources.list.d" \
-    -o Dir::Etc::preferencesparts="$A/etc/preferences.d" "$@"
+    -o Dir::Etc::preferencesparts="$A/etc/preferences.d" \
+    ${APT_ARCH:+-o APT::Architecture=$APT_ARCH -o APT::Architectures::=$APT_ARCH} "$@"
 }
 if [ ! -e "$A/updated" ] || [ -n "$(find "$A/updated" -mtime +7 2>/dev/null)" ]; then
   mkdir -p "$A/state/lists/partial" "$A/cache/archives/partial" "$A/etc/sources.list.d" "$A/etc/preferences.d"
@@ -22,6 +25,8 @@ if [ ! -e "$A/updated" ] || [ -n "$(find "$A/updated" -mtime +7 2>/dev/null)" ];
     { cat /etc/apt/sources.list
       sed -nE 's/^(deb +[^ ]+ +)bookworm( .*)$/\1bookworm-backports\2/p' /etc/apt/sources.list; } > "$A/etc/sources.list"
   fi
-  apt_p apt-get -q update >&2
+  # A foreign-architecture state needs only the main and backports indexes: a mirror
+  # still syncing one of the others (seen with bookworm-security/ppc64el) is a warning.
+  apt_p apt-get -q update >&2 || { [ -n "${APT_ARCH:-}" ] && echo "apt.sh: some $APT_ARCH indexes failed; using the others" >&2; }
   touch "$A/updated"
 fi

@@ -1,7 +1,7 @@
 //! The Linux OS layer of `iova`: reading a host's IOMMU facts from sysfs (or a
 //! directory tree shaped like it) into [`iova::host`] types, and the real DMA
 //! backends: VFIO type1 ([`type1`], with the GET_INFO parser in [`capchain`]) and
-//! iommufd ([`iommufd`]), plus VFIO device access ([`device`]) and the host memory
+//! iommufd ([`iommufd`]), the sPAPR TCE IOMMU of IBM Power ([`spapr`]), plus VFIO device access ([`device`]) and the host memory
 //! a device may reach ([`memory`]).
 //!
 //! Safety: the system-call layer is private. No safe public function takes an ioctl
@@ -19,6 +19,7 @@ pub mod capchain;
 pub mod device;
 pub mod iommufd;
 pub mod memory;
+pub mod spapr;
 mod sys;
 pub mod sysfs;
 pub mod type1;

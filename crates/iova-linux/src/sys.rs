@@ -73,6 +73,20 @@ pub(crate) mod nr {
     pub(crate) const VFIO_IOMMU_MAP_DMA: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 13);
     /// `VFIO_IOMMU_UNMAP_DMA`.
     pub(crate) const VFIO_IOMMU_UNMAP_DMA: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 14);
+    /// `VFIO_IOMMU_SPAPR_TCE_GET_INFO` (the same number as `VFIO_IOMMU_GET_INFO`).
+    pub(crate) const VFIO_IOMMU_SPAPR_TCE_GET_INFO: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 12);
+    /// `VFIO_IOMMU_ENABLE` (sPAPR v1).
+    pub(crate) const VFIO_IOMMU_ENABLE: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 15);
+    /// `VFIO_IOMMU_DISABLE` (sPAPR v1).
+    pub(crate) const VFIO_IOMMU_DISABLE: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 16);
+    /// `VFIO_IOMMU_SPAPR_REGISTER_MEMORY`.
+    pub(crate) const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 17);
+    /// `VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY`.
+    pub(crate) const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 18);
+    /// `VFIO_IOMMU_SPAPR_TCE_CREATE`.
+    pub(crate) const VFIO_IOMMU_SPAPR_TCE_CREATE: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 19);
+    /// `VFIO_IOMMU_SPAPR_TCE_REMOVE`.
+    pub(crate) const VFIO_IOMMU_SPAPR_TCE_REMOVE: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 20);
     /// `VFIO_DEVICE_BIND_IOMMUFD`.
     pub(crate) const VFIO_DEVICE_BIND_IOMMUFD: (u8, u8) = (VFIO_TYPE, VFIO_BASE + 18);
     /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.

@@ -15,6 +15,7 @@
 //! | `bus/pci/devices/D/iommu` | the unit, when `class/iommu` does not say |
 //! | `module/vfio_iommu_type1/parameters/*` | `dma_entry_limit`, `allow_unsafe_interrupts` |
 //! | `devices/system/cpu/modalias` | the CPU vendor |
+//! | `kernel/iommu_groups/N/iova-spapr-tce-info` | not a kernel file: the sPAPR windows `VFIO_IOMMU_SPAPR_TCE_GET_INFO` gave when the tree was captured ([`iova::spapr::SpaprInfo::parse_saved`]) |
 //!
 //! Rules:
 //! - Devices are symlinks in real sysfs. Only their **names** are read; link targets are
@@ -371,6 +372,12 @@ fn read_groups(root: &Path) -> Result<Vec<GroupInfo>, SysfsError> {
                 path: rr_path.clone(),
                 error,
             })?;
+
+        group.spapr = read_value(
+            &dir.join(iova::spapr::SpaprInfo::SAVED_FILE),
+            "dma32_window_start=N dma32_window_size=N [pgsizes=N max_dynamic_windows_supported=N levels=N]",
+            iova::spapr::SpaprInfo::parse_saved,
+        )?;
 
         group.devices = list_device_names(&dir.join("devices"))?;
         groups.push(GroupInfo { group, dir });

@@ -196,6 +196,11 @@ impl Group {
         self.id
     }
 
+    /// The group's file descriptor (for the other VFIO container backends).
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// `VFIO_GROUP_GET_STATUS` flags.
     pub fn status(&self) -> Result<u32, Type1Error> {
         let mut st = abi::vfio_group_status {

@@ -2,7 +2,8 @@
 //!
 //! `vmtest/run` boots a Linux guest under QEMU (emulated Intel VT-d plus the `edu` DMA
 //! device), binds `edu` to `vfio-pci` and runs this binary as
-//! `iova-vmtest <type1|iommufd> <tag> <pci-address>`. Every check prints one line,
+//! `iova-vmtest <type1|iommufd|spapr> <tag> <pci-address>` (`spapr` on a pseries
+//! guest, see `spapr_tests`). Every check prints one line,
 //! `vmtest: PASS <tag>/<name>` or `vmtest: FAIL <tag>/<name>: why`, on the serial
 //! console; the harness counts them. The last line is `vmtest-guest: done <tag>`, so a
 //! crash or hang shows as a missing line.
@@ -17,6 +18,7 @@ mod edu;
 mod facts;
 mod iommufd_tests;
 mod report;
+mod spapr_tests;
 mod type1_tests;
 
 use report::Report;
@@ -24,7 +26,7 @@ use report::Report;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(tag), Some(bdf)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: iova-vmtest <type1|iommufd> <tag> <pci-address> [seed]");
+        eprintln!("usage: iova-vmtest <type1|iommufd|spapr> <tag> <pci-address> [seed]");
         std::process::exit(2);
     };
     let seed = args
@@ -38,6 +40,7 @@ fn main() {
             cli_tests::run(&mut r, bdf, tag);
         }
         "iommufd" => iommufd_tests::run(&mut r, bdf, seed),
+        "spapr" => spapr_tests::run(&mut r, bdf, seed),
         other => r.fail("mode", &format!("unknown mode {other}")),
     }
     println!("vmtest-guest: {} passed, {} failed", r.passed, r.failed);

@@ -24,6 +24,10 @@ impl Errno {
     pub const EPERM: Errno = Errno(1);
     /// No such file or directory (iommufd: no such area).
     pub const ENOENT: Errno = Errno(2);
+    /// Interrupted system call (sPAPR v1 leaks the hypervisor's H_PARAMETER as this).
+    pub const EINTR: Errno = Errno(4);
+    /// No such device or address (sPAPR: the IOVA is in no DMA window).
+    pub const ENXIO: Errno = Errno(6);
     /// Out of memory.
     pub const ENOMEM: Errno = Errno(12);
     /// Bad address.
@@ -59,6 +63,8 @@ impl Errno {
         let known = match self.0 {
             1 => "EPERM",
             2 => "ENOENT",
+            4 => "EINTR",
+            6 => "ENXIO",
             12 => "ENOMEM",
             14 => "EFAULT",
             16 => "EBUSY",
@@ -78,9 +84,11 @@ impl Errno {
 
     /// Parses a symbolic name such as `EINVAL` (or `E22`).
     pub fn from_name(name: &str) -> Option<Errno> {
-        const ALL: [Errno; 14] = [
+        const ALL: [Errno; 16] = [
             Errno::EPERM,
             Errno::ENOENT,
+            Errno::EINTR,
+            Errno::ENXIO,
             Errno::ENOMEM,
             Errno::EFAULT,
             Errno::EBUSY,

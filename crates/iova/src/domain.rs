@@ -328,7 +328,17 @@ impl Member {
             domain_type: g.domain_type.clone(),
             unit: unit.map(|u| u.name.clone()),
             width: unit.and_then(|u| u.address_width),
-            aperture: unit.and_then(|u| u.aperture),
+            // sPAPR TCE: what a container can map before it creates windows is the
+            // default 32-bit window VFIO reported (semantics §11).
+            aperture: unit.and_then(|u| u.aperture).or_else(|| {
+                g.spapr.and_then(|sp| {
+                    IovaRange::from_start_size(
+                        u64::from(sp.dma32_window_start),
+                        u64::from(sp.dma32_window_size),
+                    )
+                    .ok()
+                })
+            }),
             page_sizes: unit.and_then(|u| u.page_sizes),
             interrupt_remapping: unit.and_then(|u| u.interrupt_remapping),
             reserved: g.reserved_regions.clone(),

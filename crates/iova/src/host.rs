@@ -283,6 +283,10 @@ pub struct Group {
     /// Reserved regions as the kernel reports them.
     #[serde(default)]
     pub reserved_regions: Vec<ReservedRegion>,
+    /// sPAPR TCE (IBM Power) only: the DMA windows of the group's partitionable
+    /// endpoint, as `VFIO_IOMMU_SPAPR_TCE_GET_INFO` reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spapr: Option<crate::spapr::SpaprInfo>,
 }
 
 impl Group {
@@ -294,6 +298,7 @@ impl Group {
             devices: Vec::new(),
             iommu: None,
             reserved_regions: Vec::new(),
+            spapr: None,
         }
     }
 }

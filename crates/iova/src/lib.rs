@@ -20,6 +20,8 @@
 //!   translation and faults;
 //! - [`trace`]: map/unmap traces replayed on any [`dma::DmaSpace`] to compare the
 //!   simulation with the real kernel;
+//! - [`spapr`]: the sPAPR TCE IOMMU of IBM Power (pseries): DMA windows, memory
+//!   pre-registration, a simulated container and its trace operations;
 //!
 //! Guest memory layouts (VMM presets, check, plan, export, SVG) live in the
 //! `iova-guest` crate, the OS layer (reading sysfs, the real VFIO and iommufd ioctls)
@@ -79,6 +81,7 @@ pub mod domain;
 pub mod host;
 pub mod pagetable;
 pub mod range;
+pub mod spapr;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trace;

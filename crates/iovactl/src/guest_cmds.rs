@@ -960,14 +960,18 @@ pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) => {
-            crate::out::eprintln(&format!("iovactl libvirt-hook: domain {name}: not checked: {e}"));
+            crate::out::eprintln(&format!(
+                "iovactl libvirt-hook: domain {name}: not checked: {e}"
+            ));
             return Ok(ExitCode::SUCCESS);
         }
     };
     let r = match run_check(&l) {
         Ok(r) => r,
         Err(e) => {
-            crate::out::eprintln(&format!("iovactl libvirt-hook: domain {name}: not checked: {e}"));
+            crate::out::eprintln(&format!(
+                "iovactl libvirt-hook: domain {name}: not checked: {e}"
+            ));
             return Ok(ExitCode::SUCCESS);
         }
     };

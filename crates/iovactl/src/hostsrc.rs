@@ -38,6 +38,15 @@ pub struct LoadedHost {
 }
 
 impl HostArgs {
+    /// Whether these options name the running host (no profile, no other sysfs root).
+    pub fn is_live(&self) -> bool {
+        self.host.is_none()
+            && self
+                .sysfs_root
+                .as_deref()
+                .is_none_or(|p| p == Path::new("/sys"))
+    }
+
     /// Loads the host these options name.
     pub fn load(&self) -> Result<LoadedHost, CliError> {
         let mut l = self.load_inner()?;
@@ -282,6 +291,27 @@ pub fn resolve_devices(host: &Host, selectors: &[String]) -> Result<Vec<String>,
         }
     }
     Ok(out)
+}
+
+/// sPAPR TCE (IBM Power): the group's DMA windows from
+/// `VFIO_IOMMU_SPAPR_TCE_GET_INFO` of a fresh v2 (else v1) container; `None` when the
+/// group is not bound to vfio-pci or the host has no sPAPR IOMMU.
+pub fn ask_spapr(group: u32) -> Option<iova::spapr::SpaprInfo> {
+    use iova::spapr::{SpaprSpace, SpaprVersion};
+    use iova_linux::spapr::SpaprContainer;
+    if !std::path::Path::new(&format!("/dev/vfio/{group}")).exists() {
+        return None;
+    }
+    [SpaprVersion::V2, SpaprVersion::V1]
+        .into_iter()
+        .find_map(|v| {
+            let mut c = SpaprContainer::open().ok()?;
+            if !c.supports(v).ok()? {
+                return None;
+            }
+            c.attach_group(group, v).ok()?;
+            c.tce_info().ok()
+        })
 }
 
 #[cfg(test)]

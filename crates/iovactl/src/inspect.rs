@@ -72,12 +72,7 @@ fn ask_vfio(group: u32) -> VfioAnswer {
 
 /// The answers for the groups shown, asked only on the live host.
 fn vfio_answers(args: &InspectArgs, groups: &[&Group]) -> Vec<VfioAnswer> {
-    let live = args.host.host.is_none()
-        && args
-            .host
-            .sysfs_root
-            .as_deref()
-            .is_none_or(|p| p == std::path::Path::new("/sys"));
+    let live = is_live(args);
     groups
         .iter()
         .map(|g| {
@@ -90,9 +85,23 @@ fn vfio_answers(args: &InspectArgs, groups: &[&Group]) -> Vec<VfioAnswer> {
         .collect()
 }
 
+/// Whether the host is the running one (no profile, no other sysfs root).
+fn is_live(args: &InspectArgs) -> bool {
+    args.host.is_live()
+}
+
 /// Runs `iovactl inspect`.
 pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
-    let loaded = args.host.load()?;
+    let mut loaded = args.host.load()?;
+    // On a live sPAPR host the windows exist only behind VFIO: ask, so that they are
+    // shown and saved in the profile.
+    if is_live(args) && !args.no_vfio {
+        for g in &mut loaded.host.groups {
+            if g.spapr.is_none() {
+                g.spapr = crate::hostsrc::ask_spapr(g.id);
+            }
+        }
+    }
     let host = &loaded.host;
     let groups = selected_groups(host, &args.devices)?;
     if let Some(path) = &args.save_profile {
@@ -184,6 +193,15 @@ fn group_json(host: &Host, g: &Group, vfio: &VfioAnswer) -> Result<Value, CliErr
         "valid_iova_ranges_source": source,
         "sysfs_valid_iova_ranges": set_json(&valid.ranges),
         "vfio": kernel,
+        "spapr": g.spapr.as_ref().map(|sp| json!({
+            "dma32_window_start": hex(u64::from(sp.dma32_window_start)),
+            "dma32_window_size": hex(u64::from(sp.dma32_window_size)),
+            "ddw": sp.ddw.map(|d| json!({
+                "pgsizes": hex(d.pgsizes),
+                "max_dynamic_windows_supported": d.max_dynamic_windows_supported,
+                "levels": d.levels,
+            })),
+        })),
         "warnings": warnings,
         "blocked": issues.iter().any(|i| i.is_blocker()),
     }))
@@ -304,6 +322,27 @@ fn to_table(
                 t
             });
             let _ = writeln!(s, "  device    {}{detail}", iova_guest::text::clean(name));
+        }
+        if let Some(sp) = &g.spapr {
+            let _ = writeln!(
+                s,
+                "  sPAPR     TCE: 32-bit window {:#x}+{:#x}  ({})",
+                sp.dma32_window_start,
+                sp.dma32_window_size,
+                human_bytes(u128::from(sp.dma32_window_size))
+            );
+            match sp.ddw {
+                Some(d) => {
+                    let _ = writeln!(
+                        s,
+                        "  sPAPR     dynamic windows: {} at most, TCE page sizes {:#x}, {} level(s)",
+                        d.max_dynamic_windows_supported, d.pgsizes, d.levels
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "  sPAPR     no dynamic windows");
+                }
+            }
         }
         match valid.aperture {
             Some(a) => {

@@ -10,6 +10,10 @@ use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{DmaSpace, MapError};
 use iova::host::{Host, ReservedKind};
 use iova::range::IovaRange;
+use iova::spapr::trace::{
+    SpaprLine, apply as spapr_apply, format_outcome as spapr_format, parse_spapr_trace,
+};
+use iova::spapr::{SpaprConfig, SpaprContainer, SpaprSpace, SpaprVersion};
 use iova::trace::{OpError, TraceLine, TraceOp, apply_detailed, format_outcome, parse_trace_line};
 use iova_linux::arena::TraceArena;
 
@@ -25,13 +29,29 @@ pub enum FlavourArg {
     Type1v2,
     /// iommufd IOAS (`/dev/iommu`).
     Iommufd,
+    /// sPAPR TCE v1 (`VFIO_SPAPR_TCE_IOMMU`, IBM Power): ENABLE, the default window.
+    SpaprV1,
+    /// sPAPR TCE v2 (`VFIO_SPAPR_TCE_v2_IOMMU`, IBM Power): pre-registered memory and
+    /// dynamic DMA windows. Traces may also use register, unregister, enable,
+    /// disable, create-window and remove-window.
+    SpaprV2,
+}
+
+impl FlavourArg {
+    fn spapr(self) -> Option<SpaprVersion> {
+        match self {
+            FlavourArg::SpaprV1 => Some(SpaprVersion::V1),
+            FlavourArg::SpaprV2 => Some(SpaprVersion::V2),
+            _ => None,
+        }
+    }
 }
 
 impl From<FlavourArg> for Flavour {
     fn from(f: FlavourArg) -> Flavour {
         match f {
             FlavourArg::Type1v1 => Flavour::Type1V1,
-            FlavourArg::Type1v2 => Flavour::Type1V2,
+            FlavourArg::Type1v2 | FlavourArg::SpaprV1 | FlavourArg::SpaprV2 => Flavour::Type1V2,
             FlavourArg::Iommufd => Flavour::Iommufd,
         }
     }
@@ -93,6 +113,10 @@ const MAX_LINE_BYTES: u64 = 4096;
 
 /// Runs `iovactl replay`.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
+    if let Some(version) = args.flavour.spapr() {
+        let text = read_spapr_trace(&args.trace)?;
+        return run_spapr(args, version, &text);
+    }
     let reader = open_trace(&args.trace)?;
     let loaded = args.host.load()?;
     let host = &loaded.host;
@@ -133,6 +157,93 @@ fn exit_code(args: &ReplayArgs, refused: u64) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `replay --flavour spapr-v1|spapr-v2`: the sPAPR container of the device's group,
+/// with the windows the host profile (or captured tree) saved for it.
+fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<ExitCode, CliError> {
+    let ops = parse_spapr_trace(text)
+        .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
+    if ops.is_empty() {
+        return Err(CliError::input(format!(
+            "trace {} has no operations",
+            args.trace.display()
+        )));
+    }
+    let loaded = args.host.load()?;
+    let groups = groups_of_devices(&loaded.host, &args.devices)?;
+    let [group] = groups.as_slice() else {
+        return Err(CliError::input(
+            "a sPAPR replay takes the devices of one IOMMU group (one partitionable endpoint)",
+        ));
+    };
+    // A live sPAPR host tells its windows only through VFIO.
+    let live = if group.spapr.is_none() && args.host.is_live() {
+        crate::hostsrc::ask_spapr(group.id)
+    } else {
+        None
+    };
+    let Some(info) = group.spapr.or(live) else {
+        return Err(CliError::input(format!(
+            "group {} of {} has no sPAPR TCE windows (not a pseries host, or a profile saved \
+             without VFIO_IOMMU_SPAPR_TCE_GET_INFO)",
+            group.id, loaded.source
+        )));
+    };
+    if args.vfio {
+        return Err(CliError::input(
+            "--vfio with a sPAPR flavour is not supported by replay; the in-guest vmtest \
+             drives the real sPAPR backend (iova_linux::spapr)",
+        ));
+    }
+    let mut container = SpaprContainer::new(SpaprConfig::from_info(version, &info));
+    crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose))?;
+    for w in container.take_warnings() {
+        crate::out::eprintln(&format!("iovactl: warning: {w}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The most an sPAPR trace may hold: it is read whole (window operations refer back to
+/// earlier answers), unlike the type1/iommufd traces, which stream.
+const MAX_SPAPR_TRACE_BYTES: u64 = 64 << 20;
+
+/// Reads a whole sPAPR trace (`-` is standard input), at most
+/// [`MAX_SPAPR_TRACE_BYTES`].
+fn read_spapr_trace(path: &Path) -> Result<String, CliError> {
+    use std::io::Read as _;
+    let name = path.display();
+    let input: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(crate::input::open_file(path, "trace")?)
+    };
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_SPAPR_TRACE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::Os(format!("cannot read trace {name}: {e}")))?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_SPAPR_TRACE_BYTES {
+        return Err(CliError::input(format!(
+            "trace {name}: an sPAPR trace may hold at most {} (it is read whole)",
+            iova::units::human_bytes(u128::from(MAX_SPAPR_TRACE_BYTES))
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| CliError::input(format!("trace {name} is not UTF-8 text: {e}")))
+}
+
+fn run_spapr_ops(space: &mut dyn SpaprSpace, ops: &[SpaprLine], verbose: bool) -> String {
+    let mut out = String::new();
+    for line in ops {
+        let outcome = spapr_apply(space, &line.op);
+        if verbose {
+            out.push_str(&format!("{} -> ", line.op));
+        }
+        out.push_str(&spapr_format(&outcome));
+        out.push('\n');
+    }
+    out
 }
 
 /// The group ids of the named devices, in order, without repeats.
@@ -341,7 +452,7 @@ fn run_vfio(args: &ReplayArgs, host: &Host, reader: TraceReader) -> Result<ExitC
     let iommu = match args.flavour {
         FlavourArg::Type1v2 => IommuType::Type1v2,
         FlavourArg::Type1v1 => IommuType::Type1,
-        FlavourArg::Iommufd => {
+        FlavourArg::Iommufd | FlavourArg::SpaprV1 | FlavourArg::SpaprV2 => {
             return Err(CliError::input(
                 "--vfio with --flavour iommufd is not supported yet: the real replay uses \
                  the VFIO type1 container (/dev/vfio/vfio)",
