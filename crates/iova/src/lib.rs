@@ -77,6 +77,7 @@ pub mod container;
 pub mod dma;
 pub mod domain;
 pub mod host;
+pub mod kernel;
 pub mod pagetable;
 pub mod range;
 #[cfg(any(test, feature = "testing"))]
@@ -91,6 +92,7 @@ pub use domain::{Domain, DomainConfig, Flavour, Member, Refusal};
 pub use host::{
     Device, Group, GroupIssue, Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion,
 };
+pub use kernel::KernelVersion;
 pub use pagetable::{Fault, PageTable};
 pub use range::{IovaRange, IovaSet};
 pub use units::{human_bytes, parse_number};
