@@ -471,6 +471,9 @@ fn read_settings(root: &Path) -> Result<HostSettings, SysfsError> {
         allow_unsafe_interrupts,
         dma_entry_limit,
         cpu_vendor,
+        // Not in /sys: the live reader (iovactl) adds them from the running machine.
+        cpu_page_size: None,
+        kernel: None,
     })
 }
 

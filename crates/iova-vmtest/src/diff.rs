@@ -118,7 +118,7 @@ pub(crate) fn replay(
 ) -> (usize, usize) {
     let mut bad = 0;
     for (i, op) in ops.iter().enumerate() {
-        let op = arena.place(*op);
+        let op = arena.place(op.clone());
         let got = format_outcome(&apply(real, &op));
         let want = format_outcome(&apply(sim, &op));
         if got != want {
@@ -193,7 +193,7 @@ pub fn run_type1(r: &mut Report, c: &mut iova_linux::type1::Container, group: u3
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {
         Ok(lines) => {
-            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op).collect();
+            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op.clone()).collect();
             let (n, bad) = replay(r, "corpus", c, &mut sim, &ops, &arena);
             r.eq(&format!("diff-corpus-{n}-ops-agree"), bad, 0);
         }

@@ -310,6 +310,14 @@ pub struct HostSettings {
     /// CPU vendor (`intel`, `amd`, `arm`), if known; guest layouts depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_vendor: Option<String>,
+    /// The CPU page size in bytes (4K, 16K or 64K), if known; IOMMU pages below it are
+    /// treated differently by type1 and iommufd (see `iova::domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_page_size: Option<u64>,
+    /// The kernel release (`uname -r`), if known; the simulation answers as that
+    /// version (`iova::kernel::KernelVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 /// A host: its IOMMU units, groups and devices.

@@ -38,8 +38,19 @@ impl HostArgs {
             .sysfs_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let host =
+        let mut host =
             iova_linux::sysfs::read_host(&root).map_err(|e| CliError::input(e.to_string()))?;
+        if self.sysfs_root.is_none() {
+            // The live host: facts /sys does not hold.
+            let s = &mut host.settings;
+            s.cpu_page_size = s
+                .cpu_page_size
+                .or_else(iova_linux::hostfacts::cpu_page_size);
+            s.kernel = s
+                .kernel
+                .take()
+                .or_else(iova_linux::hostfacts::kernel_release);
+        }
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use iova::container::{Container, ContainerConfig, Flavour};
+use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
 use iova::dma::DmaSpace;
 use iova::host::Host;
-use iova::trace::{TraceLine, TraceOp, apply, format_outcome, parse_trace};
+use iova::trace::{TraceLine, TraceOp, apply, apply_sim, format_outcome, parse_trace};
 use iova_linux::arena::TraceArena;
 
 use crate::error::CliError;
@@ -24,6 +24,12 @@ pub enum FlavourArg {
     Type1v2,
     /// iommufd IOAS (`/dev/iommu`).
     Iommufd,
+    /// iommufd's VFIO compatibility container (`CONFIG_IOMMUFD_VFIO_CONTAINER`) set to
+    /// `VFIO_TYPE1_IOMMU`: unmaps cut mappings.
+    CompatType1v1,
+    /// iommufd's VFIO compatibility container set to `VFIO_TYPE1v2_IOMMU`: an unmap
+    /// that would split a mapping answers ENOENT.
+    CompatType1v2,
 }
 
 impl From<FlavourArg> for Flavour {
@@ -32,6 +38,8 @@ impl From<FlavourArg> for Flavour {
             FlavourArg::Type1v1 => Flavour::Type1V1,
             FlavourArg::Type1v2 => Flavour::Type1V2,
             FlavourArg::Iommufd => Flavour::Iommufd,
+            FlavourArg::CompatType1v1 => Flavour::CompatType1V1,
+            FlavourArg::CompatType1v2 => Flavour::CompatType1V2,
         }
     }
 }
@@ -42,7 +50,9 @@ pub struct ReplayArgs {
     #[command(flatten)]
     host: HostArgs,
     /// Attach the IOMMU groups of these devices (PCI address); repeat for several.
-    #[arg(long = "device", value_name = "BDF", required = true)]
+    /// With none, the trace starts on an empty container (an iommufd IOAS with no
+    /// domain; type1 answers EINVAL until the trace attaches a group).
+    #[arg(long = "device", value_name = "BDF")]
     devices: Vec<String>,
     /// Which kernel interface to simulate.
     #[arg(long, value_enum, default_value = "type1v2")]
@@ -63,6 +73,14 @@ pub struct ReplayArgs {
     /// setting when known, else the kernel default 65535.
     #[arg(long, value_name = "N")]
     dma_entry_limit: Option<u32>,
+    /// Answer as this kernel version does (`6.1`, `6.12`, `6.18`, `7.2`, or a full
+    /// `uname -r`). Defaults to the host's kernel when known (the live host, or a
+    /// profile that records it), else the newest version modelled (noted on stderr).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
+    /// The CPU page size (4K, 16K, 64K). Defaults to the host's when known, else 4K.
+    #[arg(long, value_name = "BYTES")]
+    cpu_page_size: Option<String>,
     /// Run the trace on the REAL kernel through /dev/vfio (type1 v2, or v1 with
     /// `--flavour type1v1`) instead of the simulation. The devices must be bound to
     /// vfio-pci. Host addresses are moved into a 64 MiB block of this process's memory
@@ -96,6 +114,37 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
 
     let mut config = ContainerConfig::with_flavour(args.flavour.into());
+    config.kernel = match (&args.kernel, &host.settings.kernel) {
+        (Some(v), _) => {
+            KernelVersion::parse(v).map_err(|e| CliError::input(format!("--kernel {v}: {e}")))?
+        }
+        (None, Some(v)) => KernelVersion::parse(v).unwrap_or_else(|_| {
+            eprintln!(
+                "iovactl: note: the host's kernel '{v}' is not a version this tool reads; \
+                 answering as the newest modelled, {}",
+                KernelVersion::NEWEST
+            );
+            KernelVersion::NEWEST
+        }),
+        (None, None) => {
+            eprintln!(
+                "iovactl: note: the host's kernel version is unknown; answering as the \
+                 newest modelled, {} (see --kernel)",
+                KernelVersion::NEWEST
+            );
+            KernelVersion::NEWEST
+        }
+    };
+    if let Some(p) = &args.cpu_page_size {
+        config.domain.cpu_page_size = iova::units::parse_size(p)
+            .map_err(|e| CliError::input(format!("--cpu-page-size {p}: {e}")))?;
+    } else if let Some(p) = host.settings.cpu_page_size {
+        config.domain.cpu_page_size = p;
+    }
+    config
+        .domain
+        .validate()
+        .map_err(|e| CliError::input(format!("--cpu-page-size: {e}")))?;
     config.domain.allow_unsafe_interrupts =
         args.allow_unsafe_interrupts || host.settings.allow_unsafe_interrupts.unwrap_or(false);
     config.domain.allow_unsafe_bypass = args.allow_unsafe_bypass;
@@ -115,7 +164,16 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
         }
     }
 
-    print!("{}", run_ops(&mut container, &ops, |op| op, args.verbose));
+    let mut out = String::new();
+    for line in &ops {
+        let outcome = apply_sim(&mut container, host, &line.op);
+        if args.verbose {
+            out.push_str(&format!("{} -> ", line.op));
+        }
+        out.push_str(&format_outcome(&outcome));
+        out.push('\n');
+    }
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,7 +194,7 @@ fn run_ops(
 ) -> String {
     let mut out = String::new();
     for line in ops {
-        let op = place(line.op);
+        let op = place(line.op.clone());
         let outcome = apply(space, &op);
         if verbose {
             out.push_str(&format!("{} -> ", line.op));
@@ -153,6 +211,10 @@ fn run_vfio(args: &ReplayArgs, host: &Host, ops: &[TraceLine]) -> Result<ExitCod
     let iommu = match args.flavour {
         FlavourArg::Type1v2 => IommuType::Type1v2,
         FlavourArg::Type1v1 => IommuType::Type1,
+        // On a kernel with CONFIG_IOMMUFD_VFIO_CONTAINER /dev/vfio/vfio is the compat
+        // container: the same ioctls.
+        FlavourArg::CompatType1v2 => IommuType::Type1v2,
+        FlavourArg::CompatType1v1 => IommuType::Type1,
         FlavourArg::Iommufd => {
             return Err(CliError::input(
                 "--vfio with --flavour iommufd is not supported yet: the real replay uses \

@@ -194,7 +194,7 @@ pub fn run(r: &mut Report, ioas: &mut Ioas, group: u32, seed: u64) {
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {
         Ok(lines) => {
-            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op).collect();
+            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op.clone()).collect();
             let (n, bad) = replay(r, "corpus", ioas, &mut sim, &ops, &arena);
             r.eq(&format!("diff-corpus-{n}-ops-agree"), bad, 0);
         }
