@@ -723,13 +723,19 @@ impl Container {
         }
         // iopt_alloc_pages: a zero length, or one whose page count could overflow
         // (above SIZE_MAX - PAGE_SIZE), is EINVAL before the user range is checked.
+        // From 6.13 (iopt_alloc_user_pages) `user_va + length` wrapping is checked
+        // first (EOVERFLOW; seen on 7.2).
+        let user_wraps = host.checked_add(size).is_none();
+        if user_wraps && self.config.kernel.iommufd_user_range_checked_first() {
+            return Err(MapError::Overflow);
+        }
         if size == 0 {
             return Err(MapError::ZeroSize);
         }
         if size > u64::MAX - self.config.domain.cpu_page_size {
             return Err(MapError::Wraps);
         }
-        if host.checked_add(size).is_none() {
+        if user_wraps {
             return Err(MapError::Overflow);
         }
         let page_size = self.page_size();
@@ -947,14 +953,20 @@ impl Container {
         if iova == u64::MAX || size == u64::MAX {
             return Err(UnmapError::Overflow);
         }
-        self.unmap_iopt(iova, size)
+        // iommufd_ioas_unmap: nothing unmapped is ENOENT (the compatibility container,
+        // without this check, answers success with 0 bytes).
+        match self.unmap_iopt(iova, size)? {
+            0 => Err(UnmapError::NotFound),
+            bytes => Ok(bytes),
+        }
     }
 
     /// The compatibility container's UNMAP_DMA (`iommufd_vfio_unmap_dma`): ENODEV
     /// before its IOAS exists; with `compat-type1v1` the areas are first cut at the
     /// range's last byte and just below its first (`iopt_cut_iova`; a cut point not
     /// aligned to the IOAS alignment inside an area is EINVAL); then `iopt_unmap_iova`
-    /// as for an IOAS (ENOENT for nothing mapped or a split).
+    /// as for an IOAS (ENOENT for a split), except that nothing mapped there is
+    /// success with 0 bytes (seen on 7.2; the same code in 6.12).
     fn unmap_compat(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
         if !self.is_ready() {
             return Err(UnmapError::Kernel(Errno::ENODEV));
@@ -1022,7 +1034,7 @@ impl Container {
     }
 
     /// `iopt_unmap_iova`: length 0 EINVAL, a wrapping range EOVERFLOW, then the walk of
-    /// `iopt_unmap_iova_range` (ENOENT for a split area or nothing unmapped).
+    /// `iopt_unmap_iova_range` (ENOENT for a split area; 0 bytes when nothing is there).
     fn unmap_iopt(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
         if size == 0 {
             return Err(UnmapError::ZeroSize);
@@ -1052,9 +1064,7 @@ impl Container {
         if let Some(mapping) = bisected {
             return Err(UnmapError::SplitsArea { mapping });
         }
-        if doomed.is_empty() {
-            return Err(UnmapError::NotFound);
-        }
+        // Nothing unmapped is success here (0 bytes); ioas.c turns it into ENOENT.
         Ok(bytes)
     }
 
@@ -1236,10 +1246,20 @@ mod tests {
     }
 
     /// iopt_alloc_pages (6.12): `length > SIZE_MAX - PAGE_SIZE` is EINVAL, checked
-    /// before `uptr + length` overflowing (EOVERFLOW).
+    /// before `uptr + length` overflowing (EOVERFLOW). From 6.13 the wrap comes first
+    /// (seen on 7.2 by vmtest).
     #[test]
     fn iommufd_map_huge_length_is_einval_before_the_user_range_wraps() {
+        let mut newest = ioas();
+        newest.config.kernel = KernelVersion::NEWEST;
+        assert_eq!(
+            newest
+                .map(0x40_0000, 0x7f00_0000_0000, u64::MAX - 0xfff, Access::RW)
+                .map_err(|e| e.errno()),
+            Err(Errno::EOVERFLOW)
+        );
         let mut c = ioas();
+        c.config.kernel = KernelVersion::V6_12;
         let huge = u64::MAX - 0xfff;
         for map in [
             c.map(0x40_0000, 0x7f00_0000_0000, huge, Access::RW),

@@ -110,11 +110,11 @@ pub enum Flavour {
     /// `drivers/iommu/iommufd/vfio_compat.c`) with `VFIO_TYPE1_IOMMU`: large pages
     /// are disabled (alignment at least the CPU page) and an unmap first cuts the
     /// areas at its two ends, so it may unmap part of a mapping; iommufd's answers
-    /// otherwise (ENOENT when nothing is mapped there).
+    /// otherwise (but success with 0 bytes when nothing is mapped there).
     CompatType1V1,
     /// `/dev/vfio/vfio` served by iommufd with `VFIO_TYPE1v2_IOMMU`: iommufd's map and
     /// unmap behind the type1 ioctls, so an unmap that would split a mapping answers
-    /// ENOENT (type1: EINVAL) and an unmap of nothing ENOENT (type1: success, 0 bytes).
+    /// ENOENT (type1: EINVAL); an unmap of nothing succeeds with 0 bytes, as in type1.
     CompatType1V2,
 }
 

@@ -77,6 +77,15 @@ impl KernelVersion {
         Ok(KernelVersion::new(major, minor))
     }
 
+    /// iommufd MAP checks `user_va + length` for a wrap (EOVERFLOW) before the length
+    /// (0 or above `SIZE_MAX - PAGE_SIZE`: EINVAL). 6.13 moved the wrap check into
+    /// `iopt_alloc_user_pages` ahead of `iopt_alloc_pages` (the generalisation of
+    /// `iopt_pages` addresses for IOMMU_IOAS_MAP_FILE); seen on 7.2, 6.12 answers
+    /// EINVAL first.
+    pub fn iommufd_user_range_checked_first(self) -> bool {
+        self >= KernelVersion::new(6, 13)
+    }
+
     /// type1 answers a map or unmap whose range wraps past 2^64-1 with EOVERFLOW
     /// instead of EINVAL (6.18, "vfio/type1: sanitize for overflow using
     /// check_*_overflow()").

@@ -344,6 +344,10 @@ impl Model {
         let top = 1u128 << 64;
         if self.flavour.is_compat() {
             // iopt_map_user_pages alone: pages, length, iova, reserved, overlap, offset.
+            // From 6.13 the user range's wrap is checked before the length.
+            if hend >= top && self.kernel >= KernelVersion::new(6, 13) {
+                return Err(Errno::EOVERFLOW);
+            }
             if size == 0 || size > u64::MAX - PG {
                 return Err(Errno::EINVAL);
             }
@@ -510,7 +514,12 @@ impl Model {
                 .take_while(|m| m.first >= iova && m.last <= last)
                 .collect();
             self.remove(&inside);
-            if inside.len() < hit.len() || hit.is_empty() {
+            if inside.len() < hit.len() {
+                return Err(Errno::ENOENT);
+            }
+            // Nothing there: ioas.c answers ENOENT; the compatibility container, which
+            // calls iopt_unmap_iova directly, succeeds with 0 bytes.
+            if hit.is_empty() && !self.flavour.is_compat() {
                 return Err(Errno::ENOENT);
             }
             return Ok(inside
