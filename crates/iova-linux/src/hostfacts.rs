@@ -9,9 +9,22 @@ pub fn cpu_page_size() -> Option<u64> {
     u64::try_from(n).ok().filter(|n| n.is_power_of_two())
 }
 
-/// The running kernel's release (`uname -r`, from `/proc/sys/kernel/osrelease`).
+/// The running kernel's release (`uname -r`): `uname(2)`, which works without
+/// `/proc/sys` (the small vmtest kernels have no sysctl files).
 pub fn kernel_release() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    // SAFETY: `utsname` is plain bytes, valid when zeroed; uname writes only into it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable utsname for the duration of the call.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c.to_ne_bytes()[0])
+        .collect();
+    let s = String::from_utf8(bytes).ok()?;
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_owned())
 }
