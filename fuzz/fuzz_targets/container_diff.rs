@@ -432,21 +432,43 @@ impl Model {
         if align < pg {
             return Err(Errno::EINVAL);
         }
-        // iopt_alloc_iova: from the first page, aligned, keeping the host address's
-        // page offset (OR-ed in, as the kernel does).
-        let mut a = align.max(PG);
-        while a < AUTO_SEARCH_END {
-            let c = a | (host % PG);
-            if self.auto_fits(c, size) {
+        // iopt_alloc_iova: hole by hole from the first page; in each hole only
+        // ALIGN(hole start, align) | page offset of the host address is tried.
+        let free = |m: &Self, p: u64| {
+            m.valid(p) && !m.mapped(p) && (m.allowed.is_empty() || m.in_allowed(p))
+        };
+        let mut starts: Vec<u64> = vec![PG];
+        starts.extend(self.maps.iter().filter_map(|m| m.last.checked_add(1)));
+        starts.extend(self.allowed.iter().map(|&(a, _)| a));
+        for &id in &self.members {
+            starts.push(self.ap(id).0);
+            starts.extend(self.punched(id).iter().filter_map(|&(_, b)| b.checked_add(1)));
+        }
+        starts.retain(|&h| h >= PG && h < AUTO_SEARCH_END);
+        starts.sort_unstable();
+        starts.dedup();
+        for hs in starts {
+            // A hole starts here: free, and the byte below is not (or is IOVA 0).
+            if !free(self, hs) || (hs > PG && free(self, hs - 1)) {
+                continue;
+            }
+            let Some(c) = hs.checked_add(align - 1).map(|x| (x & !(align - 1)) | (host % PG))
+            else {
+                continue;
+            };
+            let Some(last) = c.checked_add(size - 1) else {
+                continue;
+            };
+            // The whole of [hs, last] must lie in this one hole.
+            if self.auto_fits(c, size) && (hs == c || self.auto_fits(hs, last - hs + 1)) {
                 self.maps.push(M {
                     first: c,
-                    last: c + (size - 1),
+                    last,
                     host,
                     access,
                 });
                 return Ok(Some(c));
             }
-            a += align;
         }
         Ok(None)
     }
