@@ -10,7 +10,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use iova::container::{Container, ContainerConfig, Flavour};
+use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
 use iova::dma::{Access, DmaSpace, Errno};
 use iova::host::{DomainType, Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
 use iova::range::{IovaRange, IovaSet};
@@ -163,7 +163,25 @@ impl Model {
         inside(a, self.ap(id)) && !self.punched(id).iter().any(|&r| inside(a, r))
     }
     fn valid_with(&self, members: &[u32], a: u64) -> bool {
-        !members.is_empty() && members.iter().all(|&id| self.valid_in(id, a))
+        if members.is_empty() {
+            // An IOAS with no domain reserves nothing; type1 is not set up.
+            return self.flavour == Flavour::Iommufd;
+        }
+        members.iter().all(|&id| self.valid_in(id, a))
+    }
+    /// type1 needs a group; an iommufd IOAS works from the start.
+    fn not_ready(&self) -> bool {
+        self.members.is_empty() && self.flavour != Flavour::Iommufd
+    }
+    /// iommufd's alignment: the largest of the members' smallest pages, from 1.
+    fn iommufd_align(&self, members: &[u32]) -> u64 {
+        members
+            .iter()
+            .map(|&id| match self.g(id).pgs {
+                Some(b) if b != 0 => 1u64 << b.trailing_zeros(),
+                _ => PG,
+            })
+            .fold(1, u64::max)
     }
     fn valid(&self, a: u64) -> bool {
         self.valid_with(&self.members, a)
@@ -179,6 +197,9 @@ impl Model {
         b
     }
     fn page(&self) -> u64 {
+        if self.flavour == Flavour::Iommufd {
+            return self.iommufd_align(&self.members);
+        }
         if self.members.is_empty() {
             return PG;
         }
@@ -230,9 +251,12 @@ impl Model {
         let irq_bad = g.ir == Some(false) && !self.allow_irq;
         let mut members = self.members.clone();
         members.push(id);
-        let newpage = 1u64
-            .checked_shl(self.bitmap(&members).trailing_zeros())
-            .unwrap_or(0);
+        let newpage = if self.flavour == Flavour::Iommufd {
+            self.iommufd_align(&members)
+        } else {
+            1u64.checked_shl(self.bitmap(&members).trailing_zeros())
+                .unwrap_or(0)
+        };
         let misaligned = |m: &M, host: u64| {
             newpage == 0 || (m.first | (m.last - m.first + 1) | host) % newpage != 0
         };
@@ -299,14 +323,15 @@ impl Model {
             .position(|&m| m == id)
             .ok_or(Errno::EINVAL)?;
         self.members.remove(i);
-        if self.members.is_empty() {
+        if self.members.is_empty() && self.flavour != Flavour::Iommufd {
+            // type1 drops every mapping with the last group; an IOAS keeps them.
             self.maps.clear();
         }
         Ok(())
     }
 
     fn map(&mut self, iova: u64, host: u64, size: u64, access: Access) -> Result<(), Errno> {
-        if self.members.is_empty() {
+        if self.not_ready() {
             return Err(Errno::EINVAL);
         }
         let pg = self.page();
@@ -371,8 +396,9 @@ impl Model {
         };
         a >= PG
             && last <= u64::MAX - PG
+            && !self.map_overlaps((a, last))
             && pages(a, last).all(|p| {
-                self.valid(p) && !self.mapped(p) && (self.allowed.is_empty() || self.in_allowed(p))
+                self.valid(p) && (self.allowed.is_empty() || self.in_allowed(p))
             })
     }
 
@@ -381,9 +407,6 @@ impl Model {
     fn map_auto(&mut self, host: u64, size: u64, access: Access) -> Result<Option<u64>, Errno> {
         if self.flavour != Flavour::Iommufd {
             return Err(Errno::ENOTTY);
-        }
-        if self.members.is_empty() {
-            return Err(Errno::EINVAL);
         }
         if size == u64::MAX {
             return Err(Errno::EOVERFLOW);
@@ -409,18 +432,43 @@ impl Model {
         if align < pg {
             return Err(Errno::EINVAL);
         }
-        let mut a = align;
-        while a < AUTO_SEARCH_END {
-            if self.auto_fits(a, size) {
+        // iopt_alloc_iova: hole by hole from the first page; in each hole only
+        // ALIGN(hole start, align) | page offset of the host address is tried.
+        let free = |m: &Self, p: u64| {
+            m.valid(p) && !m.mapped(p) && (m.allowed.is_empty() || m.in_allowed(p))
+        };
+        let mut starts: Vec<u64> = vec![PG];
+        starts.extend(self.maps.iter().filter_map(|m| m.last.checked_add(1)));
+        starts.extend(self.allowed.iter().map(|&(a, _)| a));
+        for &id in &self.members {
+            starts.push(self.ap(id).0);
+            starts.extend(self.punched(id).iter().filter_map(|&(_, b)| b.checked_add(1)));
+        }
+        starts.retain(|&h| h >= PG && h < AUTO_SEARCH_END);
+        starts.sort_unstable();
+        starts.dedup();
+        for hs in starts {
+            // A hole starts here: free, and the byte below is not (or is IOVA 0).
+            if !free(self, hs) || (hs > PG && free(self, hs - 1)) {
+                continue;
+            }
+            let Some(c) = hs.checked_add(align - 1).map(|x| (x & !(align - 1)) | (host % PG))
+            else {
+                continue;
+            };
+            let Some(last) = c.checked_add(size - 1) else {
+                continue;
+            };
+            // The whole of [hs, last] must lie in this one hole.
+            if self.auto_fits(c, size) && (hs == c || self.auto_fits(hs, last - hs + 1)) {
                 self.maps.push(M {
-                    first: a,
-                    last: a + (size - 1),
+                    first: c,
+                    last,
                     host,
                     access,
                 });
-                return Ok(Some(a));
+                return Ok(Some(c));
             }
-            a += align;
         }
         Ok(None)
     }
@@ -449,7 +497,7 @@ impl Model {
     }
 
     fn unmap(&mut self, iova: u64, size: u64) -> R {
-        if self.members.is_empty() {
+        if self.not_ready() {
             return Err(Errno::EINVAL);
         }
         let end = u128::from(iova) + u128::from(size);
@@ -511,7 +559,7 @@ impl Model {
     }
 
     fn unmap_all(&mut self) -> R {
-        if self.members.is_empty() {
+        if self.not_ready() {
             return Err(Errno::EINVAL);
         }
         let all = self.maps.clone();
@@ -618,7 +666,7 @@ fn check_state(c: &Container, m: &Model) {
         })
         .collect();
     assert_eq!(got, want, "mappings differ");
-    assert_eq!(c.is_ready(), !m.members.is_empty());
+    assert_eq!(c.is_ready(), !m.not_ready());
     assert_eq!(c.groups().collect::<Vec<_>>(), m.members);
     let valid = c.valid_iovas();
     for a in (0..SPACE_PAGES + 0x10)
@@ -639,7 +687,8 @@ fn check_state(c: &Container, m: &Model) {
 fuzz_target!(|input: Input| {
     let flavour =
         [Flavour::Type1V1, Flavour::Type1V2, Flavour::Iommufd][usize::from(input.flavour % 3)];
-    let mut cfg = ContainerConfig::with_flavour(flavour);
+    // The reference model is of 6.12's type1 (EINVAL for a wrapping range).
+    let mut cfg = ContainerConfig::with_flavour(flavour).kernel(KernelVersion::V6_12);
     cfg.dma_entry_limit = LIMIT;
     cfg.domain.allow_unsafe_bypass = input.unsafe_bits & 1 != 0;
     cfg.domain.allow_unsafe_direct = input.unsafe_bits & 2 != 0;

@@ -24,8 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let printed: String = ops.iter().map(|l| format!("{}\n", l.op)).collect();
     let again = parse_trace(&printed).expect("printed traces parse");
     assert_eq!(
-        again.iter().map(|l| l.op).collect::<Vec<_>>(),
-        ops.iter().map(|l| l.op).collect::<Vec<_>>()
+        again.iter().map(|l| l.op.clone()).collect::<Vec<_>>(),
+        ops.iter().map(|l| l.op.clone()).collect::<Vec<_>>()
     );
     let host = mixed_host();
     // The group set comes from the trace length so different inputs attach differently.

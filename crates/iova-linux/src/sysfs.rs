@@ -514,6 +514,9 @@ fn read_settings(root: &Path) -> Result<HostSettings, SysfsError> {
         dma_entry_limit,
         cpu_vendor,
         cpu_phys_bits: None,
+        // Not in /sys: the live reader (iovactl) adds them from the running machine.
+        cpu_page_size: None,
+        kernel: None,
     })
 }
 

@@ -29,6 +29,8 @@ fn a_malformed_saved_answer_names_the_file() {
     let g = dir.join("kernel/iommu_groups/3");
     std::fs::create_dir_all(g.join("devices")).unwrap();
     std::fs::write(g.join("iova-spapr-tce-info"), "dma32_window_start=zz\n").unwrap();
+    // A group without reserved_regions is refused before this (unknown is not "none").
+    std::fs::write(g.join("reserved_regions"), "").unwrap();
     let e = iova_linux::sysfs::read_host(&dir).unwrap_err().to_string();
     assert!(e.contains("iova-spapr-tce-info"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use iova::container::{Container, ContainerConfig};
+use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
 use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::testing::random_trace;
 use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
@@ -47,7 +47,7 @@ fn simulated(r: &mut Report, group: u32) -> Option<Container> {
             return None;
         }
     };
-    let mut c = Container::new(ContainerConfig::default());
+    let mut c = Container::new(guest_config(Flavour::Type1V2));
     match c.attach(&host, group) {
         Ok(()) => Some(c),
         Err(e) => {
@@ -57,6 +57,21 @@ fn simulated(r: &mut Report, group: u32) -> Option<Container> {
     }
 }
 
+/// The configuration that answers as this guest's kernel does: its version
+/// (`uname -r`) and CPU page size, read from the running kernel, not assumed.
+pub(crate) fn guest_config(flavour: Flavour) -> ContainerConfig {
+    let mut cfg = ContainerConfig::with_flavour(flavour);
+    if let Some(v) =
+        iova_linux::hostfacts::kernel_release().and_then(|r| KernelVersion::parse(&r).ok())
+    {
+        cfg.kernel = v;
+    }
+    if let Some(p) = iova_linux::hostfacts::cpu_page_size() {
+        cfg.domain.cpu_page_size = p;
+    }
+    cfg
+}
+
 /// The simulated type1 container for `group`, built from the guest's sysfs.
 pub fn simulated_type1(r: &mut Report, group: u32) -> Option<Box<dyn SimSpace>> {
     simulated(r, group).map(|c| Box::new(c) as Box<dyn SimSpace>)
@@ -64,7 +79,7 @@ pub fn simulated_type1(r: &mut Report, group: u32) -> Option<Box<dyn SimSpace>> 
 
 /// The vm-spike sequence (a C test run on a 6.1 guest with VT-d aw-bits=39 and the
 /// edu device, before this project had its own backends), as a trace.
-const CORPUS: &str = "
+pub(crate) const CORPUS: &str = "
 map 0x100000 0x200000 0x0 rw
 map 0xfee00000 0x1000 0x0 rw
 map 0xfeeff000 0x1000 0x0 rw
@@ -118,7 +133,7 @@ pub(crate) fn replay(
 ) -> (usize, usize) {
     let mut bad = 0;
     for (i, op) in ops.iter().enumerate() {
-        let op = arena.place(*op);
+        let op = arena.place(op.clone());
         let got = format_outcome(&apply(real, &op));
         let want = format_outcome(&apply(sim, &op));
         if got != want {
@@ -193,7 +208,7 @@ pub fn run_type1(r: &mut Report, c: &mut iova_linux::type1::Container, group: u3
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {
         Ok(lines) => {
-            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op).collect();
+            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op.clone()).collect();
             let (n, bad) = replay(r, "corpus", c, &mut sim, &ops, &arena);
             r.eq(&format!("diff-corpus-{n}-ops-agree"), bad, 0);
         }

@@ -274,11 +274,19 @@ fn map_checks(r: &mut Report, ioas: &mut Ioas, va: u64, top: u64, msi: u64) {
         map(ioas, fx, u64::MAX - (K4 - 1), 2 * K4, 0x40_0000),
         "EOVERFLOW".into(),
     );
-    // ...and a length above SIZE_MAX - PAGE_SIZE is EINVAL there, before the wrap.
+    // ...and a length above SIZE_MAX - PAGE_SIZE is EINVAL there, before the wrap, up
+    // to 6.12; from 6.13 iopt_alloc_user_pages checks the wrap first (EOVERFLOW).
+    let wrap_first = iova_linux::hostfacts::kernel_release()
+        .and_then(|v| iova::kernel::KernelVersion::parse(&v).ok())
+        .is_some_and(|v| v.iommufd_user_range_checked_first());
     r.eq(
-        "map-fixed-huge-length-einval",
+        if wrap_first {
+            "map-fixed-huge-length-eoverflow-from-6.13"
+        } else {
+            "map-fixed-huge-length-einval"
+        },
         map(ioas, fx, va, u64::MAX - (K4 - 1), 0x40_0000),
-        "EINVAL".into(),
+        if wrap_first { "EOVERFLOW" } else { "EINVAL" }.into(),
     );
     // ioas.c: iova or length >= ULONG_MAX -> EOVERFLOW, before anything else.
     r.eq(

@@ -13,6 +13,7 @@
 //! address width) read here independently, and the data a device DMA leaves in memory.
 
 mod cli_tests;
+mod compat_tests;
 mod diff;
 mod edu;
 mod facts;
@@ -26,7 +27,7 @@ use report::Report;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(tag), Some(bdf)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: iova-vmtest <type1|iommufd|spapr> <tag> <pci-address> [seed]");
+        eprintln!("usage: iova-vmtest <type1|iommufd|compat|spapr> <tag> <pci-address> [seed]");
         std::process::exit(2);
     };
     let seed = args
@@ -41,6 +42,12 @@ fn main() {
         }
         "iommufd" => iommufd_tests::run(&mut r, bdf, seed),
         "spapr" => spapr_tests::run(&mut r, bdf, seed),
+        // iommufd's VFIO compatibility container (kernels with
+        // CONFIG_IOMMUFD_VFIO_CONTAINER), then the native IOAS checks.
+        "compat" => {
+            compat_tests::run(&mut r, bdf, seed);
+            iommufd_tests::run(&mut r, bdf, seed);
+        }
         other => r.fail("mode", &format!("unknown mode {other}")),
     }
     println!("vmtest-guest: {} passed, {} failed", r.passed, r.failed);

@@ -15,9 +15,14 @@
 //! - [`Container::detach`] never fails for an attached group; it recomputes everything,
 //!   and dropping the last group drops every mapping (the container is then back to
 //!   its "no IOMMU set" state).
-//! - Until a group is attached, `info`, `map` and `unmap` answer
+//! - type1: until a group is attached, `info`, `map` and `unmap` answer
 //!   [`InfoError::NotReady`]/[`MapError::NotReady`]/[`UnmapError::NotReady`] (EINVAL), as
-//!   type1 does before `VFIO_SET_IOMMU`.
+//!   type1 does before `VFIO_SET_IOMMU`. An iommufd IOAS works from the start with no
+//!   domain (alignment 1, the whole 64-bit space) and keeps its mappings when the last
+//!   group leaves; the compatibility container answers ENODEV until its first group
+//!   (no compat IOAS yet) and then behaves as an IOAS.
+//! - The answers follow one kernel version ([`ContainerConfig::kernel`]); see
+//!   [`KernelVersion`] for what changed when.
 //! - The [`DmaSpace`] operations follow the flavour's MAP/UNMAP rules; every failed
 //!   operation leaves the container exactly as it was (`Container` is `Clone + Eq`, so
 //!   tests compare snapshots), except the iommufd unmap that ends inside an area:
@@ -63,6 +68,7 @@ use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapErr
 pub use crate::domain::Flavour;
 use crate::domain::{Domain, DomainConfig, Member, Refusal};
 use crate::host::Host;
+pub use crate::kernel::KernelVersion;
 use crate::pagetable::{Fault, PageTable, PageTableError};
 use crate::range::{IovaRange, IovaSet};
 
@@ -76,9 +82,9 @@ pub struct ContainerConfig {
     /// Most mappings a type1 container holds (`vfio_iommu_type1.dma_entry_limit`,
     /// kernel default 65535).
     pub dma_entry_limit: u32,
-    /// Answer a wrapping type1 map or unmap with EOVERFLOW, as Linux 6.18 and later do,
-    /// instead of EINVAL (the default, every earlier kernel).
-    pub type1_wrap_eoverflow: bool,
+    /// The kernel version whose answers to give (default: [`KernelVersion::NEWEST`],
+    /// the newest modelled). Its differences are in [`KernelVersion`].
+    pub kernel: KernelVersion,
 }
 
 impl Default for ContainerConfig {
@@ -86,7 +92,7 @@ impl Default for ContainerConfig {
         ContainerConfig {
             domain: DomainConfig::default(),
             dma_entry_limit: 65535,
-            type1_wrap_eoverflow: false,
+            kernel: KernelVersion::NEWEST,
         }
     }
 }
@@ -108,9 +114,16 @@ impl ContainerConfig {
         self
     }
 
-    /// The same configuration answering wrapping type1 ranges with EOVERFLOW (6.18+).
-    pub fn type1_wrap_eoverflow(mut self, on: bool) -> Self {
-        self.type1_wrap_eoverflow = on;
+    /// The same configuration answering as kernel `version` does.
+    pub fn kernel(mut self, version: KernelVersion) -> Self {
+        self.kernel = version;
+        self
+    }
+
+    /// The same configuration with another CPU page size (see
+    /// [`DomainConfig::cpu_page_size`]).
+    pub fn cpu_page_size(mut self, bytes: u64) -> Self {
+        self.domain.cpu_page_size = bytes;
         self
     }
 }
@@ -222,43 +235,27 @@ pub struct Mapping {
     pub access: Access,
 }
 
-/// What the tracker stores per mapping, keyed by the first IOVA: 16 bytes. Every host
-/// address the container accepts is aligned to its page size (at least 4 KiB), so the
-/// access bits live in the two low bits of `host_access`.
+/// What the tracker stores per mapping, keyed by the first IOVA. The host address is
+/// kept whole (an iommufd IOAS with no domain, or a mock domain with 2 KiB pages,
+/// accepts host addresses that are not 4-byte aligned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     last: u64,
-    host_access: u64,
+    host: u64,
+    access: Access,
 }
 
-const ENTRY_READ: u64 = 1;
-const ENTRY_WRITE: u64 = 2;
-const ENTRY_ACCESS: u64 = ENTRY_READ | ENTRY_WRITE;
-
 impl Entry {
-    /// `None` when `host` has one of the two low bits set (never for a host address
-    /// the container accepted).
     fn new(last: u64, host: u64, access: Access) -> Option<Entry> {
-        if host & ENTRY_ACCESS != 0 {
-            return None;
-        }
-        let bits =
-            if access.read { ENTRY_READ } else { 0 } | if access.write { ENTRY_WRITE } else { 0 };
-        Some(Entry {
-            last,
-            host_access: host | bits,
-        })
+        Some(Entry { last, host, access })
     }
 
     fn host(&self) -> u64 {
-        self.host_access & !ENTRY_ACCESS
+        self.host
     }
 
     fn access(&self) -> Access {
-        Access {
-            read: self.host_access & ENTRY_READ != 0,
-            write: self.host_access & ENTRY_WRITE != 0,
-        }
+        self.access
     }
 }
 
@@ -267,6 +264,8 @@ impl Entry {
 pub struct Container {
     config: ContainerConfig,
     domain: Option<Domain>,
+    /// The compatibility container's IOAS exists (a group was attached once).
+    compat_ioas: bool,
     allowed: IovaSet,
     maps: tracker::Tracker,
     table: Option<PageTable>,
@@ -278,6 +277,7 @@ impl Container {
         Container {
             config,
             domain: None,
+            compat_ioas: false,
             allowed: IovaSet::default(),
             maps: tracker::Tracker::default(),
             table: None,
@@ -289,9 +289,15 @@ impl Container {
         &self.config
     }
 
-    /// Whether a group is attached (the container answers map/unmap/info).
+    /// Whether the container answers map/unmap/info: type1 once a group is attached;
+    /// an iommufd IOAS always (with no domain it maps anywhere, alignment 1); the
+    /// compatibility container once a group was attached (its IOAS then stays).
     pub fn is_ready(&self) -> bool {
-        self.domain.is_some()
+        match self.config.domain.flavour {
+            Flavour::Iommufd => true,
+            f if f.is_compat() => self.compat_ioas,
+            _ => self.domain.is_some(),
+        }
     }
 
     /// The domain the attached groups form (`None` before any attach).
@@ -304,12 +310,29 @@ impl Container {
         self.domain.iter().flat_map(|d| d.groups())
     }
 
-    /// The valid IOVAs (empty before any attach).
+    /// The valid IOVAs: the domain's; the whole 64-bit space for an iommufd IOAS with
+    /// no domain; empty for a container that is not ready.
     pub fn valid_iovas(&self) -> IovaSet {
-        self.domain
-            .as_ref()
-            .map(|d| d.valid().clone())
-            .unwrap_or_default()
+        match &self.domain {
+            Some(d) => d.valid().clone(),
+            None if self.is_ready() => IovaSet::from(IovaRange::FULL),
+            None => IovaSet::default(),
+        }
+    }
+
+    /// Whether `r` lies inside one valid range.
+    fn valid_contains(&self, r: &IovaRange) -> bool {
+        match &self.domain {
+            Some(d) => d.valid().contains_range(r),
+            None => self.is_ready(),
+        }
+    }
+
+    /// The alignment every map needs now (iommufd's `iova_alignment`; type1's smallest
+    /// page): the domain's ([`Domain::alignment`]) or, with no domain,
+    /// [`Flavour::alignment_without_domain`].
+    pub fn alignment(&self) -> u64 {
+        self.page_size()
     }
 
     /// The common aperture of the attached groups.
@@ -401,13 +424,20 @@ impl Container {
     }
 
     fn page_size(&self) -> u64 {
-        self.domain
-            .as_ref()
-            .map_or(self.config.domain.cpu_page_size, Domain::alignment)
+        let cfg = &self.config.domain;
+        self.domain.as_ref().map_or(
+            cfg.flavour.alignment_without_domain(cfg.cpu_page_size),
+            Domain::alignment,
+        )
     }
 
-    /// A page table for `domain` holding every current mapping.
-    fn build_table(&self, domain: &Domain) -> Result<PageTable, AttachError> {
+    /// A page table for `domain` holding every current mapping; `None` when the
+    /// domain's alignment is below the page table's smallest page (an iommufd domain
+    /// with IOMMU pages smaller than the CPU page: translation is not simulated there).
+    fn build_table(&self, domain: &Domain) -> Result<Option<PageTable>, AttachError> {
+        if domain.alignment() < 1u64 << domain.page_sizes().trailing_zeros() {
+            return Ok(None);
+        }
         let bits = 64 - domain.aperture().last().leading_zeros();
         let group = domain.groups().last().unwrap_or(0);
         let mut t = PageTable::new(domain.page_sizes(), bits.max(1)).map_err(|_| {
@@ -421,7 +451,7 @@ impl Container {
             t.map(m.iova.first(), m.host_addr, size, m.access)
                 .map_err(|_| AttachError::Replay { mapping: m.iova })?;
         }
-        Ok(t)
+        Ok(Some(t))
     }
 
     /// Attaches a group of `host` (VFIO_GROUP_SET_CONTAINER + VFIO_SET_IOMMU for the
@@ -478,11 +508,19 @@ impl Container {
             for r in IovaSet::from(member.aperture_or_full()).complement().iter() {
                 self.check_reservable(r)?;
             }
+            // iopt_fill_domain: the IOMMU driver refuses to map an area with no access
+            // (only the compatibility container creates one, with no domain attached).
+            if let Some(m) = self.mappings().find(|m| !m.access.read && !m.access.write) {
+                return Err(AttachError::Replay { mapping: m.iova });
+            }
             domain
         };
         let table = self.build_table(&domain)?;
         self.domain = Some(domain);
-        self.table = Some(table);
+        self.table = table;
+        if cfg.flavour.is_compat() {
+            self.compat_ioas = true;
+        }
         Ok(())
     }
 
@@ -500,8 +538,9 @@ impl Container {
     }
 
     /// Detaches a group. Never fails for an attached group: the valid IOVAs and page
-    /// sizes are recomputed from the remaining groups, and detaching the last group
-    /// drops every mapping.
+    /// sizes are recomputed from the remaining groups. Detaching the last group drops
+    /// every mapping in type1; an iommufd IOAS (and the compatibility container's)
+    /// keeps its mappings and goes back to no domain (alignment 1, the whole space).
     pub fn detach(&mut self, group_id: u32) -> Result<(), DetachError> {
         let mut members: Vec<Member> = self
             .domain
@@ -515,7 +554,9 @@ impl Container {
         members.remove(pos);
         if members.is_empty() {
             self.domain = None;
-            self.maps.clear();
+            if self.config.domain.flavour.is_type1() {
+                self.maps.clear();
+            }
             self.table = None;
             return Ok(());
         }
@@ -525,14 +566,14 @@ impl Container {
         if let Ok(d) = Domain::combine(members, self.config.domain) {
             if let Ok(t) = self.build_table(&d) {
                 self.domain = Some(d);
-                self.table = Some(t);
+                self.table = t;
             }
         }
         Ok(())
     }
 
     fn wrap_error(&self) -> bool {
-        self.config.flavour() == Flavour::Iommufd || self.config.type1_wrap_eoverflow
+        self.config.flavour().is_iommufd() || self.config.kernel.type1_wrap_eoverflow()
     }
 
     /// Inserts a checked mapping into the page table and the tracker. The page table
@@ -586,23 +627,44 @@ impl Container {
         access: Access,
     ) -> Result<(), MapError> {
         let domain = self.domain.as_ref().ok_or(MapError::NotReady)?;
+        let kernel = self.config.kernel;
+        let page_size = self.page_size();
+        let wrap = if self.wrap_error() {
+            MapError::Overflow
+        } else {
+            MapError::Wraps
+        };
+        let ends = |size: u64| (iova.checked_add(size - 1), host.checked_add(size - 1));
+        if kernel.type1_map_checks_wrap_first() {
+            // 6.18: size 0, then the wrap (check_add_overflow), then flags, alignment.
+            if size == 0 {
+                return Err(MapError::ZeroSize);
+            }
+            if let (None, _) | (_, None) = ends(size) {
+                return Err(wrap);
+            }
+        }
         if !access.read && !access.write {
             return Err(MapError::BadFlags);
         }
-        let page_size = self.page_size();
         if size == 0 {
             return Err(MapError::ZeroSize);
         }
         if (size | iova | host) & (page_size - 1) != 0 {
             return Err(MapError::Misaligned { page_size });
         }
-        let wrap = if self.wrap_error() {
-            MapError::Overflow
-        } else {
-            MapError::Wraps
-        };
-        let (Some(last), Some(_)) = (iova.checked_add(size - 1), host.checked_add(size - 1)) else {
+        let (Some(last), Some(_)) = ends(size) else {
             return Err(wrap);
+        };
+        // Before 6.18 `vfio_find_dma` compares `iova + size`, which is 0 for a range
+        // ending at 2^64-1: such a map never finds an overlapping mapping, and the
+        // IOMMU driver's own map then refuses the IOVAs already in use (virtio-iommu:
+        // EINVAL), leaving the old mapping in place.
+        // Likewise a mapping that ends at 2^64-1 is invisible to the search. (Which
+        // other mappings such a search still finds depends on the shape of the
+        // kernel's tree; the model finds every other one.)
+        let blind = |e_last: u64| {
+            !kernel.type1_top_page_fixed() && (last == u64::MAX || e_last == u64::MAX)
         };
         // The kernel's order is: overlap (EEXIST), entry limit, valid ranges. The
         // overlap answer comes from `insert` (the page table) when the two later checks
@@ -610,7 +672,13 @@ impl Container {
         let full = self.maps.len() >= self.config.dma_entry_limit as usize;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
         if full || !domain.valid().contains_range(&range) {
-            self.exists(iova, last)?;
+            if let Some((f, e)) = self.first_overlap(iova, last) {
+                if !blind(e.last) {
+                    return Err(MapError::Exists {
+                        existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
+                    });
+                }
+            }
             return Err(if full {
                 MapError::TooManyMappings {
                     limit: self.config.dma_entry_limit,
@@ -619,11 +687,20 @@ impl Container {
                 MapError::NotInValidRange
             });
         }
+        if let Some((_, e)) = self.first_overlap(iova, last) {
+            if blind(e.last) {
+                return Err(MapError::Kernel(Errno::EINVAL));
+            }
+        }
         self.insert(iova, last, host, size, access)
     }
 
     /// The common first checks of an iommufd map (ioas.c, iopt_alloc_user_pages, the
     /// length checks of iopt_alloc_area_pages).
+    ///
+    /// The compatibility container's MAP_DMA goes straight to `iopt_map_user_pages`:
+    /// none of `ioas.c`'s checks (the `ULONG_MAX` fields, the access flags) apply; it
+    /// answers ENODEV before its IOAS exists.
     fn iommufd_precheck(
         &self,
         iova: u64,
@@ -631,24 +708,34 @@ impl Container {
         size: u64,
         access: Access,
     ) -> Result<u64, MapError> {
-        if self.domain.is_none() {
-            return Err(MapError::NotReady);
-        }
-        if iova == u64::MAX || size == u64::MAX {
-            return Err(MapError::Overflow);
-        }
-        if !access.read && !access.write {
-            return Err(MapError::BadFlags);
+        let compat = self.config.domain.flavour.is_compat();
+        if compat {
+            if !self.is_ready() {
+                return Err(MapError::Kernel(Errno::ENODEV));
+            }
+        } else {
+            if iova == u64::MAX || size == u64::MAX {
+                return Err(MapError::Overflow);
+            }
+            if !access.read && !access.write {
+                return Err(MapError::BadFlags);
+            }
         }
         // iopt_alloc_pages: a zero length, or one whose page count could overflow
         // (above SIZE_MAX - PAGE_SIZE), is EINVAL before the user range is checked.
+        // From 6.13 (iopt_alloc_user_pages) `user_va + length` wrapping is checked
+        // first (EOVERFLOW; seen on 7.2).
+        let user_wraps = host.checked_add(size).is_none();
+        if user_wraps && self.config.kernel.iommufd_user_range_checked_first() {
+            return Err(MapError::Overflow);
+        }
         if size == 0 {
             return Err(MapError::ZeroSize);
         }
         if size > u64::MAX - self.config.domain.cpu_page_size {
             return Err(MapError::Wraps);
         }
-        if host.checked_add(size).is_none() {
+        if user_wraps {
             return Err(MapError::Overflow);
         }
         let page_size = self.page_size();
@@ -672,11 +759,7 @@ impl Container {
         }
         let last = iova.checked_add(size - 1).ok_or(MapError::Overflow)?;
         let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
-        if !self
-            .domain
-            .as_ref()
-            .is_some_and(|d| d.valid().contains_range(&range))
-        {
+        if !self.valid_contains(&range) {
             return Err(MapError::NotInValidRange);
         }
         // iopt_insert_area: the host page offset must suit the alignment (checked
@@ -684,6 +767,13 @@ impl Container {
         if (host % self.config.domain.cpu_page_size) & (page_size - 1) != 0 {
             self.exists(iova, last)?;
             return Err(MapError::Misaligned { page_size });
+        }
+        // Compatibility container: no access asked for reaches the domain fill, which
+        // the IOMMU driver refuses (VT-d's __domain_mapping: EINVAL); with no domain
+        // there is nothing to fill and the area stays.
+        if !access.read && !access.write && self.domain.is_some() {
+            self.exists(iova, last)?;
+            return Err(MapError::BadFlags);
         }
         self.insert(iova, last, host, size, access)
     }
@@ -806,6 +896,20 @@ impl Container {
         } else {
             UnmapError::Wraps
         })?;
+        if last == u64::MAX && !self.config.kernel.type1_top_page_fixed() {
+            // Before 6.18 `iova + size` is 0 here: v2's split check at the end and the
+            // walk find nothing (success, 0 bytes, the mappings stay); v2's check at
+            // the start still refuses splitting a mapping that does not end at
+            // 2^64-1 (one that does is invisible to `vfio_find_dma`).
+            if self.config.domain.flavour == Flavour::Type1V2 {
+                if let Some(m) = self.mapping_at(iova) {
+                    if m.iova.first() != iova && m.iova.last() != u64::MAX {
+                        return Err(UnmapError::Splits { mapping: m.iova });
+                    }
+                }
+            }
+            return Ok(0);
+        }
         if let Some(bytes) = self.remove_exact(iova, last) {
             return Ok(bytes);
         }
@@ -843,15 +947,95 @@ impl Container {
     }
 
     fn unmap_iommufd(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        if self.domain.is_none() {
-            return Err(UnmapError::NotReady);
-        }
         if iova == 0 && size == u64::MAX {
             return self.unmap_all();
         }
         if iova == u64::MAX || size == u64::MAX {
             return Err(UnmapError::Overflow);
         }
+        // iommufd_ioas_unmap: nothing unmapped is ENOENT (the compatibility container,
+        // without this check, answers success with 0 bytes).
+        match self.unmap_iopt(iova, size)? {
+            0 => Err(UnmapError::NotFound),
+            bytes => Ok(bytes),
+        }
+    }
+
+    /// The compatibility container's UNMAP_DMA (`iommufd_vfio_unmap_dma`): ENODEV
+    /// before its IOAS exists; with `compat-type1v1` the areas are first cut at the
+    /// range's last byte and just below its first (`iopt_cut_iova`; a cut point not
+    /// aligned to the IOAS alignment inside an area is EINVAL); then `iopt_unmap_iova`
+    /// as for an IOAS (ENOENT for a split), except that nothing mapped there is
+    /// success with 0 bytes (seen on 7.2; the same code in 6.12).
+    fn unmap_compat(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
+        if !self.is_ready() {
+            return Err(UnmapError::Kernel(Errno::ENODEV));
+        }
+        if self.config.domain.flavour == Flavour::CompatType1V1 {
+            // The kernel computes the end in unsigned long arithmetic, so a wrapping
+            // range cuts at the wrapped address. Both cuts are checked before either is
+            // made (the kernel makes the first even when the second fails, but a cut
+            // alone changes no answer); they are made only when the unmap goes ahead.
+            let end = iova.wrapping_add(size).wrapping_sub(1);
+            let cuts: Vec<u64> = std::iter::once(end).chain(iova.checked_sub(1)).collect();
+            for &x in &cuts {
+                self.cut_point(x)?;
+            }
+            if size != 0 && iova.checked_add(size - 1).is_some() {
+                for &x in &cuts {
+                    if let Ok(Some(m)) = self.cut_point(x) {
+                        self.split(m, x);
+                    }
+                }
+            }
+        }
+        self.unmap_iopt(iova, size)
+    }
+
+    /// `iopt_area_split` at `x` (x becomes the last byte of the lower part): the
+    /// mapping to split, `None` when no area holds `x` or `x` is its first or last
+    /// byte (the kernel then does nothing), EINVAL when `x + 1` or the host address
+    /// there is not aligned to the IOAS alignment.
+    fn cut_point(&self, x: u64) -> Result<Option<Mapping>, UnmapError> {
+        let Some(m) = self.mapping_at(x) else {
+            return Ok(None);
+        };
+        if x == m.iova.first() || x == m.iova.last() {
+            return Ok(None);
+        }
+        let align = self.page_size();
+        let cpu = self.config.domain.cpu_page_size;
+        // x < last, so x + 1 does not wrap.
+        let next = x.wrapping_add(1);
+        let host_next = m.host_addr.wrapping_add(next - m.iova.first());
+        if (next | (host_next % cpu)) & (align - 1) != 0 {
+            return Err(UnmapError::Misaligned { page_size: align });
+        }
+        Ok(Some(m))
+    }
+
+    /// Splits mapping `m` after byte `x` (checked by [`Container::cut_point`]). The
+    /// page table is unchanged: the same IOVAs translate to the same addresses.
+    fn split(&mut self, m: Mapping, x: u64) {
+        let first = m.iova.first();
+        let next = x.wrapping_add(1);
+        if let (Some(lo), Some(hi)) = (
+            Entry::new(x, m.host_addr, m.access),
+            Entry::new(
+                m.iova.last(),
+                m.host_addr.wrapping_add(next - first),
+                m.access,
+            ),
+        ) {
+            self.maps.remove(first);
+            self.maps.insert(first, lo);
+            self.maps.insert(next, hi);
+        }
+    }
+
+    /// `iopt_unmap_iova`: length 0 EINVAL, a wrapping range EOVERFLOW, then the walk of
+    /// `iopt_unmap_iova_range` (ENOENT for a split area; 0 bytes when nothing is there).
+    fn unmap_iopt(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
         if size == 0 {
             return Err(UnmapError::ZeroSize);
         }
@@ -880,9 +1064,7 @@ impl Container {
         if let Some(mapping) = bisected {
             return Err(UnmapError::SplitsArea { mapping });
         }
-        if doomed.is_empty() {
-            return Err(UnmapError::NotFound);
-        }
+        // Nothing unmapped is success here (0 bytes); ioas.c turns it into ENOENT.
         Ok(bytes)
     }
 
@@ -920,15 +1102,41 @@ impl Container {
 }
 
 impl DmaSpace for Container {
+    /// type1 and the compatibility container: GET_INFO (the valid ranges, the page
+    /// sizes with sizes below the CPU page shown as the CPU page, the mappings left;
+    /// the compatibility container always reports `U32_MAX` left). iommufd: the
+    /// IOVA_RANGES answer, with the page sizes the domains share plus the IOAS
+    /// alignment as the smallest size (every size when there is no domain), and no
+    /// mapping limit.
     fn info(&self) -> Result<DmaInfo, InfoError> {
-        let g = self.domain.as_ref().ok_or(InfoError::NotReady)?;
-        let dma_avail = self.config.domain.flavour.is_type1().then(|| {
-            let used = u32::try_from(self.maps.len()).unwrap_or(u32::MAX);
-            self.config.dma_entry_limit.saturating_sub(used)
-        });
+        let flavour = self.config.domain.flavour;
+        if !self.is_ready() {
+            return Err(if flavour.is_compat() {
+                InfoError::Kernel(Errno::ENODEV)
+            } else {
+                InfoError::NotReady
+            });
+        }
+        let cpu = self.config.domain.cpu_page_size;
+        let align = self.page_size();
+        let (page_sizes, dma_avail) = match (flavour, &self.domain) {
+            (f, Some(d)) if f.is_type1() => {
+                let used = u32::try_from(self.maps.len()).unwrap_or(u32::MAX);
+                (
+                    d.page_sizes(),
+                    Some(self.config.dma_entry_limit.saturating_sub(used)),
+                )
+            }
+            (f, d) if f.is_compat() => (
+                d.as_ref().map_or(!(cpu - 1), |d| d.page_sizes()),
+                Some(u32::MAX),
+            ),
+            (_, Some(d)) => ((d.page_sizes() & !(align - 1)) | align, None),
+            (_, None) => (!(align - 1), None),
+        };
         Ok(DmaInfo {
-            iova_ranges: g.valid().clone(),
-            page_sizes: g.page_sizes(),
+            iova_ranges: self.valid_iovas(),
+            page_sizes,
             dma_avail,
         })
     }
@@ -952,18 +1160,22 @@ impl DmaSpace for Container {
     /// UNMAP_DMA / IOMMU_IOAS_UNMAP. For iommufd, `unmap(0, u64::MAX)` is the kernel's
     /// "unmap everything" form and behaves as [`DmaSpace::unmap_all`].
     fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        if self.config.domain.flavour.is_type1() {
-            self.unmap_type1(iova, size)
-        } else {
-            self.unmap_iommufd(iova, size)
+        match self.config.domain.flavour {
+            f if f.is_type1() => self.unmap_type1(iova, size),
+            f if f.is_compat() => self.unmap_compat(iova, size),
+            _ => self.unmap_iommufd(iova, size),
         }
     }
 
     /// type1 `VFIO_DMA_UNMAP_FLAG_ALL` with iova 0 and size 0; iommufd
     /// `IOMMU_IOAS_UNMAP(0, U64_MAX)`. Succeeds even when nothing is mapped.
     fn unmap_all(&mut self) -> Result<u128, UnmapError> {
-        if self.domain.is_none() {
-            return Err(UnmapError::NotReady);
+        if !self.is_ready() {
+            return Err(if self.config.domain.flavour.is_compat() {
+                UnmapError::Kernel(Errno::ENODEV)
+            } else {
+                UnmapError::NotReady
+            });
         }
         let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
         self.maps.clear();
@@ -1034,10 +1246,20 @@ mod tests {
     }
 
     /// iopt_alloc_pages (6.12): `length > SIZE_MAX - PAGE_SIZE` is EINVAL, checked
-    /// before `uptr + length` overflowing (EOVERFLOW).
+    /// before `uptr + length` overflowing (EOVERFLOW). From 6.13 the wrap comes first
+    /// (seen on 7.2 by vmtest).
     #[test]
     fn iommufd_map_huge_length_is_einval_before_the_user_range_wraps() {
+        let mut newest = ioas();
+        newest.config.kernel = KernelVersion::NEWEST;
+        assert_eq!(
+            newest
+                .map(0x40_0000, 0x7f00_0000_0000, u64::MAX - 0xfff, Access::RW)
+                .map_err(|e| e.errno()),
+            Err(Errno::EOVERFLOW)
+        );
         let mut c = ioas();
+        c.config.kernel = KernelVersion::V6_12;
         let huge = u64::MAX - 0xfff;
         for map in [
             c.map(0x40_0000, 0x7f00_0000_0000, huge, Access::RW),

@@ -29,13 +29,20 @@
 //! 4. **Page sizes.** The AND of every member's page-size bitmap. A member whose
 //!    bitmap is unknown is assumed to support the CPU page
 //!    ([`Domain::page_sizes_assumed`]); a known bitmap of 0, or a combination with no
-//!    size in common, is refused (EINVAL). Sizes below the CPU page are replaced by
-//!    the CPU page, as type1's `vfio_pgsize_bitmap` does; this model applies the same
-//!    raise to iommufd (see `docs/semantics.md` for the kernel's difference there).
-//!    iommufd refuses a member whose smallest page is larger than the CPU page
-//!    (EINVAL).
-//! 5. **Alignment.** Maps must be aligned to the smallest page of the combined bitmap
-//!    ([`Domain::alignment`]).
+//!    size in common, is refused (EINVAL). [`Domain::page_sizes`] shows sizes below
+//!    the CPU page as the CPU page, as type1's `vfio_update_pgsize_bitmap` (and the
+//!    iommufd compatibility container's `GET_INFO`) do. iommufd refuses a member whose
+//!    smallest page is larger than the CPU page (EINVAL, `iopt_table_add_domain`).
+//! 5. **Alignment** ([`Domain::alignment`]), per flavour:
+//!    - type1: the smallest page of the raised bitmap, so never below the CPU page;
+//!    - iommufd and `compat-type1v2`: the largest of the members' own smallest pages
+//!      (`iopt_table_add_domain`, `iopt_calculate_iova_alignment`), which may be below
+//!      the CPU page (the selftests' mock domain has 2 KiB pages: alignment 0x800);
+//!    - `compat-type1v1`: at least the CPU page (large pages disabled,
+//!      `iopt_disable_large_pages`).
+//!
+//!    An IOAS with no domain at all has alignment 1 (`compat-type1v1`: the CPU page);
+//!    see [`Flavour::alignment_without_domain`].
 //!
 //! ```
 //! use iova::domain::{Domain, DomainConfig, Refusal};
@@ -82,10 +89,10 @@ use crate::range::{IovaRange, IovaSet};
 /// answers ENOENT (`iopt_unmap_iova_range`; seen on a 6.12 kernel by `vmtest/`).
 ///
 /// Deliberate differences from the kernel, all documented here:
-/// - iommufd accepts an IOAS whose valid ranges are empty and alignments below the CPU
-///   page; this model refuses the attach (EINVAL) and always aligns to the smallest
-///   page of the combined bitmap.
-/// - iommufd has no `dma_entry_limit`; `dma_avail` is `None` there.
+/// - iommufd accepts an IOAS whose valid ranges are empty; this model refuses the
+///   attach (EINVAL).
+/// - iommufd has no `dma_entry_limit`; `dma_avail` is `None` there (the compatibility
+///   container reports `U32_MAX`, as the kernel does).
 /// - Pinning failures (EFAULT, ENOMEM) are not simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -99,21 +106,69 @@ pub enum Flavour {
     /// iommufd IOAS: EADDRINUSE/ENOENT/EOVERFLOW flavoured answers, automatic IOVA
     /// allocation and ALLOW_IOVAS.
     Iommufd,
+    /// `/dev/vfio/vfio` served by iommufd (`CONFIG_IOMMUFD_VFIO_CONTAINER`,
+    /// `drivers/iommu/iommufd/vfio_compat.c`) with `VFIO_TYPE1_IOMMU`: large pages
+    /// are disabled (alignment at least the CPU page) and an unmap first cuts the
+    /// areas at its two ends, so it may unmap part of a mapping; iommufd's answers
+    /// otherwise (but success with 0 bytes when nothing is mapped there).
+    CompatType1V1,
+    /// `/dev/vfio/vfio` served by iommufd with `VFIO_TYPE1v2_IOMMU`: iommufd's map and
+    /// unmap behind the type1 ioctls, so an unmap that would split a mapping answers
+    /// ENOENT (type1: EINVAL); an unmap of nothing succeeds with 0 bytes, as in type1.
+    CompatType1V2,
 }
 
 impl Flavour {
-    /// Whether this is one of the type1 flavours.
+    /// Every flavour, in the order of [`Flavour::as_str`]'s names in documentation.
+    pub const ALL: [Flavour; 5] = [
+        Flavour::Type1V1,
+        Flavour::Type1V2,
+        Flavour::Iommufd,
+        Flavour::CompatType1V1,
+        Flavour::CompatType1V2,
+    ];
+
+    /// Whether this is one of the type1 flavours (the `vfio_iommu_type1` driver itself).
     pub fn is_type1(self) -> bool {
         matches!(self, Flavour::Type1V1 | Flavour::Type1V2)
     }
 
-    /// The name used on command lines and in reports (`type1v2`, `iommufd`, ...).
+    /// Whether iommufd's io_pagetable is underneath: the iommufd IOAS and the VFIO
+    /// compatibility container.
+    pub fn is_iommufd(self) -> bool {
+        !self.is_type1()
+    }
+
+    /// Whether this is iommufd's VFIO compatibility container.
+    pub fn is_compat(self) -> bool {
+        matches!(self, Flavour::CompatType1V1 | Flavour::CompatType1V2)
+    }
+
+    /// The alignment of an IOAS with no domain attached: 1 (`iopt_init_table`), or the
+    /// CPU page for `compat-type1v1` (`iopt_calculate_iova_alignment` with large pages
+    /// disabled). Type1 has no such state (it answers EINVAL until a group is set).
+    pub fn alignment_without_domain(self, cpu_page_size: u64) -> u64 {
+        match self {
+            Flavour::CompatType1V1 | Flavour::Type1V1 | Flavour::Type1V2 => cpu_page_size,
+            Flavour::Iommufd | Flavour::CompatType1V2 => 1,
+        }
+    }
+
+    /// The name used on command lines and in reports (`type1v2`, `iommufd`,
+    /// `compat-type1v2`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Flavour::Type1V1 => "type1v1",
             Flavour::Type1V2 => "type1v2",
             Flavour::Iommufd => "iommufd",
+            Flavour::CompatType1V1 => "compat-type1v1",
+            Flavour::CompatType1V2 => "compat-type1v2",
         }
+    }
+
+    /// The flavour named `name` (one of the [`Flavour::as_str`] names).
+    pub fn from_name(name: &str) -> Option<Flavour> {
+        Flavour::ALL.into_iter().find(|f| f.as_str() == name)
     }
 }
 
@@ -420,6 +475,14 @@ impl Member {
         }
     }
 
+    /// The smallest page of this member's IOMMU, the CPU page when unknown.
+    pub fn smallest_page(&self, cpu_page_size: u64) -> u64 {
+        match self.page_sizes {
+            Some(b) if b != 0 => 1u64 << b.trailing_zeros(),
+            _ => cpu_page_size,
+        }
+    }
+
     /// iommufd only: a smallest IOMMU page above the CPU page is refused.
     pub fn page_size(&self, config: &DomainConfig) -> Result<(), Refusal> {
         if config.flavour.is_type1() {
@@ -447,6 +510,7 @@ pub struct Domain {
     valid: IovaSet,
     page_sizes: u64,
     page_sizes_assumed: bool,
+    alignment: u64,
 }
 
 impl Domain {
@@ -517,6 +581,16 @@ impl Domain {
         if valid.is_empty() {
             return Err(Refusal::NoValidIova { group: last });
         }
+        let alignment = if config.flavour.is_type1() {
+            1u64 << bitmap.trailing_zeros()
+        } else {
+            // iopt_table_add_domain: the largest smallest page of the domains, from the
+            // IOAS's own starting alignment.
+            members
+                .iter()
+                .map(|m| m.smallest_page(cpu))
+                .fold(config.flavour.alignment_without_domain(cpu), u64::max)
+        };
         Ok(Domain {
             config,
             members,
@@ -524,6 +598,7 @@ impl Domain {
             valid,
             page_sizes: bitmap,
             page_sizes_assumed: assumed,
+            alignment,
         })
     }
 
@@ -568,10 +643,12 @@ impl Domain {
         self.page_sizes_assumed
     }
 
-    /// The alignment every map's IOVA, size and host address needs: the smallest
-    /// common page.
+    /// The alignment every map's IOVA, size and host address needs, per flavour (see
+    /// the [module documentation](self), rule 5): type1 the smallest common page (never
+    /// below the CPU page); iommufd the largest of the members' smallest pages, which
+    /// may be below the CPU page.
     pub fn alignment(&self) -> u64 {
-        1u64 << self.page_sizes.trailing_zeros()
+        self.alignment
     }
 
     /// The reserved regions of every member, with the group each comes from.

@@ -319,6 +319,14 @@ pub struct HostSettings {
     /// known; a VMM's vCPU cannot address more than this under KVM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_phys_bits: Option<u8>,
+    /// The CPU page size in bytes (4K, 16K or 64K), if known; IOMMU pages below it are
+    /// treated differently by type1 and iommufd (see `iova::domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_page_size: Option<u64>,
+    /// The kernel release (`uname -r`), if known; the simulation answers as that
+    /// version (`iova::kernel::KernelVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 /// A host: its IOMMU units, groups and devices.

@@ -79,6 +79,7 @@ pub mod container;
 pub mod dma;
 pub mod domain;
 pub mod host;
+pub mod kernel;
 pub mod pagetable;
 pub mod range;
 pub mod spapr;
@@ -94,6 +95,7 @@ pub use domain::{Domain, DomainConfig, Flavour, Member, Refusal};
 pub use host::{
     Device, Group, GroupIssue, Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion,
 };
+pub use kernel::KernelVersion;
 pub use pagetable::{Fault, PageTable};
 pub use range::{IovaRange, IovaSet};
 pub use units::{human_bytes, parse_number};

@@ -14,12 +14,21 @@
 //! map IOVA SIZE [HOST_ADDR] [r|w|rw|-]   # host address defaults to IOVA, access to rw
 //! unmap IOVA SIZE
 //! unmap-all
+//! attach GROUP                           # add an IOMMU group of the host
+//! detach GROUP
+//! allow-iovas [FIRST-LAST[,FIRST-LAST...]] # iommufd ALLOW_IOVAS; none: no restriction
+//! map-auto SIZE [HOST_ADDR] [r|w|rw|-]   # iommufd map, the kernel picks the IOVA
+//! iova-ranges                            # iommufd IOVA_RANGES
 //! ```
 //!
-//! `-` asks for no access at all (the kernel refuses it: EINVAL).
+//! `-` asks for no access at all (the kernel refuses it: EINVAL). The last five need a
+//! simulated container and its host ([`apply_sim`]); on any other [`DmaSpace`]
+//! [`apply`] answers them ENOTTY.
 //!
-//! Outcomes are written `ok` (map), `ok 0x<bytes>` (unmap, unmap-all) or the errno name
-//! (`EINVAL`, `EEXIST`, ...).
+//! Outcomes are written `ok` (map, attach, detach, allow-iovas), `ok 0x<bytes>`
+//! (unmap, unmap-all), `ok 0x<iova>` (map-auto), `ok FIRST-LAST,... align 0x<n>`
+//! (iova-ranges: the valid ranges and the IOAS alignment) or the errno name (`EINVAL`,
+//! `EEXIST`, ...).
 //!
 //! ```
 //! use iova::trace::{parse_trace, TraceOp};
@@ -34,11 +43,14 @@
 
 use std::fmt;
 
+use crate::container::Container;
 use crate::dma::{Access, DmaSpace, Errno, MapError, UnmapError};
+use crate::host::Host;
+use crate::range::{IovaRange, IovaSet};
 use crate::units::parse_number;
 
 /// One operation of a trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TraceOp {
     /// Map `size` bytes at `iova` to `host_addr`.
     Map {
@@ -60,6 +72,33 @@ pub enum TraceOp {
     },
     /// Unmap everything.
     UnmapAll,
+    /// Attach an IOMMU group of the host.
+    Attach {
+        /// The group id.
+        group: u32,
+    },
+    /// Detach an IOMMU group.
+    Detach {
+        /// The group id.
+        group: u32,
+    },
+    /// iommufd ALLOW_IOVAS: the ranges as written, `(first, last)` inclusive (kept raw,
+    /// so that inverted and overlapping requests reach the kernel's checks).
+    AllowIovas {
+        /// The ranges; empty lifts the restriction.
+        ranges: Vec<(u64, u64)>,
+    },
+    /// iommufd IOMMU_IOAS_MAP without FIXED_IOVA: the kernel chooses the IOVA.
+    MapAuto {
+        /// Bytes.
+        size: u64,
+        /// Host address of the first byte.
+        host_addr: u64,
+        /// Device access.
+        access: Access,
+    },
+    /// iommufd IOMMU_IOAS_IOVA_RANGES: the valid ranges and the alignment.
+    IovaRanges,
 }
 
 impl fmt::Display for TraceOp {
@@ -78,12 +117,27 @@ impl fmt::Display for TraceOp {
             ),
             TraceOp::Unmap { iova, size } => write!(f, "unmap {iova:#x} {size:#x}"),
             TraceOp::UnmapAll => f.write_str("unmap-all"),
+            TraceOp::Attach { group } => write!(f, "attach {group}"),
+            TraceOp::Detach { group } => write!(f, "detach {group}"),
+            TraceOp::AllowIovas { ranges } => {
+                f.write_str("allow-iovas")?;
+                for (i, (a, b)) in ranges.iter().enumerate() {
+                    write!(f, "{}{a:#x}-{b:#x}", if i == 0 { " " } else { "," })?;
+                }
+                Ok(())
+            }
+            TraceOp::MapAuto {
+                size,
+                host_addr,
+                access,
+            } => write!(f, "map-auto {size:#x} {host_addr:#x} {}", access.as_str()),
+            TraceOp::IovaRanges => f.write_str("iova-ranges"),
         }
     }
 }
 
 /// An operation and the line it came from (1-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceLine {
     /// Line number in the trace text, from 1.
     pub line_no: usize,
@@ -103,8 +157,26 @@ pub struct TraceError {
     pub reason: String,
 }
 
-/// The result of one operation: `Some(bytes)` for unmaps, `None` for maps, or the errno.
-pub type Outcome = Result<Option<u128>, Errno>;
+/// What a successful operation answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing more than success (map, attach, detach, allow-iovas).
+    Done,
+    /// Bytes unmapped (unmap, unmap-all).
+    Bytes(u128),
+    /// The IOVA the kernel chose (map-auto).
+    Iova(u64),
+    /// The valid ranges and the IOAS alignment (iova-ranges).
+    Ranges {
+        /// The valid ranges.
+        ranges: IovaSet,
+        /// `out_iova_alignment`.
+        alignment: u64,
+    },
+}
+
+/// The result of one operation: its [`Reply`] or the errno.
+pub type Outcome = Result<Reply, Errno>;
 
 fn parse_access(s: &str) -> Option<Access> {
     Some(match s {
@@ -166,7 +238,7 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
                     access = parse_access(a)
                         .ok_or_else(|| err(format!("access '{a}' is not one of r, w, rw, -")))?;
                 }
-                _ => unreachable!("length checked above"),
+                _ => return Err(err("too many fields".into())),
             }
             TraceOp::Map {
                 iova,
@@ -190,22 +262,92 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
             }
             TraceOp::UnmapAll
         }
+        "attach" | "detach" => {
+            if words.len() != 2 {
+                return Err(err(format!("expected: {} GROUP", words[0])));
+            }
+            let group = words[1]
+                .parse::<u32>()
+                .map_err(|e| err(format!("GROUP '{}': {e}", words[1])))?;
+            if words[0] == "attach" {
+                TraceOp::Attach { group }
+            } else {
+                TraceOp::Detach { group }
+            }
+        }
+        "allow-iovas" => {
+            if words.len() > 2 {
+                return Err(err(
+                    "expected: allow-iovas [FIRST-LAST[,FIRST-LAST...]]".into()
+                ));
+            }
+            let mut ranges = Vec::new();
+            if let Some(list) = words.get(1) {
+                for part in list.split(',') {
+                    let (a, b) = part
+                        .split_once('-')
+                        .ok_or_else(|| err(format!("range '{part}' is not FIRST-LAST")))?;
+                    let a = parse_number(a).map_err(|e| err(format!("FIRST: {e}")))?;
+                    let b = parse_number(b).map_err(|e| err(format!("LAST: {e}")))?;
+                    ranges.push((a, b));
+                }
+            }
+            TraceOp::AllowIovas { ranges }
+        }
+        "map-auto" => {
+            if words.len() > 4 {
+                return Err(err(
+                    "too many fields (map-auto SIZE [HOST_ADDR] [r|w|rw])".into()
+                ));
+            }
+            let size = num(1, "SIZE")?;
+            let mut host_addr = 0;
+            let mut access = Access::RW;
+            match &words[2..] {
+                [] => {}
+                [a] => match parse_access(a) {
+                    Some(acc) => access = acc,
+                    None => host_addr = num(2, "HOST_ADDR")?,
+                },
+                [_, a] => {
+                    host_addr = num(2, "HOST_ADDR")?;
+                    access = parse_access(a)
+                        .ok_or_else(|| err(format!("access '{a}' is not one of r, w, rw, -")))?;
+                }
+                _ => return Err(err("too many fields".into())),
+            }
+            TraceOp::MapAuto {
+                size,
+                host_addr,
+                access,
+            }
+        }
+        "iova-ranges" => {
+            if words.len() != 1 {
+                return Err(err("iova-ranges takes no arguments".into()));
+            }
+            TraceOp::IovaRanges
+        }
         w => {
             return Err(err(format!(
-                "unknown operation '{w}' (expected map, unmap or unmap-all)"
+                "unknown operation '{w}' (expected map, unmap, unmap-all, attach, \
+                 detach, allow-iovas, map-auto or iova-ranges)"
             )));
         }
     };
     Ok(Some(TraceLine { line_no, op }))
 }
 
-/// Runs one operation on a DMA space.
+/// Runs one operation on a DMA space. The operations a bare [`DmaSpace`] has no call
+/// for (attach, detach, allow-iovas, map-auto, iova-ranges) answer ENOTTY; see
+/// [`apply_sim`].
 pub fn apply(space: &mut dyn DmaSpace, op: &TraceOp) -> Outcome {
     apply_detailed(space, op).map_err(|e| e.errno())
 }
 
-/// Why an operation of a trace was refused: the DMA space's own error.
+/// Why an operation of a trace was refused: the DMA space's own error where it has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpError {
     /// A map was refused.
     #[error(transparent)]
@@ -213,6 +355,9 @@ pub enum OpError {
     /// An unmap (or unmap-all) was refused.
     #[error(transparent)]
     Unmap(#[from] UnmapError),
+    /// Another operation was refused with this errno.
+    #[error("refused with {0}")]
+    Other(Errno),
 }
 
 impl OpError {
@@ -221,29 +366,106 @@ impl OpError {
         match self {
             OpError::Map(e) => e.errno(),
             OpError::Unmap(e) => e.errno(),
+            OpError::Other(e) => *e,
         }
     }
 }
 
 /// [`apply`], keeping the space's error (which says why) instead of just its errno.
-pub fn apply_detailed(space: &mut dyn DmaSpace, op: &TraceOp) -> Result<Option<u128>, OpError> {
+pub fn apply_detailed(space: &mut dyn DmaSpace, op: &TraceOp) -> Result<Reply, OpError> {
     match *op {
         TraceOp::Map {
             iova,
             size,
             host_addr,
             access,
-        } => Ok(space.map(iova, host_addr, size, access).map(|()| None)?),
-        TraceOp::Unmap { iova, size } => Ok(space.unmap(iova, size).map(Some)?),
-        TraceOp::UnmapAll => Ok(space.unmap_all().map(Some)?),
+        } => Ok(space
+            .map(iova, host_addr, size, access)
+            .map(|()| Reply::Done)?),
+        TraceOp::Unmap { iova, size } => Ok(space.unmap(iova, size).map(Reply::Bytes)?),
+        TraceOp::UnmapAll => Ok(space.unmap_all().map(Reply::Bytes)?),
+        TraceOp::Attach { .. }
+        | TraceOp::Detach { .. }
+        | TraceOp::AllowIovas { .. }
+        | TraceOp::MapAuto { .. }
+        | TraceOp::IovaRanges => Err(OpError::Other(Errno::ENOTTY)),
     }
 }
 
-/// `ok`, `ok 0x<bytes>` or the errno name.
+/// Runs any operation on a simulated container whose groups come from `host`.
+///
+/// `allow-iovas` refuses, as `iommufd_ioas_load_iovas` does, a range with
+/// `first >= last` and two ranges that overlap (EINVAL) before the container's own
+/// checks. `iova-ranges` is an iommufd ioctl (type1 flavours: ENOTTY); on the
+/// compatibility container it answers ENOTTY too (its IOAS is reached through
+/// `IOMMU_VFIO_IOAS` only).
+pub fn apply_sim(c: &mut Container, host: &Host, op: &TraceOp) -> Outcome {
+    use crate::domain::Flavour;
+    match op {
+        TraceOp::Attach { group } => c
+            .attach(host, *group)
+            .map(|()| Reply::Done)
+            .map_err(|e| e.errno()),
+        TraceOp::Detach { group } => c
+            .detach(*group)
+            .map(|()| Reply::Done)
+            .map_err(|e| e.errno()),
+        TraceOp::AllowIovas { ranges } => {
+            if c.config().flavour() != Flavour::Iommufd {
+                return Err(Errno::ENOTTY);
+            }
+            let mut set = IovaSet::default();
+            for &(a, b) in ranges {
+                let r = IovaRange::new(a, b).map_err(|_| Errno::EINVAL)?;
+                if a >= b || set.overlaps(&r) {
+                    return Err(Errno::EINVAL);
+                }
+                set.insert(r);
+            }
+            c.allow_iovas(&set)
+                .map(|()| Reply::Done)
+                .map_err(|e| e.errno())
+        }
+        TraceOp::MapAuto {
+            size,
+            host_addr,
+            access,
+        } => c
+            .map_auto(*host_addr, *size, *access)
+            .map(Reply::Iova)
+            .map_err(|e| e.errno()),
+        TraceOp::IovaRanges => {
+            if c.config().flavour() != Flavour::Iommufd {
+                return Err(Errno::ENOTTY);
+            }
+            Ok(Reply::Ranges {
+                ranges: c.valid_iovas(),
+                alignment: c.alignment(),
+            })
+        }
+        other => apply(c, other),
+    }
+}
+
+/// `ok`, `ok 0x<bytes>`, `ok 0x<iova>`, `ok FIRST-LAST,... align 0x<n>` or the errno
+/// name.
 pub fn format_outcome(o: &Outcome) -> String {
     match o {
-        Ok(None) => "ok".to_owned(),
-        Ok(Some(bytes)) => format!("ok {bytes:#x}"),
+        Ok(Reply::Done) => "ok".to_owned(),
+        Ok(Reply::Bytes(bytes)) => format!("ok {bytes:#x}"),
+        Ok(Reply::Iova(iova)) => format!("ok {iova:#x}"),
+        Ok(Reply::Ranges { ranges, alignment }) => {
+            let list: Vec<String> = ranges
+                .iter()
+                .map(|r| format!("{:#x}-{:#x}", r.first(), r.last()))
+                .collect();
+            let list = if list.is_empty() {
+                "-".to_owned()
+            } else {
+                list.join(",")
+            };
+            format!("ok {list} align {alignment:#x}")
+        }
         Err(e) => e.name(),
     }
 }
@@ -296,8 +518,41 @@ mod tests {
                 access: Access::NONE
             }
         );
+        let more = parse_trace(
+            "attach 3\ndetach 3\nallow-iovas 0x1000-0x1fff,16K-20K\nallow-iovas\n\
+             map-auto 0x2000\nmap-auto 8K 0x7f00 r\niova-ranges\n",
+        )
+        .unwrap();
+        assert_eq!(more[0].op, TraceOp::Attach { group: 3 });
+        assert_eq!(
+            more[2].op,
+            TraceOp::AllowIovas {
+                ranges: vec![(0x1000, 0x1fff), (0x4000, 0x5000)]
+            }
+        );
+        assert_eq!(more[3].op, TraceOp::AllowIovas { ranges: vec![] });
+        assert_eq!(
+            more[5].op,
+            TraceOp::MapAuto {
+                size: 0x2000,
+                host_addr: 0x7f00,
+                access: Access::READ
+            }
+        );
+        for bad in [
+            "attach",
+            "attach x",
+            "detach 1 2",
+            "allow-iovas 1",
+            "allow-iovas 1-2 3-4",
+            "map-auto",
+            "map-auto 1 2 r x",
+            "iova-ranges 1",
+        ] {
+            assert!(parse_trace(bad).is_err(), "{bad}");
+        }
         // Display round-trips.
-        for l in &t {
+        for l in t.iter().chain(&more) {
             let back = parse_trace(&l.op.to_string()).unwrap();
             assert_eq!(back[0].op, l.op);
         }
@@ -305,9 +560,18 @@ mod tests {
 
     #[test]
     fn outcomes() {
-        assert_eq!(format_outcome(&Ok(None)), "ok");
-        assert_eq!(format_outcome(&Ok(Some(0x20_0000))), "ok 0x200000");
-        assert_eq!(format_outcome(&Ok(Some(0))), "ok 0x0");
+        assert_eq!(format_outcome(&Ok(Reply::Done)), "ok");
+        assert_eq!(format_outcome(&Ok(Reply::Bytes(0x20_0000))), "ok 0x200000");
+        assert_eq!(format_outcome(&Ok(Reply::Bytes(0))), "ok 0x0");
+        assert_eq!(format_outcome(&Ok(Reply::Iova(0x1000))), "ok 0x1000");
+        let ranges = IovaSet::from(IovaRange::new(0x100_0000, 0x7fff_ffff).unwrap());
+        assert_eq!(
+            format_outcome(&Ok(Reply::Ranges {
+                ranges,
+                alignment: 0x800
+            })),
+            "ok 0x1000000-0x7fffffff align 0x800"
+        );
         assert_eq!(format_outcome(&Err(Errno::EEXIST)), "EEXIST");
     }
 }

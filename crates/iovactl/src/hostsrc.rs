@@ -84,6 +84,17 @@ impl HostArgs {
                 .ok()
                 .and_then(|t| cpuinfo_phys_bits(&t));
         }
+        if self.sysfs_root.is_none() {
+            // The live host: facts /sys does not hold.
+            let s = &mut host.settings;
+            s.cpu_page_size = s
+                .cpu_page_size
+                .or_else(iova_linux::hostfacts::cpu_page_size);
+            s.kernel = s
+                .kernel
+                .take()
+                .or_else(iova_linux::hostfacts::kernel_release);
+        }
         Ok(LoadedHost {
             host,
             source: format!("sysfs at {}", root.display()),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use iova::container::{Container, ContainerConfig, Flavour};
+use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
 use iova::dma::{DmaSpace, MapError};
 use iova::host::{Host, ReservedKind};
 use iova::range::IovaRange;
@@ -14,7 +14,9 @@ use iova::spapr::trace::{
     SpaprLine, apply as spapr_apply, format_outcome as spapr_format, parse_spapr_trace,
 };
 use iova::spapr::{SpaprConfig, SpaprContainer, SpaprSpace, SpaprVersion};
-use iova::trace::{OpError, TraceLine, TraceOp, apply_detailed, format_outcome, parse_trace_line};
+use iova::trace::{
+    OpError, Reply, TraceLine, TraceOp, apply_detailed, apply_sim, format_outcome, parse_trace_line,
+};
 use iova_linux::arena::TraceArena;
 
 use crate::error::CliError;
@@ -29,6 +31,12 @@ pub enum FlavourArg {
     Type1v2,
     /// iommufd IOAS (`/dev/iommu`).
     Iommufd,
+    /// iommufd's VFIO compatibility container (`CONFIG_IOMMUFD_VFIO_CONTAINER`) set to
+    /// `VFIO_TYPE1_IOMMU`: unmaps cut mappings.
+    CompatType1v1,
+    /// iommufd's VFIO compatibility container set to `VFIO_TYPE1v2_IOMMU`: an unmap
+    /// that would split a mapping answers ENOENT.
+    CompatType1v2,
     /// sPAPR TCE v1 (`VFIO_SPAPR_TCE_IOMMU`, IBM Power): ENABLE, the default window.
     SpaprV1,
     /// sPAPR TCE v2 (`VFIO_SPAPR_TCE_v2_IOMMU`, IBM Power): pre-registered memory and
@@ -53,6 +61,8 @@ impl From<FlavourArg> for Flavour {
             FlavourArg::Type1v1 => Flavour::Type1V1,
             FlavourArg::Type1v2 | FlavourArg::SpaprV1 | FlavourArg::SpaprV2 => Flavour::Type1V2,
             FlavourArg::Iommufd => Flavour::Iommufd,
+            FlavourArg::CompatType1v1 => Flavour::CompatType1V1,
+            FlavourArg::CompatType1v2 => Flavour::CompatType1V2,
         }
     }
 }
@@ -63,7 +73,9 @@ pub struct ReplayArgs {
     #[command(flatten)]
     host: HostArgs,
     /// Attach the IOMMU groups of these devices (PCI address); repeat for several.
-    #[arg(long = "device", value_name = "BDF", required = true)]
+    /// With none, the trace starts on an empty container (an iommufd IOAS with no
+    /// domain; type1 answers EINVAL until the trace attaches a group).
+    #[arg(long = "device", value_name = "BDF")]
     devices: Vec<String>,
     /// Which kernel interface to simulate.
     #[arg(long, value_enum, default_value = "type1v2")]
@@ -84,6 +96,14 @@ pub struct ReplayArgs {
     /// setting when known, else the kernel default 65535.
     #[arg(long, value_name = "N")]
     dma_entry_limit: Option<u32>,
+    /// Answer as this kernel version does (`6.1`, `6.12`, `6.18`, `7.2`, or a full
+    /// `uname -r`). Defaults to the host's kernel when known (the live host, or a
+    /// profile that records it), else the newest version modelled (noted on stderr).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
+    /// The CPU page size (4K, 16K, 64K). Defaults to the host's when known, else 4K.
+    #[arg(long, value_name = "BYTES")]
+    cpu_page_size: Option<String>,
     /// Run the trace on the REAL kernel through /dev/vfio (type1 v2, or v1 with
     /// `--flavour type1v1`) instead of the simulation. The devices must be bound to
     /// vfio-pci. Host addresses are moved into a 64 MiB block of this process's memory
@@ -125,6 +145,37 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
 
     let mut config = ContainerConfig::with_flavour(args.flavour.into());
+    config.kernel = match (&args.kernel, &host.settings.kernel) {
+        (Some(v), _) => {
+            KernelVersion::parse(v).map_err(|e| CliError::input(format!("--kernel {v}: {e}")))?
+        }
+        (None, Some(v)) => KernelVersion::parse(v).unwrap_or_else(|_| {
+            crate::out::eprintln(&format!(
+                "iovactl: note: the host's kernel '{v}' is not a version this tool reads; \
+                 answering as the newest modelled, {}",
+                KernelVersion::NEWEST
+            ));
+            KernelVersion::NEWEST
+        }),
+        (None, None) => {
+            crate::out::eprintln(&format!(
+                "iovactl: note: the host's kernel version is unknown; answering as the \
+                 newest modelled, {} (see --kernel)",
+                KernelVersion::NEWEST
+            ));
+            KernelVersion::NEWEST
+        }
+    };
+    if let Some(p) = &args.cpu_page_size {
+        config.domain.cpu_page_size = iova::units::parse_number(p)
+            .map_err(|e| CliError::input(format!("--cpu-page-size {p}: {e}")))?;
+    } else if let Some(p) = host.settings.cpu_page_size {
+        config.domain.cpu_page_size = p;
+    }
+    config
+        .domain
+        .validate()
+        .map_err(|e| CliError::input(format!("--cpu-page-size: {e}")))?;
     config.domain.allow_unsafe_interrupts =
         args.allow_unsafe_interrupts || host.settings.allow_unsafe_interrupts.unwrap_or(false);
     config.domain.allow_unsafe_bypass = args.allow_unsafe_bypass;
@@ -147,7 +198,16 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
         }
     }
     let why = |op: &TraceOp, e: &OpError| refusal_reason(host, &groups, op, e);
-    let refused = run_ops(args, reader, &mut container, |op| op, why)?;
+    // The container operations (attach, detach, allow-iovas, map-auto, iova-ranges)
+    // need the simulated container and the host; map and unmap keep their detailed
+    // errors for -v.
+    let step = |op: &TraceOp| match op {
+        TraceOp::Map { .. } | TraceOp::Unmap { .. } | TraceOp::UnmapAll => {
+            apply_detailed(&mut container, op)
+        }
+        other => apply_sim(&mut container, host, other).map_err(OpError::Other),
+    };
+    let refused = run_ops(args, reader, step, |op| op, why)?;
     Ok(exit_code(args, refused))
 }
 
@@ -400,7 +460,7 @@ fn open_trace(path: &Path) -> Result<TraceReader, CliError> {
 fn run_ops(
     args: &ReplayArgs,
     mut reader: TraceReader,
-    space: &mut dyn DmaSpace,
+    mut step: impl FnMut(&TraceOp) -> Result<Reply, OpError>,
     place: impl Fn(TraceOp) -> TraceOp,
     why: impl Fn(&TraceOp, &OpError) -> String,
 ) -> Result<u64, CliError> {
@@ -420,11 +480,17 @@ fn run_ops(
             }
         };
         ops += 1;
-        let op = place(line.op);
-        let outcome = apply_detailed(space, &op);
+        let op = place(line.op.clone());
+        let outcome = step(&op);
         let written = match &outcome {
-            Ok(o) if args.verbose => writeln!(out, "{} -> {}", line.op, format_outcome(&Ok(*o))),
-            Ok(o) => writeln!(out, "{}", format_outcome(&Ok(*o))),
+            Ok(o) => {
+                let answer = format_outcome(&Ok(o.clone()));
+                if args.verbose {
+                    writeln!(out, "{} -> {answer}", line.op)
+                } else {
+                    writeln!(out, "{answer}")
+                }
+            }
             Err(e) if args.verbose => writeln!(
                 out,
                 "{} -> {}: {}",
@@ -452,6 +518,10 @@ fn run_vfio(args: &ReplayArgs, host: &Host, reader: TraceReader) -> Result<ExitC
     let iommu = match args.flavour {
         FlavourArg::Type1v2 => IommuType::Type1v2,
         FlavourArg::Type1v1 => IommuType::Type1,
+        // On a kernel with CONFIG_IOMMUFD_VFIO_CONTAINER /dev/vfio/vfio is the compat
+        // container: the same ioctls.
+        FlavourArg::CompatType1v2 => IommuType::Type1v2,
+        FlavourArg::CompatType1v1 => IommuType::Type1,
         FlavourArg::Iommufd | FlavourArg::SpaprV1 | FlavourArg::SpaprV2 => {
             return Err(CliError::input(
                 "--vfio with --flavour iommufd is not supported yet: the real replay uses \
@@ -475,7 +545,7 @@ fn run_vfio(args: &ReplayArgs, host: &Host, reader: TraceReader) -> Result<ExitC
     let refused = run_ops(
         args,
         reader,
-        &mut container,
+        |op| apply_detailed(&mut container, op),
         |op| arena.place(op),
         |_, e| e.to_string(),
     );

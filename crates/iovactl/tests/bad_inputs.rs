@@ -188,6 +188,9 @@ const REPLAY_OK: &[&str] = &[
     "{T}/sys",
     "--device",
     "03:00.0",
+    // A named kernel: an unknown one adds a note on stderr, which must stay empty here.
+    "--kernel",
+    "6.12",
     "{T}/ok.trace",
 ];
 
@@ -219,12 +222,27 @@ static CASES: &[Case] = &[
         ],
         &["type2", "type1v2"],
     ),
+    // (replay without --device is legal: the trace starts on an empty container.)
     case(
-        "replay without --device",
+        "replay with an unreadable kernel version",
         Sysfs,
         &[],
-        &["replay", "--sysfs-root", "{T}/sys", "{T}/ok.trace"],
-        &["--device"],
+        &["replay", "--sysfs-root", "{T}/sys", "--kernel", "six", "{T}/ok.trace"],
+        &["--kernel"],
+    ),
+    case(
+        "replay with a CPU page size that is not a power of two",
+        Sysfs,
+        &[],
+        &["replay", "--sysfs-root", "{T}/sys", "--cpu-page-size", "3000", "{T}/ok.trace"],
+        &["--cpu-page-size"],
+    ),
+    case(
+        "replay with an unknown flavour",
+        Sysfs,
+        &[],
+        &["replay", "--sysfs-root", "{T}/sys", "--flavour", "compat", "{T}/ok.trace"],
+        &["--flavour"],
     ),
     case(
         "negative dma entry limit",

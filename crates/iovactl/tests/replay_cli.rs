@@ -39,6 +39,8 @@ fn answers_the_vm_spike_sequence_as_the_real_kernel_did() {
         &[
             "--device",
             "0000:03:00.0",
+            "--kernel",
+            "6.1",
             "crates/iova/tests/data/vm-spike-39.trace",
         ],
         None,
@@ -69,7 +71,10 @@ fn answers_the_vm_spike_sequence_as_the_real_kernel_did() {
 #[test]
 fn flavours_differ_where_the_kernel_does() {
     let trace = "map 0x100000 0x200000\nunmap 0x101000 0x1000\nunmap 0x10000000 0x1000\nmap 0xfffffffffffff000 0x2000\n";
-    let t1 = replay(&["--device", "03:00.0", "-"], Some(trace));
+    let t1 = replay(
+        &["--device", "03:00.0", "--kernel", "6.12", "-"],
+        Some(trace),
+    );
     assert_eq!(
         String::from_utf8_lossy(&t1.stdout),
         "ok\nEINVAL\nok 0x0\nEINVAL\n"
@@ -139,4 +144,106 @@ fn bad_traces_name_the_line() {
     let out = replay(&["--device", "0000:99:00.0", "-"], Some("unmap-all\n"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0000:99:00.0"));
+}
+
+/// Issue 15 acceptance: the compatibility container answers ENOENT where type1 v2
+/// answers EINVAL (an unmap that would split a mapping).
+#[test]
+fn compat_type1v2_answers_enoent_where_type1v2_answers_einval() {
+    let trace = "map 0x100000 0x200000\nunmap 0x101000 0x1000\n";
+    let run = |flavour: &str| {
+        let out = replay(
+            &[
+                "--device",
+                "0000:03:00.0",
+                "--flavour",
+                flavour,
+                "--kernel",
+                "6.12",
+                "-",
+            ],
+            Some(trace),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run("type1v2"), "ok\nEINVAL\n");
+    assert_eq!(run("compat-type1v2"), "ok\nENOENT\n");
+    assert_eq!(run("compat-type1v1"), "ok\nok 0x1000\n");
+}
+
+/// Issue 15 acceptance: a map whose end wraps past 2^64-1 is EOVERFLOW from 6.18,
+/// EINVAL on 6.12; with no --kernel and no known host kernel the newest is used and
+/// a note says so.
+#[test]
+fn kernel_version_decides_the_wrap_errno() {
+    let trace = "map 0xfffffffffffff000 0x2000\n";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--device", "0000:03:00.0"];
+        args.extend_from_slice(extra);
+        args.push("-");
+        let out = replay(&args, Some(trace));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    assert_eq!(run(&["--kernel", "6.18"]).0, "EOVERFLOW\n");
+    assert_eq!(run(&["--kernel", "7.2.13-1"]).0, "EOVERFLOW\n");
+    assert_eq!(run(&["--kernel", "6.12"]).0, "EINVAL\n");
+    assert_eq!(run(&["--kernel", "6.1.0-37-amd64"]).0, "EINVAL\n");
+    let (out, err) = run(&[]);
+    assert_eq!(out, "EOVERFLOW\n");
+    assert!(err.contains("newest modelled"), "{err}");
+    let bad = replay(
+        &["--device", "0000:03:00.0", "--kernel", "six", "-"],
+        Some(trace),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Issue 15: the trace operations that need a container (attach, detach, iova-ranges,
+/// map-auto) on an IOAS started with no group, and --cpu-page-size.
+#[test]
+fn container_operations_from_the_trace() {
+    let out = replay(
+        &["--flavour", "iommufd", "--kernel", "6.12", "-"],
+        Some("iova-ranges\nattach 1\niova-ranges\nmap-auto 0x2000\ndetach 1\niova-ranges\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "ok 0x0-0xffffffffffffffff align 0x1");
+    assert_eq!(lines[1], "ok");
+    assert!(lines[2].ends_with("align 0x1000"), "{}", lines[2]);
+    assert!(lines[3].starts_with("ok 0x"), "{}", lines[3]);
+    assert_eq!(lines[5], "ok 0x0-0xffffffffffffffff align 0x1");
+    let out = replay(
+        &[
+            "--device",
+            "0000:03:00.0",
+            "--cpu-page-size",
+            "64K",
+            "--kernel",
+            "6.12",
+            "-",
+        ],
+        Some("map 0x101000 0x1000\nmap 0x100000 0x10000\n"),
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "EINVAL\nok\n");
+    let bad = replay(&["--cpu-page-size", "3000", "-"], Some("unmap-all\n"));
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use iova::container::{Container, ContainerConfig, Flavour};
+use iova::container::{Container, Flavour};
 use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::range::{IovaRange, IovaSet};
 use iova::testing::SplitMix;
@@ -37,7 +37,7 @@ pub fn simulated(r: &mut Report, group: u32) -> Option<Container> {
             return None;
         }
     };
-    let mut c = Container::new(ContainerConfig::with_flavour(Flavour::Iommufd));
+    let mut c = Container::new(crate::diff::guest_config(Flavour::Iommufd));
     match c.attach(&host, group) {
         Ok(()) => Some(c),
         Err(e) => {
@@ -194,7 +194,7 @@ pub fn run(r: &mut Report, ioas: &mut Ioas, group: u32, seed: u64) {
     let _ = sim.unmap_all();
     match parse_trace(CORPUS) {
         Ok(lines) => {
-            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op).collect();
+            let ops: Vec<TraceOp> = lines.iter().map(|l| l.op.clone()).collect();
             let (n, bad) = replay(r, "corpus", ioas, &mut sim, &ops, &arena);
             r.eq(&format!("diff-corpus-{n}-ops-agree"), bad, 0);
         }

@@ -210,7 +210,8 @@ mod tests {
     fn entry(k: u64) -> Entry {
         Entry {
             last: k,
-            host_access: k << 12,
+            host: k << 12,
+            access: crate::dma::Access::RW,
         }
     }
 

@@ -204,7 +204,7 @@ pub fn parse_spapr_trace(text: &str) -> Result<Vec<SpaprLine>, TraceError> {
         let op = match *first {
             "map" | "unmap" | "unmap-all" => {
                 let parsed = parse_trace(body).map_err(|e| TraceError { line_no, ..e })?;
-                match parsed.first().map(|l| l.op) {
+                match parsed.first().map(|l| l.op.clone()) {
                     Some(TraceOp::Map {
                         iova,
                         size,

@@ -2,7 +2,7 @@
 //! tests.
 #![allow(dead_code)]
 
-use iova::container::{Container, ContainerConfig, Flavour};
+use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
 use iova::dma::{Access, DmaSpace, Errno};
 use iova::host::{DomainType, Group, Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion};
 use iova::range::{IovaRange, IovaSet};
@@ -77,16 +77,21 @@ pub fn host() -> impl Strategy<Value = Host> {
 }
 
 pub fn flavour() -> impl Strategy<Value = Flavour> {
+    proptest::sample::select(Flavour::ALL.to_vec())
+}
+
+pub fn kernel() -> impl Strategy<Value = KernelVersion> {
     prop_oneof![
-        Just(Flavour::Type1V1),
-        Just(Flavour::Type1V2),
-        Just(Flavour::Iommufd)
+        Just(KernelVersion::V6_1),
+        Just(KernelVersion::V6_12),
+        Just(KernelVersion::V6_18),
+        Just(KernelVersion::NEWEST)
     ]
 }
 
 pub fn config() -> impl Strategy<Value = ContainerConfig> {
-    (flavour(), any::<[bool; 3]>(), 1u32..12).prop_map(|(fl, u, limit)| {
-        let mut c = ContainerConfig::with_flavour(fl);
+    (flavour(), any::<[bool; 3]>(), 1u32..12, kernel()).prop_map(|(fl, u, limit, k)| {
+        let mut c = ContainerConfig::with_flavour(fl).kernel(k);
         c.domain.allow_unsafe_bypass = u[0];
         c.domain.allow_unsafe_direct = u[1];
         c.domain.allow_unsafe_interrupts = u[2];
