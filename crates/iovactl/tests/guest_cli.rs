@@ -1,43 +1,13 @@
 //! `iovactl check | plan | export | render` against the example hosts in
 //! examples/hosts (facts from examples/hosts/README.md) and the example layouts.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{host, json, root, run, stderr};
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn host(name: &str) -> String {
-    root()
-        .join("examples/hosts")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iovactl"))
-        .args(args)
-        .output()
-        .expect("iovactl runs")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn check(h: &str, dev: &str, guest: &str, mem: &str, extra: &[&str]) -> Output {
     let hp = host(h);

@@ -3,28 +3,12 @@
 //! explains its refusals; a host without groups explains itself, also in JSON, and
 //! names a virtual IOMMU when it is a virtual machine.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{host as example, run};
 
-fn example(name: &str) -> String {
-    repo()
-        .join("examples/hosts")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iovactl"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run iovactl")
-}
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("iovactl-robust-{tag}-{}", std::process::id()));

@@ -2,39 +2,13 @@
 //! the same verdicts as the preset form, the command-line-only findings (versioned
 //! machine types, vIOMMU address widths by release, phys-bits), and the argv sources.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{host, json, root, run};
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn host(name: &str) -> String {
-    root()
-        .join("examples/hosts")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iovactl"))
-        .args(args)
-        .output()
-        .expect("iovactl runs")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 /// `iovactl CMD --sysfs-root HOST --qemu-version V --json -- qemu-system-x86_64 ARGS`.
 fn vmm(cmd: &str, h: &str, version: &str, argv: &str) -> Output {
