@@ -463,20 +463,11 @@ impl DmaSpace for SpaprContainer {
         size: u64,
         access: Access,
     ) -> Result<(), MapError> {
-        match self.tce_map(iova, host_addr, size, access) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(MapError::Misaligned { page_size: 4096 }),
-            Err(SpaprError::Kernel(Errno::EFAULT)) => Err(MapError::BadAddress),
-            Err(e) => Err(MapError::Kernel(e.errno())),
-        }
+        iova::spapr::map_answer(self.tce_map(iova, host_addr, size, access))
     }
 
     fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        match self.tce_unmap(iova, size) {
-            Ok(0) => Ok(u128::from(size)),
-            Ok(_) => Err(UnmapError::Misaligned { page_size: 4096 }),
-            Err(e) => Err(UnmapError::Kernel(e.errno())),
-        }
+        iova::spapr::unmap_answer(size, self.tce_unmap(iova, size))
     }
 
     fn unmap_all(&mut self) -> Result<u128, UnmapError> {

@@ -356,6 +356,29 @@ impl From<Errno> for SpaprError {
     }
 }
 
+/// A sPAPR map's answer as a [`DmaSpace`] answer, for the simulation and the real
+/// backend alike: a positive return (the IOVA is not aligned to the TCE page; nothing
+/// was mapped) is a misalignment, EFAULT a bad host address, anything else the errno.
+pub fn map_answer(r: Result<u32, SpaprError>) -> Result<(), MapError> {
+    match r {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(MapError::Misaligned { page_size: 4096 }),
+        Err(SpaprError::Kernel(Errno::EFAULT)) => Err(MapError::BadAddress),
+        Err(e) => Err(MapError::Kernel(e.errno())),
+    }
+}
+
+/// A sPAPR unmap's answer as a [`DmaSpace`] answer: the kernel does not say how much it
+/// unmapped, so a success counts the `size` asked for; a positive return is a
+/// misalignment.
+pub fn unmap_answer(size: u64, r: Result<u32, SpaprError>) -> Result<u128, UnmapError> {
+    match r {
+        Ok(0) => Ok(u128::from(size)),
+        Ok(_) => Err(UnmapError::Misaligned { page_size: 4096 }),
+        Err(e) => Err(UnmapError::Kernel(e.errno())),
+    }
+}
+
 /// The sPAPR container interface shared by the simulation and the real backend.
 ///
 /// `tce_map` and `tce_unmap` return the ioctl's non-negative return value: 0, or 1
@@ -994,19 +1017,11 @@ impl DmaSpace for SpaprContainer {
         size: u64,
         access: Access,
     ) -> Result<(), MapError> {
-        match self.tce_map(iova, host_addr, size, access) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(MapError::Misaligned { page_size: 4096 }),
-            Err(e) => Err(MapError::Kernel(e.errno())),
-        }
+        map_answer(self.tce_map(iova, host_addr, size, access))
     }
 
     fn unmap(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
-        match self.tce_unmap(iova, size) {
-            Ok(0) => Ok(u128::from(size)),
-            Ok(_) => Err(UnmapError::Misaligned { page_size: 4096 }),
-            Err(e) => Err(UnmapError::Kernel(e.errno())),
-        }
+        unmap_answer(size, self.tce_unmap(iova, size))
     }
 
     fn unmap_all(&mut self) -> Result<u128, UnmapError> {
