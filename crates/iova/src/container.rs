@@ -1044,9 +1044,7 @@ impl Container {
         if length == 0 {
             return Err(MapError::ZeroSize.into());
         }
-        let src_last = src_iova
-            .checked_add(length - 1)
-            .ok_or(MapError::Overflow)?;
+        let src_last = src_iova.checked_add(length - 1).ok_or(MapError::Overflow)?;
         // (source area, first source IOVA of the piece, bytes, host address, pages)
         let mut pieces: Vec<(IovaRange, u64, u64, u64, Pages)> = Vec::new();
         let mut cur = src_iova;

@@ -188,9 +188,7 @@ impl fmt::Display for TraceOp {
                 write!(f, " {}", access.as_str())
             }
             TraceOp::IovaRanges { capacity: None } => f.write_str("iova-ranges"),
-            TraceOp::IovaRanges {
-                capacity: Some(n),
-            } => write!(f, "iova-ranges {n}"),
+            TraceOp::IovaRanges { capacity: Some(n) } => write!(f, "iova-ranges {n}"),
         }
     }
 }
@@ -445,19 +443,19 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
             if words.len() > 2 {
                 return Err(err("expected: iova-ranges [CAPACITY]".into()));
             }
-            let capacity = match words.get(1) {
-                None => None,
-                Some(_) => Some(
-                    u32::try_from(num(1, "CAPACITY")?)
-                        .map_err(|_| err("CAPACITY is above 2^32-1 (num_iovas is 32-bit)".into()))?,
-                ),
-            };
+            let capacity =
+                match words.get(1) {
+                    None => None,
+                    Some(_) => Some(u32::try_from(num(1, "CAPACITY")?).map_err(|_| {
+                        err("CAPACITY is above 2^32-1 (num_iovas is 32-bit)".into())
+                    })?),
+                };
             TraceOp::IovaRanges { capacity }
         }
         "copy" => {
             if !(4..=5).contains(&words.len()) {
                 return Err(err(
-                    "expected: copy SRC_IOVA LENGTH DST_IOVA|auto [r|w|rw|-]".into()
+                    "expected: copy SRC_IOVA LENGTH DST_IOVA|auto [r|w|rw|-]".into(),
                 ));
             }
             let src_iova = num(1, "SRC_IOVA")?;

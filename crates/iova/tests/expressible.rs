@@ -461,8 +461,18 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let page = 0x1000u64;
     prop_oneof![
-        (0u64..48, 1u64..6, any::<bool>(), proptest::bool::weighted(0.2))
-            .prop_map(move |(p, n, w, bar)| Op::Map(0x10_0000 + p * page, n * page, w, bar)),
+        (
+            0u64..48,
+            1u64..6,
+            any::<bool>(),
+            proptest::bool::weighted(0.2)
+        )
+            .prop_map(move |(p, n, w, bar)| Op::Map(
+                0x10_0000 + p * page,
+                n * page,
+                w,
+                bar
+            )),
         (
             0u64..48,
             1u64..8,

@@ -42,7 +42,15 @@ fn copy_through_replay() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         got,
-        ["ok", "ok", "ok 0x200000", "EPERM", "ENOENT", "ok 0x1000", "ok 0x4000"]
+        [
+            "ok",
+            "ok",
+            "ok 0x200000",
+            "EPERM",
+            "ENOENT",
+            "ok 0x1000",
+            "ok 0x4000"
+        ]
     );
     // type1 has no IOAS_COPY.
     let (got, _) = replay(
@@ -80,7 +88,16 @@ fn reserved_range_arrives_with_an_attach() {
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(
             got,
-            ["ok", conflict, "ok 0x200000", "ok", "EINVAL", "ok", "ok", "ok"],
+            [
+                "ok",
+                conflict,
+                "ok 0x200000",
+                "ok",
+                "EINVAL",
+                "ok",
+                "ok",
+                "ok"
+            ],
             "{flavour}"
         );
     }
