@@ -171,7 +171,7 @@ impl Access {
 /// What backs a host address given to a map: ordinary process memory, or an `mmap` of
 /// a device BAR (a `VM_PFNMAP` mapping of MMIO, as a VMM uses for peer-to-peer DMA).
 ///
-/// The interfaces differ on the second (docs/semantics.md §12): VFIO type1 reads the
+/// The interfaces differ on the second (docs/semantics.md §14): VFIO type1 reads the
 /// PFNs out of the page tables (`vaddr_get_pfns` falls back to `follow_fault_pfn`) and
 /// maps them; iommufd pins with `pin_user_pages`, which refuses `VM_IO | VM_PFNMAP`
 /// memory (EFAULT) whenever it has to pin, that is when a domain is attached.

@@ -25,7 +25,7 @@
 //!
 //! `-` asks for no access at all (the kernel refuses it: EINVAL). `bar` says the host
 //! address is an `mmap` of a device BAR rather than memory (type1 maps it, iommufd
-//! refuses it once it has to pin: EFAULT; docs/semantics.md §12). Every operation but
+//! refuses it once it has to pin: EFAULT; docs/semantics.md §14). Every operation but
 //! `map` (without `bar`), `unmap` and `unmap-all` needs a simulated container and its
 //! host ([`apply_sim`]); on any other [`DmaSpace`] [`apply`] answers them ENOTTY.
 //!
