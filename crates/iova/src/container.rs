@@ -1068,7 +1068,11 @@ impl Container {
             return Err(MapError::Misaligned { page_size }.into());
         }
         let dst = match dst_iova {
-            None => self.alloc_iova(pieces[0].3, length, page_size)?,
+            None => {
+                // iopt_alloc_area_pages guesses the alignment from the first piece.
+                let first_host = pieces.first().map_or(0, |p| p.3);
+                self.alloc_iova(first_host, length, page_size)?
+            }
             Some(iova) => {
                 if iova & (page_size - 1) != 0 {
                     return Err(MapError::Misaligned { page_size }.into());
