@@ -436,8 +436,9 @@ impl Ioas {
     /// of `region`. iommufd pins with `pin_user_pages`, which refuses the region's
     /// `VM_IO | VM_PFNMAP` mapping (EFAULT) whenever it must pin, that is with a
     /// domain attached. A range outside the region is EINVAL without a system call.
+    /// It takes `&mut self` so that no [`Ioas::copy`] can share the short-lived area.
     pub fn probe_map_region(
-        &self,
+        &mut self,
         region: &MappedRegion,
         offset: u64,
         length: u64,
@@ -455,7 +456,7 @@ impl Ioas {
         // in (it is accessed only with volatile reads and writes); a device reaching it
         // through the IOMMU touches no Rust memory. The mapping is removed below, while
         // `region` is still borrowed, so it never refers to the address once the region
-        // is unmapped.
+        // is unmapped; `&mut self` keeps `copy` from sharing it meanwhile.
         let got =
             unsafe { self.map_ioctl(MAP_FIXED_IOVA | map_flags(access), user_va, length, iova) };
         match got {

@@ -187,7 +187,7 @@ pub fn run(r: &mut Report, fd: &Iommufd, ioas: &mut Ioas, dev: &Device, sim: &mu
                     }),
                 Ok(0x20_0000),
             );
-            bar_checks(r, ioas, &bare, dev);
+            bar_checks(r, ioas, &mut bare, dev);
             let _ = bare.unmap_raw(0, u64::MAX);
         }
         Err(e) => r.fail("no-device-ioas-alloc", &e.name()),
@@ -199,7 +199,7 @@ pub fn run(r: &mut Report, fd: &Iommufd, ioas: &mut Ioas, dev: &Device, sim: &mu
 /// A BAR `mmap` (VM_IO | VM_PFNMAP): iommufd must pin it once a domain is attached,
 /// and pin_user_pages refuses (check_vma_flags: EFAULT); an IOAS with no domain only
 /// takes a lazy reference and accepts the map.
-fn bar_checks(r: &mut Report, with_domain: &Ioas, bare: &Ioas, dev: &Device) {
+fn bar_checks(r: &mut Report, with_domain: &mut Ioas, bare: &mut Ioas, dev: &Device) {
     let bar = match dev
         .region_info(PCI_BAR0_REGION_INDEX)
         .and_then(|ri| dev.map_region(&ri))
