@@ -21,6 +21,12 @@
 //!   domain (alignment 1, the whole 64-bit space) and keeps its mappings when the last
 //!   group leaves; the compatibility container answers ENODEV until its first group
 //!   (no compat IOAS yet) and then behaves as an IOAS.
+//! - iommufd extras: [`Container::map_auto`], [`Container::allow_iovas`],
+//!   [`Container::copy`] (IOMMU_IOAS_COPY within the IOAS: the copy shares the
+//!   source's pages, so their writability and backing come along), and
+//!   [`Container::map_backed`] for host addresses that are a device BAR `mmap`
+//!   (type1 maps them; iommufd must pin them once it has a domain and answers EFAULT,
+//!   at the map or at the attach that would pin them).
 //! - The answers follow one kernel version ([`ContainerConfig::kernel`]); see
 //!   [`KernelVersion`] for what changed when.
 //! - The [`DmaSpace`] operations follow the flavour's MAP/UNMAP rules; every failed
