@@ -214,6 +214,11 @@ pub struct MappedRegion {
 }
 
 impl MappedRegion {
+    /// The process address of the mapping's first byte and its length.
+    pub(crate) fn span(&self) -> (u64, usize) {
+        (self.ptr.as_ptr().addr() as u64, self.len)
+    }
+
     fn at<T>(&self, offset: u64) -> Result<*mut T, Errno> {
         let off = usize::try_from(offset).map_err(|_| Errno::EINVAL)?;
         let size = std::mem::size_of::<T>();

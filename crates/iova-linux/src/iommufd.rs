@@ -21,18 +21,20 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use iommufd_bindings as abi;
 use iova::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 use iova::range::{IovaRange, IovaSet};
 use vfio_bindings::bindings::vfio as vfio_abi;
 
-use crate::device::Device;
+use crate::device::{Device, MappedRegion};
 use crate::memory::{AnonMemory, HeldMemory, HoldMemory, MapRawError};
 use crate::sys::{self, Pod, Request, nr};
 
 const IOMMU_IOAS_ALLOC: Request = sys::req(nr::IOMMU_IOAS_ALLOC);
 const IOMMU_IOAS_ALLOW_IOVAS: Request = sys::req(nr::IOMMU_IOAS_ALLOW_IOVAS);
+const IOMMU_IOAS_COPY: Request = sys::req(nr::IOMMU_IOAS_COPY);
 const IOMMU_IOAS_IOVA_RANGES: Request = sys::req(nr::IOMMU_IOAS_IOVA_RANGES);
 const IOMMU_IOAS_MAP: Request = sys::req(nr::IOMMU_IOAS_MAP);
 const IOMMU_IOAS_UNMAP: Request = sys::req(nr::IOMMU_IOAS_UNMAP);
@@ -50,6 +52,9 @@ pub const MAP_READABLE: u32 = abi::iommufd_ioas_map_flags_IOMMU_IOAS_MAP_READABL
 unsafe impl Pod for abi::iommu_ioas_alloc {}
 // SAFETY: integers only, the kernel's `struct iommu_ioas_unmap`.
 unsafe impl Pod for abi::iommu_ioas_unmap {}
+// SAFETY: integers only, the kernel's `struct iommu_ioas_copy` (IOVAs and ids; no
+// address the kernel dereferences).
+unsafe impl Pod for abi::iommu_ioas_copy {}
 // SAFETY: integers only, the kernel's `struct vfio_device_attach_iommufd_pt`; `pasid`
 // is read only with VFIO_DEVICE_ATTACH_PASID in `flags`, and this crate sends
 // `argsz` = 12 (up to `pt_id`, the kernel's minimum) anyway.
@@ -108,6 +113,7 @@ impl Iommufd {
             fd: self.clone(),
             id: a.out_ioas_id,
             devices: Vec::new(),
+            raw_mapped: AtomicBool::new(false),
             memory: HeldMemory::default(),
         })
     }
@@ -141,6 +147,11 @@ impl Iommufd {
 ///   On drop the IOAS unmaps everything before it lets go of that memory (the
 ///   iommufd, and with it the IOAS, may outlive this value through clones).
 /// - unsafe: [`Ioas::map_raw`], for callers that manage their memory themselves.
+///
+/// [`Ioas::copy`] (IOMMU_IOAS_COPY within this IOAS) is safe while every area maps held
+/// memory, that is until [`Ioas::map_raw`] is first called on it; after that it is
+/// refused without a system call ([`CopyError::RawMappings`]) and
+/// [`Ioas::copy_raw`] is the way.
 #[derive(Debug)]
 pub struct Ioas {
     // Field order is drop order: `Drop` unmaps everything first, then the held
@@ -148,7 +159,49 @@ pub struct Ioas {
     fd: Iommufd,
     id: u32,
     devices: Vec<u32>,
+    /// [`Ioas::map_raw`] was called: some area may map memory the IOAS does not hold.
+    raw_mapped: AtomicBool,
     memory: HeldMemory,
+}
+
+/// Why [`Ioas::copy`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// This IOAS has areas made by [`Ioas::map_raw`], whose memory it does not hold: a
+    /// copy would map that memory beyond the raw map's contract. Refused without a
+    /// system call.
+    #[error("the IOAS has raw mappings; IOAS_COPY refused without a system call")]
+    RawMappings,
+    /// The kernel refused the copy with this errno.
+    #[error("the kernel refused the copy: {0}")]
+    Kernel(Errno),
+}
+
+impl CopyError {
+    /// The errno name (`EPERM`), or `refused-raw-mappings` for a refusal made here.
+    pub fn name(&self) -> String {
+        match self {
+            CopyError::RawMappings => "refused-raw-mappings".to_owned(),
+            CopyError::Kernel(e) => e.name(),
+        }
+    }
+}
+
+/// What one `IOMMU_IOAS_IOVA_RANGES` call with an array of a given capacity answered
+/// ([`Ioas::iova_ranges_once`]). `ioas.c: iommufd_ioas_iova_ranges` writes the count
+/// and the alignment back, and the first `capacity` ranges into the array, whether or
+/// not they all fit; when they do not, the ioctl fails with EMSGSIZE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IovaRangesCall {
+    /// `num_iovas` as written back: how many ranges the IOAS has.
+    pub num_iovas: u32,
+    /// The ranges written into the array (at most its capacity), in the kernel's order.
+    pub filled: Vec<IovaRange>,
+    /// `out_iova_alignment`.
+    pub alignment: u64,
+    /// The ioctl failed with EMSGSIZE (the array was too small).
+    pub too_small: bool,
 }
 
 /// What `IOMMU_IOAS_IOVA_RANGES` reported.
@@ -271,6 +324,154 @@ impl Ioas {
         self.iova_ranges_with(1)
     }
 
+    /// One `IOMMU_IOAS_IOVA_RANGES` with room for `capacity` ranges, without retrying:
+    /// EMSGSIZE is an answer here ([`IovaRangesCall::too_small`], with the count and
+    /// alignment the kernel wrote back); any other errno is an error.
+    pub fn iova_ranges_once(&self, capacity: u32) -> Result<IovaRangesCall, Errno> {
+        let n = usize::try_from(capacity).map_err(|_| Errno::ENOMEM)?;
+        let mut arr = vec![abi::iommu_iova_range::default(); n];
+        let mut r = abi::iommu_ioas_iova_ranges {
+            size: sys::size_u32::<abi::iommu_ioas_iova_ranges>(),
+            ioas_id: self.id,
+            num_iovas: capacity,
+            __reserved: 0,
+            allowed_iovas: u64::try_from(arr.as_mut_ptr().addr()).map_err(|_| Errno::EINVAL)?,
+            out_iova_alignment: 0,
+        };
+        // SAFETY: an iommufd; IOAS_IOVA_RANGES reads and writes an
+        // iommu_ioas_iova_ranges of `size` bytes and writes at most `num_iovas`
+        // entries through `allowed_iovas`, which points to `arr`, exclusively borrowed
+        // and exactly that long, for the whole call; any bytes are valid u64 pairs.
+        let too_small =
+            match unsafe { sys::ioctl_with_ptrs(&self.fd.fd, IOMMU_IOAS_IOVA_RANGES, &mut r) } {
+                Ok(_) => false,
+                Err(Errno::EMSGSIZE) => true,
+                Err(e) => return Err(e),
+            };
+        let written = usize::try_from(r.num_iovas).map_err(|_| Errno::EINVAL)?;
+        let mut filled = Vec::new();
+        for raw in arr.iter().take(written.min(n)) {
+            filled.push(IovaRange::new(raw.start, raw.last).map_err(|_| Errno::EINVAL)?);
+        }
+        Ok(IovaRangesCall {
+            num_iovas: r.num_iovas,
+            filled,
+            alignment: r.out_iova_alignment,
+            too_small,
+        })
+    }
+
+    /// `IOMMU_IOAS_COPY` with raw fields, this IOAS the destination: maps `length`
+    /// bytes at `dst_iova` (with [`MAP_FIXED_IOVA`]; otherwise the kernel picks it) to
+    /// the pages behind `[src_iova, src_iova + length - 1]` of IOAS `src_ioas_id` of
+    /// the same iommufd; returns the destination IOVA.
+    ///
+    /// # Safety
+    /// If the kernel accepts the copy, the devices attached to this IOAS may reach the
+    /// memory behind the source range through the new mapping until it is unmapped or
+    /// the iommufd is closed: for that whole time the memory must meet the contract of
+    /// [`Ioas::map_raw`] (kept mapped, used by Rust only as memory shared with a
+    /// device), whatever becomes of the source mapping.
+    pub unsafe fn copy_raw(
+        &self,
+        flags: u32,
+        src_ioas_id: u32,
+        src_iova: u64,
+        length: u64,
+        dst_iova: u64,
+    ) -> Result<u64, Errno> {
+        let mut c = abi::iommu_ioas_copy {
+            size: sys::size_u32::<abi::iommu_ioas_copy>(),
+            flags,
+            dst_ioas_id: self.id,
+            src_ioas_id,
+            length,
+            dst_iova,
+            src_iova,
+        };
+        // SAFETY: an iommufd; IOAS_COPY reads and writes an iommu_ioas_copy of `size`
+        // bytes (no pointers in it); what the new mapping reaches is the caller's
+        // contract.
+        unsafe { sys::ioctl_pod(&self.fd.fd, IOMMU_IOAS_COPY, &mut c) }?;
+        Ok(c.dst_iova)
+    }
+
+    /// `IOMMU_IOAS_COPY` within this IOAS: maps `length` bytes at `dst_iova` (`None`:
+    /// the kernel picks it) to the same pages as `[src_iova, src_iova + length - 1]`;
+    /// returns the destination IOVA. Refused without a system call once
+    /// [`Ioas::map_raw`] was used on this IOAS ([`CopyError::RawMappings`]).
+    pub fn copy(
+        &self,
+        src_iova: u64,
+        length: u64,
+        dst_iova: Option<u64>,
+        access: Access,
+    ) -> Result<u64, CopyError> {
+        if self.raw_mapped.load(Ordering::SeqCst) {
+            return Err(CopyError::RawMappings);
+        }
+        let fixed = if dst_iova.is_some() {
+            MAP_FIXED_IOVA
+        } else {
+            0
+        };
+        // SAFETY: no raw map was ever made on this IOAS, so every area (maps by
+        // `map_held`, earlier copies) maps memory this IOAS holds, and so does the
+        // copy; the IOAS unmaps everything before it lets go of that memory (`Drop`).
+        unsafe {
+            self.copy_raw(
+                fixed | map_flags(access),
+                self.id,
+                src_iova,
+                length,
+                dst_iova.unwrap_or(0),
+            )
+        }
+        .map_err(CopyError::Kernel)
+    }
+
+    /// What the kernel answers to a fixed-IOVA map of `length` bytes of a mapped device
+    /// region (a BAR `mmap`) from `offset`: the map is made and, if the kernel accepts
+    /// it, removed again before this returns, so the area never outlives the borrow
+    /// of `region`. iommufd pins with `pin_user_pages`, which refuses the region's
+    /// `VM_IO | VM_PFNMAP` mapping (EFAULT) whenever it must pin, that is with a
+    /// domain attached. A range outside the region is EINVAL without a system call.
+    /// It takes `&mut self` so that no [`Ioas::copy`] can share the short-lived area.
+    pub fn probe_map_region(
+        &mut self,
+        region: &MappedRegion,
+        offset: u64,
+        length: u64,
+        iova: u64,
+        access: Access,
+    ) -> Result<(), Errno> {
+        let (addr, len) = region.span();
+        let len = u64::try_from(len).map_err(|_| Errno::EINVAL)?;
+        let end = offset.checked_add(length).ok_or(Errno::EINVAL)?;
+        if length == 0 || end > len {
+            return Err(Errno::EINVAL);
+        }
+        let user_va = addr.checked_add(offset).ok_or(Errno::EINVAL)?;
+        // SAFETY: the range is inside `region`, device MMIO that no Rust object lives
+        // in (it is accessed only with volatile reads and writes); a device reaching it
+        // through the IOMMU touches no Rust memory. The mapping is removed below, while
+        // `region` is still borrowed, so it never refers to the address once the region
+        // is unmapped; `&mut self` keeps `copy` from sharing it meanwhile.
+        let got =
+            unsafe { self.map_ioctl(MAP_FIXED_IOVA | map_flags(access), user_va, length, iova) };
+        match got {
+            Err(e) => Err(e),
+            Ok(at) => {
+                if self.unmap_raw(at, length).is_err() && self.unmap_raw(0, u64::MAX).is_err() {
+                    // The area would outlive the region and let a later attach pin
+                    // whatever then lives at that address: stop here.
+                    std::process::abort();
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the allowed list.
     pub fn allow_iovas(&self, ranges: &[IovaRange]) -> Result<(), Errno> {
         let arr: Vec<abi::iommu_iova_range> = ranges
@@ -330,6 +531,22 @@ impl Ioas {
         length: u64,
         iova: u64,
     ) -> Result<u64, Errno> {
+        self.raw_mapped.store(true, Ordering::SeqCst);
+        // SAFETY: the caller's contract is map_ioctl's.
+        unsafe { self.map_ioctl(flags, user_va, length, iova) }
+    }
+
+    /// `IOMMU_IOAS_MAP` itself.
+    ///
+    /// # Safety
+    /// As [`Ioas::map_raw`].
+    unsafe fn map_ioctl(
+        &self,
+        flags: u32,
+        user_va: u64,
+        length: u64,
+        iova: u64,
+    ) -> Result<u64, Errno> {
         let mut m = abi::iommu_ioas_map {
             size: sys::size_u32::<abi::iommu_ioas_map>(),
             flags,
@@ -365,7 +582,7 @@ impl Ioas {
         // SAFETY: the range is inside an `AnonMemory` this IOAS holds until its
         // mappings are gone (see `Drop`), which Rust only accesses atomically; or the
         // kernel refuses it before pinning anything.
-        unsafe { self.map_raw(flags, user_va, length, iova) }.map_err(MapRawError::Kernel)
+        unsafe { self.map_ioctl(flags, user_va, length, iova) }.map_err(MapRawError::Kernel)
     }
 
     /// Maps held memory at a fixed IOVA (see [`Ioas::map_held`]).

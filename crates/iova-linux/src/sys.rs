@@ -97,6 +97,9 @@ pub(crate) mod nr {
     /// `IOMMU_IOAS_ALLOW_IOVAS`.
     pub(crate) const IOMMU_IOAS_ALLOW_IOVAS: (u8, u8) =
         (IOMMUFD_TYPE, iommufd_cmd(fd::IOMMUFD_CMD_IOAS_ALLOW_IOVAS));
+    /// `IOMMU_IOAS_COPY`.
+    pub(crate) const IOMMU_IOAS_COPY: (u8, u8) =
+        (IOMMUFD_TYPE, iommufd_cmd(fd::IOMMUFD_CMD_IOAS_COPY));
     /// `IOMMU_IOAS_IOVA_RANGES`.
     pub(crate) const IOMMU_IOAS_IOVA_RANGES: (u8, u8) =
         (IOMMUFD_TYPE, iommufd_cmd(fd::IOMMUFD_CMD_IOAS_IOVA_RANGES));
@@ -109,7 +112,7 @@ pub(crate) mod nr {
 
     /// Every request, with its name (for the tests that pin the numbers).
     #[cfg(test)]
-    pub(crate) const ALL: [(&str, (u8, u8)); 18] = [
+    pub(crate) const ALL: [(&str, (u8, u8)); 19] = [
         ("VFIO_GET_API_VERSION", VFIO_GET_API_VERSION),
         ("VFIO_CHECK_EXTENSION", VFIO_CHECK_EXTENSION),
         ("VFIO_SET_IOMMU", VFIO_SET_IOMMU),
@@ -128,6 +131,7 @@ pub(crate) mod nr {
         ),
         ("IOMMU_IOAS_ALLOC", IOMMU_IOAS_ALLOC),
         ("IOMMU_IOAS_ALLOW_IOVAS", IOMMU_IOAS_ALLOW_IOVAS),
+        ("IOMMU_IOAS_COPY", IOMMU_IOAS_COPY),
         ("IOMMU_IOAS_IOVA_RANGES", IOMMU_IOAS_IOVA_RANGES),
         ("IOMMU_IOAS_MAP", IOMMU_IOAS_MAP),
         ("IOMMU_IOAS_UNMAP", IOMMU_IOAS_UNMAP),

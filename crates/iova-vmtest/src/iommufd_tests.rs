@@ -1,7 +1,8 @@
 //! The iommufd backend against the real kernel: IOVA_RANGES (with the EMSGSIZE retry),
 //! MAP with fixed and automatic IOVA, the UNMAP ENOENT cases, ALLOW_IOVAS, attach
-//! refusals, edu DMA through an IOAS, and differential traces against the simulated
-//! container (`differential`).
+//! refusals, edu DMA through an IOAS, differential traces against the simulated
+//! container (`differential`), and IOAS_COPY, IOVA_RANGES with a fixed capacity and a
+//! BAR map (`expressible`).
 //!
 //! Expected answers are facts: the guest's sysfs (aperture width, reserved regions)
 //! and the kernel's iommufd source (drivers/iommu/iommufd/ioas.c, io_pagetable.c,
@@ -11,6 +12,7 @@
 //! user address's page offset).
 
 mod differential;
+mod expressible;
 
 use std::sync::Arc;
 
@@ -179,6 +181,9 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
     differential::run(r, &mut ioas, group, seed);
     let _ = ioas.unmap_raw(0, u64::MAX);
     let _ = ioas.allow_iovas(&[]);
+    if let Some(mut sim) = differential::simulated(r, group) {
+        expressible::run(r, &fd, &mut ioas, &dev, &mut sim);
+    }
 
     if let Some(e) = edu::Edu::open(r, dev) {
         let mut sim = differential::simulated(r, group);

@@ -21,6 +21,12 @@
 //!   domain (alignment 1, the whole 64-bit space) and keeps its mappings when the last
 //!   group leaves; the compatibility container answers ENODEV until its first group
 //!   (no compat IOAS yet) and then behaves as an IOAS.
+//! - iommufd extras: [`Container::map_auto`], [`Container::allow_iovas`],
+//!   [`Container::copy`] (IOMMU_IOAS_COPY within the IOAS: the copy shares the
+//!   source's pages, so their writability and backing come along), and
+//!   [`Container::map_backed`] for host addresses that are a device BAR `mmap`
+//!   (type1 maps them; iommufd must pin them once it has a domain and answers EFAULT,
+//!   at the map or at the attach that would pin them).
 //! - The answers follow one kernel version ([`ContainerConfig::kernel`]); see
 //!   [`KernelVersion`] for what changed when.
 //! - The [`DmaSpace`] operations follow the flavour's MAP/UNMAP rules; every failed
@@ -64,7 +70,9 @@
 
 mod tracker;
 
-use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
+use std::collections::BTreeMap;
+
+use crate::dma::{Access, Backing, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 pub use crate::domain::Flavour;
 use crate::domain::{Domain, DomainConfig, Member, Refusal};
 use crate::host::Host;
@@ -168,6 +176,13 @@ pub enum AttachError {
         /// The mapping.
         mapping: IovaRange,
     },
+    /// iommufd: filling the new domain pins every area (`iopt_fill_domain`), and an
+    /// area backed by a device BAR mapping cannot be pinned (`pin_user_pages`: EFAULT).
+    #[error("existing mapping {mapping} is backed by a device BAR, which cannot be pinned")]
+    Unpinnable {
+        /// The BAR-backed mapping.
+        mapping: IovaRange,
+    },
 }
 
 impl AttachError {
@@ -178,6 +193,7 @@ impl AttachError {
             AttachError::AlreadyAttached(_) => Errno::EBUSY,
             AttachError::InUse { .. } => Errno::EADDRINUSE,
             AttachError::Conflict { .. } | AttachError::Replay { .. } => Errno::EINVAL,
+            AttachError::Unpinnable { .. } => Errno::EFAULT,
         }
     }
 }
@@ -220,6 +236,63 @@ impl AllowIovasError {
             AllowIovasError::Unsupported => Errno::ENOTTY,
             AllowIovasError::Degenerate(_) => Errno::EINVAL,
             AllowIovasError::Reserved(_) => Errno::EADDRINUSE,
+        }
+    }
+}
+
+/// Why IOMMU_IOAS_COPY was refused. Nothing changes when it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// Only an iommufd IOAS has IOAS_COPY (type1 and the compatibility container have
+    /// no such ioctl on their file).
+    #[error("IOAS_COPY is an iommufd operation")]
+    Unsupported,
+    /// The source range is not wholly covered by contiguous areas (`iopt_get_pages`).
+    #[error("nothing mapped at source IOVA {iova:#x}; the source range must be wholly mapped")]
+    NotCovered {
+        /// The first source IOVA no area holds.
+        iova: u64,
+    },
+    /// A writeable copy of pages first mapped without WRITEABLE (`iopt_insert_area`:
+    /// the shared `iopt_pages` is not writable).
+    #[error("source area {area} was mapped read-only; its pages cannot be mapped writeable")]
+    ReadOnlyPages {
+        /// The source area whose pages are not writable.
+        area: IovaRange,
+    },
+    /// The destination refused the copy as it refuses a map (same checks, same errno).
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
+impl CopyError {
+    /// The errno the kernel gives.
+    pub fn errno(&self) -> Errno {
+        match self {
+            CopyError::Unsupported => Errno::ENOTTY,
+            CopyError::NotCovered { .. } => Errno::ENOENT,
+            CopyError::ReadOnlyPages { .. } => Errno::EPERM,
+            CopyError::Map(e) => e.errno(),
+        }
+    }
+}
+
+/// What an area shares with the `iopt_pages` behind it, kept only for areas where it
+/// differs from a plain map of memory: whether the pages were first mapped writeable
+/// (iommufd copies share the source's pages) and what backs the host address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pages {
+    writable: bool,
+    backing: Backing,
+}
+
+impl Pages {
+    /// A plain map's pages: writable when the map asked for WRITE, ordinary memory.
+    fn plain(access: Access) -> Pages {
+        Pages {
+            writable: access.write,
+            backing: Backing::Memory,
         }
     }
 }
@@ -268,6 +341,9 @@ pub struct Container {
     compat_ioas: bool,
     allowed: IovaSet,
     maps: tracker::Tracker,
+    /// Per-area facts beyond the tracker's entry, by first IOVA; only areas that are
+    /// not [`Pages::plain`] are listed.
+    pages: BTreeMap<u64, Pages>,
     table: Option<PageTable>,
 }
 
@@ -280,6 +356,7 @@ impl Container {
             compat_ioas: false,
             allowed: IovaSet::default(),
             maps: tracker::Tracker::default(),
+            pages: BTreeMap::new(),
             table: None,
         }
     }
@@ -385,6 +462,29 @@ impl Container {
             && self.groups().eq(before.groups())
             && self.valid_iovas() == before.valid_iovas()
             && self.allowed_iovas() == before.allowed_iovas()
+    }
+
+    /// What backs the host address of the mapping containing `iova`, if any.
+    pub fn backing_at(&self, iova: u64) -> Option<Backing> {
+        let m = self.mapping_at(iova)?;
+        Some(self.pages_of(m.iova.first(), m.access).backing)
+    }
+
+    /// The pages facts of the area starting at `first` with access `access`.
+    fn pages_of(&self, first: u64, access: Access) -> Pages {
+        self.pages
+            .get(&first)
+            .copied()
+            .unwrap_or(Pages::plain(access))
+    }
+
+    /// Records the pages facts of the area starting at `first`.
+    fn set_pages(&mut self, first: u64, access: Access, pages: Pages) {
+        if pages == Pages::plain(access) {
+            self.pages.remove(&first);
+        } else {
+            self.pages.insert(first, pages);
+        }
     }
 
     /// The mapping containing `iova`, if any.
@@ -508,10 +608,17 @@ impl Container {
             for r in IovaSet::from(member.aperture_or_full()).complement().iter() {
                 self.check_reservable(r)?;
             }
-            // iopt_fill_domain: the IOMMU driver refuses to map an area with no access
-            // (only the compatibility container creates one, with no domain attached).
-            if let Some(m) = self.mappings().find(|m| !m.access.read && !m.access.write) {
-                return Err(AttachError::Replay { mapping: m.iova });
+            // iopt_fill_domain, area by area in IOVA order: the pages are pinned first
+            // (a device BAR mapping cannot be: EFAULT), then the IOMMU driver refuses
+            // to map an area with no access (only the compatibility container creates
+            // one, with no domain attached).
+            for m in self.mappings() {
+                if self.pages_of(m.iova.first(), m.access).backing == Backing::Bar {
+                    return Err(AttachError::Unpinnable { mapping: m.iova });
+                }
+                if !m.access.read && !m.access.write {
+                    return Err(AttachError::Replay { mapping: m.iova });
+                }
             }
             domain
         };
@@ -556,6 +663,7 @@ impl Container {
             self.domain = None;
             if self.config.domain.flavour.is_type1() {
                 self.maps.clear();
+                self.pages.clear();
             }
             self.table = None;
             return Ok(());
@@ -751,6 +859,7 @@ impl Container {
         host: u64,
         size: u64,
         access: Access,
+        backing: Backing,
     ) -> Result<(), MapError> {
         let page_size = self.iommufd_precheck(iova, host, size, access)?;
         // iopt_check_iova
@@ -767,6 +876,14 @@ impl Container {
         if (host % self.config.domain.cpu_page_size) & (page_size - 1) != 0 {
             self.exists(iova, last)?;
             return Err(MapError::Misaligned { page_size });
+        }
+        // iopt_fill_domains_pages: with a domain the pages are pinned now, and
+        // pin_user_pages refuses a VM_IO | VM_PFNMAP (BAR) mapping with EFAULT; with no
+        // domain nothing is pinned yet (the area only holds a lazy reference), so the
+        // map succeeds and the first attach fails instead.
+        if backing == Backing::Bar && self.domain.is_some() {
+            self.exists(iova, last)?;
+            return Err(MapError::Unpinnable);
         }
         // Compatibility container: no access asked for reaches the domain fill, which
         // the IOMMU driver refuses (VT-d's __domain_mapping: EINVAL); with no domain
@@ -789,6 +906,20 @@ impl Container {
             return Err(MapError::Kernel(Errno::ENOTTY));
         }
         let page_size = self.iommufd_precheck(0, host_addr, size, access)?;
+        let iova = self.alloc_iova(host_addr, size, page_size)?;
+        let cpu = self.config.domain.cpu_page_size;
+        if (host_addr % cpu) & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size });
+        }
+        let last = iova + (size - 1);
+        self.insert(iova, last, host_addr, size, access)?;
+        Ok(iova)
+    }
+
+    /// `iopt_alloc_iova`: the IOVA an automatic map (or copy) of `size` bytes from
+    /// host address `host_addr` gets (see [`Container::map_auto`]); `page_size` is the
+    /// IOAS alignment. `size` is not 0 (checked before).
+    fn alloc_iova(&self, host_addr: u64, size: u64, page_size: u64) -> Result<u64, MapError> {
         let cpu = self.config.domain.cpu_page_size;
         // iopt_alloc_iova
         if size >= u64::MAX / 2 {
@@ -847,13 +978,147 @@ impl Container {
                 break 'outer;
             }
         }
-        let iova = found.ok_or(MapError::NoSpace)?;
-        if (host_addr % cpu) & (page_size - 1) != 0 {
-            return Err(MapError::Misaligned { page_size });
+        found.ok_or(MapError::NoSpace)
+    }
+
+    /// A map whose host address is backed by `backing` (see [`Backing`]): with
+    /// [`Backing::Memory`] exactly [`DmaSpace::map`]. A device BAR mapping is accepted
+    /// by type1 (`vaddr_get_pfns` takes the PFNs from the page tables) and by an
+    /// iommufd IOAS or compatibility container with no domain (nothing is pinned
+    /// yet); with a domain iommufd must pin it, and `pin_user_pages` refuses:
+    /// [`MapError::Unpinnable`] (EFAULT), after every other check of the map. A later
+    /// attach to an IOAS holding such an area fails the same way
+    /// ([`AttachError::Unpinnable`]).
+    pub fn map_backed(
+        &mut self,
+        iova: u64,
+        host_addr: u64,
+        size: u64,
+        access: Access,
+        backing: Backing,
+    ) -> Result<(), MapError> {
+        if self.config.domain.flavour.is_type1() {
+            self.map_type1(iova, host_addr, size, access)?;
+        } else {
+            self.map_iommufd(iova, host_addr, size, access, backing)?;
         }
-        let last = iova + (size - 1);
-        self.insert(iova, last, host_addr, size, access)?;
-        Ok(iova)
+        self.set_pages(
+            iova,
+            access,
+            Pages {
+                writable: access.write,
+                backing,
+            },
+        );
+        Ok(())
+    }
+
+    /// iommufd IOMMU_IOAS_COPY within this IOAS (`ioas.c: iommufd_ioas_copy`, source
+    /// and destination the same IOAS): maps `length` bytes at `dst_iova` (`None`: the
+    /// kernel picks it, as for [`Container::map_auto`], from the host address of the
+    /// source's first byte) to the same pages as `[src_iova, src_iova + length - 1]`;
+    /// returns the destination IOVA.
+    ///
+    /// In the kernel's order: any of `length`, `src_iova`, `dst_iova` equal to 2^64-1
+    /// EOVERFLOW; neither READ nor WRITE EINVAL; then `iopt_get_pages`: length 0
+    /// EINVAL, a wrapping source range EOVERFLOW, a source range not wholly covered by
+    /// contiguous areas ENOENT (it may span several areas and parts of them); then the
+    /// destination as a map (`iopt_alloc_area_pages`): length not aligned EINVAL, then
+    /// the automatic IOVA or `iopt_check_iova` (alignment EINVAL, wrap EOVERFLOW,
+    /// reserved EINVAL, an existing area EEXIST); per source piece
+    /// (`iopt_insert_area`) WRITE asked of pages first mapped read-only EPERM, a host
+    /// page offset not aligned EINVAL; with a domain a BAR-backed piece cannot be
+    /// pinned EFAULT. Each source piece becomes one destination area. Type1 and the
+    /// compatibility container: ENOTTY.
+    pub fn copy(
+        &mut self,
+        src_iova: u64,
+        length: u64,
+        dst_iova: Option<u64>,
+        access: Access,
+    ) -> Result<u64, CopyError> {
+        if self.config.domain.flavour != Flavour::Iommufd {
+            return Err(CopyError::Unsupported);
+        }
+        if length == u64::MAX || src_iova == u64::MAX || dst_iova == Some(u64::MAX) {
+            return Err(MapError::Overflow.into());
+        }
+        if !access.read && !access.write {
+            return Err(MapError::BadFlags.into());
+        }
+        // iopt_get_pages: the source pieces, each a part of one area.
+        if length == 0 {
+            return Err(MapError::ZeroSize.into());
+        }
+        let src_last = src_iova.checked_add(length - 1).ok_or(MapError::Overflow)?;
+        // (source area, first source IOVA of the piece, bytes, host address, pages)
+        let mut pieces: Vec<(IovaRange, u64, u64, u64, Pages)> = Vec::new();
+        let mut cur = src_iova;
+        loop {
+            let Some(m) = self.mapping_at(cur) else {
+                return Err(CopyError::NotCovered { iova: cur });
+            };
+            let last = m.iova.last().min(src_last);
+            // cur >= m.iova.first() and last - cur < length < 2^64 - 1.
+            let host = m.host_addr.wrapping_add(cur - m.iova.first());
+            let pages = self.pages_of(m.iova.first(), m.access);
+            pieces.push((m.iova, cur, last - cur + 1, host, pages));
+            if last == src_last {
+                break;
+            }
+            cur = last + 1;
+        }
+        // iopt_alloc_area_pages on the destination.
+        let page_size = self.page_size();
+        if length & (page_size - 1) != 0 {
+            return Err(MapError::Misaligned { page_size }.into());
+        }
+        let dst = match dst_iova {
+            None => {
+                // iopt_alloc_area_pages guesses the alignment from the first piece.
+                let first_host = pieces.first().map_or(0, |p| p.3);
+                self.alloc_iova(first_host, length, page_size)?
+            }
+            Some(iova) => {
+                if iova & (page_size - 1) != 0 {
+                    return Err(MapError::Misaligned { page_size }.into());
+                }
+                let last = iova.checked_add(length - 1).ok_or(MapError::Overflow)?;
+                let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
+                if !self.valid_contains(&range) {
+                    return Err(MapError::NotInValidRange.into());
+                }
+                self.exists(iova, last)?;
+                iova
+            }
+        };
+        let cpu = self.config.domain.cpu_page_size;
+        for &(area, _, _, host, pages) in &pieces {
+            if access.write && !pages.writable {
+                return Err(CopyError::ReadOnlyPages { area });
+            }
+            if (host % cpu) & (page_size - 1) != 0 {
+                return Err(MapError::Misaligned { page_size }.into());
+            }
+        }
+        // iopt_fill_domains_pages: with a domain every piece is pinned.
+        if self.domain.is_some() && pieces.iter().any(|p| p.4.backing == Backing::Bar) {
+            return Err(MapError::Unpinnable.into());
+        }
+        let mut at = dst;
+        let mut placed = Vec::with_capacity(pieces.len());
+        for &(_, _, len, host, pages) in &pieces {
+            // Checked above: the destination range [dst, dst + length - 1] fits.
+            let last = at + (len - 1);
+            if let Err(e) = self.insert(at, last, host, len, access) {
+                self.remove(&placed);
+                return Err(e.into());
+            }
+            placed.push(at);
+            self.set_pages(at, access, pages);
+            at = last.wrapping_add(1);
+        }
+        Ok(dst)
     }
 
     /// iommufd IOMMU_IOAS_ALLOW_IOVAS: replaces the allowed list (used by automatic
@@ -1030,6 +1295,9 @@ impl Container {
             self.maps.remove(first);
             self.maps.insert(first, lo);
             self.maps.insert(next, hi);
+            if let Some(p) = self.pages.get(&first).copied() {
+                self.pages.insert(next, p);
+            }
         }
     }
 
@@ -1074,6 +1342,7 @@ impl Container {
     /// nothing, for any other range.
     fn remove_exact(&mut self, first: u64, last: u64) -> Option<u128> {
         self.maps.remove_if(first, |e| e.last == last)?;
+        self.pages.remove(&first);
         // `last >= first` for every mapping; the size is `None` only for the whole
         // 64-bit space, which no page table holds as one range.
         let len = last.wrapping_sub(first);
@@ -1088,6 +1357,7 @@ impl Container {
     fn remove(&mut self, firsts: &[u64]) -> u128 {
         let mut bytes = 0u128;
         for f in firsts {
+            self.pages.remove(f);
             if let Some(e) = self.maps.remove(*f) {
                 let r = IovaRange::new(*f, e.last).unwrap_or(IovaRange::FULL);
                 bytes += r.len();
@@ -1153,7 +1423,7 @@ impl DmaSpace for Container {
         if self.config.domain.flavour.is_type1() {
             self.map_type1(iova, host_addr, size, access)
         } else {
-            self.map_iommufd(iova, host_addr, size, access)
+            self.map_iommufd(iova, host_addr, size, access, Backing::Memory)
         }
     }
 
@@ -1179,6 +1449,7 @@ impl DmaSpace for Container {
         }
         let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
         self.maps.clear();
+        self.pages.clear();
         if let Some(t) = self.table.as_mut() {
             t.clear();
         }

@@ -168,6 +168,32 @@ impl Access {
     }
 }
 
+/// What backs a host address given to a map: ordinary process memory, or an `mmap` of
+/// a device BAR (a `VM_PFNMAP` mapping of MMIO, as a VMM uses for peer-to-peer DMA).
+///
+/// The interfaces differ on the second (docs/semantics.md §14): VFIO type1 reads the
+/// PFNs out of the page tables (`vaddr_get_pfns` falls back to `follow_fault_pfn`) and
+/// maps them; iommufd pins with `pin_user_pages`, which refuses `VM_IO | VM_PFNMAP`
+/// memory (EFAULT) whenever it has to pin, that is when a domain is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backing {
+    /// Ordinary (pinnable) process memory: anonymous, file or hugetlbfs pages.
+    #[default]
+    Memory,
+    /// An `mmap` of a device BAR (`VM_IO | VM_PFNMAP`): MMIO with no `struct page`.
+    Bar,
+}
+
+impl Backing {
+    /// The trace spelling: `mem` or `bar`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backing::Memory => "mem",
+            Backing::Bar => "bar",
+        }
+    }
+}
+
 /// What a [`DmaSpace`] can map now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmaInfo {
@@ -264,6 +290,10 @@ pub enum MapError {
     /// The host range is not mapped in the process.
     #[error("host address not mapped in the process")]
     BadAddress,
+    /// The host range cannot be pinned: it is an `mmap` of a device BAR
+    /// (`VM_IO | VM_PFNMAP`), which `pin_user_pages` refuses (iommufd with a domain).
+    #[error("the host range is a device BAR mapping (VM_PFNMAP), which cannot be pinned")]
+    Unpinnable,
     /// The kernel refused the map with this errno (real backends).
     #[error("the kernel refused the map: {0}")]
     Kernel(Errno),
@@ -282,7 +312,7 @@ impl MapError {
             MapError::Overflow => Errno::EOVERFLOW,
             MapError::Exists { .. } => Errno::EEXIST,
             MapError::TooManyMappings { .. } | MapError::NoSpace => Errno::ENOSPC,
-            MapError::BadAddress => Errno::EFAULT,
+            MapError::BadAddress | MapError::Unpinnable => Errno::EFAULT,
             MapError::NoMemory => Errno::ENOMEM,
             MapError::Kernel(e) => *e,
         }

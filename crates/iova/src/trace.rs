@@ -11,24 +11,31 @@
 //! `_` separators allowed, with an optional binary unit (`4K`, `2M`, `1G`).
 //!
 //! ```text
-//! map IOVA SIZE [HOST_ADDR] [r|w|rw|-]   # host address defaults to IOVA, access to rw
+//! map IOVA SIZE [HOST_ADDR] [r|w|rw|-] [bar] # host address defaults to IOVA,
+//!                                        # access to rw; bar: a device BAR mmap
 //! unmap IOVA SIZE
 //! unmap-all
 //! attach GROUP                           # add an IOMMU group of the host
 //! detach GROUP
 //! allow-iovas [FIRST-LAST[,FIRST-LAST...]] # iommufd ALLOW_IOVAS; none: no restriction
 //! map-auto SIZE [HOST_ADDR] [r|w|rw|-]   # iommufd map, the kernel picks the IOVA
-//! iova-ranges                            # iommufd IOVA_RANGES
+//! copy SRC_IOVA LENGTH DST_IOVA|auto [r|w|rw|-] # iommufd IOAS_COPY within the IOAS
+//! iova-ranges [CAPACITY]                 # iommufd IOVA_RANGES (array of CAPACITY)
 //! ```
 //!
-//! `-` asks for no access at all (the kernel refuses it: EINVAL). The last five need a
-//! simulated container and its host ([`apply_sim`]); on any other [`DmaSpace`]
-//! [`apply`] answers them ENOTTY.
+//! `-` asks for no access at all (the kernel refuses it: EINVAL). `bar` says the host
+//! address is an `mmap` of a device BAR rather than memory (type1 maps it, iommufd
+//! refuses it once it has to pin: EFAULT; docs/semantics.md §14). Every operation but
+//! `map` (without `bar`), `unmap` and `unmap-all` needs a simulated container and its
+//! host ([`apply_sim`]); on any other [`DmaSpace`] [`apply`] answers them ENOTTY.
 //!
 //! Outcomes are written `ok` (map, attach, detach, allow-iovas), `ok 0x<bytes>`
-//! (unmap, unmap-all), `ok 0x<iova>` (map-auto), `ok FIRST-LAST,... align 0x<n>`
-//! (iova-ranges: the valid ranges and the IOAS alignment) or the errno name (`EINVAL`,
-//! `EEXIST`, ...).
+//! (unmap, unmap-all), `ok 0x<iova>` (map-auto, copy: the destination IOVA),
+//! `ok FIRST-LAST,... align 0x<n>` (iova-ranges: the valid ranges and the IOAS
+//! alignment), `EMSGSIZE need <n> got FIRST-LAST,... align 0x<n>` (iova-ranges with a
+//! CAPACITY smaller than the number of ranges: the kernel's count, the ranges it wrote
+//! and the alignment) or the errno name (`EINVAL`, `EEXIST`, ...). An empty list is
+//! written `-`.
 //!
 //! ```
 //! use iova::trace::{parse_trace, TraceOp};
@@ -44,7 +51,7 @@
 use std::fmt;
 
 use crate::container::Container;
-use crate::dma::{Access, DmaSpace, Errno, MapError, UnmapError};
+use crate::dma::{Access, Backing, DmaSpace, Errno, MapError, UnmapError};
 use crate::host::Host;
 use crate::range::{IovaRange, IovaSet};
 use crate::units::parse_number;
@@ -97,8 +104,34 @@ pub enum TraceOp {
         /// Device access.
         access: Access,
     },
+    /// A map whose host address is an `mmap` of a device BAR (`map ... bar`).
+    MapBar {
+        /// First IOVA.
+        iova: u64,
+        /// Bytes.
+        size: u64,
+        /// Host address of the first byte (inside the BAR mapping).
+        host_addr: u64,
+        /// Device access.
+        access: Access,
+    },
+    /// iommufd IOMMU_IOAS_COPY with the IOAS as source and destination.
+    Copy {
+        /// First source IOVA.
+        src_iova: u64,
+        /// Bytes.
+        length: u64,
+        /// Destination IOVA (`FIXED_IOVA`); `None`: the kernel picks it.
+        dst_iova: Option<u64>,
+        /// Device access of the new mapping.
+        access: Access,
+    },
     /// iommufd IOMMU_IOAS_IOVA_RANGES: the valid ranges and the alignment.
-    IovaRanges,
+    IovaRanges {
+        /// Room in the caller's array (`num_iovas` on input); `None`: as much as
+        /// needed (a caller that retries after EMSGSIZE).
+        capacity: Option<u32>,
+    },
 }
 
 impl fmt::Display for TraceOp {
@@ -131,7 +164,31 @@ impl fmt::Display for TraceOp {
                 host_addr,
                 access,
             } => write!(f, "map-auto {size:#x} {host_addr:#x} {}", access.as_str()),
-            TraceOp::IovaRanges => f.write_str("iova-ranges"),
+            TraceOp::MapBar {
+                iova,
+                size,
+                host_addr,
+                access,
+            } => write!(
+                f,
+                "map {iova:#x} {size:#x} {host_addr:#x} {} bar",
+                access.as_str()
+            ),
+            TraceOp::Copy {
+                src_iova,
+                length,
+                dst_iova,
+                access,
+            } => {
+                write!(f, "copy {src_iova:#x} {length:#x} ")?;
+                match dst_iova {
+                    Some(d) => write!(f, "{d:#x}")?,
+                    None => f.write_str("auto")?,
+                }
+                write!(f, " {}", access.as_str())
+            }
+            TraceOp::IovaRanges { capacity: None } => f.write_str("iova-ranges"),
+            TraceOp::IovaRanges { capacity: Some(n) } => write!(f, "iova-ranges {n}"),
         }
     }
 }
@@ -173,6 +230,48 @@ pub enum Reply {
         /// `out_iova_alignment`.
         alignment: u64,
     },
+    /// iova-ranges with an array too small: the ioctl fails with EMSGSIZE, but
+    /// `ioas.c: iommufd_ioas_iova_ranges` has still written back the whole count
+    /// (`num_iovas`), `out_iova_alignment`, and the first CAPACITY ranges.
+    RangesTooSmall {
+        /// How many ranges there are (`num_iovas` written back).
+        needed: u32,
+        /// The ranges written into the caller's array (the first CAPACITY).
+        got: IovaSet,
+        /// `out_iova_alignment`.
+        alignment: u64,
+    },
+}
+
+impl Reply {
+    /// The errno of an answer that is a failed ioctl carrying data
+    /// ([`Reply::RangesTooSmall`]: EMSGSIZE); `None` for a success.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Reply::RangesTooSmall { .. } => Some(Errno::EMSGSIZE),
+            _ => None,
+        }
+    }
+
+    /// The IOVA_RANGES answer for an IOAS whose holes are `ranges`, to a caller with
+    /// room for `capacity` entries (`None`: room for all).
+    pub fn iova_ranges(ranges: &IovaSet, alignment: u64, capacity: Option<u32>) -> Reply {
+        let count = ranges.iter().count();
+        match capacity {
+            Some(cap) if count > usize::try_from(cap).unwrap_or(usize::MAX) => {
+                let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+                Reply::RangesTooSmall {
+                    needed: u32::try_from(count).unwrap_or(u32::MAX),
+                    got: ranges.iter().take(cap).copied().collect(),
+                    alignment,
+                }
+            }
+            _ => Reply::Ranges {
+                ranges: ranges.clone(),
+                alignment,
+            },
+        }
+    }
 }
 
 /// The result of one operation: its [`Reply`] or the errno.
@@ -218,11 +317,21 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
     };
     let op = match words[0] {
         "map" => {
+            // An optional last word says what backs the host address.
+            let (words, backing) = match words.last().copied() {
+                Some("bar") if words.len() > 3 => (&words[..words.len() - 1], Backing::Bar),
+                Some("mem") if words.len() > 3 => (&words[..words.len() - 1], Backing::Memory),
+                _ => (&words[..], Backing::Memory),
+            };
             if words.len() > 5 {
                 return Err(err(
-                    "too many fields (map IOVA SIZE [HOST_ADDR] [r|w|rw])".into()
+                    "too many fields (map IOVA SIZE [HOST_ADDR] [r|w|rw] [bar|mem])".into(),
                 ));
             }
+            let num = |k: usize, what: &str| -> Result<u64, TraceError> {
+                let w = words.get(k).ok_or_else(|| err(format!("missing {what}")))?;
+                parse_number(w).map_err(|e| err(format!("{what}: {e}")))
+            };
             let iova = num(1, "IOVA")?;
             let size = num(2, "SIZE")?;
             let mut host_addr = iova;
@@ -240,11 +349,19 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
                 }
                 _ => return Err(err("too many fields".into())),
             }
-            TraceOp::Map {
-                iova,
-                size,
-                host_addr,
-                access,
+            match backing {
+                Backing::Memory => TraceOp::Map {
+                    iova,
+                    size,
+                    host_addr,
+                    access,
+                },
+                Backing::Bar => TraceOp::MapBar {
+                    iova,
+                    size,
+                    host_addr,
+                    access,
+                },
             }
         }
         "unmap" => {
@@ -323,15 +440,46 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
             }
         }
         "iova-ranges" => {
-            if words.len() != 1 {
-                return Err(err("iova-ranges takes no arguments".into()));
+            if words.len() > 2 {
+                return Err(err("expected: iova-ranges [CAPACITY]".into()));
             }
-            TraceOp::IovaRanges
+            let capacity =
+                match words.get(1) {
+                    None => None,
+                    Some(_) => Some(u32::try_from(num(1, "CAPACITY")?).map_err(|_| {
+                        err("CAPACITY is above 2^32-1 (num_iovas is 32-bit)".into())
+                    })?),
+                };
+            TraceOp::IovaRanges { capacity }
+        }
+        "copy" => {
+            if !(4..=5).contains(&words.len()) {
+                return Err(err(
+                    "expected: copy SRC_IOVA LENGTH DST_IOVA|auto [r|w|rw|-]".into(),
+                ));
+            }
+            let src_iova = num(1, "SRC_IOVA")?;
+            let length = num(2, "LENGTH")?;
+            let dst_iova = match words[3] {
+                "auto" => None,
+                _ => Some(num(3, "DST_IOVA")?),
+            };
+            let access = match words.get(4) {
+                None => Access::RW,
+                Some(a) => parse_access(a)
+                    .ok_or_else(|| err(format!("access '{a}' is not one of r, w, rw, -")))?,
+            };
+            TraceOp::Copy {
+                src_iova,
+                length,
+                dst_iova,
+                access,
+            }
         }
         w => {
             return Err(err(format!(
                 "unknown operation '{w}' (expected map, unmap, unmap-all, attach, \
-                 detach, allow-iovas, map-auto or iova-ranges)"
+                 detach, allow-iovas, map-auto, copy or iova-ranges)"
             )));
         }
     };
@@ -339,8 +487,8 @@ pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, 
 }
 
 /// Runs one operation on a DMA space. The operations a bare [`DmaSpace`] has no call
-/// for (attach, detach, allow-iovas, map-auto, iova-ranges) answer ENOTTY; see
-/// [`apply_sim`].
+/// for (attach, detach, allow-iovas, map-auto, map ... bar, copy, iova-ranges) answer
+/// ENOTTY; see [`apply_sim`].
 pub fn apply(space: &mut dyn DmaSpace, op: &TraceOp) -> Outcome {
     apply_detailed(space, op).map_err(|e| e.errno())
 }
@@ -388,7 +536,9 @@ pub fn apply_detailed(space: &mut dyn DmaSpace, op: &TraceOp) -> Result<Reply, O
         | TraceOp::Detach { .. }
         | TraceOp::AllowIovas { .. }
         | TraceOp::MapAuto { .. }
-        | TraceOp::IovaRanges => Err(OpError::Other(Errno::ENOTTY)),
+        | TraceOp::MapBar { .. }
+        | TraceOp::Copy { .. }
+        | TraceOp::IovaRanges { .. } => Err(OpError::Other(Errno::ENOTTY)),
     }
 }
 
@@ -396,9 +546,10 @@ pub fn apply_detailed(space: &mut dyn DmaSpace, op: &TraceOp) -> Result<Reply, O
 ///
 /// `allow-iovas` refuses, as `iommufd_ioas_load_iovas` does, a range with
 /// `first >= last` and two ranges that overlap (EINVAL) before the container's own
-/// checks. `iova-ranges` is an iommufd ioctl (type1 flavours: ENOTTY); on the
-/// compatibility container it answers ENOTTY too (its IOAS is reached through
-/// `IOMMU_VFIO_IOAS` only).
+/// checks. `iova-ranges` and `copy` are iommufd ioctls (type1 flavours: ENOTTY); on
+/// the compatibility container they answer ENOTTY too (its IOAS is reached through
+/// `IOMMU_VFIO_IOAS` only). `iova-ranges CAPACITY` answers
+/// [`Reply::RangesTooSmall`] when the IOAS has more ranges than that.
 pub fn apply_sim(c: &mut Container, host: &Host, op: &TraceOp) -> Outcome {
     use crate::domain::Flavour;
     match op {
@@ -434,38 +585,69 @@ pub fn apply_sim(c: &mut Container, host: &Host, op: &TraceOp) -> Outcome {
             .map_auto(*host_addr, *size, *access)
             .map(Reply::Iova)
             .map_err(|e| e.errno()),
-        TraceOp::IovaRanges => {
+        TraceOp::IovaRanges { capacity } => {
             if c.config().flavour() != Flavour::Iommufd {
                 return Err(Errno::ENOTTY);
             }
-            Ok(Reply::Ranges {
-                ranges: c.valid_iovas(),
-                alignment: c.alignment(),
-            })
+            Ok(Reply::iova_ranges(
+                &c.valid_iovas(),
+                c.alignment(),
+                *capacity,
+            ))
         }
+        TraceOp::MapBar {
+            iova,
+            size,
+            host_addr,
+            access,
+        } => c
+            .map_backed(*iova, *host_addr, *size, *access, Backing::Bar)
+            .map(|()| Reply::Done)
+            .map_err(|e| e.errno()),
+        TraceOp::Copy {
+            src_iova,
+            length,
+            dst_iova,
+            access,
+        } => c
+            .copy(*src_iova, *length, *dst_iova, *access)
+            .map(Reply::Iova)
+            .map_err(|e| e.errno()),
         other => apply(c, other),
     }
 }
 
-/// `ok`, `ok 0x<bytes>`, `ok 0x<iova>`, `ok FIRST-LAST,... align 0x<n>` or the errno
-/// name.
+/// `FIRST-LAST,...`, or `-` for none.
+fn range_list(ranges: &IovaSet) -> String {
+    let list: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{:#x}-{:#x}", r.first(), r.last()))
+        .collect();
+    if list.is_empty() {
+        "-".to_owned()
+    } else {
+        list.join(",")
+    }
+}
+
+/// `ok`, `ok 0x<bytes>`, `ok 0x<iova>`, `ok FIRST-LAST,... align 0x<n>`,
+/// `EMSGSIZE need <n> got FIRST-LAST,... align 0x<n>` or the errno name.
 pub fn format_outcome(o: &Outcome) -> String {
     match o {
         Ok(Reply::Done) => "ok".to_owned(),
         Ok(Reply::Bytes(bytes)) => format!("ok {bytes:#x}"),
         Ok(Reply::Iova(iova)) => format!("ok {iova:#x}"),
         Ok(Reply::Ranges { ranges, alignment }) => {
-            let list: Vec<String> = ranges
-                .iter()
-                .map(|r| format!("{:#x}-{:#x}", r.first(), r.last()))
-                .collect();
-            let list = if list.is_empty() {
-                "-".to_owned()
-            } else {
-                list.join(",")
-            };
-            format!("ok {list} align {alignment:#x}")
+            format!("ok {} align {alignment:#x}", range_list(ranges))
         }
+        Ok(Reply::RangesTooSmall {
+            needed,
+            got,
+            alignment,
+        }) => format!(
+            "EMSGSIZE need {needed} got {} align {alignment:#x}",
+            range_list(got)
+        ),
         Err(e) => e.name(),
     }
 }
@@ -520,7 +702,9 @@ mod tests {
         );
         let more = parse_trace(
             "attach 3\ndetach 3\nallow-iovas 0x1000-0x1fff,16K-20K\nallow-iovas\n\
-             map-auto 0x2000\nmap-auto 8K 0x7f00 r\niova-ranges\n",
+             map-auto 0x2000\nmap-auto 8K 0x7f00 r\niova-ranges\niova-ranges 0\n\
+             copy 0x1000 4K auto\ncopy 0x1000 0x1000 0x9000 r\nmap 0x1000 4K 0x5000 r bar\n\
+             map 0x1000 4K bar\nmap 0x1000 4K mem\n",
         )
         .unwrap();
         assert_eq!(more[0].op, TraceOp::Attach { group: 3 });
@@ -531,6 +715,53 @@ mod tests {
             }
         );
         assert_eq!(more[3].op, TraceOp::AllowIovas { ranges: vec![] });
+        assert_eq!(more[6].op, TraceOp::IovaRanges { capacity: None });
+        assert_eq!(more[7].op, TraceOp::IovaRanges { capacity: Some(0) });
+        assert_eq!(
+            more[8].op,
+            TraceOp::Copy {
+                src_iova: 0x1000,
+                length: 0x1000,
+                dst_iova: None,
+                access: Access::RW
+            }
+        );
+        assert_eq!(
+            more[9].op,
+            TraceOp::Copy {
+                src_iova: 0x1000,
+                length: 0x1000,
+                dst_iova: Some(0x9000),
+                access: Access::READ
+            }
+        );
+        assert_eq!(
+            more[10].op,
+            TraceOp::MapBar {
+                iova: 0x1000,
+                size: 0x1000,
+                host_addr: 0x5000,
+                access: Access::READ
+            }
+        );
+        assert_eq!(
+            more[11].op,
+            TraceOp::MapBar {
+                iova: 0x1000,
+                size: 0x1000,
+                host_addr: 0x1000,
+                access: Access::RW
+            }
+        );
+        assert_eq!(
+            more[12].op,
+            TraceOp::Map {
+                iova: 0x1000,
+                size: 0x1000,
+                host_addr: 0x1000,
+                access: Access::RW
+            }
+        );
         assert_eq!(
             more[5].op,
             TraceOp::MapAuto {
@@ -547,7 +778,16 @@ mod tests {
             "allow-iovas 1-2 3-4",
             "map-auto",
             "map-auto 1 2 r x",
-            "iova-ranges 1",
+            "iova-ranges 1 2",
+            "iova-ranges x",
+            "iova-ranges 0x100000000",
+            "copy 1 2",
+            "copy 1 2 x",
+            "copy 1 2 3 rw 4",
+            "copy 1 2 3 q",
+            "map bar",
+            "map 1 bar",
+            "map 1 2 3 rw x bar",
         ] {
             assert!(parse_trace(bad).is_err(), "{bad}");
         }
@@ -573,5 +813,24 @@ mod tests {
             "ok 0x1000000-0x7fffffff align 0x800"
         );
         assert_eq!(format_outcome(&Err(Errno::EEXIST)), "EEXIST");
+        let two: IovaSet = [
+            IovaRange::new(0, 0xfedf_ffff).unwrap(),
+            IovaRange::new(0xfef0_0000, 0x7f_ffff_ffff).unwrap(),
+        ]
+        .into_iter()
+        .collect();
+        let short = Reply::iova_ranges(&two, 0x1000, Some(1));
+        assert_eq!(short.errno(), Some(Errno::EMSGSIZE));
+        assert_eq!(
+            format_outcome(&Ok(short)),
+            "EMSGSIZE need 2 got 0x0-0xfedfffff align 0x1000"
+        );
+        assert_eq!(
+            format_outcome(&Ok(Reply::iova_ranges(&two, 0x1000, Some(0)))),
+            "EMSGSIZE need 2 got - align 0x1000"
+        );
+        let fits = Reply::iova_ranges(&two, 0x1000, Some(2));
+        assert_eq!(fits.errno(), None);
+        assert_eq!(fits, Reply::iova_ranges(&two, 0x1000, None));
     }
 }

@@ -31,7 +31,7 @@ const fn io_for(layout: IocLayout, ty: u8, nr: u8) -> u64 {
 }
 
 /// The numbers on x86_64, as the C macros give them.
-const X86_64: [(&str, u64); 18] = [
+const X86_64: [(&str, u64); 19] = [
     ("VFIO_GET_API_VERSION", 0x3b64),
     ("VFIO_CHECK_EXTENSION", 0x3b65),
     ("VFIO_SET_IOMMU", 0x3b66),
@@ -47,13 +47,14 @@ const X86_64: [(&str, u64); 18] = [
     ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", 0x3b77),
     ("IOMMU_IOAS_ALLOC", 0x3b81),
     ("IOMMU_IOAS_ALLOW_IOVAS", 0x3b82),
+    ("IOMMU_IOAS_COPY", 0x3b83),
     ("IOMMU_IOAS_IOVA_RANGES", 0x3b84),
     ("IOMMU_IOAS_MAP", 0x3b85),
     ("IOMMU_IOAS_UNMAP", 0x3b86),
 ];
 
 /// The numbers on powerpc64: the same with `_IOC_NONE << 29` = 0x2000_0000.
-const POWERPC64: [(&str, u64); 18] = [
+const POWERPC64: [(&str, u64); 19] = [
     ("VFIO_GET_API_VERSION", 0x2000_3b64),
     ("VFIO_CHECK_EXTENSION", 0x2000_3b65),
     ("VFIO_SET_IOMMU", 0x2000_3b66),
@@ -69,6 +70,7 @@ const POWERPC64: [(&str, u64); 18] = [
     ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", 0x2000_3b77),
     ("IOMMU_IOAS_ALLOC", 0x2000_3b81),
     ("IOMMU_IOAS_ALLOW_IOVAS", 0x2000_3b82),
+    ("IOMMU_IOAS_COPY", 0x2000_3b83),
     ("IOMMU_IOAS_IOVA_RANGES", 0x2000_3b84),
     ("IOMMU_IOAS_MAP", 0x2000_3b85),
     ("IOMMU_IOAS_UNMAP", 0x2000_3b86),
@@ -331,12 +333,25 @@ fn bindings_match_the_installed_kernel_headers() {
                 &["size", "flags", "ioas_id", "user_va", "length", "iova"],
             ),
             ("iommu_ioas_unmap", &["size", "ioas_id", "iova", "length"]),
+            (
+                "iommu_ioas_copy",
+                &[
+                    "size",
+                    "flags",
+                    "dst_ioas_id",
+                    "src_ioas_id",
+                    "length",
+                    "dst_iova",
+                    "src_iova",
+                ],
+            ),
         ] {
             c.push_str(&c_layout(s, f));
         }
         numbers.extend([
             "IOMMU_IOAS_ALLOC",
             "IOMMU_IOAS_ALLOW_IOVAS",
+            "IOMMU_IOAS_COPY",
             "IOMMU_IOAS_IOVA_RANGES",
             "IOMMU_IOAS_MAP",
             "IOMMU_IOAS_UNMAP",
@@ -398,6 +413,20 @@ fn bindings_match_the_installed_kernel_headers() {
         "iommu_ioas_unmap",
         fd::iommu_ioas_unmap,
         [size, ioas_id, iova, length]
+    );
+    layout!(
+        ours,
+        "iommu_ioas_copy",
+        fd::iommu_ioas_copy,
+        [
+            size,
+            flags,
+            dst_ioas_id,
+            src_ioas_id,
+            length,
+            dst_iova,
+            src_iova
+        ]
     );
     for (name, tn) in nr::ALL {
         #[allow(clippy::unnecessary_cast)]
