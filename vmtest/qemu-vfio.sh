@@ -22,6 +22,8 @@
 #
 # env: VMTEST_QEMU_VFIO_BOOTS (default "6.1:39:type1 6.1:48:type1 build:39:iommufd"; "" for none)
 #      VMTEST_QEMU_VFIO_MEM    (the guest RAM of those boots; default 1536M)
+#      VMTEST_QEMU_VFIO_MUTATE=1 (the guest replaces check's prediction of the dimm-at-2^39
+#                               case by "starts": that check must FAIL; proves the comparison)
 #      VMTEST_QEMU_VFIO_TIMEOUT (seconds added to VMTEST_TIMEOUT for those boots; default 600)
 QEMU_VFIO_BOOTS=${VMTEST_QEMU_VFIO_BOOTS-"6.1:39:type1 6.1:48:type1 build:39:iommufd"}
 QEMU_VFIO_MEM=${VMTEST_QEMU_VFIO_MEM:-1536M}
