@@ -63,6 +63,25 @@ pub enum Outcome {
     Refused(String),
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Starts => write!(f, "starts"),
+            Outcome::StartsFailsAtFirstDma { first, last } => {
+                write!(f, "starts; the first DMA into {first:#x}-{last:#x} fails")
+            }
+            Outcome::MapFails {
+                errno,
+                range: Some((a, b)),
+            } => write!(f, "the map of {a:#x}-{b:#x} fails with errno {errno}"),
+            Outcome::MapFails { errno, range: None } => {
+                write!(f, "a map fails with errno {errno}")
+            }
+            Outcome::Refused(m) => write!(f, "refused: {m}"),
+        }
+    }
+}
+
 impl Outcome {
     fn kind(&self) -> &'static str {
         match self {
@@ -107,7 +126,7 @@ pub fn compare(predicted: &Outcome, real: &Outcome) -> Result<String, String> {
         (Outcome::Refused(p), Outcome::Refused(q)) => {
             Ok(format!("both refuse: check {p:?}; QEMU {q:?}"))
         }
-        (p, q) => Err(format!("check predicts {p:?}, QEMU: {q:?}")),
+        (p, q) => Err(format!("check predicts: {p}; QEMU: {q}")),
     }
 }
 
@@ -742,7 +761,14 @@ fn wrong_predictions(r: &mut Report, real: &Outcome) {
     } else {
         r.fail(
             "qemu-vfio/comparison-detects-wrong-prediction",
-            &format!("accepted wrong predictions {missed:?}"),
+            &format!(
+                "accepted wrong predictions: {}",
+                missed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         );
     }
 }
