@@ -558,7 +558,11 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
         Ok(a) => a,
         Err(e) => return r.fail("qemu-vfio/setup", &e),
     };
-    r.note(&format!("qemu-vfio: {mode} guest, VT-d {aw} bits"));
+    let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    r.note(&format!(
+        "qemu-vfio: {mode} guest, VT-d {aw} bits, up {} s",
+        up.split_whitespace().next().unwrap_or("?")
+    ));
     let beyond_39 = if aw <= 39 {
         Want::MapFails(EINVAL)
     } else {
