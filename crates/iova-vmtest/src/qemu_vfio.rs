@@ -490,7 +490,13 @@ fn report(
     stderr: &str,
     v: &Value,
 ) {
-    let last_err = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    // The failed map's line when there is one (a map failing after start-up makes QEMU
+    // abort with a register dump after it), else the last line.
+    let last_err = stderr
+        .lines()
+        .find(|l| l.contains("dma_map("))
+        .or_else(|| stderr.lines().rfind(|l| !l.trim().is_empty()))
+        .unwrap_or("");
     match compare(pred, real) {
         Ok(_) if !want.matches(real) => r.fail(
             check,
