@@ -352,6 +352,9 @@ pub struct QemuVm {
     pub viommus: Vec<Viommu>,
     /// The assigned devices: `vfio-pci` `host=` / `sysfsdev=`.
     pub vfio: Vec<String>,
+    /// Every assigned device uses an iommufd backend (`-object iommufd,id=X` and
+    /// `vfio-pci,iommufd=X`): its IOAS has no `vfio_iommu_type1.dma_entry_limit`.
+    pub vfio_iommufd: bool,
     /// `-L` directories.
     pub data_dirs: Vec<String>,
     /// Memory backends by id.
@@ -824,6 +827,7 @@ where
     let mut bios = None;
     let mut data_dirs = Vec::new();
     let mut pflash_drives: Vec<(u32, String)> = Vec::new();
+    let mut iommufd_ids: Vec<String> = Vec::new();
 
     for (name, arg) in &opts {
         let arg_s = arg.as_deref().unwrap_or("");
@@ -851,7 +855,12 @@ where
             "object" => {
                 let o = Opts::parse(arg_s, "qom-type");
                 let ty = o.get("qom-type").unwrap_or("");
-                if ty.starts_with("memory-backend-") {
+                if ty == "iommufd" {
+                    let id = o
+                        .get("id")
+                        .ok_or_else(|| QemuError::bad(&input, "an iommufd object needs id="))?;
+                    iommufd_ids.push(id.to_owned());
+                } else if ty.starts_with("memory-backend-") {
                     let id = o
                         .get("id")
                         .ok_or_else(|| QemuError::bad(&input, "a memory backend needs id="))?;
@@ -1156,6 +1165,7 @@ where
     };
     let mut mem_devices = Vec::new();
     let mut vfio = Vec::new();
+    let mut vfio_on_iommufd = 0usize;
     for (input, o) in &devices {
         let driver = o.get("driver").unwrap_or("");
         match driver {
@@ -1169,6 +1179,15 @@ where
                     .next()
                     .unwrap_or(dev)
                     .to_owned();
+                if let Some(id) = o.get("iommufd") {
+                    if !iommufd_ids.iter().any(|i| i == id) {
+                        return Err(QemuError::bad(
+                            input.as_str(),
+                            format!("iommufd '{id}': no -object iommufd has this id"),
+                        ));
+                    }
+                    vfio_on_iommufd += 1;
+                }
                 vfio.push(dev);
             }
             "pc-dimm" | "nvdimm" | "virtio-mem-pci" => {
@@ -1280,6 +1299,7 @@ where
         pflash,
         mem_devices,
         viommus,
+        vfio_iommufd: !vfio.is_empty() && vfio_on_iommufd == vfio.len(),
         vfio,
         data_dirs,
         backends,
@@ -1388,6 +1408,29 @@ mod tests {
         assert_eq!(vm.vfio, vec!["0000:41:00.0".to_owned()]);
         assert_eq!(vm.mem_devices.len(), 1);
         assert_eq!(vm.pci_hole64_size, Some(64 << 30));
+    }
+
+    #[test]
+    fn iommufd_backends_read() {
+        let vm = parse(
+            "qemu-system-x86_64 -m 1G -object iommufd,id=fd0 \
+             -device vfio-pci,host=0000:03:00.0,iommufd=fd0",
+        )
+        .unwrap();
+        assert!(vm.vfio_iommufd);
+        let vm = parse(
+            "qemu-system-x86_64 -m 1G -object iommufd,id=fd0 \
+             -device vfio-pci,host=0000:03:00.0,iommufd=fd0 -device vfio-pci,host=0000:04:00.0",
+        )
+        .unwrap();
+        assert!(!vm.vfio_iommufd, "one device on a type1 container");
+        let vm = parse("qemu-system-x86_64 -m 1G -device vfio-pci,host=0000:03:00.0").unwrap();
+        assert!(!vm.vfio_iommufd);
+        let e = parse("qemu-system-x86_64 -m 1G -device vfio-pci,host=0000:03:00.0,iommufd=x")
+            .unwrap_err();
+        assert!(!e.is_unmodelled() && e.to_string().contains("'x'"), "{e}");
+        let e = parse("qemu-system-x86_64 -m 1G -object iommufd").unwrap_err();
+        assert!(e.to_string().contains("id="), "{e}");
     }
 
     #[test]

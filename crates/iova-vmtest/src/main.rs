@@ -18,6 +18,7 @@ mod diff;
 mod edu;
 mod facts;
 mod iommufd_tests;
+mod qemu_vfio;
 mod report;
 mod spapr_tests;
 mod type1_tests;
@@ -50,6 +51,9 @@ fn main() {
         }
         other => r.fail("mode", &format!("unknown mode {other}")),
     }
+    // The real QEMU with vfio-pci against `iovactl check`, when vmtest/qemu-vfio.sh put
+    // QEMU into this guest (after the other checks: the group is free again).
+    qemu_vfio::run(&mut r, mode, bdf);
     println!("vmtest-guest: {} passed, {} failed", r.passed, r.failed);
     println!("vmtest-guest: done {tag}");
 }

@@ -452,7 +452,8 @@ pub fn vmm_problems(vmm: &Vmm, c: &Container, dma_entry_limit: Option<u32>) -> V
             });
         }
     }
-    if vmm.model.viommus.is_empty() {
+    // iommufd's IOAS has no mapping limit (the limit is vfio_iommu_type1's).
+    if vmm.model.viommus.is_empty() && !vmm.vm.vfio_iommufd {
         let limit = dma_entry_limit.map_or(DEFAULT_DMA_ENTRY_LIMIT, u64::from);
         if vmm.model.mappings > limit {
             out.push(VmmProblem {

@@ -503,3 +503,25 @@ fn a_running_vm_by_pid() {
     assert_eq!(v["vmm"]["machine"], "pc");
     assert_eq!(v["vmm"]["cpu_vendor"], "amd", "qemu64 is an AMD model");
 }
+
+#[test]
+fn the_dma_entry_limit_is_type1s_not_iommufds() {
+    // 256 GiB of virtio-mem in 2 MiB blocks: 131072 mappings, above type1's default
+    // limit of 65535; an iommufd IOAS has no such limit (`-object iommufd`, accepted).
+    let type1 = "qemu-system-x86_64 -machine q35 -m 1G,maxmem=300G \
+                 -object memory-backend-ram,id=vm0,size=256G \
+                 -device virtio-mem-pci,memdev=vm0,requested-size=256G,block-size=2M \
+                 -device vfio-pci,host=0000:03:00.0";
+    let out = vmm("check", "intel-vtd-39", "10.0", type1);
+    let v = json(&out);
+    assert_eq!(v["vmm"]["problems"][0]["kind"], "dma-entry-limit", "{v}");
+    assert_eq!(out.status.code(), Some(1));
+    let iommufd = type1.replace(
+        "-device vfio-pci,host=0000:03:00.0",
+        "-object iommufd,id=fd0 -device vfio-pci,host=0000:03:00.0,iommufd=fd0",
+    );
+    let out = vmm("check", "intel-vtd-39", "10.0", &iommufd);
+    let v = json(&out);
+    assert_eq!(v["vmm"]["problems"], Value::Array(vec![]), "{v}");
+    assert_eq!(out.status.code(), Some(0), "{v}");
+}
