@@ -31,6 +31,7 @@ pub mod layout_file;
 pub mod libvirt;
 mod plan;
 pub mod presets;
+pub mod pseries;
 pub mod qemu_cmdline;
 pub mod qemu_model;
 pub mod svg;
