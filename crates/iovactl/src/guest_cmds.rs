@@ -1173,6 +1173,10 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
         );
         (vm, desc)
     };
+    let mut vm = vm;
+    for a in &mut vm.assigned {
+        a.device = with_domain(&a.device);
+    }
     if vm.assigned.is_empty() {
         return Err(CliError::input(
             "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
