@@ -231,7 +231,7 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
         (Some(name), None) => {
             let preset = Preset::from_name(name).ok_or_else(|| {
                 CliError::input(format!(
-                    "--guest {name}: unknown preset; known presets: {}",
+                    "--guest {name}: unknown preset; known presets: {}, qemu-pseries",
                     Preset::known_names()
                 ))
             })?;
