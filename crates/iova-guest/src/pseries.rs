@@ -438,13 +438,13 @@ impl PseriesVm {
         }
 
         // The machine.
-        let machine_name = get(&machine, "type").unwrap_or_default();
-        if machine_name.is_empty() {
-            return Err(bad(
-                bin.as_str(),
-                "give the machine type: -M pseries (the only ppc64 machine modelled)",
-            ));
-        }
+        let machine_name = match get(&machine, "type") {
+            Some(t) if !t.is_empty() => t,
+            _ => {
+                notes.push("no -M: qemu-system-ppc64's default machine is pseries".to_owned());
+                "pseries".to_owned()
+            }
+        };
         if machine_name != "pseries" {
             let Some(v) = machine_name
                 .strip_prefix("pseries-")

@@ -1182,6 +1182,40 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
             "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
         ));
     }
+    let mut infos: Vec<(u32, u32, iova::spapr::SpaprInfo)> = Vec::new();
+    let mut devices = Vec::new();
+    for a in &vm.assigned {
+        let g = host
+            .group_of_device(&a.device)
+            .map_err(|e| CliError::input(format!("device {}: {e}", a.device)))?;
+        let live = if g.spapr.is_none() && args.host.is_live() {
+            crate::hostsrc::ask_spapr(g.id)
+        } else {
+            None
+        };
+        let Some(info) = g.spapr.or(live) else {
+            return Err(CliError::CannotAnswer(format!(
+                "group {} of {} ({}) has no sPAPR TCE windows: not a Power host, or facts \
+                 saved without VFIO_IOMMU_SPAPR_TCE_GET_INFO; a pseries guest's windows \
+                 (qemu-system-ppc64 -M pseries) can only be checked against them",
+                g.id, loaded.source, a.device
+            )));
+        };
+        if let Some(d) = info.ddw
+            && d.levels > 1
+        {
+            return Err(CliError::CannotAnswer(format!(
+                "group {} allows {}-level TCE tables: a PowerNV host, whose window rules \
+                 (pnv_pci_ioda2_create_table) are not modelled; the model covers a pseries \
+                 host (1 level)",
+                g.id, d.levels
+            )));
+        }
+        devices.push((a.device.clone(), a.phb, g.id));
+        if !infos.iter().any(|(p, id, _)| *p == a.phb && *id == g.id) {
+            infos.push((a.phb, g.id, info));
+        }
+    }
     let (page_size, page_source) = match (&args.host_page_size, host.settings.cpu_page_size) {
         (Some(t), _) => {
             let p =
@@ -1207,40 +1241,10 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
             )));
         }
     };
-    let mut groups: Vec<(u32, u32, HostSpapr)> = Vec::new();
-    let mut devices = Vec::new();
-    for a in &vm.assigned {
-        let g = host
-            .group_of_device(&a.device)
-            .map_err(|e| CliError::input(format!("device {}: {e}", a.device)))?;
-        let live = if g.spapr.is_none() && args.host.is_live() {
-            crate::hostsrc::ask_spapr(g.id)
-        } else {
-            None
-        };
-        let Some(info) = g.spapr.or(live) else {
-            return Err(CliError::CannotAnswer(format!(
-                "group {} of {} ({}) has no sPAPR TCE windows: not a Power host, or facts \
-                 saved without VFIO_IOMMU_SPAPR_TCE_GET_INFO; a pseries guest's windows can \
-                 only be checked against them",
-                g.id, loaded.source, a.device
-            )));
-        };
-        if let Some(d) = info.ddw
-            && d.levels > 1
-        {
-            return Err(CliError::CannotAnswer(format!(
-                "group {} allows {}-level TCE tables: a PowerNV host, whose window rules \
-                 (pnv_pci_ioda2_create_table) are not modelled; the model covers a pseries \
-                 host (1 level)",
-                g.id, d.levels
-            )));
-        }
-        devices.push((a.device.clone(), a.phb, g.id));
-        if !groups.iter().any(|(p, id, _)| *p == a.phb && *id == g.id) {
-            groups.push((a.phb, g.id, HostSpapr { info, page_size }));
-        }
-    }
+    let groups: Vec<(u32, u32, HostSpapr)> = infos
+        .into_iter()
+        .map(|(p, g, info)| (p, g, HostSpapr { info, page_size }))
+        .collect();
     Ok(Some(PseriesLoaded {
         loaded,
         vm,
