@@ -317,10 +317,13 @@ fn run_spapr_vfio(
         .saturating_mul(SPAPR_PLACE_ALIGN);
     let arena = TraceArena::new(len)
         .map_err(|e| CliError::Os(format!("cannot map the user-memory arena: {e}")))?;
-    let arena_base = arena.addr().div_ceil(SPAPR_PLACE_ALIGN) * SPAPR_PLACE_ALIGN;
+    let arena_base = arena
+        .addr()
+        .div_ceil(SPAPR_PLACE_ALIGN)
+        .saturating_mul(SPAPR_PLACE_ALIGN);
     let place = |op: iova::spapr::trace::SpaprOp| match op.user_range() {
         Some((a, _)) if a >= base && u128::from(a) < u128::from(base) + u128::from(span) => {
-            op.with_user_addr(arena_base + (a - base))
+            op.with_user_addr(arena_base.saturating_add(a - base))
         }
         _ => op,
     };
