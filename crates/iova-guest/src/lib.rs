@@ -21,6 +21,8 @@
 //! - [`qemu_cmdline`] / [`qemu_model`]: a QEMU command line read with QEMU's own
 //!   grammar, and the memory map QEMU builds for it (by release and machine type);
 //! - [`libvirt`]: a libvirt domain XML as the QEMU command line libvirt builds;
+//! - [`pseries`]: IBM Power pseries guests, whose DMA windows must be creatable in the
+//!   host's sPAPR TCE container (checked with the `iova::spapr` model);
 //! - [`svg`]: a picture of the 64-bit space with the problem in red.
 
 #![forbid(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod layout_file;
 pub mod libvirt;
 mod plan;
 pub mod presets;
+pub mod pseries;
 pub mod qemu_cmdline;
 pub mod qemu_model;
 pub mod svg;

@@ -518,7 +518,7 @@ fn bits_of(input: &str, text: &str) -> Result<u8, QemuError> {
 }
 
 /// Options that take no argument and cannot change what VFIO maps.
-const IGNORED_FLAGS: &[&str] = &[
+pub(crate) const IGNORED_FLAGS: &[&str] = &[
     "S",
     "nographic",
     "no-reboot",
@@ -540,7 +540,7 @@ const IGNORED_FLAGS: &[&str] = &[
 ];
 
 /// Options that take an argument and cannot change what VFIO maps.
-const IGNORED_WITH_ARG: &[&str] = &[
+pub(crate) const IGNORED_WITH_ARG: &[&str] = &[
     "name",
     "uuid",
     "smp",
@@ -632,7 +632,7 @@ const IGNORED_WITH_ARG: &[&str] = &[
 
 /// `-device` types that cannot change what VFIO maps (their BARs are MMIO, placed by
 /// the firmware inside the PCI windows, and never DMA-mapped without a p2p request).
-const IGNORED_DEVICES: &[&str] = &[
+pub(crate) const IGNORED_DEVICES: &[&str] = &[
     "virtio-net-pci",
     "virtio-net-pci-non-transitional",
     "virtio-blk-pci",
@@ -712,10 +712,11 @@ const IGNORED_DEVICES: &[&str] = &[
 ];
 
 /// `-device` types that provide a VGA-compatible device (they claim 0xa0000-0xbffff).
-const VGA_DEVICES: &[&str] = &["VGA", "cirrus-vga", "qxl-vga", "virtio-vga", "vmware-svga"];
+pub(crate) const VGA_DEVICES: &[&str] =
+    &["VGA", "cirrus-vga", "qxl-vga", "virtio-vga", "vmware-svga"];
 
 /// `-object` types that cannot change the memory map.
-const IGNORED_OBJECTS: &[&str] = &[
+pub(crate) const IGNORED_OBJECTS: &[&str] = &[
     "iothread",
     "rng-random",
     "rng-builtin",

@@ -301,6 +301,30 @@ fn cli(r: &mut Report, bdf: &str) {
         ),
         Err(e) => r.fail("spapr-iovactl-replay-live-host", &e.to_string()),
     }
+    // The same trace on the real sPAPR container: the same answers as the simulation.
+    match run(&[
+        "replay",
+        "--vfio",
+        "--device",
+        bdf,
+        "--flavour",
+        "spapr-v2",
+        "/tmp/spapr.trace",
+    ]) {
+        Ok((Some(0), out)) => r.eq(
+            "spapr-iovactl-replay-vfio-matches-simulation",
+            out,
+            "ok\nok\nret 1\nok 0x800000000000000\n".to_owned(),
+        ),
+        Ok((code, out)) => r.fail(
+            "spapr-iovactl-replay-vfio-matches-simulation",
+            &format!("exit {code:?}: {out}"),
+        ),
+        Err(e) => r.fail(
+            "spapr-iovactl-replay-vfio-matches-simulation",
+            &e.to_string(),
+        ),
+    }
 }
 
 fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep) {

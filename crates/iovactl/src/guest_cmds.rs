@@ -30,7 +30,8 @@ pub struct GuestArgs {
     #[arg(long = "device", value_name = "BDF")]
     devices: Vec<String>,
     /// The VMM whose layout to use: qemu-q35, qemu-pc, qemu-virt, cloud-hypervisor,
-    /// firecracker, crosvm.
+    /// firecracker, crosvm; qemu-pseries (IBM Power: its DMA windows are checked
+    /// against the host's sPAPR windows).
     #[arg(long, value_name = "PRESET", conflicts_with = "layout")]
     guest: Option<String>,
     /// Guest RAM with --guest: 512M, 8G, 1T (binary units; no fractions).
@@ -56,8 +57,12 @@ pub struct GuestArgs {
     /// when it runs here, else the newest modelled release.
     #[arg(long = "qemu-version", value_name = "VERSION")]
     qemu_version: Option<String>,
+    /// The host's page size (4K or 64K) for a pseries guest, when the host facts do not
+    /// say it: QEMU sizes the TCE tables it asks for by it.
+    #[arg(long = "host-page-size", value_name = "SIZE")]
+    host_page_size: Option<String>,
     /// The VMM's own command line, after `--`: argv[0] names the VMM
-    /// (qemu-system-x86_64, qemu-system-aarch64).
+    /// (qemu-system-x86_64, qemu-system-aarch64, qemu-system-ppc64 -M pseries).
     #[arg(last = true, value_name = "VMM-ARGV")]
     vmm: Vec<String>,
 }
@@ -137,6 +142,12 @@ fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliErro
 }
 
 fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
+    if args.host_page_size.is_some() {
+        return Err(CliError::input(
+            "--host-page-size goes with a pseries guest (qemu-system-ppc64 -M pseries, or \
+             --guest qemu-pseries)",
+        ));
+    }
     let loaded = args.host.load()?;
     let from_libvirt = match &args.libvirt {
         Some(p) => {
@@ -220,7 +231,7 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
         (Some(name), None) => {
             let preset = Preset::from_name(name).ok_or_else(|| {
                 CliError::input(format!(
-                    "--guest {name}: unknown preset; known presets: {}",
+                    "--guest {name}: unknown preset; known presets: {}, qemu-pseries",
                     Preset::known_names()
                 ))
             })?;
@@ -573,6 +584,9 @@ fn report_text(r: &CheckReport, l: &Loaded, probs: &[VmmProblem]) -> String {
 
 /// Runs `iovactl check`.
 pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
+    if let Some(p) = load_pseries(&args.guest)? {
+        return run_pseries_check(&p, args.json);
+    }
     let l = load(&args.guest)?;
     let r = run_check(&l)?;
     let probs = problems(&l, &r);
@@ -677,6 +691,9 @@ fn plan_json(p: &Plan, before: &CheckReport, guest: &str) -> Value {
 
 /// Runs `iovactl plan`.
 pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
+    if let Some(p) = load_pseries(&args.guest)? {
+        return run_pseries_plan(&p, args.json);
+    }
     let l = load(&args.guest)?;
     let before = run_check(&l)?;
     let mut p = plan(&l.input, &before.container);
@@ -769,6 +786,13 @@ pub fn run_plan_cmd(args: &PlanArgs) -> Result<ExitCode, CliError> {
 
 /// Runs `iovactl render`.
 pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
+    if load_pseries(&args.guest)?.is_some() {
+        return Err(CliError::CannotAnswer(
+            "render draws guest-physical layouts; a pseries guest's DMA goes through its \
+             windows: use check or plan"
+                .to_owned(),
+        ));
+    }
     let l = load(&args.guest)?;
     let r = run_check(&l)?;
     let doc = svg::render(&r);
@@ -952,6 +976,7 @@ pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
         pid: None,
         libvirt: Some(PathBuf::from("-")),
         qemu_version: args.qemu_version.clone(),
+        host_page_size: None,
         vmm: Vec::new(),
     };
     let l = match load(&ga) {
@@ -1002,4 +1027,493 @@ pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
     msg.push_str(" run `iovactl plan --libvirt FILE` for a layout that fits");
     crate::out::eprintln(&msg);
     Ok(ExitCode::from(1))
+}
+
+// ---------------------------------------------------------------------------------
+// pseries guests: their DMA windows against the host's sPAPR TCE container.
+
+use iova_guest::pseries::{
+    HostSpapr, PseriesPlan, PseriesReport, PseriesVm, WindowCheck, check_pseries, is_ppc64_binary,
+    plan_pseries,
+};
+
+/// A pseries VM, its host, and the (PHB, group, host windows) to check.
+struct PseriesLoaded {
+    loaded: LoadedHost,
+    vm: PseriesVm,
+    groups: Vec<(u32, u32, HostSpapr)>,
+    devices: Vec<(String, u32, u32)>,
+    desc: String,
+    page_source: String,
+}
+
+fn qemu_cli_err(e: iova_guest::qemu_cmdline::QemuError) -> CliError {
+    if e.is_unmodelled() {
+        CliError::CannotAnswer(e.to_string())
+    } else {
+        CliError::input(e.to_string())
+    }
+}
+
+/// `0000:` added to a PCI address written without its domain.
+fn with_domain(bdf: &str) -> String {
+    if bdf.matches(':').count() == 1 {
+        format!("0000:{bdf}")
+    } else {
+        bdf.to_owned()
+    }
+}
+
+/// The pseries form of a guest command: `--guest qemu-pseries`, or a VMM command line
+/// whose argv[0] is qemu-system-ppc64. `None` for every other guest.
+fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
+    let preset = args.guest.as_deref().is_some_and(|g| {
+        matches!(
+            g.trim().to_ascii_lowercase().as_str(),
+            "qemu-pseries" | "pseries"
+        )
+    });
+    let from_argv = if preset || args.libvirt.is_some() {
+        None
+    } else {
+        match crate::vmm::argv_from(&args.vmm, args.cmdline.as_deref(), args.pid)? {
+            Some((argv, src)) if argv.first().is_some_and(|a| is_ppc64_binary(a)) => {
+                Some((argv, src))
+            }
+            _ => return Ok(None),
+        }
+    };
+    if !preset && from_argv.is_none() {
+        return Ok(None);
+    }
+    if args.cpu_vendor.is_some() {
+        return Err(CliError::input(
+            "--cpu-vendor goes with x86 guests; a pseries guest has no vendor choice",
+        ));
+    }
+    if args.layout.is_some() {
+        return Err(CliError::input(
+            "--layout goes with type1 guests; a pseries guest's DMA goes through its windows",
+        ));
+    }
+    let loaded = args.host.load()?;
+    let host = &loaded.host;
+    let mut extra = crate::hostsrc::resolve_devices(host, &args.devices)?;
+    let (vm, desc) = if let Some((argv, source)) = from_argv {
+        if args.memory.is_some() || args.guest.is_some() {
+            return Err(CliError::input(
+                "a VMM command line gives the guest itself: drop --guest and --memory",
+            ));
+        }
+        let qemu = match args.qemu_version.as_deref() {
+            Some(t) => {
+                let v = iova_guest::qemu_cmdline::QemuVersion::parse(t).ok_or_else(|| {
+                    CliError::input(format!("--qemu-version {t}: expected MAJOR.MINOR[.MICRO]"))
+                })?;
+                if !v.is_modelled() {
+                    return Err(CliError::CannotAnswer(format!(
+                        "--qemu-version {t}: QEMU releases {} to {}.x are modelled",
+                        iova_guest::qemu_cmdline::QemuVersion::OLDEST,
+                        iova_guest::qemu_cmdline::QemuVersion::NEWEST.major
+                    )));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let mut vm = PseriesVm::parse(&argv, qemu).map_err(qemu_cli_err)?;
+        for a in &mut vm.assigned {
+            a.device = with_domain(&a.device);
+        }
+        extra.retain(|d| !vm.assigned.iter().any(|a| &a.device == d));
+        for d in extra {
+            vm.assigned
+                .push(iova_guest::pseries::Assigned { device: d, phb: 0 });
+        }
+        let desc = format!(
+            "{} {}, {} of RAM at 0 ({}); from {}; PHB DMA defaults as in QEMU 7.0 to 10.x \
+             (hw/ppc/spapr_pci.c)",
+            vm.binary,
+            vm.machine_name,
+            human_bytes(u128::from(vm.ram)),
+            match vm.accel {
+                iova_guest::qemu_cmdline::Accel::Kvm => "KVM",
+                iova_guest::qemu_cmdline::Accel::Tcg => "TCG",
+            },
+            source
+        );
+        (vm, desc)
+    } else {
+        if !args.vmm.is_empty() || args.cmdline.is_some() || args.pid.is_some() {
+            return Err(CliError::input(
+                "a VMM command line gives the guest itself: drop --guest and --memory",
+            ));
+        }
+        if args.qemu_version.is_some() {
+            return Err(CliError::input(
+                "--qemu-version goes with a QEMU command line (after --, --cmdline or --pid)",
+            ));
+        }
+        let mem_text = args
+            .memory
+            .as_deref()
+            .ok_or_else(|| CliError::input("--guest qemu-pseries needs --memory SIZE (e.g. 8G)"))?;
+        let memory =
+            parse_number(mem_text).map_err(|e| CliError::input(format!("--memory: {e}")))?;
+        if memory < (1 << 20) {
+            return Err(CliError::input(format!(
+                "--memory {mem_text}: less than 1 MiB of RAM (a size without a unit is bytes)"
+            )));
+        }
+        let vm = PseriesVm::preset(memory, &extra);
+        let desc = format!(
+            "qemu-pseries with {} of RAM at 0, the default PHB; PHB DMA defaults from QEMU \
+             hw/ppc/spapr_pci.c",
+            human_bytes(u128::from(memory))
+        );
+        (vm, desc)
+    };
+    let mut vm = vm;
+    for a in &mut vm.assigned {
+        a.device = with_domain(&a.device);
+    }
+    if vm.assigned.is_empty() {
+        return Err(CliError::input(
+            "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
+        ));
+    }
+    let mut infos: Vec<(u32, u32, iova::spapr::SpaprInfo)> = Vec::new();
+    let mut devices = Vec::new();
+    for a in &vm.assigned {
+        let g = host
+            .group_of_device(&a.device)
+            .map_err(|e| CliError::input(format!("device {}: {e}", a.device)))?;
+        let live = if g.spapr.is_none() && args.host.is_live() {
+            crate::hostsrc::ask_spapr(g.id)
+        } else {
+            None
+        };
+        let Some(info) = g.spapr.or(live) else {
+            return Err(CliError::CannotAnswer(format!(
+                "group {} of {} ({}) has no sPAPR TCE windows: not a Power host, or facts \
+                 saved without VFIO_IOMMU_SPAPR_TCE_GET_INFO; a pseries guest's windows \
+                 (qemu-system-ppc64 -M pseries) can only be checked against them",
+                g.id, loaded.source, a.device
+            )));
+        };
+        if let Some(d) = info.ddw
+            && d.levels > 1
+        {
+            return Err(CliError::CannotAnswer(format!(
+                "group {} allows {}-level TCE tables: a PowerNV host, whose window rules \
+                 (pnv_pci_ioda2_create_table) are not modelled; the model covers a pseries \
+                 host (1 level)",
+                g.id, d.levels
+            )));
+        }
+        devices.push((a.device.clone(), a.phb, g.id));
+        if !infos.iter().any(|(p, id, _)| *p == a.phb && *id == g.id) {
+            infos.push((a.phb, g.id, info));
+        }
+    }
+    let (page_size, page_source) = match (&args.host_page_size, host.settings.cpu_page_size) {
+        (Some(t), _) => {
+            let p =
+                parse_number(t).map_err(|e| CliError::input(format!("--host-page-size: {e}")))?;
+            if p != 0x1000 && p != 0x1_0000 {
+                return Err(CliError::input(format!(
+                    "--host-page-size {t}: a Power host's page is 4K or 64K"
+                )));
+            }
+            (p, "--host-page-size")
+        }
+        (None, Some(p)) if p == 0x1000 || p == 0x1_0000 => (p, "the host's"),
+        (None, Some(p)) => {
+            return Err(CliError::CannotAnswer(format!(
+                "the host's page size {p:#x} is not a Power page size (4K or 64K)"
+            )));
+        }
+        (None, None) => {
+            return Err(CliError::CannotAnswer(format!(
+                "the page size of {} is unknown, and it decides the TCE table levels QEMU asks \
+                 the host for (hw/vfio/spapr.c): give --host-page-size 4K or 64K",
+                loaded.source
+            )));
+        }
+    };
+    let groups: Vec<(u32, u32, HostSpapr)> = infos
+        .into_iter()
+        .map(|(p, g, info)| (p, g, HostSpapr { info, page_size }))
+        .collect();
+    Ok(Some(PseriesLoaded {
+        loaded,
+        vm,
+        groups,
+        devices,
+        desc,
+        page_source: format!("{} ({page_source})", human_bytes(u128::from(page_size))),
+    }))
+}
+
+fn window_json(w: &WindowCheck) -> Value {
+    json!({
+        "phb": w.phb,
+        "group": w.group,
+        "window": w.window.as_str(),
+        "first": hex(w.start),
+        "size": hex(w.size),
+        "guest_page_size": hex(1u64 << w.guest_page_shift),
+        "host_page_size": w.host_page_shift.map(|s| hex(1u64 << s)),
+        "tce_create": w.attempts.iter().map(|a| json!({"levels": a.levels, "answer": a.answer})).collect::<Vec<_>>(),
+        "ok": w.ok,
+        "when": w.window.when(),
+        "reason": w.reason,
+    })
+}
+
+fn pseries_json(p: &PseriesLoaded, r: &PseriesReport) -> Value {
+    json!({
+        "ok": r.ok,
+        "guest": p.desc,
+        "host": p.loaded.source,
+        "host_page_size": p.page_source,
+        "machine": p.vm.machine_name,
+        "ram": hex(p.vm.ram),
+        "phbs": p.vm.phbs.iter().map(|b| json!({
+            "index": b.index,
+            "dma_win_addr": hex(b.dma.dma_win_addr),
+            "dma_win_size": hex(b.dma.dma_win_size),
+            "dma64_win_addr": hex(b.dma.dma64_win_addr),
+            "ddw": b.dma.ddw,
+            "pgsz": hex(b.dma.pgsz),
+        })).collect::<Vec<_>>(),
+        "devices": p.devices.iter().map(|(d, phb, g)| json!({"device": d, "phb": phb, "group": g})).collect::<Vec<_>>(),
+        "windows": r.windows.iter().map(window_json).collect::<Vec<_>>(),
+        "notes": p.vm.notes.iter().chain(r.notes.iter()).collect::<Vec<_>>(),
+    })
+}
+
+fn pseries_text(p: &PseriesLoaded, r: &PseriesReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Host: {}, host pages {}",
+        iova_guest::text::clean(&p.loaded.source),
+        p.page_source
+    );
+    for (phb, g, h) in &p.groups {
+        let i = &h.info;
+        let ddw = i.ddw.map_or("no dynamic windows".to_owned(), |d| {
+            format!(
+                "TCE pages {}, {} windows, {} level{}",
+                page_sizes(d.pgsizes),
+                d.max_dynamic_windows_supported,
+                d.levels,
+                if d.levels == 1 { "" } else { "s" }
+            )
+        });
+        let devs: Vec<&str> = p
+            .devices
+            .iter()
+            .filter(|(_, dp, dg)| dp == phb && dg == g)
+            .map(|(d, _, _)| d.as_str())
+            .collect();
+        let _ = writeln!(
+            s,
+            "Group {g} ({}) on PHB {phb}: host 32-bit window {}+{}, {ddw}",
+            iova_guest::text::clean(&devs.join(", ")),
+            hex(u64::from(i.dma32_window_start)),
+            human_bytes(u128::from(i.dma32_window_size)),
+        );
+    }
+    let _ = writeln!(s, "Guest: {}", iova_guest::text::clean(&p.desc));
+    for b in &p.vm.phbs {
+        let _ = writeln!(
+            s,
+            "  PHB {}: dma_win_addr={} dma_win_size={} dma64_win_addr={} ddw={} pgsz={} ({})",
+            b.index,
+            hex(b.dma.dma_win_addr),
+            hex(b.dma.dma_win_size),
+            hex(b.dma.dma64_win_addr),
+            if b.dma.ddw { "on" } else { "off" },
+            hex(b.dma.pgsz),
+            page_sizes(b.dma.pgsz)
+        );
+    }
+    for n in &p.vm.notes {
+        let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
+    }
+    let _ = writeln!(
+        s,
+        "\nDMA windows (each guest window becomes a host window at the same address):"
+    );
+    let mut rows = vec![[
+        "PHB".to_owned(),
+        "GROUP".to_owned(),
+        "WINDOW".to_owned(),
+        "FIRST".to_owned(),
+        "SIZE".to_owned(),
+        "GUEST TCE".to_owned(),
+        "HOST TCE".to_owned(),
+        "TCE_CREATE".to_owned(),
+        "STATUS".to_owned(),
+    ]];
+    for w in &r.windows {
+        rows.push([
+            w.phb.to_string(),
+            w.group.to_string(),
+            w.window.as_str().to_owned(),
+            hex(w.start),
+            human_bytes(u128::from(w.size)),
+            human_bytes(1u128 << w.guest_page_shift),
+            w.host_page_shift
+                .map_or("-".to_owned(), |s| human_bytes(1u128 << s)),
+            if w.attempts.is_empty() {
+                "-".to_owned()
+            } else {
+                w.attempts
+                    .iter()
+                    .map(|a| format!("L{} {}", a.levels, a.answer))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            if w.ok { "ok" } else { "FAILS" }.to_owned(),
+        ]);
+    }
+    let mut widths = [0usize; 9];
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::from(" ");
+        for (c, w) in row.iter().zip(widths) {
+            let _ = write!(line, " {c:<w$}");
+        }
+        let _ = writeln!(s, "{}", line.trim_end());
+    }
+    let fails: Vec<&WindowCheck> = r.windows.iter().filter(|w| !w.ok).collect();
+    if !fails.is_empty() {
+        let _ = writeln!(s, "\nProblems:");
+        for w in fails {
+            let _ = writeln!(
+                s,
+                "  FATAL ({}) PHB {} group {} {} window {}+{}: {}",
+                w.window.when(),
+                w.phb,
+                w.group,
+                if w.window == iova_guest::pseries::WindowKind::Dma32 {
+                    "32-bit"
+                } else {
+                    "64-bit"
+                },
+                hex(w.start),
+                human_bytes(u128::from(w.size)),
+                iova_guest::text::clean(w.reason.as_deref().unwrap_or("refused"))
+            );
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
+    }
+    let _ = writeln!(
+        s,
+        "\nResult: {}",
+        if r.ok {
+            "OK - the host container can create every DMA window of the guest where the guest has it"
+        } else {
+            "NOT OK - QEMU cannot create a guest DMA window in the host container (see Problems; `iovactl plan` proposes PHB properties)"
+        }
+    );
+    s
+}
+
+fn run_pseries_check(p: &PseriesLoaded, as_json: bool) -> Result<ExitCode, CliError> {
+    let r = check_pseries(&p.vm, &p.groups);
+    if as_json {
+        crate::out::println(
+            &serde_json::to_string_pretty(&pseries_json(p, &r)).unwrap_or_default(),
+        )?;
+    } else {
+        crate::out::print(&iova_guest::text::clean_lines(&pseries_text(p, &r)))?;
+    }
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_pseries_plan(p: &PseriesLoaded, as_json: bool) -> Result<ExitCode, CliError> {
+    let before = check_pseries(&p.vm, &p.groups);
+    let plan: PseriesPlan = plan_pseries(&p.vm, &p.groups);
+    if as_json {
+        let v = json!({
+            "feasible": plan.fits,
+            "ok": plan.fits,
+            "guest": p.desc,
+            "ok_before": before.ok,
+            "changes": plan.changes,
+            "options": plan.options,
+            "notes": plan.notes,
+            "windows": plan.after.windows.iter().map(window_json).collect::<Vec<_>>(),
+        });
+        crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
+    } else {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Host: {}, host pages {}",
+            iova_guest::text::clean(&p.loaded.source),
+            p.page_source
+        );
+        let _ = writeln!(s, "Guest: {}", iova_guest::text::clean(&p.desc));
+        if before.ok {
+            let _ = writeln!(s, "\nThe VM fits as it is: no change needed.");
+        }
+        if !plan.changes.is_empty() {
+            let _ = writeln!(s, "\nChanges:");
+            for c in &plan.changes {
+                let _ = writeln!(s, "  - {}", iova_guest::text::clean(c));
+            }
+        }
+        if !plan.options.is_empty() {
+            let _ = writeln!(s, "\nQEMU options:");
+            for o in &plan.options {
+                let _ = writeln!(s, "  {}", iova_guest::text::clean(o));
+            }
+        }
+        if !plan.notes.is_empty() {
+            let _ = writeln!(s, "\nNotes:");
+            for n in &plan.notes {
+                let _ = writeln!(s, "  - {}", iova_guest::text::clean(n));
+            }
+        }
+        for w in plan.after.windows.iter().filter(|w| !w.ok) {
+            let _ = writeln!(
+                s,
+                "  still FAILS: PHB {} group {} {}: {}",
+                w.phb,
+                w.group,
+                w.window.as_str(),
+                iova_guest::text::clean(w.reason.as_deref().unwrap_or(""))
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nResult: {}",
+            if plan.fits {
+                "a plan fits: every window is created where the guest has it"
+            } else {
+                "NO PLAN - no PHB property change makes every window creatable"
+            }
+        );
+        crate::out::print(&iova_guest::text::clean_lines(&s))?;
+    }
+    Ok(if plan.fits {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

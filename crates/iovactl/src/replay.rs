@@ -105,7 +105,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "BYTES")]
     cpu_page_size: Option<String>,
     /// Run the trace on the REAL kernel through /dev/vfio (type1 v2, or v1 with
-    /// `--flavour type1v1`) instead of the simulation. The devices must be bound to
+    /// `--flavour type1v1`; the sPAPR container with `--flavour spapr-v2|spapr-v1`)
+    /// instead of the simulation. The devices must be bound to
     /// vfio-pci. Host addresses are moved into a 64 MiB block of this process's memory
     /// (keeping their page offset). Prints the same line format as the simulation.
     /// Only on the running host: not with --sysfs-root or --host.
@@ -255,16 +256,115 @@ fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<Exi
         )));
     };
     if args.vfio {
-        return Err(CliError::input(
-            "--vfio with a sPAPR flavour is not supported by replay; the in-guest vmtest \
-             drives the real sPAPR backend (iova_linux::spapr)",
-        ));
+        return run_spapr_vfio(args, version, group.id, info, &ops);
     }
     let mut container = SpaprContainer::new(SpaprConfig::from_info(version, &info));
     crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose))?;
     for w in container.take_warnings() {
         crate::out::eprintln(&format!("iovactl: warning: {w}"));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The most user memory `replay --vfio` backs for an sPAPR trace (the span of its
+/// `register`, `unregister` and `map` addresses).
+const MAX_SPAPR_ARENA: u64 = 256 << 20;
+
+/// The alignment kept when user addresses move into the arena: 64 KiB, the largest
+/// kernel page on Power, so that every address keeps its offset in a page.
+const SPAPR_PLACE_ALIGN: u64 = 0x1_0000;
+
+/// `replay --vfio --flavour spapr-v1|spapr-v2`: the same trace on the real sPAPR
+/// container of the group (`iova_linux::spapr`), with the same output as the
+/// simulation. The trace's user addresses move, as one block keeping their offsets
+/// in a 64 KiB page, into memory this process holds; maps the kernel would crash on
+/// are never sent (the backend refuses them as the simulation does).
+fn run_spapr_vfio(
+    args: &ReplayArgs,
+    version: SpaprVersion,
+    group: u32,
+    info: iova::spapr::SpaprInfo,
+    ops: &[SpaprLine],
+) -> Result<ExitCode, CliError> {
+    use iova_linux::memory::HoldMemory as _;
+    use iova_linux::spapr::SpaprContainer as RealSpapr;
+    // The block of user addresses the trace names (ranges that wrap are left alone:
+    // the kernel refuses them before touching memory).
+    let ranges: Vec<(u64, u64)> = ops
+        .iter()
+        .filter_map(|l| l.op.user_range())
+        .filter(|(a, n)| a.checked_add(*n).is_some())
+        .collect();
+    let base = ranges
+        .iter()
+        .map(|(a, _)| *a)
+        .min()
+        .map_or(0, |a| a - a % SPAPR_PLACE_ALIGN);
+    let end = ranges
+        .iter()
+        .map(|(a, n)| u128::from(*a) + u128::from(*n))
+        .max()
+        .unwrap_or(u128::from(base));
+    let span = end.saturating_sub(u128::from(base));
+    if span > u128::from(MAX_SPAPR_ARENA) {
+        return Err(CliError::input(format!(
+            "trace {}: its user addresses span {}; --vfio backs at most {}",
+            args.trace.display(),
+            iova::units::human_bytes(span),
+            iova::units::human_bytes(u128::from(MAX_SPAPR_ARENA))
+        )));
+    }
+    let span = u64::try_from(span).unwrap_or(MAX_SPAPR_ARENA);
+    let len = span
+        .div_ceil(SPAPR_PLACE_ALIGN)
+        .saturating_add(1)
+        .saturating_mul(SPAPR_PLACE_ALIGN);
+    let arena = TraceArena::new(len)
+        .map_err(|e| CliError::Os(format!("cannot map the user-memory arena: {e}")))?;
+    let arena_base = arena
+        .addr()
+        .div_ceil(SPAPR_PLACE_ALIGN)
+        .saturating_mul(SPAPR_PLACE_ALIGN);
+    let place = |op: iova::spapr::trace::SpaprOp| match op.user_range() {
+        Some((a, _)) if a >= base && u128::from(a) < u128::from(base) + u128::from(span) => {
+            op.with_user_addr(arena_base.saturating_add(a - base))
+        }
+        _ => op,
+    };
+    let mut container =
+        RealSpapr::open().map_err(|e| CliError::Os(format!("VFIO: {e} (is vfio-pci loaded?)")))?;
+    container
+        .attach_group(group, version)
+        .map_err(|e| CliError::Os(format!("VFIO: attaching group {group}: {e}")))?;
+    container.add_memory(arena.memory());
+    // A shadow simulation only to warn before a create that leaves the device unable
+    // to get any window until the host reboots (the kernel's failed-DDW list).
+    let mut shadow = SpaprContainer::new(SpaprConfig::from_info(version, &info));
+    let mut out = String::new();
+    for line in ops {
+        if let iova::spapr::trace::SpaprOp::CreateWindow {
+            page_shift,
+            size,
+            levels,
+        } = line.op
+            && shadow.create_would_poison(page_shift, size, levels)
+        {
+            crate::out::eprintln(&format!(
+                "iovactl: warning: '{}' is expected to fail in the hypervisor and put the \
+                 device on the kernel's failed-DDW list: no window can be created for it \
+                 until this host reboots",
+                line.op
+            ));
+        }
+        let _ = spapr_apply(&mut shadow, &line.op);
+        let outcome = spapr_apply(&mut container, &place(line.op));
+        if args.verbose {
+            out.push_str(&format!("{} -> ", line.op));
+        }
+        out.push_str(&spapr_format(&outcome));
+        out.push('\n');
+    }
+    crate::out::print(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
