@@ -70,9 +70,17 @@ proptest! {
         }
         prop_assert_eq!(pt.leaf_count(PG), model.len() as u64);
         prop_assert_eq!(pt.mapped_bytes(), u128::from(TWO_M) + model.len() as u128 * u128::from(PG));
+        // One-page unmaps: inside the 2 MiB leaf (refused, nothing changes), of every
+        // mapped page (then unmapped, twice: 0 bytes the second time).
+        let before = pt.clone();
+        prop_assert_eq!(pt.unmap(1025 * PG, PG), Err(E::SplitsPage(1024 * PG)));
+        prop_assert!(pt == before, "a refused unmap changed the table");
         for &page in model.keys() {
             prop_assert_eq!(pt.unmap(page * PG, PG), Ok(PG));
+            prop_assert_eq!(pt.translate(page * PG, Access::READ), Err(Fault::Unmapped { iova: page * PG }));
+            prop_assert_eq!(pt.unmap(page * PG, PG), Ok(0));
         }
+        prop_assert_eq!(pt.leaf_count(PG), 0);
         prop_assert_eq!(pt.unmap(1024 * PG, TWO_M), Ok(TWO_M));
         prop_assert_eq!(pt.table_count(), 1);
     }
