@@ -11,7 +11,7 @@
 //! `pt-map-4k`, `pt-map-4k-peer`, `pt-map-4k-warm` (tables already there, the bench's
 //! median case), `pt-map-4k-warm-peer`, `pt-bulk` (N ignored: 1 GiB of 4K pages),
 //! `pt-bulk-peer`, `pt-translate`, `pt-translate-peer`, `alloc-hit`, `alloc-hit-core`,
-//! `alloc-frag`.
+//! `alloc-frag`, `alloc-frag-peer` (first-fit).
 
 use std::hint::black_box;
 
@@ -85,6 +85,22 @@ fn addrs(n: usize) -> Vec<u64> {
     (0..n)
         .map(|_| (1 << 30) + (rng.next_u64() & ((1 << 30) - 1)))
         .collect()
+}
+
+/// The alloc-fragmented churn (300,000 live 4 KiB IOVAs) on any allocator.
+fn frag<A: IovaAlloc>(a: &mut A, n: usize) {
+    let mut rng = Rng::new(0x5eed);
+    let mut live = fragment(a, 600_000, 300_000, &mut rng);
+    let plan: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+    measured(|| {
+        for &pick in &plan {
+            let i = (pick % live.len() as u64) as usize;
+            let (f, s) = live.swap_remove(i);
+            a.free(f, s);
+            let got = a.alloc(PAGE, PAGE).expect("space");
+            live.push((got, PAGE));
+        }
+    });
 }
 
 fn main() {
@@ -203,21 +219,8 @@ fn main() {
                 iova_bench::alloc_hit(&mut a, n);
             });
         }
-        "alloc-frag" => {
-            let mut a = ours(&low_4g());
-            let mut rng = Rng::new(0x5eed);
-            let mut live = fragment(&mut a, 600_000, 300_000, &mut rng);
-            let plan: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
-            measured(|| {
-                for &pick in &plan {
-                    let i = (pick % live.len() as u64) as usize;
-                    let (f, s) = live.swap_remove(i);
-                    IovaAlloc::free(&mut a, f, s);
-                    let got = IovaAlloc::alloc(&mut a, PAGE, PAGE).expect("space");
-                    live.push((got, PAGE));
-                }
-            });
-        }
+        "alloc-frag" => frag(&mut ours(&low_4g()), n),
+        "alloc-frag-peer" => frag(&mut iova_bench::FirstFitPeer::new(&low_4g()), n),
         other => {
             eprintln!("icount: unknown workload '{other}'");
             std::process::exit(2);
