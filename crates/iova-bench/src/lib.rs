@@ -13,6 +13,7 @@
 //! give the detail.
 #![deny(missing_docs)]
 
+pub mod naive;
 pub mod tracker;
 
 use std::collections::BTreeMap;

@@ -795,9 +795,15 @@ impl Container {
                 MapError::NotInValidRange
             });
         }
-        if let Some((_, e)) = self.first_overlap(iova, last) {
-            if blind(e.last) {
-                return Err(MapError::Kernel(Errno::EINVAL));
+        // Only the highest mapping can end at 2^64-1: unless it does (or this range
+        // does), no overlap can be blind, and the search is skipped.
+        let may_be_blind = !kernel.type1_top_page_fixed()
+            && (last == u64::MAX || self.maps.last().is_some_and(|(_, e)| e.last == u64::MAX));
+        if may_be_blind {
+            if let Some((_, e)) = self.first_overlap(iova, last) {
+                if blind(e.last) {
+                    return Err(MapError::Kernel(Errno::EINVAL));
+                }
             }
         }
         self.insert(iova, last, host, size, access)

@@ -139,6 +139,9 @@ pub struct PageTable {
     leaf_levels: u32,
     /// The highest IOVA the table can translate.
     max_iova: u64,
+    /// A 4-level table of 4 KiB granules (x86 4-level, ARM 4K with 48 bits): the shape
+    /// whose one-page maps take [`PageTable::map_4k_fast`].
+    four_level_4k: bool,
     /// Every table's entries, `1 << bits` per table; table 0 is the root.
     entries: Vec<u64>,
     /// Number of non-empty entries of each table.
@@ -214,6 +217,7 @@ impl PageTable {
             levels,
             leaf_levels,
             max_iova,
+            four_level_4k: levels == 4 && gshift == 12,
             entries: Vec::new(),
             live: Vec::new(),
             used: Vec::new(),
@@ -529,6 +533,66 @@ impl PageTable {
         size: u64,
         access: Access,
     ) -> Result<(), PageTableError> {
+        if size == 1 << 12 && self.four_level_4k && self.map_4k_fast(iova, host, access) {
+            return Ok(());
+        }
+        self.map_checked(iova, host, size, access)
+    }
+
+    /// The common single map, in the shape most tables have (4 levels of 4 KiB tables):
+    /// one 4 KiB page where every table on the way already exists. Checks what
+    /// [`PageTable::map`] checks (alignment, reach, no wrap, some access, nothing
+    /// mapped there) and returns true when it mapped the page; false, having changed
+    /// nothing, for anything else (an error, or tables to create), which the general
+    /// path then answers. Like the kernel's iommupt, it reads each level's entry once
+    /// and writes the leaf and the counters, nothing more.
+    #[inline(always)]
+    fn map_4k_fast(&mut self, iova: u64, host: u64, access: Access) -> bool {
+        const LOW: u64 = (1 << 12) - 1;
+        // `iova` aligned and at most `max_iova` (which ends a 4 KiB page): the page
+        // fits. An aligned `host` cannot wrap: `host + 0xfff <= 2^64 - 1`.
+        if (iova | host) & LOW != 0 || iova > self.max_iova || !(access.read || access.write) {
+            return false;
+        }
+        let leaf = host
+            | VALID
+            | if access.read { READ } else { 0 }
+            | if access.write { WRITE } else { 0 };
+        let entries = &self.entries;
+        let slot = |iova: u64, shift: u32| usize::try_from((iova >> shift) & 511).unwrap_or(0);
+        let mut table = 0usize;
+        for shift in [39u32, 30, 21] {
+            let Some(&e) = entries.get((table << 9) | slot(iova, shift)) else {
+                return false;
+            };
+            if e & (VALID | TABLE) != VALID | TABLE {
+                return false;
+            }
+            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX >> 9);
+        }
+        let idx = (table << 9) | slot(iova, 12);
+        let (Some(pte), Some(live)) = (self.entries.get_mut(idx), self.live.get_mut(table)) else {
+            return false;
+        };
+        if *pte & VALID != 0 {
+            return false;
+        }
+        *pte = leaf;
+        *live += 1;
+        self.leaves[0] += 1;
+        self.mapped += 1 << 12;
+        true
+    }
+
+    /// [`PageTable::map`] in full: every shape, every error.
+    #[inline(never)]
+    fn map_checked(
+        &mut self,
+        iova: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), PageTableError> {
         if !access.read && !access.write {
             return Err(PageTableError::NoAccess);
         }
@@ -721,7 +785,54 @@ impl PageTable {
     /// Unmaps every page in `[iova, iova + size - 1]`; returns the bytes that were
     /// mapped there. Fails, changing nothing, when the range is misaligned, wraps or
     /// would split a page.
+    #[inline]
     pub fn unmap(&mut self, iova: u64, size: u64) -> Result<u64, PageTableError> {
+        if size == 1 << 12 && self.four_level_4k && self.unmap_4k_fast(iova) {
+            return Ok(1 << 12);
+        }
+        self.unmap_checked(iova, size)
+    }
+
+    /// The common single unmap in a 4-level table of 4 KiB tables: `iova` is a mapped
+    /// 4 KiB page and its leaf table keeps other entries (no table is freed). Clears
+    /// the leaf and the counters and returns true; false, having changed nothing, for
+    /// anything else, which the general path then answers.
+    #[inline(always)]
+    fn unmap_4k_fast(&mut self, iova: u64) -> bool {
+        if iova & ((1 << 12) - 1) != 0 || iova > self.max_iova {
+            return false;
+        }
+        let entries = &self.entries;
+        let slot = |iova: u64, shift: u32| usize::try_from((iova >> shift) & 511).unwrap_or(0);
+        let mut table = 0usize;
+        for shift in [39u32, 30, 21] {
+            let Some(&e) = entries.get((table << 9) | slot(iova, shift)) else {
+                return false;
+            };
+            if e & (VALID | TABLE) != VALID | TABLE {
+                return false;
+            }
+            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX >> 9);
+        }
+        let idx = (table << 9) | slot(iova, 12);
+        let (Some(pte), Some(live)) = (self.entries.get_mut(idx), self.live.get_mut(table)) else {
+            return false;
+        };
+        // A level-0 entry is always a leaf; the last one of its table takes the path
+        // that frees tables.
+        if *pte & VALID == 0 || *live < 2 {
+            return false;
+        }
+        *pte = 0;
+        *live -= 1;
+        self.leaves[0] -= 1;
+        self.mapped -= 1 << 12;
+        true
+    }
+
+    /// [`PageTable::unmap`] in full: every shape, every error.
+    #[inline(never)]
+    fn unmap_checked(&mut self, iova: u64, size: u64) -> Result<u64, PageTableError> {
         let g = self.granule() - 1;
         if size == 0 || (iova | size) & g != 0 {
             return Err(PageTableError::Misaligned {

@@ -18,6 +18,73 @@ fn access() -> impl Strategy<Value = Access> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
+    /// One-page maps (the path a container's 4 KiB maps take) against a per-page
+    /// model: into fresh and existing tables, onto mapped pages, under a 2 MiB leaf,
+    /// misaligned, without access, beyond the reach, at the top of the host space. Each
+    /// answer is the model's, and a refused map leaves the table equal to before.
+    #[test]
+    fn single_page_maps_match_the_model(
+        ops in proptest::collection::vec(
+            (0u64..1536, 0u64..16, 0u8..12, prop_oneof![Just(Access::RW), Just(Access::READ), Just(Access::WRITE), Just(Access::NONE)]),
+            1..160,
+        ),
+    ) {
+        use iova::pagetable::PageTableError as E;
+        let mut pt = PageTable::x86(48).unwrap();
+        // A 2 MiB leaf over pages 1024..1536.
+        pt.map(1024 * PG, 0x4000_0000, TWO_M, Access::RW).unwrap();
+        let mut model: BTreeMap<u64, (u64, Access)> = BTreeMap::new();
+        for (page, hp, odd, acc) in ops {
+            let (mut iova, mut host) = (page * PG, 0x1_0000_0000 + hp * PG);
+            match odd {
+                0 => iova += 0x800,             // misaligned IOVA
+                1 => host += 8,                 // misaligned host
+                2 => iova = 1 << 48,            // beyond the 48-bit reach
+                3 => iova = !0xfff,  // beyond the reach, at 2^64 - 4K
+                4 => host = !0xfff,  // the last host page: no wrap
+                _ => {}
+            }
+            let want = if !acc.read && !acc.write {
+                Err(E::NoAccess)
+            } else if (iova | host) & 0xfff != 0 {
+                Err(E::Misaligned { iova, host, size: PG, granule: PG })
+            } else if iova > (1 << 48) - 1 {
+                Err(E::OutOfReach(iova + 0xfff))
+            } else if (1024..1536).contains(&page) || model.contains_key(&page) {
+                Err(E::AlreadyMapped(iova))
+            } else {
+                Ok(())
+            };
+            let before = pt.clone();
+            let got = pt.map(iova, host, PG, acc);
+            prop_assert_eq!(got, want);
+            if got.is_ok() {
+                model.insert(page, (host, acc));
+            } else {
+                prop_assert!(pt == before, "a refused map changed the table");
+            }
+        }
+        for (&page, &(host, acc)) in &model {
+            let need = if acc.read { Access::READ } else { Access::WRITE };
+            prop_assert_eq!(pt.translate(page * PG + 0x10, need), Ok(host + 0x10));
+        }
+        prop_assert_eq!(pt.leaf_count(PG), model.len() as u64);
+        prop_assert_eq!(pt.mapped_bytes(), u128::from(TWO_M) + model.len() as u128 * u128::from(PG));
+        // One-page unmaps: inside the 2 MiB leaf (refused, nothing changes), of every
+        // mapped page (then unmapped, twice: 0 bytes the second time).
+        let before = pt.clone();
+        prop_assert_eq!(pt.unmap(1025 * PG, PG), Err(E::SplitsPage(1024 * PG)));
+        prop_assert!(pt == before, "a refused unmap changed the table");
+        for &page in model.keys() {
+            prop_assert_eq!(pt.unmap(page * PG, PG), Ok(PG));
+            prop_assert_eq!(pt.translate(page * PG, Access::READ), Err(Fault::Unmapped { iova: page * PG }));
+            prop_assert_eq!(pt.unmap(page * PG, PG), Ok(0));
+        }
+        prop_assert_eq!(pt.leaf_count(PG), 0);
+        prop_assert_eq!(pt.unmap(1024 * PG, TWO_M), Ok(TWO_M));
+        prop_assert_eq!(pt.table_count(), 1);
+    }
+
     #[test]
     fn translate_matches_a_per_page_model(
         maps in proptest::collection::vec((0u64..2048, 1u64..1100, 0u64..4096, access()), 1..8),

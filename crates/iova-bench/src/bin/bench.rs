@@ -59,34 +59,44 @@ impl Report {
     }
 }
 
-/// `iovactl replay` of a streamed trace of `ops` operations (a sliding window of 1,024
-/// live 4 KiB mappings: map page j, unmap page j - 1024) on the 39-bit example host:
-/// operations per second and the child's peak RSS (from `wait4`). The trace is
-/// written to its standard input as it runs, so neither side holds it whole.
-fn replay_run(iovactl: &str, ops: u64) -> Option<(f64, f64)> {
+/// Writes the replay trace of `ops` operations to `path`, line by line (this process
+/// never holds it whole): a sliding window of 1,024 live 4 KiB mappings (map page j,
+/// unmap page j - 1024) in the 39-bit example host's valid space.
+fn write_replay_trace(path: &std::path::Path, ops: u64) -> std::io::Result<()> {
     use std::io::Write as _;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path)?);
+    let page = |j: u64| 0x10_0000 + (j % (1 << 18)) * 0x1000;
+    for j in 0..ops / 2 {
+        writeln!(out, "map {:#x} 0x1000", page(j))?;
+        writeln!(out, "unmap {:#x} 0x1000", page(j.wrapping_sub(1024)))?;
+    }
+    out.flush()
+}
+
+/// `iovactl replay -` of the trace in file `trace` (its standard input) on the 39-bit
+/// example host: seconds end to end (process start, parsing, simulation, answers to
+/// /dev/null) and the child's peak RSS in MiB (from `wait4`). The trace is a file, not
+/// a buffer of this process, because a child's peak RSS counts what it shared with
+/// this process before its exec.
+fn replay_run(iovactl: &str, trace: &std::path::Path) -> Option<(f64, f64)> {
     use std::os::unix::process::ExitStatusExt as _;
-    let mut child = std::process::Command::new(iovactl)
+    let input = std::fs::File::open(trace).ok()?;
+    let t = Instant::now();
+    let child = std::process::Command::new(iovactl)
         .args([
             "replay",
             "--sysfs-root",
             "examples/hosts/intel-vtd-39",
             "--device",
             "03:00.0",
+            "--kernel",
+            "6.12",
             "-",
         ])
-        .stdin(std::process::Stdio::piped())
+        .stdin(input)
         .stdout(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let mut input = std::io::BufWriter::with_capacity(1 << 16, child.stdin.take()?);
-    let t = Instant::now();
-    let page = |j: u64| 0x10_0000 + (j % (1 << 18)) * 0x1000;
-    for j in 0..ops / 2 {
-        let _ = writeln!(input, "map {:#x} 0x1000", page(j));
-        let _ = writeln!(input, "unmap {:#x} 0x1000", page(j.wrapping_sub(1024)));
-    }
-    drop(input);
     let pid = i32::try_from(child.id()).ok()?;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child.
@@ -95,11 +105,26 @@ fn replay_run(iovactl: &str, ops: u64) -> Option<(f64, f64)> {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let secs = t.elapsed().as_secs_f64();
     if r != pid || std::process::ExitStatus::from_raw(status).code() != Some(0) {
-        eprintln!("bench: iovactl replay of {ops} operations failed");
+        eprintln!("bench: iovactl replay failed");
         return None;
     }
     // ru_maxrss is in KiB on Linux.
-    Some((ops as f64 / secs, usage.ru_maxrss as f64 / 1024.0))
+    Some((secs, usage.ru_maxrss as f64 / 1024.0))
+}
+
+/// The same trace file through the naive per-page model (in this process): seconds,
+/// reading included.
+fn replay_naive(trace: &std::path::Path) -> Option<f64> {
+    // The 39-bit example host's valid ranges (group 12): below and above the MSI window.
+    let mut m =
+        iova_bench::naive::PerPageModel::new(&[(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)]);
+    let t = Instant::now();
+    let input = std::io::BufReader::new(std::fs::File::open(trace).ok()?);
+    let ops = m.replay(input, std::io::BufWriter::new(std::io::sink()));
+    let secs = t.elapsed().as_secs_f64();
+    ops.ok()?;
+    black_box(m.len());
+    Some(secs)
 }
 
 fn replay_lines(r: &mut Report, quick: bool) {
@@ -110,14 +135,226 @@ fn replay_lines(r: &mut Report, quick: bool) {
         &[1_000_000, 10_000_000]
     };
     for &ops in sizes {
-        if let Some((per_s, rss_mib)) = replay_run(&iovactl, ops) {
-            r.solo(
-                &format!("replay-{}M", ops / 1_000_000),
-                &[
-                    ("ops", ops as f64),
-                    ("ops_per_s", per_s),
-                    ("peak_rss_mib", rss_mib),
-                ],
+        let path =
+            std::env::temp_dir().join(format!("iova-bench-trace-{}-{ops}", std::process::id()));
+        if let Err(e) = write_replay_trace(&path, ops) {
+            eprintln!("bench: cannot write the trace: {e}");
+            continue;
+        }
+        let ours = replay_run(&iovactl, &path);
+        let peer = replay_naive(&path);
+        let _ = std::fs::remove_file(&path);
+        let (Some((secs, rss_mib)), Some(peer_secs)) = (ours, peer) else {
+            continue;
+        };
+        let per_op = |s: f64| s * 1e9 / ops as f64;
+        r.line(
+            &format!("replay-{}M", ops / 1_000_000),
+            per_op(secs),
+            "naive-per-page",
+            per_op(peer_secs),
+            &[
+                ("ops", ops as f64),
+                ("ops_per_s", ops as f64 / secs),
+                ("peer_ops_per_s", ops as f64 / peer_secs),
+                ("peak_rss_mib", rss_mib),
+            ],
+        );
+    }
+}
+
+/// Runs `cmd args` with output to /dev/null `reps` times; the median wall time in ms,
+/// or `None` if a run failed (exit code other than 0).
+fn run_ms(cmd: &str, args: &[String], reps: usize) -> Option<f64> {
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let status = std::process::Command::new(cmd)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            eprintln!("bench: {cmd} {} failed", args.join(" "));
+            return None;
+        }
+    }
+    Some(median(times))
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `iovactl check` of a QEMU command line, end to end (process, parse, host, domain,
+/// verdict), against the preset form of the same guest.
+fn check_lines(r: &mut Report, quick: bool) {
+    let iovactl = std::env::var("IOVACTL").unwrap_or_else(|_| "target/release/iovactl".into());
+    let reps = if quick { 31 } else { 101 };
+    let cmdline = strings(&[
+        "check",
+        "--sysfs-root",
+        "examples/hosts/intel-vtd-39",
+        "--qemu-version",
+        "10.0",
+        "--",
+        "qemu-system-x86_64",
+        "-machine",
+        "q35",
+        "-accel",
+        "kvm",
+        "-m",
+        "8G",
+        "-cpu",
+        "host",
+        "-device",
+        "vfio-pci,host=0000:03:00.0",
+    ]);
+    let preset = strings(&[
+        "check",
+        "--sysfs-root",
+        "examples/hosts/intel-vtd-39",
+        "--device",
+        "03:00.0",
+        "--guest",
+        "qemu-q35",
+        "--memory",
+        "8G",
+    ]);
+    let (Some(o), Some(p)) = (
+        run_ms(&iovactl, &cmdline, reps),
+        run_ms(&iovactl, &preset, reps),
+    ) else {
+        return;
+    };
+    r.line(
+        "check-qemu-cmdline",
+        o * 1e6,
+        "preset-form",
+        p * 1e6,
+        &[("ours_ms", o), ("peer_ms", p), ("runs", reps as f64)],
+    );
+}
+
+/// Writes a synthetic sysfs tree of `groups` IOMMU groups (one Intel NIC each, behind
+/// one VT-d unit, an MSI reservation per group) under `root`.
+fn synthetic_sysfs(root: &std::path::Path, groups: usize) -> std::io::Result<()> {
+    use std::fs::{create_dir_all, write};
+    use std::os::unix::fs::symlink;
+    let ex = std::path::Path::new("examples/hosts/intel-vtd-39");
+    let unit = root.join("devices/virtual/iommu/dmar0");
+    create_dir_all(unit.join("intel-iommu"))?;
+    create_dir_all(unit.join("devices"))?;
+    for f in ["cap", "ecap", "version"] {
+        let from = ex.join("devices/virtual/iommu/dmar1/intel-iommu").join(f);
+        write(unit.join("intel-iommu").join(f), std::fs::read(from)?)?;
+    }
+    create_dir_all(root.join("class/iommu"))?;
+    symlink(
+        "../../devices/virtual/iommu/dmar0",
+        root.join("class/iommu/dmar0"),
+    )?;
+    let params = root.join("module/vfio_iommu_type1/parameters");
+    create_dir_all(&params)?;
+    write(params.join("dma_entry_limit"), "65535\n")?;
+    write(params.join("allow_unsafe_interrupts"), "N\n")?;
+    create_dir_all(root.join("bus/pci/devices"))?;
+    for g in 0..groups {
+        let bdf = format!("0000:{:02x}:{:02x}.0", 1 + g / 32, g % 32);
+        let dev = root.join("devices/pci0000:00").join(&bdf);
+        create_dir_all(&dev)?;
+        write(dev.join("vendor"), "0x8086\n")?;
+        write(dev.join("device"), "0x1533\n")?;
+        write(dev.join("class"), "0x020000\n")?;
+        symlink("../../virtual/iommu/dmar0", dev.join("iommu"))?;
+        symlink(
+            format!("../../../kernel/iommu_groups/{g}"),
+            dev.join("iommu_group"),
+        )?;
+        symlink(
+            format!("../../../devices/pci0000:00/{bdf}"),
+            root.join("bus/pci/devices").join(&bdf),
+        )?;
+        symlink(
+            format!("../../../../pci0000:00/{bdf}"),
+            unit.join("devices").join(&bdf),
+        )?;
+        let group = root.join("kernel/iommu_groups").join(g.to_string());
+        create_dir_all(group.join("devices"))?;
+        write(group.join("type"), "DMA\n")?;
+        write(
+            group.join("reserved_regions"),
+            "0x00000000fee00000 0x00000000feefffff msi\n",
+        )?;
+        symlink(
+            format!("../../../../devices/pci0000:00/{bdf}"),
+            group.join("devices").join(&bdf),
+        )?;
+    }
+    Ok(())
+}
+
+/// `iovactl inspect --json` of a synthetic host with 256 groups, against the same
+/// host as a saved profile (`--host`), and against `find ... -exec cat` of the fact
+/// files (reading them without interpreting anything).
+fn inspect_lines(r: &mut Report, quick: bool) {
+    let iovactl = std::env::var("IOVACTL").unwrap_or_else(|_| "target/release/iovactl".into());
+    let reps = if quick { 21 } else { 101 };
+    let dir = std::env::temp_dir().join(format!("iova-bench-sysfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.join("sys");
+    if let Err(e) = synthetic_sysfs(&root, 256) {
+        eprintln!("bench: cannot write the synthetic sysfs tree: {e}");
+        return;
+    }
+    let root_s = root.to_string_lossy().into_owned();
+    let profile = dir.join("host.json").to_string_lossy().into_owned();
+    // The tree must read as 256 groups, and the profile is saved from it.
+    let groups = std::process::Command::new(&iovactl)
+        .args([
+            "inspect",
+            "--sysfs-root",
+            &root_s,
+            "--json",
+            "--save-profile",
+            &profile,
+        ])
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| v["groups"].as_array().map(Vec::len));
+    if groups != Some(256) {
+        eprintln!("bench: the synthetic host reads as {groups:?} groups, not 256");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let ours = run_ms(
+        &iovactl,
+        &strings(&["inspect", "--sysfs-root", &root_s, "--json"]),
+        reps,
+    );
+    let prof = run_ms(
+        &iovactl,
+        &strings(&["inspect", "--host", &profile, "--json"]),
+        reps,
+    );
+    let find = run_ms(
+        "find",
+        &strings(&[&root_s, "-type", "f", "-exec", "cat", "{}", "+"]),
+        reps,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(o) = ours else { return };
+    for (peer, p) in [("profile-form", prof), ("find-cat", find)] {
+        if let Some(p) = p {
+            r.line(
+                "inspect-json-256",
+                o * 1e6,
+                peer,
+                p * 1e6,
+                &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
             );
         }
     }
@@ -577,6 +814,18 @@ fn main() {
     );
     let want = |w: &str| only.as_deref().is_none_or(|o| w.starts_with(o));
     let t = Instant::now();
+    // The rows that start child processes come first: a child's peak RSS (replay's
+    // `peak_rss_mib`, from `wait4`) includes this process's own peak before the
+    // child's exec, which the in-process workloads below raise to 150 MiB.
+    if want("replay") {
+        replay_lines(&mut r, quick);
+    }
+    if want("check") {
+        check_lines(&mut r, quick);
+    }
+    if want("inspect") {
+        inspect_lines(&mut r, quick);
+    }
     if want("alloc-hit") {
         alloc_hit_lines(&mut r, &c);
     }
@@ -597,9 +846,6 @@ fn main() {
     }
     if want("scaling") {
         tracker_scaling_lines(&mut r, &c);
-    }
-    if want("replay") {
-        replay_lines(&mut r, quick);
     }
     if want("layout-parse") {
         layout_parse_lines(&mut r);

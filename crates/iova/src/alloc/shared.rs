@@ -128,6 +128,7 @@ impl SharedAllocator {
             spare: Vec::new(),
             index: AddrMap::default(),
             sweep_at: 4096,
+            last_out: u32::MAX,
         }
     }
 
@@ -147,39 +148,40 @@ struct Slot {
 /// One stack of slot indices per size class, in a single flat allocation.
 #[derive(Debug)]
 struct Magazines {
-    store: Vec<u32>,
+    store: Box<[[u32; CAPACITY]; CACHE_CLASSES]>,
     lens: [usize; CACHE_CLASSES],
 }
 
 impl Magazines {
     fn new() -> Self {
         Magazines {
-            store: vec![0; CACHE_CLASSES * CAPACITY],
+            store: Box::new([[0; CAPACITY]; CACHE_CLASSES]),
             lens: [0; CACHE_CLASSES],
         }
     }
 
     #[inline]
     fn pop(&mut self, class: usize) -> Option<u32> {
-        let n = self.lens.get(class).copied()?.checked_sub(1)?;
-        let i = *self.store.get(class * CAPACITY + n)?;
-        self.lens[class] = n;
+        let (len, mag) = (self.lens.get_mut(class)?, self.store.get(class)?);
+        let n = len.checked_sub(1)?;
+        let i = *mag.get(n)?;
+        *len = n;
         Some(i)
     }
 
     /// False when the magazine is full.
     #[inline]
     fn push(&mut self, class: usize, i: u32) -> bool {
-        let Some(&n) = self.lens.get(class) else {
+        let (Some(len), Some(mag)) = (self.lens.get_mut(class), self.store.get_mut(class)) else {
             return false;
         };
-        match self.store.get_mut(class * CAPACITY + n) {
-            Some(cell) if n < CAPACITY => {
+        match mag.get_mut(*len) {
+            Some(cell) => {
                 *cell = i;
-                self.lens[class] = n + 1;
+                *len += 1;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
@@ -187,9 +189,9 @@ impl Magazines {
     fn take_oldest(&mut self, class: usize, k: usize) -> Vec<u32> {
         let n = self.lens[class];
         let k = k.min(n);
-        let base = class * CAPACITY;
-        let out = self.store[base..base + k].to_vec();
-        self.store.copy_within(base + k..base + n, base);
+        let mag = &mut self.store[class];
+        let out = mag[..k].to_vec();
+        mag.copy_within(k..n, 0);
         self.lens[class] = n - k;
         out
     }
@@ -217,6 +219,10 @@ pub struct LocalCache {
     /// ranges freed elsewhere, dropped lazily).
     index: AddrMap<u32>,
     sweep_at: usize,
+    /// The slot of the range this cache handed out last (`u32::MAX`: none yet): the
+    /// first candidate a free checks before the index. Only a hint: the slot's range
+    /// and its lease decide, so a stale value costs one comparison.
+    last_out: u32,
 }
 
 fn at(i: u32) -> usize {
@@ -229,9 +235,9 @@ impl LocalCache {
         if size == 0 || !align.is_power_of_two() || align > self.granule {
             return None;
         }
-        let pages = size.checked_add(self.granule - 1)? >> self.shift;
-        let pages = usize::try_from(pages).ok()?;
-        (1..=CACHE_CLASSES).contains(&pages).then(|| pages - 1)
+        // ceil(size / granule) - 1 for size >= 1, without an overflow check.
+        let class = (size - 1) >> self.shift;
+        (class < CACHE_CLASSES as u64).then_some(class as usize)
     }
 
     /// Allocates like [`Allocator::alloc`]. Small requests come from this thread's
@@ -242,6 +248,7 @@ impl LocalCache {
             if let Some(i) = self.mags.pop(class) {
                 if let Some(slot) = self.slots.get(at(i)) {
                     slot.state.store(OUT, Ordering::Release);
+                    self.last_out = i;
                     return Ok(slot.range);
                 }
             }
@@ -327,21 +334,27 @@ impl LocalCache {
     /// magazine without a lock; anything else goes to the core.
     #[inline]
     pub fn free(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        if let Some(&i) = self.index.get(&range.first()) {
-            if let Some(slot) = self.slots.get(at(i)) {
-                if slot.range == range
-                    && slot
-                        .state
-                        .compare_exchange(OUT, IN_CACHE, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                {
-                    let class = slot.class;
-                    if self.mags.push(class, i) {
-                        return Ok(());
-                    }
+        // The slot of the range: the one handed out last, else the index's.
+        let memo = self.last_out;
+        let found = match self.slots.get(at(memo)) {
+            Some(slot) if slot.range == range => Some((memo, slot)),
+            _ => self
+                .index
+                .get(&range.first())
+                .and_then(|&i| Some((i, self.slots.get(at(i))?)))
+                .filter(|(_, slot)| slot.range == range),
+        };
+        if let Some((i, slot)) = found {
+            if slot
+                .state
+                .compare_exchange(OUT, IN_CACHE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let class = slot.class;
+                if !self.mags.push(class, i) {
                     self.spill_and_push(class, i);
-                    return Ok(());
                 }
+                return Ok(());
             }
         }
         self.free_slow(range)

@@ -230,22 +230,67 @@ impl ExtentTree {
     }
 
     /// Writes a child's (max, min) into `path[depth - 1]` and on up to the root.
+    ///
+    /// A node's new longest span comes without a scan of its entries when it can: the
+    /// parent records the node's longest span before this change (every node off the
+    /// path is summarised exactly, and a node on it changed only in the entry being
+    /// written), so a new value at least that long is the new longest, and an old
+    /// value shorter than it leaves the longest where it was. Only a shrinking longest
+    /// entry needs the scan. The root's own summary is recorded nowhere.
     fn propagate(&mut self, depth: usize, mut max: u64, mut min: u64) {
         for k in (0..depth).rev() {
             let (node, ci) = self.path[k];
+            let recorded = match k.checked_sub(1) {
+                Some(up) => {
+                    let (parent, pci) = self.path[up];
+                    Some(self.inners[at(parent)].max[pci])
+                }
+                None => None,
+            };
             let inner = &mut self.inners[at(node)];
-            if inner.max[ci] == max && inner.key[ci] == min {
+            let old = inner.max[ci];
+            if old == max && inner.key[ci] == min {
                 return;
             }
             inner.max[ci] = max;
             inner.key[ci] = min;
-            (max, min) = inner.summary();
+            let Some(recorded) = recorded else {
+                return;
+            };
+            max = if max >= recorded {
+                max
+            } else if old < recorded {
+                recorded
+            } else {
+                inner.summary().0
+            };
+            min = inner.key[0];
         }
     }
 
     fn fix_leaf(&mut self, leaf: u32) {
         let (max, min) = self.leaves[at(leaf)].summary();
         let depth = self.path.len();
+        self.propagate(depth, max, min);
+    }
+
+    /// [`Self::fix_leaf`] after a change of one entry of a non-empty `leaf`: an entry
+    /// of span `old` (`None`: a new entry) became one of span `new` (`None`: the entry
+    /// was removed). The leaf's new longest span follows from the one its parent
+    /// records, as in [`Self::propagate`]; only a shrinking longest entry rescans.
+    fn fix_leaf_one(&mut self, leaf: u32, old: Option<u64>, new: Option<u64>) {
+        let depth = self.path.len();
+        let Some(&(parent, ci)) = depth.checked_sub(1).and_then(|d| self.path.get(d)) else {
+            return; // the leaf is the root: nothing records it
+        };
+        let recorded = self.inners[at(parent)].max[ci];
+        let l = &self.leaves[at(leaf)];
+        let max = match (old, new) {
+            (_, Some(new)) if new >= recorded => new,
+            (Some(old), _) if old >= recorded => l.summary().0,
+            _ => recorded,
+        };
+        let min = l.first[0];
         self.propagate(depth, max, min);
     }
 
@@ -267,7 +312,7 @@ impl ExtentTree {
         self.len += 1;
         if l.n < B {
             insert_leaf(l, pos, first, last);
-            self.fix_leaf(leaf);
+            self.fix_leaf_one(leaf, None, Some(last - first));
             return;
         }
         // Split the full leaf: the upper half moves to a new right sibling.
@@ -352,13 +397,14 @@ impl ExtentTree {
             return;
         }
         let n = l.n;
+        let span = l.last[i] - l.first[i];
         l.first.copy_within(i + 1..n, i);
         l.last.copy_within(i + 1..n, i);
         l.n = n - 1;
         self.len -= 1;
         if l.n > 0 || self.height == 0 {
             if l.n > 0 {
-                self.fix_leaf(leaf);
+                self.fix_leaf_one(leaf, Some(span), None);
             }
             return;
         }
@@ -397,9 +443,10 @@ impl ExtentTree {
         let leaf = self.descend(key);
         let l = &mut self.leaves[at(leaf)];
         if let Some(i) = l.floor(key).filter(|&i| l.first[i] == key) {
+            let old = l.last[i] - l.first[i];
             l.first[i] = new.first;
             l.last[i] = new.last;
-            self.fix_leaf(leaf);
+            self.fix_leaf_one(leaf, Some(old), Some(new.last - new.first));
         }
     }
 
@@ -423,9 +470,10 @@ impl ExtentTree {
     pub(crate) fn set_at(&mut self, leaf: u32, i: usize, e: Extent) {
         let l = &mut self.leaves[at(leaf)];
         if i < l.n {
+            let old = l.last[i] - l.first[i];
             l.first[i] = e.first;
             l.last[i] = e.last;
-            self.fix_leaf(leaf);
+            self.fix_leaf_one(leaf, Some(old), Some(e.last - e.first));
         }
     }
 
@@ -736,6 +784,53 @@ mod tests {
         t.insert(5, 9).unwrap();
         t.check();
         assert_eq!(t.floor(7), Some(Extent { first: 5, last: 9 }));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// Random inserts, removes and updates that grow and shrink spans (what moves
+        /// the longest span of a node up and down), with every invariant, the
+        /// augmentation included, checked after every operation against a model.
+        #[test]
+        fn augmentation_stays_exact(
+            ops in proptest::collection::vec((0u8..4, 0u64..2000, 0u64..90), 1..1500),
+        ) {
+            let mut t = ExtentTree::new();
+            // slot -> (first, last): extents stay inside [slot * 100, slot * 100 + 89].
+            // Every other slot starts filled: 1,000 extents make three levels.
+            let mut m = std::collections::BTreeMap::new();
+            for slot in (0..2000u64).step_by(2) {
+                let (f, l) = (slot * 100, slot * 100 + (slot * 37) % 90);
+                t.insert(f, l).unwrap();
+                m.insert(slot, (f, l));
+            }
+            t.check();
+            proptest::prop_assert!(t.height >= 2);
+            for (op, slot, len) in ops {
+                let base = slot * 100;
+                match (op, m.get(&slot).copied()) {
+                    (0 | 1, None) => {
+                        t.insert(base, base + len).unwrap();
+                        m.insert(slot, (base, base + len));
+                    }
+                    (2, Some((f, _))) => {
+                        t.remove(f);
+                        m.remove(&slot);
+                    }
+                    (_, Some((f, _))) => {
+                        // Keep the first address half the time, move it up otherwise.
+                        let nf = base + (len % 2) * (len / 2);
+                        t.update(f, Extent { first: nf, last: base + len });
+                        m.insert(slot, (nf, base + len));
+                    }
+                    _ => {}
+                }
+                t.check();
+                let want: Vec<Extent> = m.values().map(|&(first, last)| Extent { first, last }).collect();
+                proptest::prop_assert_eq!(t.extents(), want);
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use super::Entry;
 
 /// Most keys per chunk.
-const CHUNK: usize = 128;
+const CHUNK: usize = 64;
 
 #[derive(Clone, Default)]
 struct Chunk {
@@ -67,6 +67,13 @@ impl Tracker {
         let ch = self.chunks.get(self.chunk_for(x)?)?;
         let j = ch.keys.partition_point(|&k| k <= x).checked_sub(1)?;
         Some((*ch.keys.get(j)?, *ch.vals.get(j)?))
+    }
+
+    /// The entry with the greatest key.
+    #[inline]
+    pub(super) fn last(&self) -> Option<(u64, Entry)> {
+        let ch = self.chunks.last()?;
+        Some((*ch.keys.last()?, *ch.vals.last()?))
     }
 
     /// Position (chunk, index) of the smallest key `>= x` (may be one past the end).
@@ -233,6 +240,7 @@ mod tests {
                     _ => prop_assert_eq!(t.remove(k), m.remove(&k)),
                 }
                 prop_assert_eq!(t.len(), m.len());
+                prop_assert_eq!(t.last(), m.iter().next_back().map(|(&a, &b)| (a, b)));
                 prop_assert_eq!(t.floor(k), m.range(..=k).next_back().map(|(&a, &b)| (a, b)));
                 let want: Vec<_> = m.range(k..).take(3).map(|(&a, &b)| (a, b)).collect();
                 let got: Vec<_> = t.iter_from(k).take(3).collect();
