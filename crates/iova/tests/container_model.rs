@@ -675,6 +675,20 @@ proptest! {
             all: groups(),
         };
         for (i, o) in ops.iter().enumerate() {
+            // Before 6.18, type1's answers once a mapping ends at 2^64-1 depend on the
+            // shape of the kernel's tree (`container/legacy.rs`, whose tests follow the
+            // kernel's code, and the vmtest top rows on real 6.12): this reference
+            // stops there.
+            let legacy = fl.is_type1() && kernel < KernelVersion::V6_18;
+            let ends_at_top = |iova: u64, size: u64| {
+                size != 0 && iova.checked_add(size - 1) == Some(u64::MAX)
+            };
+            if legacy
+                && (m.maps.iter().any(|x| x.last == u64::MAX)
+                    || matches!(*o, Op::Map { iova, size, .. } if ends_at_top(iova, size)))
+            {
+                break;
+            }
             let before = c.clone();
             let (got, want) = match *o {
                 Op::Attach(g) => {
