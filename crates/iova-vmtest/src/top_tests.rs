@@ -22,8 +22,10 @@
 //! - iommufd and its compat container refuse a wrap with EOVERFLOW after the alignment
 //!   checks, and use inclusive ends throughout.
 //!
-//! Then seeded random traces confined to the last 16 MiB of the space (plus wraps, huge
-//! unmaps and unmap-all) run on one real space per flavour against the simulation.
+//! Then five seeded random traces confined to the last 16 MiB of the space (plus wraps,
+//! huge unmaps and unmap-all) run on one real space per flavour against the
+//! simulation; at least 500 operations must run (type1 before 6.18 skips the maps that
+//! could hang the guest, see [`hangs_legacy`]).
 
 use std::path::Path;
 
@@ -96,7 +98,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "last-page-then-neighbour",
-        "map 0xfffffffffffff000 0x1000 0x0 rw\nmap 0xffffffffffffe000 0x1000 0x0 rw\nmap 0xffffffffffffe000 0x2000 0x0 rw\nunmap 0xffffffffffffe000 0x2000",
+        "map 0xfffffffffffff000 0x1000 0x0 rw\nmap 0xffffffffffffe000 0x1000 0x0 rw\nunmap 0xffffffffffffe000 0x2000\nunmap 0xffffffffffffe000 0x1000",
     ),
     (
         "unmap-huge-ending-at-top",
@@ -217,8 +219,41 @@ fn open_sim(host: &Host, flavour: Flavour, group: u32) -> Result<Container, Stri
     Ok(c)
 }
 
-/// Replays `ops` on both, then an unmap-all; prints the kernel's answers; returns
-/// (operations, disagreements).
+/// Whether `op` would give type1 before 6.18 two overlapping mappings: a map over a
+/// mapping, one of the two ending at 2^64-1. The kernel's search misses the overlap and
+/// virtio-iommu accepts the IOVAs again; unmapping one of the pair later can make
+/// `vfio_unmap_unpin` step past 2^64-1 (the driver reports both mappings unmapped) and
+/// walk the whole space page by page: the 6.12 guest hung in the first version of the
+/// `last-page-then-neighbour` case. The deterministic cases keep the overlaps that
+/// are safe (`last-page-mapped-twice`, `overlap-inside-mapping-ending-at-top`); the
+/// random traces skip these maps.
+fn hangs_legacy(sim: &Container, op: &TraceOp) -> bool {
+    let legacy = sim.config().flavour().is_type1() && !sim.config().kernel.type1_top_page_fixed();
+    let TraceOp::Map { iova, size, .. } = *op else {
+        return false;
+    };
+    let Some(last) = size.checked_sub(1).and_then(|s| iova.checked_add(s)) else {
+        return false;
+    };
+    legacy
+        && sim.mappings().any(|m| {
+            m.iova.first() <= last
+                && iova <= m.iova.last()
+                && (last == u64::MAX || m.iova.last() == u64::MAX)
+        })
+}
+
+/// How a replay runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// A fixed case: every answer printed, every operation sent.
+    Case,
+    /// A random trace: only disagreements printed; the maps [`hangs_legacy`] flags
+    /// are skipped.
+    Random,
+}
+
+/// Replays `ops` on both, then an unmap-all. Returns (operations run, disagreements).
 fn replay_noted(
     r: &mut Report,
     what: &str,
@@ -226,12 +261,15 @@ fn replay_noted(
     sim: &mut Container,
     ops: &[TraceOp],
     arena: &TraceArena,
-    verbose: bool,
+    style: Style,
 ) -> (usize, usize) {
     let mut bad = 0;
     let all = ops.iter().cloned().chain([TraceOp::UnmapAll]);
     let mut n = 0;
     for (i, op) in all.enumerate() {
+        if style == Style::Random && hangs_legacy(sim, &op) {
+            continue;
+        }
         n += 1;
         let op = arena.place(op);
         let got = format_outcome(&apply(real, &op));
@@ -242,7 +280,7 @@ fn replay_noted(
                 "DISAGREE {what} op {}: {op}: kernel {got}, simulation {want}",
                 i + 1
             ));
-        } else if verbose {
+        } else if style == Style::Case {
             r.note(&format!("top {what}: {op} -> {got}"));
         }
     }
@@ -335,7 +373,7 @@ pub fn run(r: &mut Report, mode: &str, bdf: &str, seed: u64) {
                 &mut sim,
                 ops,
                 &arena,
-                true,
+                Style::Case,
             );
             total += n;
             r.eq(&format!("{check}-{n}-ops-agree"), bad, 0);
@@ -358,7 +396,7 @@ pub fn run(r: &mut Report, mode: &str, bdf: &str, seed: u64) {
         };
         real.hold(&arena);
         let (mut n_total, mut bad_total) = (0, 0);
-        for k in 0..4u64 {
+        for k in 0..5u64 {
             let s = seed.wrapping_mul(1000).wrapping_add(k);
             let ops = top_trace(s, 150);
             let (n, bad) = replay_noted(
@@ -368,7 +406,7 @@ pub fn run(r: &mut Report, mode: &str, bdf: &str, seed: u64) {
                 &mut sim,
                 &ops,
                 &arena,
-                false,
+                Style::Random,
             );
             r.eq(&format!("top/{name}/random-seed-{s}-{n}-ops-agree"), bad, 0);
             n_total += n;

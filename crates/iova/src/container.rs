@@ -1006,7 +1006,7 @@ impl Container {
             .find_dma(iova, size)
             .and_then(|i| self.legacy.range(i))
         {
-            let e_last = f.checked_add(sz - 1).unwrap_or(u64::MAX);
+            let e_last = f.saturating_add(sz.saturating_sub(1));
             return Err(MapError::Exists {
                 existing: IovaRange::new(f, e_last).unwrap_or(IovaRange::FULL),
             });
@@ -1048,7 +1048,7 @@ impl Container {
                 f.wrapping_add(s) == end
             });
             if let Some((f, s)) = bad_first.or(bad_last) {
-                let e_last = f.checked_add(s - 1).unwrap_or(u64::MAX);
+                let e_last = f.saturating_add(s.saturating_sub(1));
                 return Err(UnmapError::Splits {
                     mapping: IovaRange::new(f, e_last).unwrap_or(IovaRange::FULL),
                 });
@@ -1063,7 +1063,7 @@ impl Container {
             n = self.legacy.next(i);
             bytes += u128::from(s);
             self.legacy.erase(i);
-            let last = f.checked_add(s - 1).unwrap_or(u64::MAX);
+            let last = f.saturating_add(s.saturating_sub(1));
             let _ = self.remove_exact(f, last);
         }
         Ok(bytes)
