@@ -618,7 +618,14 @@ impl Container {
     ) -> Result<(), MapError> {
         let page_size = self.page_size();
         let entry = Entry::new(last, host, access).ok_or(MapError::Misaligned { page_size })?;
-        if let Some(t) = self.table.as_mut() {
+        // An area with no access (the compatibility container on an IOMMU driver that
+        // maps it) translates nothing: it is only in the tracker, so the compatibility
+        // container searches the tracker first.
+        if self.config.domain.flavour.is_compat() {
+            self.exists(iova, last)?;
+        }
+        let table = self.table.as_mut().filter(|_| access.read || access.write);
+        if let Some(t) = table {
             if let Err(e) = t.map(iova, host, size, access) {
                 return Err(match (e, self.first_overlap(iova, last)) {
                     (PageTableError::AlreadyMapped(_), Some((f, e))) => MapError::Exists {

@@ -315,3 +315,32 @@ fn cpu_page_size_is_a_host_fact() {
         IovaSet::from(r(0xfee0_0000, 0xfeef_ffff)).union(&IovaSet::from(r(1 << 39, u64::MAX)))
     );
 }
+
+/// The compatibility container's map asking for no access reaches the IOMMU driver:
+/// virtio-iommu maps it (seen on 7.2 with QEMU's virtio-iommu-pci: `ok`, then a map
+/// over it is EEXIST), VT-d and AMD refuse it (EINVAL).
+#[test]
+fn compat_no_access_map_depends_on_the_iommu_driver() {
+    for (vendor, want) in [
+        (IommuVendor::Virtio, ["ok", "ok", "EEXIST", "ok 0x1000"]),
+        (IommuVendor::Intel, ["ok", "EINVAL", "ok", "ok 0x1000"]),
+        (IommuVendor::Amd, ["ok", "EINVAL", "ok", "ok 0x1000"]),
+    ] {
+        let mut h = top_host();
+        h.iommus[0].vendor = vendor;
+        for f in [Flavour::CompatType1V2, Flavour::CompatType1V1] {
+            let mut c = Container::new(cfg(f));
+            assert_eq!(
+                run(
+                    &mut c,
+                    &h,
+                    "attach 1\nmap 0xfffffffffffff000 0x1000 0x7f0000000000 -\n\
+                     map 0xfffffffffffff000 0x1000 0x7f0000000000\n\
+                     unmap 0xfffffffffffff000 0x1000\n"
+                ),
+                want,
+                "{vendor:?} {f:?}"
+            );
+        }
+    }
+}
