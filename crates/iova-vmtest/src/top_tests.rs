@@ -321,6 +321,14 @@ pub fn run(r: &mut Report, mode: &str, bdf: &str, seed: u64) {
         Ok(h) => h,
         Err(e) => return r.fail("top-read-host", &e.to_string()),
     };
+    r.note(&format!(
+        "IOMMU units: {:?}; group {group}: {:?}",
+        host.iommus
+            .iter()
+            .map(|u| (u.name.clone(), u.vendor))
+            .collect::<Vec<_>>(),
+        host.group(group).ok().map(|g| g.iommu.clone())
+    ));
     if let Ok(text) =
         std::fs::read_to_string(format!("/sys/kernel/iommu_groups/{group}/reserved_regions"))
     {

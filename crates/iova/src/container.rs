@@ -276,7 +276,8 @@ pub struct Container {
     legacy: legacy::Tree,
     /// Per attached group, whether its IOMMU driver refuses to map IOVAs with neither
     /// read nor write access (VT-d and AMD: EINVAL; virtio-iommu maps them; ARM's
-    /// io-pgtable maps nothing and succeeds).
+    /// io-pgtable maps nothing and succeeds; an unidentified unit is taken to map
+    /// them).
     refuses_no_access: Vec<(u32, bool)>,
 }
 
@@ -383,7 +384,22 @@ impl Container {
     /// Translates a device access at `iova` through the page table.
     pub fn translate(&self, iova: u64, access: Access) -> Result<u64, Fault> {
         match &self.table {
-            Some(t) => t.translate(iova, access),
+            Some(t) => match t.translate(iova, access) {
+                // An area with no access (compatibility container, on a driver that
+                // maps it) is not in the table: the IOMMU refuses the DMA for want of
+                // permission.
+                Err(Fault::Unmapped { .. })
+                    if self
+                        .mapping_at(iova)
+                        .is_some_and(|m| !m.access.read && !m.access.write) =>
+                {
+                    Err(Fault::Permission {
+                        iova,
+                        needed: access,
+                    })
+                }
+                other => other,
+            },
             None => Err(Fault::Unmapped { iova }),
         }
     }
@@ -542,10 +558,9 @@ impl Container {
             .ok()
             .and_then(|g| host.iommu_of_group(g))
             .map(|u| u.vendor);
-        let refuses = !matches!(
-            vendor,
-            Some(IommuVendor::Virtio | IommuVendor::ArmSmmu | IommuVendor::ArmSmmuV3)
-        );
+        // VT-d and AMD-Vi always show themselves in sysfs (`dmar*`/`ivhd*` with their
+        // capability directories); any other or unidentified unit is taken to map it.
+        let refuses = matches!(vendor, Some(IommuVendor::Intel | IommuVendor::Amd));
         self.refuses_no_access.push((group_id, refuses));
         Ok(())
     }

@@ -109,7 +109,9 @@ fn host() -> Host {
     let mut h = Host::default();
     for g in groups() {
         let unit = format!("u{}", g.id);
-        let mut u = IommuUnit::new(unit.clone(), IommuVendor::Unknown);
+        // Intel: its driver refuses a compat map asking for no access (the reference's
+        // rule); an unidentified unit would be taken to map it.
+        let mut u = IommuUnit::new(unit.clone(), IommuVendor::Intel);
         if g.ap != (0, u64::MAX) {
             u.aperture = Some(r(g.ap.0, g.ap.1));
         }
