@@ -1,7 +1,9 @@
 #!/bin/bash
 # Fetch a Debian kernel into the vmtest cache (never installed on the host).
 #   vmtest/kernel.sh SERIES CACHE      SERIES = 6.1 | 6.12
-# Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order} and prints the dir.
+# Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order,wanted} and prints
+# the dir. `wanted` records the module list below: an entry fetched with another list
+# (an older version of this script) is fetched again.
 # CACHE is shared by every work tree (see vmtest/run); a lock on CACHE/kernel-SERIES.lock
 # keeps two concurrent runs from fetching the same series at once.
 # Package indexes come from the private apt state of vmtest/apt.sh (the host's apt state
@@ -9,11 +11,14 @@
 set -euo pipefail
 SERIES=$1; CACHE=$(realpath -m "$2")
 OUT=$CACHE/kernel-$SERIES
-[ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }
+# virtio-iommu: the top-of-space boots (vmtest/run, IOMMU `virtio`); absent from 6.1.
+WANTED="vfio_iommu_type1 vfio-pci iommufd virtio-iommu"
+fresh() { [ -e "$OUT/kernel" ] && [ "$(cat "$OUT/wanted" 2>/dev/null)" = "$WANTED" ]; }
+fresh && { echo "$OUT"; exit 0; }
 mkdir -p "$CACHE"
 exec 9>"$CACHE/kernel-$SERIES.lock"
 flock 9
-[ -e "$OUT/kernel" ] && { echo "$OUT"; exit 0; }   # another run fetched it meanwhile
+fresh && { echo "$OUT"; exit 0; }   # another run fetched it meanwhile
 . "$(dirname "$0")/apt.sh"
 case $SERIES in
   6.1) re='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
@@ -34,7 +39,7 @@ mkdir -p "$T/out/modules"
 # Wanted modules (absent ones are built in). Deps come from modules.dep, which lists a
 # module's dependencies so that loading them from last to first works.
 : > "$T/out/load-order"
-for m in vfio_iommu_type1 vfio-pci iommufd; do
+for m in $WANTED; do
   line=$(grep -E "/$m\.ko(\.xz|\.zst)?:" "$MD/modules.dep" || true)
   [ -n "$line" ] || continue
   mod=${line%%:*}; deps=${line#*:}
@@ -48,6 +53,7 @@ for m in vfio_iommu_type1 vfio-pci iommufd; do
 done
 cp "$T/x/boot/config-$KV" "$T/out/config"
 echo "$KV" > "$T/out/version"
+echo "$WANTED" > "$T/out/wanted"
 # The uncompressed ELF boots through QEMU's PVH entry (no in-guest decompression under
 # TCG, ~2 s saved); kernels not compressed with xz boot as the bzImage.
 cp "$T/x/boot/vmlinuz-$KV" "$T/out/kernel"

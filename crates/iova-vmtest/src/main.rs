@@ -2,8 +2,9 @@
 //!
 //! `vmtest/run` boots a Linux guest under QEMU (emulated Intel VT-d plus the `edu` DMA
 //! device), binds `edu` to `vfio-pci` and runs this binary as
-//! `iova-vmtest <type1|iommufd|spapr> <tag> <pci-address>` (`spapr` on a pseries
-//! guest, see `spapr_tests`). Every check prints one line,
+//! `iova-vmtest <type1|iommufd|compat|spapr|top-type1|top-compat> <tag> <pci-address>`
+//! (`spapr` on a pseries guest, see `spapr_tests`; `top-*` on a guest whose IOMMU
+//! reaches 2^64-1, see `top_tests`). Every check prints one line,
 //! `vmtest: PASS <tag>/<name>` or `vmtest: FAIL <tag>/<name>: why`, on the serial
 //! console; the harness counts them. The last line is `vmtest-guest: done <tag>`, so a
 //! crash or hang shows as a missing line.
@@ -21,6 +22,7 @@ mod iommufd_tests;
 mod qemu_vfio;
 mod report;
 mod spapr_tests;
+mod top_tests;
 mod type1_tests;
 
 use report::Report;
@@ -28,7 +30,9 @@ use report::Report;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(tag), Some(bdf)) = (args.get(1), args.get(2), args.get(3)) else {
-        eprintln!("usage: iova-vmtest <type1|iommufd|compat|spapr> <tag> <pci-address> [seed]");
+        eprintln!(
+            "usage: iova-vmtest <type1|iommufd|compat|spapr|top-type1|top-compat> <tag> <pci-address> [seed]"
+        );
         std::process::exit(2);
     };
     let seed = args
@@ -49,6 +53,8 @@ fn main() {
             compat_tests::run(&mut r, bdf, seed);
             iommufd_tests::run(&mut r, bdf, seed);
         }
+        // The top of the address space (guests whose IOMMU reaches 2^64-1).
+        "top-type1" | "top-compat" => top_tests::run(&mut r, mode, bdf, seed),
         other => r.fail("mode", &format!("unknown mode {other}")),
     }
     // The real QEMU with vfio-pci against `iovactl check`, when vmtest/qemu-vfio.sh put

@@ -68,6 +68,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod legacy;
 mod tracker;
 
 use std::collections::BTreeMap;
@@ -75,7 +76,7 @@ use std::collections::BTreeMap;
 use crate::dma::{Access, Backing, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 pub use crate::domain::Flavour;
 use crate::domain::{Domain, DomainConfig, Member, Refusal};
-use crate::host::Host;
+use crate::host::{Host, IommuVendor};
 pub use crate::kernel::KernelVersion;
 use crate::pagetable::{Fault, PageTable, PageTableError};
 use crate::range::{IovaRange, IovaSet};
@@ -345,6 +346,15 @@ pub struct Container {
     /// not [`Pages::plain`] are listed.
     pages: BTreeMap<u64, Pages>,
     table: Option<PageTable>,
+    /// type1 before 6.18: the kernel's own tree of mappings (see `legacy`), which
+    /// answers every map and unmap search; `maps` and `table` then hold the mappings
+    /// that do not overlap an earlier one.
+    legacy: legacy::Tree,
+    /// Per attached group, whether its IOMMU driver refuses to map IOVAs with neither
+    /// read nor write access (VT-d and AMD: EINVAL; virtio-iommu maps them; ARM's
+    /// io-pgtable maps nothing and succeeds; an unidentified unit is taken to map
+    /// them).
+    refuses_no_access: Vec<(u32, bool)>,
 }
 
 impl Container {
@@ -358,7 +368,14 @@ impl Container {
             maps: tracker::Tracker::default(),
             pages: BTreeMap::new(),
             table: None,
+            legacy: legacy::Tree::new(),
+            refuses_no_access: Vec::new(),
         }
+    }
+
+    /// Whether map and unmap follow type1's tree before 6.18 (`legacy`).
+    fn is_legacy(&self) -> bool {
+        self.config.domain.flavour.is_type1() && !self.config.kernel.type1_top_page_fixed()
     }
 
     /// The configuration.
@@ -444,7 +461,22 @@ impl Container {
     /// Translates a device access at `iova` through the page table.
     pub fn translate(&self, iova: u64, access: Access) -> Result<u64, Fault> {
         match &self.table {
-            Some(t) => t.translate(iova, access),
+            Some(t) => match t.translate(iova, access) {
+                // An area with no access (compatibility container, on a driver that
+                // maps it) is not in the table: the IOMMU refuses the DMA for want of
+                // permission.
+                Err(Fault::Unmapped { .. })
+                    if self
+                        .mapping_at(iova)
+                        .is_some_and(|m| !m.access.read && !m.access.write) =>
+                {
+                    Err(Fault::Permission {
+                        iova,
+                        needed: access,
+                    })
+                }
+                other => other,
+            },
             None => Err(Fault::Unmapped { iova }),
         }
     }
@@ -628,6 +660,15 @@ impl Container {
         if cfg.flavour.is_compat() {
             self.compat_ioas = true;
         }
+        let vendor = host
+            .group(group_id)
+            .ok()
+            .and_then(|g| host.iommu_of_group(g))
+            .map(|u| u.vendor);
+        // VT-d and AMD-Vi always show themselves in sysfs (`dmar*`/`ivhd*` with their
+        // capability directories); any other or unidentified unit is taken to map it.
+        let refuses = matches!(vendor, Some(IommuVendor::Intel | IommuVendor::Amd));
+        self.refuses_no_access.push((group_id, refuses));
         Ok(())
     }
 
@@ -659,11 +700,13 @@ impl Container {
             .position(|m| m.group == group_id)
             .ok_or(DetachError::NotAttached(group_id))?;
         members.remove(pos);
+        self.refuses_no_access.retain(|&(g, _)| g != group_id);
         if members.is_empty() {
             self.domain = None;
             if self.config.domain.flavour.is_type1() {
                 self.maps.clear();
                 self.pages.clear();
+                self.legacy.clear();
             }
             self.table = None;
             return Ok(());
@@ -698,7 +741,14 @@ impl Container {
     ) -> Result<(), MapError> {
         let page_size = self.page_size();
         let entry = Entry::new(last, host, access).ok_or(MapError::Misaligned { page_size })?;
-        if let Some(t) = self.table.as_mut() {
+        // An area with no access (the compatibility container on an IOMMU driver that
+        // maps it) translates nothing: it is only in the tracker, so the compatibility
+        // container searches the tracker first.
+        if self.config.domain.flavour.is_compat() {
+            self.exists(iova, last)?;
+        }
+        let table = self.table.as_mut().filter(|_| access.read || access.write);
+        if let Some(t) = table {
             if let Err(e) = t.map(iova, host, size, access) {
                 return Err(match (e, self.first_overlap(iova, last)) {
                     (PageTableError::AlreadyMapped(_), Some((f, e))) => MapError::Exists {
@@ -764,6 +814,9 @@ impl Container {
         let (Some(last), Some(_)) = ends(size) else {
             return Err(wrap);
         };
+        if self.is_legacy() {
+            return self.map_legacy(iova, last, host, size, access);
+        }
         // Before 6.18 `vfio_find_dma` compares `iova + size`, which is 0 for a range
         // ending at 2^64-1: such a map never finds an overlapping mapping, and the
         // IOMMU driver's own map then refuses the IOVAs already in use (virtio-iommu:
@@ -892,9 +945,14 @@ impl Container {
             return Err(MapError::Unpinnable);
         }
         // Compatibility container: no access asked for reaches the domain fill, which
-        // the IOMMU driver refuses (VT-d's __domain_mapping: EINVAL); with no domain
-        // there is nothing to fill and the area stays.
-        if !access.read && !access.write && self.domain.is_some() {
+        // VT-d's and AMD's drivers refuse (EINVAL), while virtio-iommu maps it (seen
+        // on 7.2) and ARM's io-pgtable maps nothing and succeeds; with no domain there
+        // is nothing to fill and the area stays.
+        if !access.read
+            && !access.write
+            && self.domain.is_some()
+            && self.refuses_no_access.iter().any(|&(_, r)| r)
+        {
             self.exists(iova, last)?;
             return Err(MapError::BadFlags);
         }
@@ -1167,6 +1225,9 @@ impl Container {
         } else {
             UnmapError::Wraps
         })?;
+        if self.is_legacy() {
+            return self.unmap_legacy(iova, size);
+        }
         if last == u64::MAX && !self.config.kernel.type1_top_page_fixed() {
             // Before 6.18 `iova + size` is 0 here: v2's split check at the end and the
             // walk find nothing (success, 0 bytes, the mappings stay); v2's check at
@@ -1215,6 +1276,90 @@ impl Container {
             }
         }
         Ok(self.remove(&doomed))
+    }
+
+    /// type1 MAP_DMA before 6.18, after the flag, size, alignment and wrap checks:
+    /// `vfio_find_dma` on the kernel's tree (EEXIST), the entry limit (ENOSPC), the
+    /// valid ranges (EINVAL), then the node is linked. A map the search misses (one
+    /// ending at 2^64-1, or over one that does) reaches the IOMMU driver over IOVAs
+    /// already mapped, which the drivers that reach 2^64-1 accept (virtio-iommu, seen
+    /// on 6.12; AMD's v1 table overwrites): the kernel then holds two overlapping
+    /// mappings. The page table keeps the first; the overlapping one is only in the
+    /// tree (its translations are not simulated).
+    fn map_legacy(
+        &mut self,
+        iova: u64,
+        last: u64,
+        host: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        if let Some((f, sz)) = self
+            .legacy
+            .find_dma(iova, size)
+            .and_then(|i| self.legacy.range(i))
+        {
+            let e_last = f.saturating_add(sz.saturating_sub(1));
+            return Err(MapError::Exists {
+                existing: IovaRange::new(f, e_last).unwrap_or(IovaRange::FULL),
+            });
+        }
+        if self.legacy.len() >= self.config.dma_entry_limit as usize {
+            return Err(MapError::TooManyMappings {
+                limit: self.config.dma_entry_limit,
+            });
+        }
+        let range = IovaRange::new(iova, last).unwrap_or(IovaRange::FULL);
+        if !self.valid_contains(&range) {
+            return Err(MapError::NotInValidRange);
+        }
+        if self.first_overlap(iova, last).is_none() {
+            self.insert(iova, last, host, size, access)?;
+        }
+        self.legacy.insert(iova, size);
+        Ok(())
+    }
+
+    /// type1 UNMAP_DMA before 6.18 once the request's own checks passed (and
+    /// `VFIO_DMA_UNMAP_FLAG_ALL` as iova 0, size 2^64-1), on the kernel's tree with its
+    /// 64-bit sums: v2 refuses a split found by `vfio_find_dma` at the first and the
+    /// last byte; then the walk from `vfio_find_dma_first_node` along `rb_next` while
+    /// a mapping starts below `iova + size` (v1 stops at one starting below `iova`),
+    /// removing each whole. The bytes removed (0 when `iova + size` wraps to 0).
+    fn unmap_legacy(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
+        let end = iova.wrapping_add(size);
+        let v2 = self.config.domain.flavour == Flavour::Type1V2;
+        let all = iova == 0 && size == u64::MAX;
+        if v2 && !all {
+            let split = |t: &legacy::Tree, at: u64, len: u64, ok: &dyn Fn(u64, u64) -> bool| {
+                t.find_dma(at, len)
+                    .and_then(|i| t.range(i))
+                    .filter(|&(f, s)| !ok(f, s))
+            };
+            let bad_first = split(&self.legacy, iova, 1, &|f, _| f == iova);
+            let bad_last = split(&self.legacy, end.wrapping_sub(1), 0, &|f, s| {
+                f.wrapping_add(s) == end
+            });
+            if let Some((f, s)) = bad_first.or(bad_last) {
+                let e_last = f.saturating_add(s.saturating_sub(1));
+                return Err(UnmapError::Splits {
+                    mapping: IovaRange::new(f, e_last).unwrap_or(IovaRange::FULL),
+                });
+            }
+        }
+        let mut bytes = 0u128;
+        let mut n = self.legacy.first_node(iova, size);
+        while let Some((i, (f, s))) = n.and_then(|i| self.legacy.range(i).map(|r| (i, r))) {
+            if f >= end || (!v2 && iova > f) {
+                break;
+            }
+            n = self.legacy.next(i);
+            bytes += u128::from(s);
+            self.legacy.erase(i);
+            let last = f.saturating_add(s.saturating_sub(1));
+            let _ = self.remove_exact(f, last);
+        }
+        Ok(bytes)
     }
 
     fn unmap_iommufd(&mut self, iova: u64, size: u64) -> Result<u128, UnmapError> {
@@ -1397,7 +1542,12 @@ impl DmaSpace for Container {
         let align = self.page_size();
         let (page_sizes, dma_avail) = match (flavour, &self.domain) {
             (f, Some(d)) if f.is_type1() => {
-                let used = u32::try_from(self.maps.len()).unwrap_or(u32::MAX);
+                let used = if self.is_legacy() {
+                    self.legacy.len()
+                } else {
+                    self.maps.len()
+                };
+                let used = u32::try_from(used).unwrap_or(u32::MAX);
                 (
                     d.page_sizes(),
                     Some(self.config.dma_entry_limit.saturating_sub(used)),
@@ -1452,6 +1602,10 @@ impl DmaSpace for Container {
             } else {
                 UnmapError::NotReady
             });
+        }
+        if self.is_legacy() {
+            // VFIO_DMA_UNMAP_FLAG_ALL: the walk over [0, 2^64-1) of `unmap_legacy`.
+            return self.unmap_legacy(0, u64::MAX);
         }
         let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
         self.maps.clear();

@@ -109,7 +109,9 @@ fn host() -> Host {
     let mut h = Host::default();
     for g in groups() {
         let unit = format!("u{}", g.id);
-        let mut u = IommuUnit::new(unit.clone(), IommuVendor::Unknown);
+        // Intel: its driver refuses a compat map asking for no access (the reference's
+        // rule); an unidentified unit would be taken to map it.
+        let mut u = IommuUnit::new(unit.clone(), IommuVendor::Intel);
         if g.ap != (0, u64::MAX) {
             u.aperture = Some(r(g.ap.0, g.ap.1));
         }
@@ -675,6 +677,20 @@ proptest! {
             all: groups(),
         };
         for (i, o) in ops.iter().enumerate() {
+            // Before 6.18, type1's answers once a mapping ends at 2^64-1 depend on the
+            // shape of the kernel's tree (`container/legacy.rs`, whose tests follow the
+            // kernel's code, and the vmtest top rows on real 6.12): this reference
+            // stops there.
+            let legacy = fl.is_type1() && kernel < KernelVersion::V6_18;
+            let ends_at_top = |iova: u64, size: u64| {
+                size != 0 && iova.checked_add(size - 1) == Some(u64::MAX)
+            };
+            if legacy
+                && (m.maps.iter().any(|x| x.last == u64::MAX)
+                    || matches!(*o, Op::Map { iova, size, .. } if ends_at_top(iova, size)))
+            {
+                break;
+            }
             let before = c.clone();
             let (got, want) = match *o {
                 Op::Attach(g) => {
