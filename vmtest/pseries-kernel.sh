@@ -3,24 +3,34 @@
 # anything on the host: Debian's ppc64el 6.12 kernel from bookworm-backports (its VFIO
 # sPAPR modules) and ppc64el busybox-static, through the private apt state of
 # vmtest/apt.sh with APT_ARCH=ppc64el (the host's dpkg architecture list stays untouched).
-#   vmtest/pseries-kernel.sh CACHE
-# Leaves CACHE/kernel-pseries-6.12/{vmlinux,version,busybox,modules/*.ko,load-order}
-# and prints the dir. A lock keeps concurrent runs from fetching it twice.
+#   vmtest/pseries-kernel.sh CACHE [FLAVOUR]
+# FLAVOUR is Debian's ppc64el kernel flavour: `powerpc64le` (the default; 4 KiB pages)
+# or `powerpc64le-64k` (64 KiB pages, CONFIG_PPC_64K_PAGES).
+# Leaves CACHE/kernel-pseries-6.12/ (powerpc64le) or CACHE/kernel-pseries-6.12-64k/
+# (powerpc64le-64k) holding {vmlinux,version,busybox,modules/*.ko,load-order} and prints
+# the dir. Each flavour has its own dir and lock, so they never overwrite each other; a
+# lock keeps concurrent runs from fetching one twice.
 set -euo pipefail
 CACHE=$(realpath -m "$1")
-OUT=$CACHE/kernel-pseries-6.12
+FLAVOUR=${2:-powerpc64le}
+case $FLAVOUR in
+  powerpc64le) NAME=kernel-pseries-6.12 ;;
+  powerpc64le-64k) NAME=kernel-pseries-6.12-64k ;;
+  *) echo "unknown ppc64el kernel flavour $FLAVOUR (powerpc64le or powerpc64le-64k)" >&2; exit 1 ;;
+esac
+OUT=$CACHE/$NAME
 [ -e "$OUT/vmlinux" ] && [ -e "$OUT/busybox" ] && { echo "$OUT"; exit 0; }
 mkdir -p "$CACHE"
-exec 9>"$CACHE/kernel-pseries-6.12.lock"
+exec 9>"$CACHE/$NAME.lock"
 flock 9
 [ -e "$OUT/vmlinux" ] && [ -e "$OUT/busybox" ] && { echo "$OUT"; exit 0; }
 APT_ARCH=ppc64el
 . "$(dirname "$0")/apt.sh"
-re='^linux-image-6\.12\.[0-9]+\+[a-z0-9]+-powerpc64le$'
+re="^linux-image-6\\.12\\.[0-9]+\\+[a-z0-9]+-${FLAVOUR}\$"
 PKG=$(apt_p apt-cache pkgnames linux-image-6 | grep -E "$re" | sort -V | tail -1 || true)
 [ -n "$PKG" ] || { echo "no ppc64el package matches $re" >&2; exit 1; }
 echo "vmtest: downloading $PKG and busybox-static (ppc64el)" >&2
-T=$CACHE/tmp-pseries
+T=$CACHE/tmp-$NAME
 rm -rf "$T"; mkdir -p "$T/dl"
 (cd "$T/dl" && apt_p apt-get -q download "$PKG" busybox-static >&2)
 dpkg-deb -x "$T"/dl/linux-image-*.deb "$T/x"

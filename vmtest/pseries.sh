@@ -24,9 +24,16 @@ pseries_tools() {
   fi
 }
 
-boot_pseries() {  # $1 kernel series (6.12), $2 mode (spapr)
-  local series=$1 mode=$2 tag="$2-pseries-$1"
-  [ "$series" = 6.12 ] || { fail "$tag/kernel" "only the 6.12 ppc64el kernel does VFIO on pseries"; return; }
+boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
+  local series=$1 mode=$2 tag="$2-pseries-$1" flavour
+  # Debian's two ppc64el kernel flavours: 4 KiB pages (powerpc64le) and 64 KiB pages
+  # (powerpc64le-64k, CONFIG_PPC_64K_PAGES), the page size QEMU's TCE-table level
+  # guess (hw/vfio/spapr.c) and sPAPR memory registration depend on.
+  case $series in
+    6.12) flavour=powerpc64le ;;
+    6.12-64k) flavour=powerpc64le-64k ;;
+    *) fail "$tag/kernel" "only the 6.12 ppc64el kernels (6.12, 6.12-64k) do VFIO on pseries"; return ;;
+  esac
   pseries_tools || return
   echo "vmtest: building iova-vmtest and iovactl for $PPC_TARGET" >&2
   if ! (cd "$ROOT" && CARGO_TARGET_POWERPC64LE_UNKNOWN_LINUX_GNU_LINKER=powerpc64le-linux-gnu-gcc \
@@ -35,7 +42,7 @@ boot_pseries() {  # $1 kernel series (6.12), $2 mode (spapr)
     fail "$tag/build" "cross build of iova-vmtest / iovactl for $PPC_TARGET failed"; return
   fi
   local bin=$ROOT/target/vmtest-ppc/$PPC_TARGET/release/iova-vmtest kdir
-  kdir=$("$ROOT/vmtest/pseries-kernel.sh" "$CACHE") || { fail "$tag/kernel" "cannot fetch the ppc64el $series kernel"; return; }
+  kdir=$("$ROOT/vmtest/pseries-kernel.sh" "$CACHE" "$flavour") || { fail "$tag/kernel" "cannot fetch the ppc64el $series kernel ($flavour)"; return; }
   local ird=$WORK/initramfs-pseries-$series-$mode
   rm -rf "$ird"; mkdir -p "$ird"/{bin,lib/modules,proc,sys,dev,tmp}
   cp "$kdir/busybox" "$ird/bin/busybox"
@@ -53,6 +60,12 @@ boot_pseries() {  # $1 kernel series (6.12), $2 mode (spapr)
     -append "console=hvc0 quiet loglevel=4 vmtest.mode=$mode vmtest.tag=$tag vmtest.seed=$SEED" \
     -device edu,dma_mask=0xffffffffffffffff </dev/null > "$log" 2>&1
   local rc=$?
+  # The host profile `iovactl inspect --save-profile` wrote in the guest, printed on
+  # the console (the source of examples/hosts/pseries-qemu-64k.json).
+  if tr -d '\r' < "$log" | grep -q '^vmtest-profile: '; then
+    tr -d '\r' < "$log" | sed -n 's/^vmtest-profile: //p' > "$LOGS/$tag.host-profile.json"
+    echo "vmtest: $tag host profile saved to $LOGS/$tag.host-profile.json" >&2
+  fi
   tr -d '\r' < "$log" | grep -E '^vmtest: (PASS|FAIL) ' | while IFS= read -r l; do echo "$l"; done
   tr -d '\r' < "$log" | grep -E '^vmtest-guest: differential ' | sed 's/^vmtest-guest: /vmtest: /'
   PASS=$((PASS + $(tr -d '\r' < "$log" | grep -cE '^vmtest: PASS ')))

@@ -8,9 +8,19 @@
 //! big-endian on `qemu-system-ppc64` (DEVICE_NATIVE_ENDIAN), so register values are
 //! byte-swapped here.
 //!
+//! The checks run on both of Debian's ppc64el kernel flavours (4 KiB and 64 KiB
+//! pages, boots `pseries:6.12` and `pseries:6.12-64k`). What depends on the kernel's
+//! page size (registration granularity, the largest TCE anonymous memory backs, the
+//! TCE-table levels QEMU asks for) is expected from the page size read independently
+//! in [`live_host::page_size`], and the simulation is given that page size.
+//!
 //! Nothing here poisons the device (a failed DDW creation in the hypervisor) or
 //! triggers the kernel defects: the random traces skip creations the model says would
-//! fail in the hypervisor, and crossing maps are refused by the backend unsent.
+//! fail in the hypervisor, and crossing maps are refused by the backend unsent. The
+//! creations QEMU would send for a default guest, refused on a 4 KiB-page kernel, run
+//! last ([`live_host::qemu_create_sequence`]).
+
+mod live_host;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,14 +201,20 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
         return;
     };
     r.pass("spapr-group-found");
+    let page = live_host::page_size(r);
     capture(r, bdf, group);
-    cli(r, bdf);
+    cli(r, bdf, page);
+    live_host::cli(r, bdf, page);
     let mut keep = Keep(Vec::new());
-    v2_checks(r, bdf, group, &mut keep);
+    // Without a trustworthy page size, the page-dependent expectations take 4 KiB (and
+    // the page-size check has already failed).
+    let pg = page.unwrap_or(0x1000);
+    v2_checks(r, bdf, group, &mut keep, pg);
     v1_checks(r, bdf, group, &mut keep);
     for v in [SpaprVersion::V2, SpaprVersion::V1] {
-        differential(r, group, v, seed, &mut keep);
+        differential(r, group, v, seed, &mut keep, pg);
     }
+    live_host::qemu_create_sequence(r, group, page);
 }
 
 /// Prints the facts an example host (`examples/hosts/pseries-qemu`) is made from.
@@ -253,7 +269,7 @@ fn capture(r: &mut Report, bdf: &str, group: u32) {
 
 /// `iovactl` on the live pseries guest: inspect asks VFIO for the windows, replay
 /// simulates a sPAPR trace against them.
-fn cli(r: &mut Report, bdf: &str) {
+fn cli(r: &mut Report, bdf: &str, page: Option<u64>) {
     let run = |args: &[&str]| {
         std::process::Command::new("/iovactl")
             .args(args)
@@ -325,9 +341,49 @@ fn cli(r: &mut Report, bdf: &str) {
             &e.to_string(),
         ),
     }
+    // Registration is in kernel pages (tce_iommu_register_pages: vaddr and size
+    // PAGE_SIZE-aligned, else EINVAL): 4 KiB registers on a 4 KiB-page kernel only.
+    // The simulation must take the live host's page size, and agree with the kernel.
+    let Some(page) = page else {
+        r.fail(
+            "spapr-iovactl-replay-sub-page-register",
+            "page size unknown",
+        );
+        return;
+    };
+    let _ = std::fs::write(
+        "/tmp/spapr-4k.trace",
+        "register 0x10000000 4K\nunregister 0x10000000 4K\n",
+    );
+    let want = if page == 0x1000 {
+        "ok\nok\n"
+    } else {
+        "EINVAL\nEINVAL\n"
+    };
+    for (name, vfio) in [
+        ("spapr-iovactl-replay-sub-page-register", false),
+        ("spapr-iovactl-replay-vfio-sub-page-register", true),
+    ] {
+        let mut args = vec!["replay"];
+        if vfio {
+            args.push("--vfio");
+        }
+        args.extend([
+            "--device",
+            bdf,
+            "--flavour",
+            "spapr-v2",
+            "/tmp/spapr-4k.trace",
+        ]);
+        match run(&args) {
+            Ok((Some(0), out)) => r.eq(name, out, want.to_owned()),
+            Ok((code, out)) => r.fail(name, &format!("exit {code:?}: {out}")),
+            Err(e) => r.fail(name, &e.to_string()),
+        }
+    }
 }
 
-fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep) {
+fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep, page: u64) {
     let Some(mut c) = open(r, "spapr-v2-attach", group, SpaprVersion::V2) else {
         return;
     };
@@ -529,7 +585,35 @@ fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep) {
         err(c.tce_map(DMA64, va, 0x1000, Access::RW)),
         "ENXIO".into(),
     );
+    // A registered region backs TCEs up to the kernel page size (mm_iommu_do_alloc's
+    // pageshift, min(PAGE_SHIFT, the alignment) without huge pages).
     match c.create_window(16, 1 << 28, 1) {
+        Ok(s) if page >= 0x1_0000 => {
+            r.eq(
+                "spapr-v2-64k-tce-over-64k-memory-ok",
+                err(c.tce_map(s, va + 0x8_0000, 0x1_0000, Access::RW)),
+                "ok".into(),
+            );
+            dma_check(
+                r,
+                "spapr-v2-edu-dma-64k-tce-window",
+                edu.as_ref(),
+                &m,
+                0x8_0000,
+                s,
+                true,
+            );
+            r.eq(
+                "spapr-v2-unmap-64k-tce",
+                err(c.tce_unmap(s, 0x1_0000)),
+                "ok".into(),
+            );
+            r.eq(
+                "spapr-v2-remove-64k-window",
+                unit(c.remove_window(s)),
+                "ok".into(),
+            );
+        }
         Ok(s) => {
             r.eq(
                 "spapr-v2-64k-tce-over-4k-memory-einval",
@@ -583,9 +667,30 @@ fn v2_checks(r: &mut Report, bdf: &str, group: u32, keep: &mut Keep) {
         unit(c.register_memory(va + BUF as u64, 0)),
         "ENOMEM".into(),
     );
+    // Registration granularity is the kernel page: 4 KiB registers only with 4 KiB
+    // pages (tce_iommu_register_pages: EINVAL unless PAGE_SIZE-aligned).
+    if page == 0x1000 {
+        r.eq(
+            "spapr-v2-register-4k-ok-on-4k-pages",
+            (
+                unit(c.register_memory(va + BUF as u64, 0x1000)),
+                unit(c.unregister_memory(va + BUF as u64, 0x1000)),
+            ),
+            ("ok".into(), "ok".into()),
+        );
+    } else {
+        r.eq(
+            "spapr-v2-register-4k-einval-on-64k-pages",
+            (
+                unit(c.register_memory(va + BUF as u64, 0x1000)),
+                unit(c.unregister_memory(va, 0x1000)),
+            ),
+            ("EINVAL".into(), "EINVAL".into()),
+        );
+    }
     r.eq(
         "spapr-v2-unregister-unknown-enoent",
-        unit(c.unregister_memory(va, 0x1000)),
+        unit(c.unregister_memory(va, page)),
         "ENOENT".into(),
     );
     r.eq("spapr-v2-enable-enotty", unit(c.enable()), "ENOTTY".into());
@@ -816,7 +921,14 @@ fn random_op(rng: &mut Rng, sim: &Sim, va: u64, removes: &mut u32) -> Option<Spa
 }
 
 /// Random traces on the real container and the simulation; every answer must agree.
-fn differential(r: &mut Report, group: u32, v: SpaprVersion, seed: u64, keep: &mut Keep) {
+fn differential(
+    r: &mut Report,
+    group: u32,
+    v: SpaprVersion,
+    seed: u64,
+    keep: &mut Keep,
+    page: u64,
+) {
     let name = format!(
         "spapr-{}-differential",
         if v == SpaprVersion::V2 { "v2" } else { "v1" }
@@ -835,7 +947,11 @@ fn differential(r: &mut Report, group: u32, v: SpaprVersion, seed: u64, keep: &m
             return;
         }
     };
-    let mut sim = Sim::new(SpaprConfig::from_info(v, &info));
+    // The live host's windows and page size (registration granularity, the largest TCE
+    // anonymous memory backs).
+    let mut config = SpaprConfig::from_info(v, &info);
+    config.host_page_shift = page.trailing_zeros();
+    let mut sim = Sim::new(config);
     let mut rng = Rng(seed
         ^ if v == SpaprVersion::V2 {
             0x5eed_0002

@@ -255,15 +255,44 @@ fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<Exi
             group.id, loaded.source
         )));
     };
+    let config = spapr_config(args, &loaded.host, version, &info)?;
     if args.vfio {
-        return run_spapr_vfio(args, version, group.id, info, &ops);
+        return run_spapr_vfio(args, config, group.id, &ops);
     }
-    let mut container = SpaprContainer::new(SpaprConfig::from_info(version, &info));
+    let mut container = SpaprContainer::new(config);
     crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose))?;
     for w in container.take_warnings() {
         crate::out::eprintln(&format!("iovactl: warning: {w}"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The simulated sPAPR platform: the group's windows, and the host's page size
+/// (`--cpu-page-size`, else the host's), which sets the registration granularity and
+/// the largest TCE anonymous memory backs (4 KiB without either).
+fn spapr_config(
+    args: &ReplayArgs,
+    host: &iova::host::Host,
+    version: SpaprVersion,
+    info: &iova::spapr::SpaprInfo,
+) -> Result<SpaprConfig, CliError> {
+    let mut config = SpaprConfig::from_info(version, info);
+    let page = match &args.cpu_page_size {
+        Some(p) => Some(
+            iova::units::parse_number(p)
+                .map_err(|e| CliError::input(format!("--cpu-page-size {p}: {e}")))?,
+        ),
+        None => host.settings.cpu_page_size,
+    };
+    if let Some(p) = page {
+        if !p.is_power_of_two() || p < 0x1000 {
+            return Err(CliError::input(format!(
+                "page size {p:#x}: not a power of two of at least 4 KiB"
+            )));
+        }
+        config.host_page_shift = p.trailing_zeros();
+    }
+    Ok(config)
 }
 
 /// The most user memory `replay --vfio` backs for an sPAPR trace (the span of its
@@ -281,11 +310,11 @@ const SPAPR_PLACE_ALIGN: u64 = 0x1_0000;
 /// are never sent (the backend refuses them as the simulation does).
 fn run_spapr_vfio(
     args: &ReplayArgs,
-    version: SpaprVersion,
+    config: SpaprConfig,
     group: u32,
-    info: iova::spapr::SpaprInfo,
     ops: &[SpaprLine],
 ) -> Result<ExitCode, CliError> {
+    let version = config.version;
     use iova_linux::memory::HoldMemory as _;
     use iova_linux::spapr::SpaprContainer as RealSpapr;
     // The block of user addresses the trace names (ranges that wrap are left alone:
@@ -339,7 +368,7 @@ fn run_spapr_vfio(
     container.add_memory(arena.memory());
     // A shadow simulation only to warn before a create that leaves the device unable
     // to get any window until the host reboots (the kernel's failed-DDW list).
-    let mut shadow = SpaprContainer::new(SpaprConfig::from_info(version, &info));
+    let mut shadow = SpaprContainer::new(config);
     let mut out = String::new();
     for line in ops {
         if let iova::spapr::trace::SpaprOp::CreateWindow {

@@ -4,6 +4,13 @@
 //! guess (hw/vfio/spapr.c: 4 KiB host pages give 20 bits per level, 64 KiB give 24)
 //! and the kernel answers recorded on the pseries guest (1 level, 2 windows, the DDW
 //! at 2^59).
+//!
+//! `examples/hosts/pseries-qemu-64k.json` is the profile `iovactl inspect
+//! --save-profile` wrote on the pseries guest running Debian's `-64k` kernel (the
+//! `pseries:6.12-64k:spapr` vmtest boot). On that kernel the real QEMU sequence for a
+//! default 1 GiB guest (remove the default window, create `[0, 1 GiB)` of 4 KiB TCEs
+//! with 1 level, the DDW of 64 KiB TCEs with 1 level) succeeded, and on the 4 KiB kernel
+//! levels 2, 3 and 4 were EINVAL (vmtest check `spapr-v2-qemu-default-guest-tce-create`).
 
 mod common;
 
@@ -423,4 +430,89 @@ fn refusals_name_their_input() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn the_64k_capture_is_the_64k_kernel() {
+    // What the guest's tool saw on the live host: the page size and the kernel
+    // release of Debian's -64k flavour, the windows GET_INFO reported.
+    let text = std::fs::read_to_string(profile_64k()).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["settings"]["cpu_page_size"], 65536);
+    assert!(
+        v["settings"]["kernel"]
+            .as_str()
+            .unwrap()
+            .ends_with("-powerpc64le-64k"),
+        "{v}"
+    );
+    let s = &v["groups"][0]["spapr"];
+    assert_eq!(s["dma32_window_start"], 0);
+    assert_eq!(s["dma32_window_size"], 1u64 << 30);
+    assert_eq!(s["ddw"]["pgsizes"], 0x0121_1000);
+    assert_eq!(s["ddw"]["max_dynamic_windows_supported"], 2);
+    assert_eq!(s["ddw"]["levels"], 1);
+}
+
+#[test]
+fn a_default_1g_guest_passes_on_64k_and_fails_on_4k() {
+    // The real kernels' verdicts for QEMU's sequence (see the module comment): the
+    // 64 KiB-page host creates both windows with 1 level; the 4 KiB-page host refuses
+    // levels 2, 3, 4 for the 32-bit window.
+    let p = profile_64k();
+    let args = |h: &[&str]| {
+        let mut a = vec!["check", "--json"];
+        a.extend_from_slice(h);
+        a.extend_from_slice(&["--guest", "qemu-pseries", "--memory", "1G", "--device", DEV]);
+        run(&a)
+    };
+    let out = args(&["--host", &p]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(window(&v, "dma32")["tce_create"][0]["levels"], 1);
+    assert_eq!(window(&v, "dma32")["tce_create"][0]["answer"], "ok 0x0");
+    let w64 = window(&v, "dma64");
+    assert_eq!(w64["size"], "0x40000000");
+    assert_eq!(w64["host_page_size"], "0x10000");
+    assert_eq!(w64["tce_create"][0]["levels"], 1);
+    assert_eq!(w64["tce_create"][0]["answer"], "ok 0x800000000000000");
+    let root = host("pseries-qemu");
+    let out = args(&["--sysfs-root", &root, "--host-page-size", "4K"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    let w = window(&v, "dma32");
+    let answers: Vec<(u64, &str)> = w["tce_create"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["levels"].as_u64().unwrap(), a["answer"].as_str().unwrap()))
+        .collect();
+    assert_eq!(answers, vec![(2, "EINVAL"), (3, "EINVAL"), (4, "EINVAL")]);
+}
+
+#[test]
+fn replay_registers_in_the_hosts_pages() {
+    // tce_iommu_register_pages: vaddr and size must be kernel-page aligned. Seen on the
+    // real kernels: a 4 KiB register is EINVAL with 64 KiB pages and ok with 4 KiB
+    // (vmtest checks spapr-v2-register-4k-*); the simulation takes the host's page size.
+    let trace = std::env::temp_dir().join(format!("iova-pseries-4k-{}.trace", std::process::id()));
+    std::fs::write(&trace, "register 0x10000000 4K\nunregister 0x10000000 4K\n").unwrap();
+    let t = trace.display().to_string();
+    let replay = |h: &[&str]| {
+        let mut a = vec!["replay", "--flavour", "spapr-v2", "--device", DEV];
+        a.extend_from_slice(h);
+        a.push(&t);
+        let out = run(&a);
+        assert_eq!(out.status.code(), Some(0), "{h:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let p = profile_64k();
+    assert_eq!(replay(&["--host", &p]), "EINVAL\nEINVAL\n");
+    let root = host("pseries-qemu");
+    assert_eq!(replay(&["--sysfs-root", &root]), "ok\nok\n");
+    assert_eq!(
+        replay(&["--sysfs-root", &root, "--cpu-page-size", "64K"]),
+        "EINVAL\nEINVAL\n"
+    );
+    assert_eq!(replay(&["--host", &p, "--cpu-page-size", "4K"]), "ok\nok\n");
 }
