@@ -25,17 +25,11 @@ pub const MAX_NODES: u32 = 100_000;
 const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
 
 fn bad(input: impl Into<String>, message: impl Into<String>) -> QemuError {
-    QemuError::Bad {
-        input: input.into(),
-        message: message.into(),
-    }
+    QemuError::bad(input, message)
 }
 
 fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> QemuError {
-    QemuError::Unmodelled {
-        input: input.into(),
-        message: message.into(),
-    }
+    QemuError::unmodelled(input, message)
 }
 
 /// Bytes of a libvirt scaled integer (`unit` attribute; KiB by default).

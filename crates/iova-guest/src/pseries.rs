@@ -179,17 +179,11 @@ pub struct PseriesVm {
 }
 
 fn bad(input: impl Into<String>, message: impl Into<String>) -> QemuError {
-    QemuError::Bad {
-        input: input.into(),
-        message: message.into(),
-    }
+    QemuError::bad(input, message)
 }
 
 fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> QemuError {
-    QemuError::Unmodelled {
-        input: input.into(),
-        message: message.into(),
-    }
+    QemuError::unmodelled(input, message)
 }
 
 /// A qdev integer property: decimal, `0x` hex or `0` octal (`qemu_strtou64`, base 0);

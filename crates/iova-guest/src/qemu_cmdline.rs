@@ -49,14 +49,16 @@ pub enum QemuError {
 }
 
 impl QemuError {
-    fn bad(input: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A bad input: `input` names it, `message` says what is wrong.
+    pub(crate) fn bad(input: impl Into<String>, message: impl Into<String>) -> Self {
         QemuError::Bad {
             input: input.into(),
             message: message.into(),
         }
     }
 
-    fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An input the model does not understand and that could change the answer.
+    pub(crate) fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> Self {
         QemuError::Unmodelled {
             input: input.into(),
             message: message.into(),

@@ -135,17 +135,11 @@ fn overflow(what: &str) -> QemuError {
 }
 
 fn bad(input: impl Into<String>, message: impl Into<String>) -> QemuError {
-    QemuError::Bad {
-        input: input.into(),
-        message: message.into(),
-    }
+    QemuError::bad(input, message)
 }
 
 fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> QemuError {
-    QemuError::Unmodelled {
-        input: input.into(),
-        message: message.into(),
-    }
+    QemuError::unmodelled(input, message)
 }
 
 fn layout_err(e: LayoutError) -> QemuError {
