@@ -2,7 +2,8 @@
 # $CACHE/apt (the host's apt state and dpkg architecture list stay untouched), built from
 # the host's own Debian sources plus the backports suite, and Debian unstable pinned so
 # that only the `linux-source-*` packages come from it (vmtest/build-kernel.sh builds the
-# newest kernel from there; nothing else may be taken from unstable). Defines `apt_p TOOL ARGS...`
+# newest kernel from there; vmtest/kernel.sh's `sid` series names the version of the
+# prebuilt kernel packages it downloads; nothing else may be taken from unstable). Defines `apt_p TOOL ARGS...`
 # (apt-get / apt-cache on the private state) and refreshes the indexes when they are
 # missing or more than a week old (the state lives in the long-lived shared cache, and
 # Debian drops superseded kernel packages from its mirrors).
