@@ -92,7 +92,7 @@ fn intel_39_bit() {
     assert_eq!(h.group(1).unwrap().domain_type, DomainType::DmaFq);
     assert_eq!(h.group(1).unwrap().iommu.as_deref(), Some("dmar0"));
 
-    // SEMANTICS.md: 39-bit VT-d with the MSI window leaves exactly these two ranges;
+    // docs/semantics.md: 39-bit VT-d with the MSI window leaves exactly these two ranges;
     // direct-relaxable (the ISA bridge) is not excluded.
     let expected = [r(0x0, 0xfedf_ffff), r(0xfef0_0000, 0x7f_ffff_ffff)];
     assert_eq!(valid(&h, 12), expected);

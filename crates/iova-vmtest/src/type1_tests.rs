@@ -1,5 +1,5 @@
 //! The type1 backend against the real kernel: open, GET_INFO, the MAP/UNMAP errno
-//! table of SEMANTICS.md, edu DMA, and the differential traces.
+//! table of docs/semantics.md, edu DMA, and the differential traces.
 
 use std::sync::Arc;
 
@@ -133,7 +133,7 @@ pub fn run(r: &mut Report, bdf: &str, seed: u64) {
     diff::run_type1(r, &mut c, group_id, seed);
 }
 
-/// The MAP/UNMAP errno table of SEMANTICS.md (type1 v2). A range that wraps past
+/// The MAP/UNMAP errno table of docs/semantics.md (type1 v2). A range that wraps past
 /// 2^64-1 is EINVAL before 6.18 and EOVERFLOW from 6.18 on ("vfio/type1: sanitize for
 /// overflow using check_*_overflow()"), decided here from the guest's `uname -r`.
 fn errno_table(r: &mut Report, c: &mut Container, top: u64, avail0: Option<u32>) {

@@ -1,7 +1,7 @@
 //! Property test: random attach/detach/map/unmap/unmap_all sequences on the container
 //! and on a naive reference model (per-page checks over a small address space) must
 //! agree on every result and on the final state; failed operations change nothing.
-//! The check order is the kernel's (SEMANTICS.md); the model computes each check the
+//! The check order is the kernel's (docs/semantics.md); the model computes each check the
 //! slow, obvious way.
 
 mod common;

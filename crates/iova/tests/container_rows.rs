@@ -1,4 +1,4 @@
-//! One test per row of the MAP/UNMAP tables of SEMANTICS.md, per flavour, plus the
+//! One test per row of the MAP/UNMAP tables of docs/semantics.md, per flavour, plus the
 //! attach rules. Expected errnos come from the tables (and the kernel sources they
 //! cite), not from the code under test.
 

@@ -2,7 +2,7 @@
 //! unless the user opts in with a flag whose name says unsafe, never maps a reserved
 //! region, and faults every DMA to an IOVA that is not mapped.
 //!
-//! Facts (SEMANTICS.md): type1 refuses a group without interrupt isolation with EPERM
+//! Facts (docs/semantics.md): type1 refuses a group without interrupt isolation with EPERM
 //! unless `allow_unsafe_interrupts`; an identity (bypass) domain must be refused unless
 //! unsafe operation is allowed; the VT-d driver refuses a device with an RMRR in an
 //! unmanaged domain with EPERM; every reserved region but `direct-relaxable` is

@@ -70,7 +70,7 @@ fn intel_39_bit_json_has_the_documented_shape_and_values() {
             &Value::from("msi")
         )
     );
-    // SEMANTICS.md / vm-spike: 39-bit VT-d minus the MSI window.
+    // docs/semantics.md / vm-spike: 39-bit VT-d minus the MSI window.
     assert_eq!(
         ranges(&g12["valid_iova_ranges"]),
         vec![

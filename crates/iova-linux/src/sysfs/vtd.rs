@@ -86,7 +86,7 @@ fn low_byte(v: u64) -> u8 {
 mod tests {
     use super::*;
 
-    // Real registers (SEMANTICS.md, seen on QEMU's emulated VT-d).
+    // Real registers (docs/semantics.md, seen on QEMU's emulated VT-d).
     const CAP_39: u64 = 0xd2008c22260286;
     const CAP_48: u64 = 0xd2008c222f0686;
 
