@@ -84,9 +84,7 @@ impl PerPageModel {
         let mut ops = 0u64;
         for line in input.lines() {
             let line = line?;
-            let mut words = line.split_whitespace();
-            let (op, a, b) = (words.next(), words.next(), words.next());
-            let (Some(op), Some(a), Some(b)) = (op, a.and_then(hex), b.and_then(hex)) else {
+            let Some((op, a, b)) = parse_line(&line) else {
                 writeln!(out, "EINVAL")?;
                 ops += 1;
                 continue;
@@ -103,6 +101,14 @@ impl PerPageModel {
         }
         Ok(ops)
     }
+}
+
+/// The naive parser of one trace line: the first three words, the last two as `0x`
+/// hex numbers (what the benchmark's trace holds); `None` for anything else.
+pub fn parse_line(line: &str) -> Option<(&str, u64, u64)> {
+    let mut words = line.split_whitespace();
+    let (op, a, b) = (words.next(), words.next(), words.next());
+    Some((op?, a.and_then(hex)?, b.and_then(hex)?))
 }
 
 fn hex(s: &str) -> Option<u64> {

@@ -298,9 +298,169 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceLine>, TraceError> {
     Ok(out)
 }
 
+/// The fast path of [`parse_trace_line`] for the lines a machine writes, on the
+/// line's bytes (without its `\n`): `Some` only where [`parse_trace_line`] gives the same
+/// operation, `None` where it must decide (with its messages).
+///
+/// A plain line is printable ASCII words separated by ASCII blanks, with no comment,
+/// and is `map IOVA SIZE [HOST_ADDR] [ACCESS]` or `unmap IOVA SIZE` whose numbers are
+/// bare decimal or `0x` hex digits. Anything else (a comment, a unit, `_`, `0X`, a
+/// `bar`/`mem` word, other operations, non-ASCII text, an error of any kind) is `None`.
+///
+/// ```
+/// use iova::trace::{parse_plain_trace_line, parse_trace_line};
+/// for line in ["map 0x1000 0x1000", "unmap 4096 4096\r", "map 1 2 3 r"] {
+///     let fast = parse_plain_trace_line(7, line.as_bytes());
+///     assert_eq!(fast, parse_trace_line(7, line)?);
+/// }
+/// assert_eq!(parse_plain_trace_line(1, b"map 4K 4K"), None);
+/// assert_eq!(parse_plain_trace_line(1, b"map 0x1000 0x1000 # c"), None);
+/// # Ok::<(), iova::trace::TraceError>(())
+/// ```
+pub fn parse_plain_trace_line(line_no: usize, line: &[u8]) -> Option<TraceLine> {
+    let mut words = PlainWords { b: line, i: 0 };
+    let op = match words.next()? {
+        b"unmap" => {
+            let iova = plain_number(words.next()?)?;
+            let size = plain_number(words.next()?)?;
+            TraceOp::Unmap { iova, size }
+        }
+        b"map" => {
+            let iova = plain_number(words.next()?)?;
+            let size = plain_number(words.next()?)?;
+            let (mut host_addr, mut access) = (iova, Access::RW);
+            if let Some(w) = words.next() {
+                match plain_access(w) {
+                    Some(a) => access = a,
+                    None => {
+                        host_addr = plain_number(w)?;
+                        if let Some(a) = words.next() {
+                            access = plain_access(a)?;
+                        }
+                    }
+                }
+            }
+            TraceOp::Map {
+                iova,
+                size,
+                host_addr,
+                access,
+            }
+        }
+        _ => return None,
+    };
+    // Nothing may follow (a `bar`/`mem` word, an extra field, a comment, a byte that
+    // is not plain): the full parser decides.
+    words.at_end().then_some(TraceLine { line_no, op })
+}
+
+/// The words of a plain line: runs of printable ASCII other than `#`, separated by
+/// the ASCII characters `char::is_whitespace` accepts.
+struct PlainWords<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> PlainWords<'a> {
+    fn skip_blanks(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// The next word; `None` at the end or at a byte that is neither a blank nor a
+    /// word's.
+    fn next(&mut self) -> Option<&'a [u8]> {
+        self.skip_blanks();
+        let start = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if !(0x21..=0x7e).contains(&c) || c == b'#' {
+                break;
+            }
+            self.i += 1;
+        }
+        let w = self.b.get(start..self.i)?;
+        (!w.is_empty()).then_some(w)
+    }
+
+    /// Whether only blanks are left.
+    fn at_end(&mut self) -> bool {
+        self.skip_blanks();
+        self.i >= self.b.len()
+    }
+}
+
+/// [`parse_access`] of a plain word.
+fn plain_access(w: &[u8]) -> Option<Access> {
+    parse_access(std::str::from_utf8(w).ok()?)
+}
+
+/// The value of each byte as a hex digit; 0xff for a byte that is not one.
+static HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// A number of the plain form only: `0x` and hex digits, or decimal digits (no
+/// unit, no `_`, no `0X`); `None` for anything else, including a value above
+/// 2^64-1. Where it answers, [`parse_number`] answers the same.
+fn plain_number(w: &[u8]) -> Option<u64> {
+    let (digits, radix) = match w {
+        [b'0', b'x', rest @ ..] => (rest, 16u64),
+        _ => (w, 10u64),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    if radix == 16 {
+        for &c in digits {
+            let d = HEX_DIGIT[usize::from(c)];
+            if d > 0xf {
+                return None;
+            }
+            // Four more bits must fit.
+            if value >> 60 != 0 {
+                return None;
+            }
+            value = (value << 4) | u64::from(d);
+        }
+    } else {
+        for &c in digits {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+    }
+    Some(value)
+}
+
 /// Parses one line of a trace (`line_no` from 1, for errors): `None` for a blank or
 /// comment-only line. Lets a reader apply a trace line by line, in bounded memory.
 pub fn parse_trace_line(line_no: usize, raw: &str) -> Result<Option<TraceLine>, TraceError> {
+    if let Some(line) = parse_plain_trace_line(line_no, raw.as_bytes()) {
+        return Ok(Some(line));
+    }
+    parse_line_full(line_no, raw)
+}
+
+/// [`parse_trace_line`] without its fast path: the whole grammar and its messages.
+fn parse_line_full(line_no: usize, raw: &str) -> Result<Option<TraceLine>, TraceError> {
     let body = raw.split('#').next().unwrap_or("").trim();
     if body.is_empty() {
         return Ok(None);
@@ -667,6 +827,64 @@ mod tests {
         assert!(parse_trace("unmap-all 0").is_err());
         assert!(parse_trace("map 0 0x1000 0 rw extra").is_err());
         assert!(parse_trace("map 0 0x1000 0 x").is_err());
+    }
+
+    #[test]
+    fn the_fast_path_answers_only_as_the_full_parser_does() {
+        let words = [
+            "map",
+            "unmap",
+            "unmap-all",
+            "0x1000",
+            "4096",
+            "0X1000",
+            "0x",
+            "4K",
+            "1_000",
+            "0xfffffffffffffffff",
+            "18446744073709551615",
+            "18446744073709551616",
+            "0xffff_ffff",
+            "r",
+            "w",
+            "rw",
+            "wr",
+            "-",
+            "x",
+            "bar",
+            "mem",
+            "#",
+            "#c",
+            "\u{a0}",
+            "é",
+            "0x00000000000000001",
+            "",
+        ];
+        let seps = [" ", "\t", "  ", "\r", "\u{2003}", "\x0b", "\x1f"];
+        let mut lines = Vec::new();
+        for a in &words[..3] {
+            for b in words {
+                for c in words {
+                    for sep in seps {
+                        lines.push(format!("{a}{sep}{b} {c}"));
+                        lines.push(format!("{sep}{a} {b}{sep}{c}{sep}"));
+                        for d in ["r", "0x9000", "bar", "#x", "0x9000 w", "0x9000 x", "1 2 3"] {
+                            lines.push(format!("{a} {b}{sep}{c} {d}"));
+                        }
+                    }
+                }
+            }
+        }
+        let mut fast = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let full = parse_line_full(i + 1, line);
+            if let Some(got) = parse_plain_trace_line(i + 1, line.as_bytes()) {
+                fast += 1;
+                assert_eq!(full, Ok(Some(got)), "{line:?}");
+            }
+            assert_eq!(parse_trace_line(i + 1, line), full, "{line:?}");
+        }
+        assert!(fast > 500, "{fast}");
     }
 
     #[test]

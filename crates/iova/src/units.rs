@@ -42,11 +42,13 @@ pub fn parse_u64(text: &str) -> Result<u64, ParseNumberError> {
         return Err(err("misplaced '_'"));
     }
     let mut value: u64 = 0;
-    for c in digits.chars() {
-        if c == '_' {
+    // Bytes, not chars: a non-ASCII byte is no digit either way, and the error is the
+    // same.
+    for c in digits.bytes() {
+        if c == b'_' {
             continue;
         }
-        let d = c.to_digit(radix).ok_or_else(|| {
+        let d = char::from(c).to_digit(radix).ok_or_else(|| {
             err(if radix == 16 {
                 "not a hex digit"
             } else {

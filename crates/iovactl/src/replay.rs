@@ -15,7 +15,8 @@ use iova::spapr::trace::{
 };
 use iova::spapr::{SpaprConfig, SpaprContainer, SpaprSpace, SpaprVersion};
 use iova::trace::{
-    OpError, Reply, TraceLine, TraceOp, apply_detailed, apply_sim, format_outcome, parse_trace_line,
+    OpError, Reply, TraceLine, TraceOp, apply_detailed, apply_sim, format_outcome,
+    parse_plain_trace_line, parse_trace_line,
 };
 use iova_linux::arena::TraceArena;
 
@@ -520,6 +521,24 @@ impl TraceReader {
             self.buf.clear();
             self.line_no += 1;
             let line_no = self.line_no;
+            // The fast path: a whole plain line already in the reader's buffer is
+            // parsed there, without a copy (`parse_plain_trace_line` answers only
+            // where `parse_trace_line` would give the same operation). A read error
+            // here is left to the full path below, which reports it.
+            let fast = match self.input.fill_buf() {
+                Ok(avail) => match avail.iter().position(|&b| b == b'\n') {
+                    Some(end) if u64::try_from(end).unwrap_or(u64::MAX) < MAX_LINE_BYTES => avail
+                        .get(..end)
+                        .and_then(|line| parse_plain_trace_line(line_no, line))
+                        .map(|line| (line, end + 1)),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            if let Some((line, used)) = fast {
+                self.input.consume(used);
+                return Ok(Some(line));
+            }
             let n = (&mut self.input)
                 .take(MAX_LINE_BYTES + 1)
                 .read_until(b'\n', &mut self.buf)
@@ -613,25 +632,27 @@ fn run_ops(
             }
         };
         ops += 1;
+        if !args.verbose {
+            // No copy of the operation and no text built per line: the answer goes
+            // straight into the buffered output.
+            let outcome = step(&place(line.op));
+            write_answer(&mut out, &outcome).map_err(|e| crate::out::stdout_error(&e))?;
+            if outcome.as_ref().map_or(true, |r| r.errno().is_some()) {
+                refused += 1;
+            }
+            continue;
+        }
         let op = place(line.op.clone());
         let outcome = step(&op);
         let written = match &outcome {
-            Ok(o) => {
-                let answer = format_outcome(&Ok(o.clone()));
-                if args.verbose {
-                    writeln!(out, "{} -> {answer}", line.op)
-                } else {
-                    writeln!(out, "{answer}")
-                }
-            }
-            Err(e) if args.verbose => writeln!(
+            Ok(o) => writeln!(out, "{} -> {}", line.op, format_outcome(&Ok(o.clone()))),
+            Err(e) => writeln!(
                 out,
                 "{} -> {}: {}",
                 line.op,
                 e.errno().name(),
                 why(&line.op, e)
             ),
-            Err(e) => writeln!(out, "{}", e.errno().name()),
         };
         written.map_err(|e| crate::out::stdout_error(&e))?;
         // An EMSGSIZE answer carries data but is a failed ioctl all the same.
@@ -644,6 +665,43 @@ fn run_ops(
         return Err(reader.no_operations());
     }
     Ok(refused)
+}
+
+/// Writes one answer line as [`format_outcome`] spells it (`ok`, `ok 0x<n>`, the
+/// errno name, ...), the two common answers (`ok`, `ok 0x<n>`) without building a
+/// `String`.
+fn write_answer(
+    out: &mut impl std::io::Write,
+    outcome: &Result<Reply, OpError>,
+) -> std::io::Result<()> {
+    match outcome {
+        Ok(Reply::Done) => out.write_all(b"ok\n"),
+        Ok(Reply::Bytes(n)) => write_ok_hex(out, *n),
+        Ok(Reply::Iova(n)) => write_ok_hex(out, u128::from(*n)),
+        Ok(other) => writeln!(out, "{}", format_outcome(&Ok(other.clone()))),
+        Err(e) => writeln!(out, "{}", e.errno().name()),
+    }
+}
+
+/// `ok 0x<n>` and a line ending: `n` in lower-case hex without leading zeros, as
+/// `{n:#x}` writes it.
+fn write_ok_hex(out: &mut impl std::io::Write, n: u128) -> std::io::Result<()> {
+    // "ok 0x", at most 32 hex digits, "\n".
+    let mut buf = [0u8; 38];
+    let mut at = buf.len() - 1;
+    buf[at] = b'\n';
+    let mut v = n;
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    at -= 5;
+    buf[at..at + 5].copy_from_slice(b"ok 0x");
+    out.write_all(&buf[at..])
 }
 
 /// `replay --vfio`: the same trace on the real kernel.
@@ -686,4 +744,38 @@ fn run_vfio(args: &ReplayArgs, host: &Host, reader: TraceReader) -> Result<ExitC
     // Leave nothing mapped behind us, whatever happened.
     let _ = container.unmap_all();
     Ok(exit_code(args, refused?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iova::dma::{Errno, UnmapError};
+
+    #[test]
+    fn answers_are_written_as_format_outcome_spells_them() {
+        let mut outcomes: Vec<Result<Reply, OpError>> = vec![
+            Ok(Reply::Done),
+            Err(OpError::Other(Errno::EINVAL)),
+            Err(OpError::Unmap(UnmapError::ZeroSize)),
+        ];
+        for n in [
+            0u128,
+            1,
+            0xf,
+            0x10,
+            0x1000,
+            u128::from(u64::MAX),
+            1 << 64,
+            u128::MAX,
+        ] {
+            outcomes.push(Ok(Reply::Bytes(n)));
+            outcomes.push(Ok(Reply::Iova(u64::try_from(n).unwrap_or(u64::MAX))));
+        }
+        for o in outcomes {
+            let mut got = Vec::new();
+            write_answer(&mut got, &o).expect("in memory");
+            let want = format_outcome(&o.clone().map_err(|e| e.errno())) + "\n";
+            assert_eq!(String::from_utf8(got).expect("utf-8"), want);
+        }
+    }
 }

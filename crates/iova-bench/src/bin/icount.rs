@@ -11,7 +11,10 @@
 //! `pt-map-4k`, `pt-map-4k-peer`, `pt-map-4k-warm` (tables already there, the bench's
 //! median case), `pt-map-4k-warm-peer`, `pt-bulk` (N ignored: 1 GiB of 4K pages),
 //! `pt-bulk-peer`, `pt-translate`, `pt-translate-peer`, `alloc-hit`, `alloc-hit-core`,
-//! `alloc-frag`, `alloc-frag-peer` (first-fit).
+//! `alloc-frag`, `alloc-frag-peer` (first-fit), `trace-parse` (N lines of the replay
+//! bench's trace through `iova::trace::parse_trace_line`), `trace-parse-peer` (the same
+//! lines through the naive model's parser). `scripts/icount replay-cli N` runs the whole
+//! `iovactl replay` process on that trace instead (per operation, start-up included).
 
 use std::hint::black_box;
 
@@ -101,6 +104,19 @@ fn frag<A: IovaAlloc>(a: &mut A, n: usize) {
             live.push((got, PAGE));
         }
     });
+}
+
+/// The replay bench's trace (`bench.rs: write_replay_trace`): `n` lines, map page j,
+/// unmap page j - 1024.
+fn replay_trace(n: usize) -> String {
+    use std::fmt::Write as _;
+    let page = |j: u64| 0x10_0000 + (j % (1 << 18)) * 0x1000;
+    let mut t = String::new();
+    for j in 0..(n as u64).div_ceil(2) {
+        let _ = writeln!(t, "map {:#x} 0x1000", page(j));
+        let _ = writeln!(t, "unmap {:#x} 0x1000", page(j.wrapping_sub(1024)));
+    }
+    t
 }
 
 fn main() {
@@ -221,6 +237,22 @@ fn main() {
         }
         "alloc-frag" => frag(&mut ours(&low_4g()), n),
         "alloc-frag-peer" => frag(&mut iova_bench::FirstFitPeer::new(&low_4g()), n),
+        "trace-parse" => {
+            let text = replay_trace(n);
+            measured(|| {
+                for (i, line) in text.lines().enumerate() {
+                    black_box(iova::trace::parse_trace_line(i + 1, black_box(line)).ok());
+                }
+            });
+        }
+        "trace-parse-peer" => {
+            let text = replay_trace(n);
+            measured(|| {
+                for line in text.lines() {
+                    black_box(iova_bench::naive::parse_line(black_box(line)));
+                }
+            });
+        }
         other => {
             eprintln!("icount: unknown workload '{other}'");
             std::process::exit(2);
