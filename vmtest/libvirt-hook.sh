@@ -52,6 +52,9 @@ stop_libvirtd
 pgrep -x virtlogd >/dev/null || virtlogd -d
 libvirtd -d
 for _ in $(seq 100); do virsh -q -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
+# A run that was killed before its cleanup leaves its domains defined: start without them.
+virsh -q -c qemu:///system undefine iova-hook-big >/dev/null 2>&1 || true
+virsh -q -c qemu:///system undefine iova-hook-small >/dev/null 2>&1 || true
 
 domain() { # NAME MEMORY_GIB
   cat <<XML
