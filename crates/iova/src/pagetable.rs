@@ -558,19 +558,9 @@ impl PageTable {
             | VALID
             | if access.read { READ } else { 0 }
             | if access.write { WRITE } else { 0 };
-        let entries = &self.entries;
-        let slot = |iova: u64, shift: u32| usize::try_from((iova >> shift) & 511).unwrap_or(0);
-        let mut table = 0usize;
-        for shift in [39u32, 30, 21] {
-            let Some(&e) = entries.get((table << 9) | slot(iova, shift)) else {
-                return false;
-            };
-            if e & (VALID | TABLE) != VALID | TABLE {
-                return false;
-            }
-            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX >> 9);
-        }
-        let idx = (table << 9) | slot(iova, 12);
+        let Some((table, idx)) = self.leaf_slot_4k(iova) else {
+            return false;
+        };
         let (Some(pte), Some(live)) = (self.entries.get_mut(idx), self.live.get_mut(table)) else {
             return false;
         };
@@ -797,24 +787,31 @@ impl PageTable {
     /// 4 KiB page and its leaf table keeps other entries (no table is freed). Clears
     /// the leaf and the counters and returns true; false, having changed nothing, for
     /// anything else, which the general path then answers.
+    /// The lean paths' walk of a 4-level table down to the last-level table of `iova`:
+    /// its table number and the index of `iova`'s entry, when every level above holds a
+    /// table; `None` sends the caller to the full path.
+    #[inline(always)]
+    fn leaf_slot_4k(&self, iova: u64) -> Option<(usize, usize)> {
+        let slot = |shift: u32| usize::try_from((iova >> shift) & 511).unwrap_or(0);
+        let mut table = 0usize;
+        for shift in [39u32, 30, 21] {
+            let e = *self.entries.get((table << 9) | slot(shift))?;
+            if e & (VALID | TABLE) != VALID | TABLE {
+                return None;
+            }
+            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX >> 9);
+        }
+        Some((table, (table << 9) | slot(12)))
+    }
+
     #[inline(always)]
     fn unmap_4k_fast(&mut self, iova: u64) -> bool {
         if iova & ((1 << 12) - 1) != 0 || iova > self.max_iova {
             return false;
         }
-        let entries = &self.entries;
-        let slot = |iova: u64, shift: u32| usize::try_from((iova >> shift) & 511).unwrap_or(0);
-        let mut table = 0usize;
-        for shift in [39u32, 30, 21] {
-            let Some(&e) = entries.get((table << 9) | slot(iova, shift)) else {
-                return false;
-            };
-            if e & (VALID | TABLE) != VALID | TABLE {
-                return false;
-            }
-            table = usize::try_from(e >> FLAG_BITS).unwrap_or(usize::MAX >> 9);
-        }
-        let idx = (table << 9) | slot(iova, 12);
+        let Some((table, idx)) = self.leaf_slot_4k(iova) else {
+            return false;
+        };
         let (Some(pte), Some(live)) = (self.entries.get_mut(idx), self.live.get_mut(table)) else {
             return false;
         };
