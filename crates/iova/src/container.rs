@@ -1493,7 +1493,9 @@ impl Container {
     /// nothing, for any other range.
     fn remove_exact(&mut self, first: u64, last: u64) -> Option<u128> {
         self.maps.remove_if(first, |e| e.last == last)?;
-        self.pages.remove(&first);
+        if !self.pages.is_empty() {
+            self.pages.remove(&first);
+        }
         // `last >= first` for every mapping; the size is `None` only for the whole
         // 64-bit space, which no page table holds as one range.
         let len = last.wrapping_sub(first);

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! reports the instructions of N operations alone. Instruction counts do not depend on
-//! the machine's load, unlike wall-clock times. Workloads: `tracker`, `tracker-peer`,
+//! the machine's load, unlike wall-clock times. Workloads: `tracker`, `tracker-peer`, `tracker-pagetable` (the page table alone, as
+//! the container drives it),
 //! `pt-map-4k`, `pt-map-4k-peer`, `pt-map-4k-warm` (tables already there, the bench's
 //! median case), `pt-map-4k-warm-peer`, `pt-bulk` (N ignored: 1 GiB of 4K pages),
 //! `pt-bulk-peer`, `pt-translate`, `pt-translate-peer`, `alloc-hit`, `alloc-hit-core`,
@@ -126,6 +127,7 @@ fn main() {
     match what.as_str() {
         "tracker" => run_tracker(&mut tracker::container(65_535), n),
         "tracker-peer" => run_tracker(&mut tracker::RangeMapTracker::default(), n),
+        "tracker-pagetable" => run_tracker(&mut PageTable::x86(39).expect("table"), n),
         "pt-map-4k" => {
             let pages = shuffled_pages(n);
             let mut pt = PageTable::new(PAGE, 48).expect("table");
