@@ -9,7 +9,7 @@
 //! keys (8 bytes each) and of the slot numbers (1 byte each) and touches one entry,
 //! where a sorted array of entries would also shift 24 bytes per entry behind the
 //! change. (At 65,535 random 4 KiB mappings this halves the cache lines an unmap+map
-//! pair misses in a 512 KiB L2: 26 to 14 in `cachegrind`.) Chunks split when they are
+//! pair misses in a 512 KiB L2: 26 to 12 in `cachegrind`.) Chunks split when they are
 //! full and merge with their successor when both are small, so the chunk count stays
 //! within a small factor of `len / CAP`.
 
