@@ -81,6 +81,39 @@ impl Tracker for RangeMapTracker {
     }
 }
 
+/// A floor for any exact tracker on this workload, not a peer that does the same job:
+/// the container's page table plus an unordered `HashMap` from first IOVA to (last,
+/// host, access), which answers the exact unmap in one probe but keeps no order (so it
+/// could not answer the overlap and range questions the container's tracker does).
+/// What it costs above the page table alone is the least a tracker adds.
+pub struct HashFloor {
+    table: PageTable,
+    starts: std::collections::HashMap<u64, (u64, u64, Access)>,
+}
+
+impl Default for HashFloor {
+    fn default() -> Self {
+        HashFloor {
+            table: PageTable::x86(39).expect("a 39-bit x86 table"),
+            starts: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl Tracker for HashFloor {
+    fn map_page(&mut self, p: u64, host: u64) {
+        let iova = p * PAGE;
+        self.table.map(iova, host, PAGE, Access::RW).expect("map");
+        self.starts.insert(iova, (iova + PAGE - 1, host, Access::RW));
+    }
+    fn unmap_page(&mut self, p: u64) {
+        let iova = p * PAGE;
+        let e = self.starts.remove(&iova).expect("mapped");
+        assert_eq!(e.0, iova + PAGE - 1, "floor: exact unmap");
+        self.table.unmap(iova, PAGE).expect("unmap");
+    }
+}
+
 /// Resident set size of this process, bytes (from /proc/self/statm).
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")

@@ -648,9 +648,13 @@ fn tracker_lines(r: &mut Report, c: &Cfg) {
     // part of the container's time that is page-table updates, not tracking.
     let mut pt = iova::pagetable::PageTable::x86(39).expect("table");
     let t = tracker::tracker_churn(&mut pt, 1 << 20, live, c.tracker_ops);
+    // The floor: the same page table plus an unordered hash of mapping starts.
+    let mut floor = tracker::HashFloor::default();
+    let h = tracker::tracker_churn(&mut floor, 1 << 20, live, c.tracker_ops);
     let mut f = lat_fields(&o.lat, &p.lat);
     f.truncate(6);
     f.push(("ours_pagetable_only_ns", t.lat.median));
+    f.push(("floor_hash_pagetable_ns", h.lat.median));
     // Memory is measured in a fresh child process: a heap that has held other
     // workloads hides growth in its free lists.
     let ours_rss = rss_probe("container", live);
