@@ -230,16 +230,41 @@ impl ExtentTree {
     }
 
     /// Writes a child's (max, min) into `path[depth - 1]` and on up to the root.
+    ///
+    /// A node's new longest span comes without a scan of its entries when it can: the
+    /// parent records the node's longest span before this change (every node off the
+    /// path is summarised exactly, and a node on it changed only in the entry being
+    /// written), so a new value at least that long is the new longest, and an old
+    /// value shorter than it leaves the longest where it was. Only a shrinking longest
+    /// entry needs the scan. The root's own summary is recorded nowhere.
     fn propagate(&mut self, depth: usize, mut max: u64, mut min: u64) {
         for k in (0..depth).rev() {
             let (node, ci) = self.path[k];
+            let recorded = match k.checked_sub(1) {
+                Some(up) => {
+                    let (parent, pci) = self.path[up];
+                    Some(self.inners[at(parent)].max[pci])
+                }
+                None => None,
+            };
             let inner = &mut self.inners[at(node)];
-            if inner.max[ci] == max && inner.key[ci] == min {
+            let old = inner.max[ci];
+            if old == max && inner.key[ci] == min {
                 return;
             }
             inner.max[ci] = max;
             inner.key[ci] = min;
-            (max, min) = inner.summary();
+            let Some(recorded) = recorded else {
+                return;
+            };
+            max = if max >= recorded {
+                max
+            } else if old < recorded {
+                recorded
+            } else {
+                inner.summary().0
+            };
+            min = inner.key[0];
         }
     }
 
@@ -736,6 +761,53 @@ mod tests {
         t.insert(5, 9).unwrap();
         t.check();
         assert_eq!(t.floor(7), Some(Extent { first: 5, last: 9 }));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// Random inserts, removes and updates that grow and shrink spans (what moves
+        /// the longest span of a node up and down), with every invariant, the
+        /// augmentation included, checked after every operation against a model.
+        #[test]
+        fn augmentation_stays_exact(
+            ops in proptest::collection::vec((0u8..4, 0u64..2000, 0u64..90), 1..1500),
+        ) {
+            let mut t = ExtentTree::new();
+            // slot -> (first, last): extents stay inside [slot * 100, slot * 100 + 89].
+            // Every other slot starts filled: 1,000 extents make three levels.
+            let mut m = std::collections::BTreeMap::new();
+            for slot in (0..2000u64).step_by(2) {
+                let (f, l) = (slot * 100, slot * 100 + (slot * 37) % 90);
+                t.insert(f, l).unwrap();
+                m.insert(slot, (f, l));
+            }
+            t.check();
+            proptest::prop_assert!(t.height >= 2);
+            for (op, slot, len) in ops {
+                let base = slot * 100;
+                match (op, m.get(&slot).copied()) {
+                    (0 | 1, None) => {
+                        t.insert(base, base + len).unwrap();
+                        m.insert(slot, (base, base + len));
+                    }
+                    (2, Some((f, _))) => {
+                        t.remove(f);
+                        m.remove(&slot);
+                    }
+                    (_, Some((f, _))) => {
+                        // Keep the first address half the time, move it up otherwise.
+                        let nf = base + (len % 2) * (len / 2);
+                        t.update(f, Extent { first: nf, last: base + len });
+                        m.insert(slot, (nf, base + len));
+                    }
+                    _ => {}
+                }
+                t.check();
+                let want: Vec<Extent> = m.values().map(|&(first, last)| Extent { first, last }).collect();
+                proptest::prop_assert_eq!(t.extents(), want);
+            }
+        }
     }
 
     #[test]
