@@ -274,6 +274,26 @@ impl ExtentTree {
         self.propagate(depth, max, min);
     }
 
+    /// [`Self::fix_leaf`] after a change of one entry of a non-empty `leaf`: an entry
+    /// of span `old` (`None`: a new entry) became one of span `new` (`None`: the entry
+    /// was removed). The leaf's new longest span follows from the one its parent
+    /// records, as in [`Self::propagate`]; only a shrinking longest entry rescans.
+    fn fix_leaf_one(&mut self, leaf: u32, old: Option<u64>, new: Option<u64>) {
+        let depth = self.path.len();
+        let Some(&(parent, ci)) = depth.checked_sub(1).and_then(|d| self.path.get(d)) else {
+            return; // the leaf is the root: nothing records it
+        };
+        let recorded = self.inners[at(parent)].max[ci];
+        let l = &self.leaves[at(leaf)];
+        let max = match (old, new) {
+            (_, Some(new)) if new >= recorded => new,
+            (Some(old), _) if old >= recorded => l.summary().0,
+            _ => recorded,
+        };
+        let min = l.first[0];
+        self.propagate(depth, max, min);
+    }
+
     /// Inserts a new extent. The caller guarantees it is disjoint from (and not adjacent
     /// to) every extent present.
     pub(crate) fn insert(&mut self, first: u64, last: u64) -> Result<(), ArenaFull> {
@@ -292,7 +312,7 @@ impl ExtentTree {
         self.len += 1;
         if l.n < B {
             insert_leaf(l, pos, first, last);
-            self.fix_leaf(leaf);
+            self.fix_leaf_one(leaf, None, Some(last - first));
             return;
         }
         // Split the full leaf: the upper half moves to a new right sibling.
@@ -377,13 +397,14 @@ impl ExtentTree {
             return;
         }
         let n = l.n;
+        let span = l.last[i] - l.first[i];
         l.first.copy_within(i + 1..n, i);
         l.last.copy_within(i + 1..n, i);
         l.n = n - 1;
         self.len -= 1;
         if l.n > 0 || self.height == 0 {
             if l.n > 0 {
-                self.fix_leaf(leaf);
+                self.fix_leaf_one(leaf, Some(span), None);
             }
             return;
         }
@@ -422,9 +443,10 @@ impl ExtentTree {
         let leaf = self.descend(key);
         let l = &mut self.leaves[at(leaf)];
         if let Some(i) = l.floor(key).filter(|&i| l.first[i] == key) {
+            let old = l.last[i] - l.first[i];
             l.first[i] = new.first;
             l.last[i] = new.last;
-            self.fix_leaf(leaf);
+            self.fix_leaf_one(leaf, Some(old), Some(new.last - new.first));
         }
     }
 
@@ -448,9 +470,10 @@ impl ExtentTree {
     pub(crate) fn set_at(&mut self, leaf: u32, i: usize, e: Extent) {
         let l = &mut self.leaves[at(leaf)];
         if i < l.n {
+            let old = l.last[i] - l.first[i];
             l.first[i] = e.first;
             l.last[i] = e.last;
-            self.fix_leaf(leaf);
+            self.fix_leaf_one(leaf, Some(old), Some(e.last - e.first));
         }
     }
 
