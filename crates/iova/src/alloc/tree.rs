@@ -160,6 +160,12 @@ impl ExtentTree {
         self.len
     }
 
+    /// Levels of inner nodes above the leaves (0: the root is a leaf); for tests.
+    #[cfg(test)]
+    pub(crate) fn height(&self) -> usize {
+        self.height
+    }
+
     /// Bytes of memory the index holds (capacity of its vectors).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.leaves.capacity() * std::mem::size_of::<Leaf>()
