@@ -238,7 +238,7 @@ impl Allocator {
             granule,
             policy,
             free,
-            live: LiveTable::new(),
+            live: LiveTable::new(granule.trailing_zeros()),
             leases: AddrMap::default(),
             live_bytes: 0,
         })
