@@ -461,6 +461,11 @@ impl Allocator {
     /// Frees `range`, which must be exactly a live allocation. The freed addresses
     /// coalesce with free neighbours.
     pub fn free(&mut self, range: IovaRange) -> Result<(), AllocError> {
+        // The descent to the free extents around the range only reads (its path is
+        // scratch), so it comes first: the table lookup just after it then waits for
+        // its cache line while the descent's last node is still on its way, rather
+        // than one after the other.
+        let (leaf, idx) = self.free.locate(range.first());
         let Some(last) = self.live.get(range.first()) else {
             return Err(AllocError::NotAllocated { range });
         };
@@ -482,7 +487,7 @@ impl Allocator {
                 return Err(AllocError::NotAllocated { range });
             }
         }
-        self.release(range)
+        self.release_at(range, leaf, idx)
     }
 
     /// Gives back a range a thread cache holds in its magazine (no lease check: the
@@ -503,8 +508,19 @@ impl Allocator {
     /// descent finds the predecessor; the successor is usually its neighbour in the
     /// same leaf, and both are changed in place.
     fn release(&mut self, range: IovaRange) -> Result<(), AllocError> {
+        let (leaf, idx) = self.free.locate(range.first());
+        self.release_at(range, leaf, idx)
+    }
+
+    /// [`Self::release`] with the tree's path already at the range's first address:
+    /// `leaf` and `idx` are what [`ExtentTree::locate`] returned for it.
+    fn release_at(
+        &mut self,
+        range: IovaRange,
+        leaf: u32,
+        idx: Option<usize>,
+    ) -> Result<(), AllocError> {
         let (a, b) = (range.first(), range.last());
-        let (leaf, idx) = self.free.locate(a);
         let pred = idx
             .and_then(|i| self.free.get(leaf, i))
             .filter(|e| e.last.checked_add(1) == Some(a));
