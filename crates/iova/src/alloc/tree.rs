@@ -495,9 +495,68 @@ impl ExtentTree {
     where
         F: Fn(Extent) -> Option<u64>,
     {
+        if let Some(answer) = self.search_mut_greedy(span, place, high) {
+            return answer;
+        }
         self.path.clear();
         let (root, height) = (self.root, self.height);
         self.search_mut_at(root, height, span, place, high)
+    }
+
+    /// The common case of [`Self::search_mut`], without recursion: at each level the
+    /// first child (the last when `high`) whose longest extent spans at least `span`,
+    /// then the first such extent of that leaf where `place` finds room. Every extent
+    /// before it (after it when `high`) spans less than `span` (the augmentation is
+    /// exact), so it is the answer of the full search. `Some(None)` when no extent
+    /// spans `span` (the root has no such child); `None` when the path found has no
+    /// room (large alignments): the caller then runs the full search.
+    #[allow(clippy::type_complexity)]
+    fn search_mut_greedy<F>(
+        &mut self,
+        span: u64,
+        place: &F,
+        high: bool,
+    ) -> Option<Option<(u32, usize, Extent, u64)>>
+    where
+        F: Fn(Extent) -> Option<u64>,
+    {
+        self.path.clear();
+        let mut node = self.root;
+        for level in 0..self.height {
+            let inner = &self.inners[at(node)];
+            let n = inner.n.min(B);
+            let fits = |&i: &usize| inner.max[i] >= span;
+            let found = if high {
+                (0..n).rev().find(fits)
+            } else {
+                (0..n).find(fits)
+            };
+            let Some(i) = found else {
+                // Below the root this cannot happen while the augmentation is exact;
+                // the full search decides then.
+                return (level == 0).then_some(None);
+            };
+            self.path.push((node, i));
+            node = inner.child[i];
+        }
+        let l = &self.leaves[at(node)];
+        let n = l.n.min(B);
+        let try_one = |i: usize| {
+            let e = Extent {
+                first: l.first[i],
+                last: l.last[i],
+            };
+            if e.last - e.first < span {
+                return None;
+            }
+            place(e).map(|start| (node, i, e, start))
+        };
+        let hit = if high {
+            (0..n).rev().find_map(try_one)
+        } else {
+            (0..n).find_map(try_one)
+        };
+        hit.map(Some)
     }
 
     fn search_mut_at<F>(
