@@ -91,6 +91,13 @@ impl LiveTable {
         self.find(first).map(|i| self.slots[i].last)
     }
 
+    /// Like [`Self::get`], with the slot where the entry sits, for a
+    /// [`Self::remove_found`] without a second search.
+    #[inline]
+    pub(crate) fn get_slot(&self, first: u64) -> Option<(usize, u64)> {
+        self.find(first).map(|i| (i, self.slots[i].last))
+    }
+
     /// Records `first..=last`; the caller guarantees `first` is not present.
     pub(crate) fn insert(&mut self, first: u64, last: u64) {
         if (self.len + 1) * 4 > self.slots.len() * 3 {
@@ -122,9 +129,30 @@ impl LiveTable {
 
     /// Removes `first`; false when it was not present.
     pub(crate) fn remove(&mut self, first: u64) -> bool {
-        let Some(mut hole) = self.find(first) else {
-            return false;
-        };
+        match self.find(first) {
+            Some(i) => {
+                self.remove_slot(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes `first`, which [`Self::get_slot`] found at `slot` with no insert or
+    /// remove since (checked: a slot that does not hold `first` falls back to a
+    /// search). False when it was not present.
+    pub(crate) fn remove_found(&mut self, first: u64, slot: usize) -> bool {
+        match self.slots.get(slot) {
+            Some(s) if s.first == first && s.first <= s.last => {
+                self.remove_slot(slot);
+                true
+            }
+            _ => self.remove(first),
+        }
+    }
+
+    /// Backward-shift deletion of the entry in slot `hole`.
+    fn remove_slot(&mut self, mut hole: usize) {
         let mask = self.mask();
         let mut j = hole;
         loop {
@@ -148,7 +176,6 @@ impl LiveTable {
         }
         self.slots[hole] = EMPTY;
         self.len -= 1;
-        true
     }
 }
 
@@ -171,6 +198,30 @@ impl LiveTable {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn remove_found_uses_the_slot_and_survives_a_wrong_one() {
+        let mut t = LiveTable::new(12);
+        for k in 0..1000u64 {
+            t.insert(k << 12, (k << 12) + 0xfff);
+        }
+        let (slot, last) = t.get_slot(7 << 12).unwrap();
+        assert_eq!(last, (7 << 12) + 0xfff);
+        assert!(t.remove_found(7 << 12, slot));
+        assert_eq!(t.get(7 << 12), None);
+        // A slot that does not hold the key (here: another key's, and one out of
+        // range) falls back to a search and removes only the key given.
+        let (other, _) = t.get_slot(8 << 12).unwrap();
+        assert!(t.remove_found(9 << 12, other));
+        assert!(t.remove_found(10 << 12, usize::MAX));
+        assert!(!t.remove_found(10 << 12, other));
+        assert_eq!(t.get(8 << 12), Some((8 << 12) + 0xfff));
+        assert_eq!((t.get(9 << 12), t.get(10 << 12)), (None, None));
+        assert_eq!(t.len(), 997);
+        for k in (0..1000u64).filter(|k| !(7..=10).contains(k) || *k == 8) {
+            assert_eq!(t.get(k << 12), Some((k << 12) + 0xfff), "key {k}");
+        }
+    }
 
     #[test]
     fn strided_keys_do_not_pile_up() {

@@ -466,7 +466,7 @@ impl Allocator {
         // its cache line while the descent's last node is still on its way, rather
         // than one after the other.
         let (leaf, idx) = self.free.locate(range.first());
-        let Some(last) = self.live.get(range.first()) else {
+        let Some((slot, last)) = self.live.get_slot(range.first()) else {
             return Err(AllocError::NotAllocated { range });
         };
         if last != range.last() {
@@ -478,7 +478,7 @@ impl Allocator {
         self.free
             .reserve_one()
             .map_err(|_| AllocError::MetadataFull)?;
-        if let Some(lease) = self.leases.get(&range.first()) {
+        if let Some(lease) = self.lease(range.first()) {
             // Held by a thread cache: only a range the cache handed out may be freed.
             if lease
                 .compare_exchange(OUT, GONE, Ordering::AcqRel, Ordering::Acquire)
@@ -487,38 +487,46 @@ impl Allocator {
                 return Err(AllocError::NotAllocated { range });
             }
         }
-        self.release_at(range, leaf, idx)
+        self.release_at(range, leaf, idx, slot)
+    }
+
+    /// The lease of the range starting at `first`, if a thread cache took it (no
+    /// hashing at all while no cache holds anything).
+    #[inline]
+    fn lease(&self, first: u64) -> Option<&Arc<AtomicU8>> {
+        if self.leases.is_empty() {
+            None
+        } else {
+            self.leases.get(&first)
+        }
     }
 
     /// Gives back a range a thread cache holds in its magazine (no lease check: the
     /// cache owns it).
     pub(crate) fn release_cached(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        match self.live.get(range.first()) {
-            Some(last) if last == range.last() => {
-                if let Some(lease) = self.leases.get(&range.first()) {
+        match self.live.get_slot(range.first()) {
+            Some((slot, last)) if last == range.last() => {
+                if let Some(lease) = self.lease(range.first()) {
                     lease.store(GONE, Ordering::Release);
                 }
-                self.release(range)
+                let (leaf, idx) = self.free.locate(range.first());
+                self.release_at(range, leaf, idx, slot)
             }
             _ => Err(AllocError::NotAllocated { range }),
         }
     }
 
-    /// Returns a live range to the free space, coalescing with its neighbours. One
-    /// descent finds the predecessor; the successor is usually its neighbour in the
-    /// same leaf, and both are changed in place.
-    fn release(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        let (leaf, idx) = self.free.locate(range.first());
-        self.release_at(range, leaf, idx)
-    }
-
-    /// [`Self::release`] with the tree's path already at the range's first address:
-    /// `leaf` and `idx` are what [`ExtentTree::locate`] returned for it.
+    /// Returns a live range to the free space, coalescing with its neighbours. The
+    /// tree's path is at the range's first address (`leaf` and `idx` are what
+    /// [`ExtentTree::locate`] returned for it), which finds the predecessor; the
+    /// successor is usually its neighbour in the same leaf, and both are changed in
+    /// place. `slot` is where [`LiveTable::get_slot`] found the range.
     fn release_at(
         &mut self,
         range: IovaRange,
         leaf: u32,
         idx: Option<usize>,
+        slot: usize,
     ) -> Result<(), AllocError> {
         let (a, b) = (range.first(), range.last());
         let pred = idx
@@ -586,7 +594,7 @@ impl Allocator {
                 self.free.insert_at_pos(leaf, next, a, b);
             }
         }
-        self.live.remove(a);
+        self.live.remove_found(a, slot);
         if !self.leases.is_empty() {
             self.leases.remove(&a);
         }
