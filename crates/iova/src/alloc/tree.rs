@@ -243,9 +243,29 @@ impl ExtentTree {
     /// written), so a new value at least that long is the new longest, and an old
     /// value shorter than it leaves the longest where it was. Only a shrinking longest
     /// entry needs the scan. The root's own summary is recorded nowhere.
+    ///
+    /// Once a node's longest span is unchanged, only its smallest first address can
+    /// still move, and only up through first children (`ci == 0`): the walk then
+    /// writes routing keys alone, without the parent's record.
     fn propagate(&mut self, depth: usize, mut max: u64, mut min: u64) {
+        let mut same_max = false;
         for k in (0..depth).rev() {
             let (node, ci) = self.path[k];
+            let inner = &mut self.inners[at(node)];
+            if same_max || inner.max[ci] == max {
+                if inner.key[ci] == min {
+                    return;
+                }
+                inner.key[ci] = min;
+                if ci != 0 {
+                    // The node's smallest first address is its key[0]: unchanged.
+                    return;
+                }
+                // The node's longest span is unchanged and its smallest first
+                // address is now `min`.
+                same_max = true;
+                continue;
+            }
             let recorded = match k.checked_sub(1) {
                 Some(up) => {
                     let (parent, pci) = self.path[up];
