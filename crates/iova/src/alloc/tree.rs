@@ -60,6 +60,20 @@ impl Leaf {
         (m, self.first[0])
     }
 
+    /// The longest span, known to be at most `cap`: the scan stops at the first entry
+    /// that reaches it (after a removal, often the next entry).
+    fn max_capped(&self, cap: u64) -> u64 {
+        let n = self.n.min(B);
+        let mut m = 0;
+        for (f, l) in self.first[..n].iter().zip(&self.last[..n]) {
+            m = m.max(l - f);
+            if m >= cap {
+                break;
+            }
+        }
+        m
+    }
+
     /// Index of the last entry with `first <= x`.
     fn floor(&self, x: u64) -> Option<usize> {
         self.first[..self.n]
@@ -81,6 +95,20 @@ impl Inner {
             self.max[..self.n].iter().copied().max().unwrap_or(0),
             self.key[0],
         )
+    }
+
+    /// The longest span of the children, known to be at most `cap`: the scan stops at
+    /// the first child that reaches it.
+    fn max_capped(&self, cap: u64) -> u64 {
+        let n = self.n.min(B);
+        let mut m = 0;
+        for &x in &self.max[..n] {
+            m = m.max(x);
+            if m >= cap {
+                break;
+            }
+        }
+        m
     }
 
     /// The child to descend into for address `x`: the last whose key is `<= x`, or
@@ -292,7 +320,8 @@ impl ExtentTree {
             } else if old < recorded {
                 recorded
             } else {
-                inner.summary().0
+                // Every entry is at most `recorded` now (the changed one is below it).
+                inner.max_capped(recorded)
             };
             min = inner.key[0];
         }
@@ -317,7 +346,8 @@ impl ExtentTree {
         let l = &self.leaves[at(leaf)];
         let max = match (old, new) {
             (_, Some(new)) if new >= recorded => new,
-            (Some(old), _) if old >= recorded => l.summary().0,
+            // Every entry is at most `recorded` now (a new one is below it).
+            (Some(old), _) if old >= recorded => l.max_capped(recorded),
             _ => recorded,
         };
         let min = l.first[0];
