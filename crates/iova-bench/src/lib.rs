@@ -225,6 +225,10 @@ pub struct Latency {
     pub max: f64,
     /// Percentage of allocations that found no space.
     pub failed_pct: f64,
+    /// Median of the frees alone, ns ([`churn`] only; 0 elsewhere).
+    pub free_median: f64,
+    /// Median of the allocations alone, ns ([`churn`] only; 0 elsewhere).
+    pub alloc_median: f64,
 }
 
 /// Operations per timed batch where single operations are too short to time alone
@@ -260,7 +264,15 @@ pub fn summarize(batches: &[(u64, usize)], failed_pct: f64) -> Latency {
         p999: pct(999, 1000),
         max: per_op[per_op.len() - 1],
         failed_pct,
+        free_median: 0.0,
+        alloc_median: 0.0,
     }
+}
+
+/// Median of single-operation samples, ns (0 for none).
+fn median_of(mut v: Vec<u64>) -> f64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).map_or(0.0, |&x| x as f64)
 }
 
 /// Churn on a fragmented space: `ops` steps of "free a random live range, allocate
@@ -277,7 +289,8 @@ pub fn churn<A: IovaAlloc>(
         .map(|_| (rng.next_u64(), size_pages(rng) * PAGE))
         .collect();
     let timer = timer_overhead();
-    let mut samples = Vec::with_capacity(2 * ops);
+    let mut frees = Vec::with_capacity(ops);
+    let mut allocs = Vec::with_capacity(ops);
     let mut failed = 0usize;
     for &(pick, size) in &plan {
         if !live.is_empty() {
@@ -286,11 +299,11 @@ pub fn churn<A: IovaAlloc>(
             let (f, s) = live.swap_remove(i);
             let t = Instant::now();
             a.free(f, s);
-            samples.push((nanos(t).saturating_sub(timer), 1));
+            frees.push(nanos(t).saturating_sub(timer));
         }
         let t = Instant::now();
         let got = a.alloc(size, PAGE);
-        samples.push((nanos(t).saturating_sub(timer), 1));
+        allocs.push(nanos(t).saturating_sub(timer));
         match got {
             Some(f) => live.push((f, size)),
             None => {
@@ -301,7 +314,11 @@ pub fn churn<A: IovaAlloc>(
             }
         }
     }
-    summarize(&samples, 100.0 * failed as f64 / ops.max(1) as f64)
+    let samples: Vec<(u64, usize)> = frees.iter().chain(&allocs).map(|&ns| (ns, 1)).collect();
+    let mut lat = summarize(&samples, 100.0 * failed as f64 / ops.max(1) as f64);
+    lat.free_median = median_of(frees);
+    lat.alloc_median = median_of(allocs);
+    lat
 }
 
 /// One page every time.

@@ -135,7 +135,8 @@ impl Tracker for HashFloor {
     fn map_page(&mut self, p: u64, host: u64) {
         let iova = p * PAGE;
         self.table.map(iova, host, PAGE, Access::RW).expect("map");
-        self.starts.insert(iova, (iova + PAGE - 1, host, Access::RW));
+        self.starts
+            .insert(iova, (iova + PAGE - 1, host, Access::RW));
     }
     fn unmap_page(&mut self, p: u64) {
         let iova = p * PAGE;
