@@ -123,13 +123,17 @@ impl Chunk {
         // Shift the left part one place down when it is the shorter one and there is
         // room below, or when there is no room above (then `lo > 0`, as `len < CAP`).
         let at = if lo > 0 && (j <= len - j || lo + len == CAP) {
-            self.keys.copy_within(lo..lo + j, lo - 1);
-            self.slot.copy_within(lo..lo + j, lo - 1);
+            if j > 0 {
+                self.keys.copy_within(lo..lo + j, lo - 1);
+                self.slot.copy_within(lo..lo + j, lo - 1);
+            }
             self.lo -= 1;
             lo - 1 + j
         } else {
-            self.keys.copy_within(lo + j..lo + len, lo + j + 1);
-            self.slot.copy_within(lo + j..lo + len, lo + j + 1);
+            if j < len {
+                self.keys.copy_within(lo + j..lo + len, lo + j + 1);
+                self.slot.copy_within(lo + j..lo + len, lo + j + 1);
+            }
             lo + j
         };
         self.keys[at] = key;
@@ -147,10 +151,12 @@ impl Chunk {
         let val = self.vals[s];
         if j < len - 1 - j {
             // The left part moves one place up.
-            self.keys.copy_within(lo..lo + j, lo + 1);
-            self.slot.copy_within(lo..lo + j, lo + 1);
+            if j > 0 {
+                self.keys.copy_within(lo..lo + j, lo + 1);
+                self.slot.copy_within(lo..lo + j, lo + 1);
+            }
             self.lo += 1;
-        } else {
+        } else if j + 1 < len {
             self.keys.copy_within(lo + j + 1..lo + len, lo + j);
             self.slot.copy_within(lo + j + 1..lo + len, lo + j);
         }
@@ -301,6 +307,21 @@ impl Tracker {
         let mut j = rank(ch.keys(), |k| k < key);
         if j < ch.n() && ch.key(j) == key {
             *ch.val_mut(j) = val;
+            return;
+        }
+        if ch.n() == CAP && (j == CAP || j == 0) {
+            // Full, and the key goes past one end (an ascending or descending run of
+            // mappings): it starts a chunk of its own on that side, with its window at
+            // the far end so that the run goes on without shifting, and this chunk
+            // stays full.
+            let mut fresh = Chunk::new();
+            let (at, lo) = if j == 0 { (c, CAP - 1) } else { (c + 1, 0) };
+            // `lo < CAP < 256` fits in a byte.
+            fresh.lo = lo as u8;
+            fresh.insert_at(0, key, val);
+            self.mins.insert(at, key);
+            self.chunks.insert(at, fresh);
+            self.len += 1;
             return;
         }
         if ch.n() == CAP {
