@@ -1452,20 +1452,15 @@ fn run_to(args: &[String], stdout: Stdout) -> Option<(i32, String)> {
             .expect("open /dev/full")
             .into(),
         Stdout::ClosedPipe => {
-            // No reader from the start: the program's first write meets EPIPE.
-            let mut fds = [0i32; 2];
-            // SAFETY: pipe2 fills the two descriptors, which we then own.
-            let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-            assert_eq!(rc, 0, "pipe2");
-            // SAFETY: both descriptors are fresh and owned by nobody else.
-            let (reader, writer) = unsafe {
-                use std::os::fd::FromRawFd as _;
-                (
-                    std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-                    std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-                )
-            };
-            drop(reader);
+            // No reader from the start: the program's first write meets EPIPE. The
+            // pipe's only reading end is the standard input of a `true` that has
+            // ended; this process keeps only the writing end.
+            let mut t = Command::new("true")
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("run true");
+            let writer = t.stdin.take().expect("the pipe to true");
+            t.wait().expect("wait for true");
             writer.into()
         }
     };

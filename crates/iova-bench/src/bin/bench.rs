@@ -79,7 +79,6 @@ fn write_replay_trace(path: &std::path::Path, ops: u64) -> std::io::Result<()> {
 /// a buffer of this process, because a child's peak RSS counts what it shared with
 /// this process before its exec.
 fn replay_run(iovactl: &str, trace: &std::path::Path) -> Option<(f64, f64)> {
-    use std::os::unix::process::ExitStatusExt as _;
     let input = std::fs::File::open(trace).ok()?;
     let t = Instant::now();
     let child = std::process::Command::new(iovactl)
@@ -97,19 +96,13 @@ fn replay_run(iovactl: &str, trace: &std::path::Path) -> Option<(f64, f64)> {
         .stdout(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let pid = i32::try_from(child.id()).ok()?;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pid of our child and valid pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let (status, rss_kib) = iova_linux::hostfacts::wait_with_peak_rss(child).ok()?;
     let secs = t.elapsed().as_secs_f64();
-    if r != pid || std::process::ExitStatus::from_raw(status).code() != Some(0) {
+    if status.code() != Some(0) {
         eprintln!("bench: iovactl replay failed");
         return None;
     }
-    // ru_maxrss is in KiB on Linux.
-    Some((secs, usage.ru_maxrss as f64 / 1024.0))
+    Some((secs, rss_kib as f64 / 1024.0))
 }
 
 /// The same trace file through the naive per-page model (in this process): seconds,
