@@ -34,6 +34,34 @@ struct Leaf {
     last: [u64; B],
 }
 
+impl Leaf {
+    /// The first extent of this leaf (the last when `high`) with `last - first` at least
+    /// `span` where `place` finds room: its index, the extent and the start `place`
+    /// gave.
+    #[inline]
+    fn first_fit<F>(&self, span: u64, place: &F, high: bool) -> Option<(usize, Extent, u64)>
+    where
+        F: Fn(Extent) -> Option<u64>,
+    {
+        let n = self.n.min(B);
+        let try_one = |i: usize| {
+            let e = Extent {
+                first: self.first[i],
+                last: self.last[i],
+            };
+            if e.last - e.first < span {
+                return None;
+            }
+            place(e).map(|start| (i, e, start))
+        };
+        if high {
+            (0..n).rev().find_map(try_one)
+        } else {
+            (0..n).find_map(try_one)
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Inner {
     n: usize,
@@ -593,23 +621,9 @@ impl ExtentTree {
             self.path.push((node, i));
             node = inner.child[i];
         }
-        let l = &self.leaves[at(node)];
-        let n = l.n.min(B);
-        let try_one = |i: usize| {
-            let e = Extent {
-                first: l.first[i],
-                last: l.last[i],
-            };
-            if e.last - e.first < span {
-                return None;
-            }
-            place(e).map(|start| (node, i, e, start))
-        };
-        let hit = if high {
-            (0..n).rev().find_map(try_one)
-        } else {
-            (0..n).find_map(try_one)
-        };
+        let hit = self.leaves[at(node)]
+            .first_fit(span, place, high)
+            .map(|(i, e, start)| (node, i, e, start));
         hit.map(Some)
     }
 
@@ -699,22 +713,9 @@ impl ExtentTree {
         F: Fn(Extent) -> Option<u64>,
     {
         if h == 0 {
-            let l = &self.leaves[at(node)];
-            let try_one = |i: usize| {
-                let e = Extent {
-                    first: l.first[i],
-                    last: l.last[i],
-                };
-                if e.last - e.first < span {
-                    return None;
-                }
-                place(e).map(|at| (e, at))
-            };
-            return if high {
-                (0..l.n).rev().find_map(try_one)
-            } else {
-                (0..l.n).find_map(try_one)
-            };
+            return self.leaves[at(node)]
+                .first_fit(span, place, high)
+                .map(|(_, e, start)| (e, start));
         }
         let inner = &self.inners[at(node)];
         let try_child = |i: usize| {
