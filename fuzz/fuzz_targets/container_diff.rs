@@ -816,7 +816,7 @@ fuzz_target!(|input: Input| {
         assert_eq!(got, want, "op {i} {op:?}");
         if let Err(e) = got {
             // The kernel's one non-atomic failure (docs/kernel-facts.md).
-            let partial = flavour == Flavour::Iommufd
+            let partial = flavour.is_iommufd()
                 && matches!(op, Op::Unmap { .. })
                 && e == Errno::ENOENT
                 && c.is_before_less_whole_mappings(&before);

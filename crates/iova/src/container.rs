@@ -572,11 +572,17 @@ impl Container {
         }
         let bits = 64 - domain.aperture().last().leading_zeros();
         let group = domain.groups().last().unwrap_or(0);
-        let mut t = PageTable::new(domain.page_sizes(), bits.max(1)).map_err(|_| {
-            Refusal::NoCommonPageSize {
-                group,
-                bitmap: domain.page_sizes(),
-            }
+        // compat-type1v1 maps with large pages disabled (`iopt_disable_large_pages`):
+        // every IOPTE is a smallest page, so an unmap can cut any area (a 2 MiB leaf
+        // could not be cut).
+        let sizes = if self.config.domain.flavour == Flavour::CompatType1V1 {
+            domain.page_sizes() & domain.page_sizes().wrapping_neg()
+        } else {
+            domain.page_sizes()
+        };
+        let mut t = PageTable::new(sizes, bits.max(1)).map_err(|_| Refusal::NoCommonPageSize {
+            group,
+            bitmap: domain.page_sizes(),
         })?;
         for m in self.mappings() {
             let size = m.iova.size().unwrap_or(u64::MAX);
