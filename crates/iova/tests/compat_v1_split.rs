@@ -4,25 +4,11 @@
 //! translate (found by the `trace` fuzz target: the page table kept 4 KiB more than the
 //! mappings).
 
+mod common;
+
+use common::intel39;
 use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaSpace};
-use iova::host::{Group, Host, IommuUnit, IommuVendor};
-
-fn host() -> Host {
-    let mut g = Group::new(1);
-    g.iommu = Some("dmar0".into());
-    g.devices = vec!["0000:01:00.0".into()];
-    Host {
-        iommus: vec![
-            IommuUnit::new("dmar0", IommuVendor::Intel)
-                .with_address_width(39)
-                .with_page_sizes(0x4020_1000)
-                .with_interrupt_remapping(true),
-        ],
-        groups: vec![g],
-        ..Host::default()
-    }
-}
 
 #[test]
 fn a_cut_in_a_large_aligned_area_stops_translating() {
@@ -32,7 +18,7 @@ fn a_cut_in_a_large_aligned_area_stops_translating() {
         Flavour::Iommufd,
     ] {
         let mut c = Container::new(ContainerConfig::with_flavour(flavour));
-        c.attach(&host(), 1).unwrap();
+        c.attach(&intel39(), 1).unwrap();
         c.map(0, 0x4000_0000, 0x20_0000, Access::RW).unwrap();
         let out = c.unmap(0x10_1000, 0x1000);
         let bytes: u128 = c.mappings().map(|m| m.iova.len()).sum();
