@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# `iovactl libvirt-hook` under a real libvirtd: installs Debian's libvirt-daemon-system
-# when missing, installs the hook as /etc/libvirt/hooks/qemu (pointed at the
-# examples/hosts/intel-vtd-39 fixture, whose device 0000:03:00.0 sits behind a 39-bit
-# VT-d unit), (re)starts libvirtd so that it sees the hook, defines two TCG domains with
-# that <hostdev> and runs `virsh start`:
+# `iovactl libvirt-hook` under a real libvirtd. libvirtd is the one system package the
+# suite installs (Debian's libvirt-daemon-system, libvirt-clients and
+# libvirt-daemon-driver-qemu, without recommends, when missing): apt's plan is checked
+# first and refused if it would remove or downgrade anything the host has, and the
+# packages it installs are printed. The QEMU libvirt probes is Debian's 7.2, unpacked by
+# vmtest/qemu-fetch.sh (never installed: the image's qemu-utils 10.0.2 conflicts with it)
+# and copied for the run to a folder libvirt's unprivileged QEMU user can read (the cache
+# lives in root's home), removed at the end.
+# The hook goes in as /etc/libvirt/hooks/qemu (pointed at the examples/hosts/intel-vtd-39
+# fixture, whose device 0000:03:00.0 sits behind a 39-bit VT-d unit); libvirtd is
+# (re)started so that it sees the hook; two TCG domains with that <hostdev> are defined
+# and `virsh start`ed:
 #   - 600 GiB of RAM: the hook must refuse, and virsh's error must carry its message;
 #   - 1 GiB: the hook must pass; the start may then fail for other reasons (there is no
 #     such PCI device here), which the test tells apart by the absence of the message.
@@ -13,10 +20,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null; then
-  apt-get install -y -q --no-install-recommends libvirt-daemon-system libvirt-clients \
-    libvirt-daemon-driver-qemu >&2 || { apt-get update -q >&2 && apt-get install -y -q \
-    --no-install-recommends libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu >&2; }
+  pkgs=(libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)
+  plan=$(apt-get install -s -q --no-install-recommends "${pkgs[@]}" 2>&1) \
+    || { apt-get update -q >&2; plan=$(apt-get install -s -q --no-install-recommends "${pkgs[@]}" 2>&1); } \
+    || { echo "libvirt-hook: apt cannot install ${pkgs[*]}:" >&2; echo "$plan" >&2; exit 1; }
+  if grep -q '^Remv ' <<<"$plan"; then
+    echo "libvirt-hook: refusing: installing libvirtd would remove packages:" >&2; grep '^Remv ' <<<"$plan" >&2; exit 1
+  fi
+  # "Inst NAME [OLD] (NEW ...)" upgrades a package the host has; "Inst NAME (NEW ...)" adds one.
+  echo "libvirt-hook: installing (apt, no recommends): $(grep '^Inst ' <<<"$plan" \
+    | awk '{ if ($3 ~ /^\[/) printf "%s (upgraded from %s) ", $2, $3; else printf "%s ", $2 }')" >&2
+  apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2
 fi
+echo "libvirt-hook: libvirtd $(libvirtd --version | awk '{print $NF}') ($(dpkg-query -W -f='${Version}' libvirt-daemon 2>/dev/null || echo 'not from a package'))" >&2
+q72=$(vmtest/qemu-fetch.sh 7.2)
+qdir=/var/lib/iova-vmtest-libvirt/qemu-7.2
+rm -rf "$qdir"; mkdir -p "$(dirname "$qdir")"; chmod 755 "$(dirname "$qdir")"
+cp -al "$q72" "$qdir" 2>/dev/null || cp -a "$q72" "$qdir"
+chmod -R a+rX "$qdir"
+emulator=$qdir/bin/qemu-system-x86_64
+echo "libvirt-hook: the domains' emulator is $emulator ($("$emulator" --version | head -1))" >&2
 cargo build -q --locked -p iovactl
 repo=$PWD
 hookdir=/etc/libvirt/hooks
@@ -39,6 +62,7 @@ stop_libvirtd() {
 was_running=no
 [ -s /run/libvirtd.pid ] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null && was_running=yes
 cleanup() {
+  rm -rf /var/lib/iova-vmtest-libvirt
   virsh -q -c qemu:///system undefine iova-hook-big >/dev/null 2>&1 || true
   virsh -q -c qemu:///system undefine iova-hook-small >/dev/null 2>&1 || true
   if [ -n "$saved" ]; then mv "$saved" "$hookdir/qemu"; else rm -f "$hookdir/qemu"; fi
@@ -64,7 +88,7 @@ domain() { # NAME MEMORY_GIB
   <os><type arch='x86_64' machine='q35'>hvm</type></os>
   <cpu mode='custom'><model>Skylake-Client</model><maxphysaddr mode='emulate' bits='46'/></cpu>
   <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <emulator>$emulator</emulator>
     <hostdev mode='subsystem' type='pci' managed='no'>
       <source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source>
     </hostdev>

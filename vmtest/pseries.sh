@@ -1,14 +1,14 @@
 # Sourced by vmtest/run: boot_pseries KERNEL MODE boots the pseries (sPAPR TCE) guest
 # once and counts its checks (pass/fail/ROOT/CACHE/LOGS/WORK/TIMEOUT/SEED from run).
 #
-# Tools: qemu-system-ppc64 (Debian qemu-system-ppc), the powerpc64le Rust target, and
-# Debian's gcc-powerpc64le-linux-gnu as its linker; installed when missing, and a FAIL
-# (never a silent skip) when that is impossible.
+# Tools: qemu-system-ppc64 of QEMU 7.2 (unpacked into the cache by vmtest/qemu-fetch.sh,
+# as vmtest/run's $QEMU72), the powerpc64le Rust target, and Debian's
+# gcc-powerpc64le-linux-gnu as its linker (installed when missing); a FAIL (never a silent
+# skip) when any of them cannot be had.
 PPC_TARGET=powerpc64le-unknown-linux-gnu
 
 pseries_tools() {
   local need=()
-  command -v qemu-system-ppc64 >/dev/null || need+=(qemu-system-ppc)
   command -v powerpc64le-linux-gnu-gcc >/dev/null || need+=(gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross)
   if [ ${#need[@]} -gt 0 ]; then
     echo "vmtest: installing ${need[*]}" >&2
@@ -54,7 +54,7 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
   (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$ird.cpio.gz"
   local log=$LOGS/$tag.log
   echo "vmtest: booting $tag (kernel $(cat "$kdir/version"))" >&2
-  timeout "$TIMEOUT" qemu-system-ppc64 -M pseries,x-vof=on -cpu power9 -m 2G -smp 1 \
+  timeout "$TIMEOUT" "$QEMU72/bin/qemu-system-ppc64" -M pseries,x-vof=on -cpu power9 -m 2G -smp 1 \
     -nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot \
     -kernel "$kdir/vmlinux" -initrd "$ird.cpio.gz" \
     -append "console=hvc0 quiet loglevel=4 vmtest.mode=$mode vmtest.tag=$tag vmtest.seed=$SEED" \

@@ -10,6 +10,9 @@ predict a refusal too (and vice versa). Prints one line per case and
 `qemu-matrix: N passed, M failed`; exits 1 on any failure.
 
 Usage: qemu-matrix.py IOVACTL HOST_ARGS... -- RELEASE=BINARY[,ENV=VAL][,L=DIR] ...
+(BINARY is usually the launcher vmtest/qemu-fetch.sh writes, which sets its own
+environment and firmware paths; qemu-system-aarch64 is taken from the same folder.)
+Environment: IOVA_OVMF_DIR, the folder of OVMF_CODE_4M.fd and OVMF_VARS_4M.fd.
 """
 
 import json
@@ -21,8 +24,11 @@ import sys
 import tempfile
 
 G = 1 << 30
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+# OVMF comes from the unpacked firmware of vmtest/qemu-fetch.sh (IOVA_OVMF_DIR); a
+# missing image is a failure of the run, never a silently smaller matrix.
+OVMF_DIR = os.environ.get("IOVA_OVMF_DIR", "/usr/share/OVMF")
+OVMF_CODE = os.path.join(OVMF_DIR, "OVMF_CODE_4M.fd")
+OVMF_VARS = os.path.join(OVMF_DIR, "OVMF_VARS_4M.fd")
 
 
 def x86_cases(tmp):
@@ -88,7 +94,7 @@ def x86_cases(tmp):
         cases.append((f"{machine}-4G-vga-none", mem("4G", machine, intel, ["-vga", "none"])))
         cases.append((f"{machine}-4G-nodefaults-vga-std", mem("4G", machine, intel, ["-nodefaults", "-vga", "std"])))
         cases.append((f"{machine}-4G-nodefaults-cirrus", mem("4G", machine, intel, ["-nodefaults", "-device", "cirrus-vga"])))
-    # OVMF in pflash
+    # OVMF in pflash (main() fails the run when the images are missing)
     if os.path.exists(OVMF_CODE) and os.path.exists(OVMF_VARS):
         vars_copy = os.path.join(tmp, "OVMF_VARS.fd")
         shutil.copyfile(OVMF_VARS, vars_copy)
@@ -279,6 +285,10 @@ def main():
     sep = args.index("--")
     iovactl, host_args, releases = args[0], args[1:sep], args[sep + 1:]
     passed = failed = 0
+    for f in (OVMF_CODE, OVMF_VARS):
+        if not os.path.exists(f):
+            print(f"qemu-matrix: FAIL ovmf: {f} is missing (set IOVA_OVMF_DIR)")
+            failed += 1
     tmp = tempfile.mkdtemp(prefix="qemu-matrix.")
     try:
         for rel in releases:
