@@ -66,6 +66,11 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
     tr -d '\r' < "$log" | sed -n 's/^vmtest-profile: //p' > "$LOGS/$tag.host-profile.json"
     echo "vmtest: $tag host profile saved to $LOGS/$tag.host-profile.json" >&2
   fi
+  # The release the guest booted (its `uname -r`): every expectation inside was taken for it.
+  local booted
+  booted=$(tr -d '\r' < "$log" | sed -n 's/^vmtest-guest: kernel //p' | head -1)
+  if [ -n "$booted" ]; then echo "vmtest: $tag booted kernel $booted"
+  else fail "$tag/kernel-release" "the guest named no kernel release (log: $log)"; fi
   tr -d '\r' < "$log" | grep -E '^vmtest: (PASS|FAIL) ' | while IFS= read -r l; do echo "$l"; done
   tr -d '\r' < "$log" | grep -E '^vmtest-guest: differential ' | sed 's/^vmtest-guest: /vmtest: /'
   PASS=$((PASS + $(tr -d '\r' < "$log" | grep -cE '^vmtest: PASS ')))

@@ -29,6 +29,110 @@ pub fn kernel_release() -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
+/// The running kernel's version as precisely as the machine tells it: `uname -r`
+/// when that carries the stable point release (`6.12.118+deb12-amd64`), else the
+/// point release the distribution records beside its ABI name (Debian's 6.1 kernels
+/// say `6.1.0-57-amd64` in `uname -r` and `Debian 6.1.192-1` in `/proc/version`;
+/// Ubuntu's `/proc/version_signature` ends in the upstream version). Stable updates
+/// change answers (see `iova::kernel`), so `6.1.0` must not stand for 6.1.192.
+pub fn kernel_version() -> Option<String> {
+    let uname = kernel_release()?;
+    let proc_version = std::fs::read_to_string("/proc/version").ok();
+    let signature = std::fs::read_to_string("/proc/version_signature").ok();
+    Some(point_release(
+        &uname,
+        proc_version.as_deref(),
+        signature.as_deref(),
+    ))
+}
+
+/// [`kernel_version`]'s rule on given texts: `uname` unless its third number is 0 (or
+/// missing) and `/proc/version` (`... Debian X.Y.Z-N ...`) or the Ubuntu signature
+/// (`Ubuntu ABI X.Y.Z`) names the same `X.Y` with a point release.
+pub fn point_release(uname: &str, proc_version: Option<&str>, signature: Option<&str>) -> String {
+    let uname = uname.trim();
+    let nums = |s: &str| -> Option<(u32, u32, u32)> {
+        let mut it = s.split(|c: char| !c.is_ascii_digit());
+        let a = it.next()?.parse().ok()?;
+        let b = it.next()?.parse().ok()?;
+        let c = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        Some((a, b, c))
+    };
+    let Some((major, minor, 0)) = nums(uname) else {
+        return uname.to_owned();
+    };
+    let debian = proc_version.into_iter().flat_map(|t| {
+        t.match_indices(" Debian ")
+            .filter_map(move |(i, _)| t[i + 8..].split_whitespace().next())
+    });
+    let ubuntu = signature.and_then(|t| t.split_whitespace().last());
+    for cand in debian.chain(ubuntu) {
+        if let Some((a, b, c)) = nums(cand)
+            && (a, b) == (major, minor)
+            && c > 0
+            && cand.starts_with(|ch: char| ch.is_ascii_digit())
+        {
+            return cand.to_owned();
+        }
+    }
+    uname.to_owned()
+}
+
+#[cfg(test)]
+mod point_release_tests {
+    use super::point_release;
+
+    #[test]
+    fn debian_abi_names_take_the_point_release_from_proc_version() {
+        let pv = "Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc-12 \
+                  (Debian 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) \
+                  #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-1 (2026-11-20)\n";
+        assert_eq!(point_release("6.1.0-57-amd64", Some(pv), None), "6.1.192-1");
+        // uname -r already names the point release: kept.
+        let pv12 = "Linux version 6.12.118+deb12-amd64 ... Debian 6.12.118-1~deb12u1 (2026-11-02)";
+        assert_eq!(
+            point_release("6.12.118+deb12-amd64", Some(pv12), None),
+            "6.12.118+deb12-amd64"
+        );
+        // Ubuntu's signature.
+        assert_eq!(
+            point_release(
+                "5.15.0-91-generic",
+                Some("Linux version 5.15.0-91-generic (buildd@lcy02) #101-Ubuntu SMP"),
+                Some("Ubuntu 5.15.0-91.101-generic 5.15.131\n")
+            ),
+            "5.15.131"
+        );
+        // Nothing better, or another series named: uname -r stands.
+        assert_eq!(
+            point_release("6.1.0-57-amd64", None, None),
+            "6.1.0-57-amd64"
+        );
+        assert_eq!(
+            point_release("6.1.0-57-amd64", Some("... Debian 6.12.3-1 ..."), None),
+            "6.1.0-57-amd64"
+        );
+        // A compiler's "Debian 12.2.0" is not taken for the kernel's.
+        assert_eq!(
+            point_release(
+                "6.1.0-1-amd64",
+                Some("(gcc-12 Debian 12.2.0-14) 12.2.0) #1 SMP Debian 6.1.4-1 (2023-01-07)"),
+                None
+            ),
+            "6.1.4-1"
+        );
+        assert_eq!(
+            point_release(
+                "6.1.0-1-amd64",
+                Some("gcc-12 Debian 12.2.0-14 12.2.0"),
+                None
+            ),
+            "6.1.0-1-amd64"
+        );
+        assert_eq!(point_release("7.2.13", None, None), "7.2.13");
+    }
+}
+
 /// Waits for `child` to end: its exit status and its peak resident set size in KiB
 /// (`wait4`'s `ru_maxrss`), which only the parent can read once the child is gone.
 pub fn wait_with_peak_rss(

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
+use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::{Access, DmaInfo, DmaSpace};
 use iova::testing::random_trace;
 use iova::trace::{TraceOp, apply, format_outcome, parse_trace};
@@ -61,11 +61,7 @@ fn simulated(r: &mut Report, group: u32) -> Option<Container> {
 /// (`uname -r`) and CPU page size, read from the running kernel, not assumed.
 pub(crate) fn guest_config(flavour: Flavour) -> ContainerConfig {
     let mut cfg = ContainerConfig::with_flavour(flavour);
-    if let Some(v) =
-        iova_linux::hostfacts::kernel_release().and_then(|r| KernelVersion::parse(&r).ok())
-    {
-        cfg.kernel = v;
-    }
+    cfg.kernel = crate::facts::kernel().1;
     if let Some(p) = iova_linux::hostfacts::cpu_page_size() {
         cfg.domain.cpu_page_size = p;
     }
@@ -139,8 +135,10 @@ pub(crate) fn replay(
         if got != want {
             bad += 1;
             r.note(&format!(
-                "DISAGREE {what} op {}: {op}: kernel {got}, simulation {want}",
-                i + 1
+                "DISAGREE {what} op {}: {op}: kernel {} {got}, simulation as {} {want}",
+                i + 1,
+                crate::facts::kernel().0.unwrap_or_default(),
+                sim.config().kernel
             ));
         }
     }
@@ -149,7 +147,9 @@ pub(crate) fn replay(
     if a != b {
         bad += 1;
         r.note(&format!(
-            "DISAGREE {what} final unmap-all: kernel {a}, simulation {b}"
+            "DISAGREE {what} final unmap-all: kernel {} {a}, simulation as {} {b}",
+            crate::facts::kernel().0.unwrap_or_default(),
+            sim.config().kernel
         ));
     }
     (ops.len() + 1, bad)

@@ -3,7 +3,22 @@
 
 use std::fs;
 
+use iova::kernel::KernelVersion;
 use iova::range::{IovaRange, IovaSet};
+
+/// The running kernel's release (`uname -r`, completed with the point release where a
+/// distribution's ABI name hides it: `iova_linux::hostfacts::kernel_version`), and the
+/// release whose answers the
+/// simulation gives for it: the booted one, or the newest modelled when the booted
+/// one is newer than every modelled release (or unreadable, which the caller reports).
+pub fn kernel() -> (Option<String>, KernelVersion) {
+    let release = iova_linux::hostfacts::kernel_version();
+    let modelled = match release.as_deref().map(KernelVersion::parse) {
+        Some(Ok(v)) if !v.is_newer_than_modelled() => v,
+        _ => KernelVersion::NEWEST,
+    };
+    (release, modelled)
+}
 
 /// The IOMMU group of a PCI device.
 pub fn group_of(bdf: &str) -> Result<u32, String> {

@@ -40,6 +40,19 @@ fn main() {
         .and_then(|s| iova::range::parse_u64(s).ok())
         .unwrap_or(1);
     let mut r = Report::new(tag);
+    // The release every expectation below is taken for: the one booted, never one the
+    // test script assumed (vmtest/run prints this line with the boot's results).
+    let (release, modelled) = facts::kernel();
+    match &release {
+        Some(rel) if iova::kernel::KernelVersion::parse(rel) == Ok(modelled) => {
+            println!("vmtest-guest: kernel {rel} (answers modelled as {modelled})");
+        }
+        Some(rel) => println!(
+            "vmtest-guest: kernel {rel} (newer than every modelled release or unreadable: \
+             answers modelled as {modelled}, the newest)"
+        ),
+        None => r.fail("kernel-release", "uname failed"),
+    }
     match mode.as_str() {
         "type1" => {
             type1_tests::run(&mut r, bdf, seed);

@@ -323,8 +323,9 @@ pub struct HostSettings {
     /// treated differently by type1 and iommufd (see `iova::domain`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_page_size: Option<u64>,
-    /// The kernel release (`uname -r`), if known; the simulation answers as that
-    /// version (`iova::kernel::KernelVersion`).
+    /// The kernel release (`uname -r`, or the distribution's point release where
+    /// `uname -r` hides it, e.g. Debian's `6.1.192-1` for `6.1.0-57-amd64`), if known;
+    /// the simulation answers as that release (`iova::kernel::KernelVersion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
 }

@@ -93,7 +93,7 @@ impl HostArgs {
             s.kernel = s
                 .kernel
                 .take()
-                .or_else(iova_linux::hostfacts::kernel_release);
+                .or_else(iova_linux::hostfacts::kernel_version);
         }
         Ok(LoadedHost {
             host,

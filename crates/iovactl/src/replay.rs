@@ -97,9 +97,12 @@ pub struct ReplayArgs {
     /// setting when known, else the kernel default 65535.
     #[arg(long, value_name = "N")]
     dma_entry_limit: Option<u32>,
-    /// Answer as this kernel version does (`6.1`, `6.12`, `6.18`, `7.2`, or a full
-    /// `uname -r`). Defaults to the host's kernel when known (the live host, or a
-    /// profile that records it), else the newest version modelled (noted on stderr).
+    /// Answer as this kernel release does: `6.12.118`, a full `uname -r`
+    /// (`6.12.118+deb12-powerpc64le`), or `6.12` (the release itself, patch level 0;
+    /// stable updates change answers, e.g. sPAPR unmaps from 6.12.112). Defaults to the
+    /// host's kernel when known (the live host, or a profile that records it), else the
+    /// newest release modelled; a release newer than that is answered as it (both
+    /// noted on stderr).
     #[arg(long, value_name = "VERSION")]
     kernel: Option<String>,
     /// The CPU page size (4K, 16K, 64K). Defaults to the host's when known, else 4K.
@@ -151,27 +154,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     }
 
     let mut config = ContainerConfig::with_flavour(args.flavour.into());
-    config.kernel = match (&args.kernel, &host.settings.kernel) {
-        (Some(v), _) => {
-            KernelVersion::parse(v).map_err(|e| CliError::input(format!("--kernel {v}: {e}")))?
-        }
-        (None, Some(v)) => KernelVersion::parse(v).unwrap_or_else(|_| {
-            crate::out::eprintln(&format!(
-                "iovactl: note: the host's kernel '{v}' is not a version this tool reads; \
-                 answering as the newest modelled, {}",
-                KernelVersion::NEWEST
-            ));
-            KernelVersion::NEWEST
-        }),
-        (None, None) => {
-            crate::out::eprintln(&format!(
-                "iovactl: note: the host's kernel version is unknown; answering as the \
-                 newest modelled, {} (see --kernel)",
-                KernelVersion::NEWEST
-            ));
-            KernelVersion::NEWEST
-        }
-    };
+    config.kernel = kernel_version(args, host)?;
     if let Some(p) = &args.cpu_page_size {
         config.domain.cpu_page_size = iova::units::parse_number(p)
             .map_err(|e| CliError::input(format!("--cpu-page-size {p}: {e}")))?;
@@ -268,7 +251,46 @@ fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// The simulated sPAPR platform: the group's windows, and the host's page size
+/// The kernel release whose answers a replay gives: `--kernel`, else the host's
+/// (its profile's or the live `uname -r`). An unreadable or unknown release, and one
+/// newer than every release modelled, are answered as the newest modelled, with a note
+/// on standard error naming the assumption.
+fn kernel_version(args: &ReplayArgs, host: &iova::host::Host) -> Result<KernelVersion, CliError> {
+    let newest = KernelVersion::NEWEST;
+    let v = match (&args.kernel, &host.settings.kernel) {
+        (Some(v), _) => {
+            KernelVersion::parse(v).map_err(|e| CliError::input(format!("--kernel {v}: {e}")))?
+        }
+        (None, Some(v)) => match KernelVersion::parse(v) {
+            Ok(k) => k,
+            Err(_) => {
+                crate::out::eprintln(&format!(
+                    "iovactl: note: the host's kernel '{v}' is not a version this tool reads; \
+                     answering as the newest modelled, {newest}"
+                ));
+                return Ok(newest);
+            }
+        },
+        (None, None) => {
+            crate::out::eprintln(&format!(
+                "iovactl: note: the host's kernel version is unknown; answering as the \
+                 newest modelled, {newest} (see --kernel)"
+            ));
+            return Ok(newest);
+        }
+    };
+    if v.is_newer_than_modelled() {
+        crate::out::eprintln(&format!(
+            "iovactl: note: kernel {v} is newer than the newest release modelled; answering \
+             as {newest}, assuming nothing changed since"
+        ));
+        return Ok(newest);
+    }
+    Ok(v)
+}
+
+/// The simulated sPAPR platform: the group's windows, the kernel release
+/// (`--kernel`, else the host's), and the host's page size
 /// (`--cpu-page-size`, else the host's), which sets the registration granularity and
 /// the largest TCE anonymous memory backs (4 KiB without either).
 fn spapr_config(
@@ -277,7 +299,7 @@ fn spapr_config(
     version: SpaprVersion,
     info: &iova::spapr::SpaprInfo,
 ) -> Result<SpaprConfig, CliError> {
-    let mut config = SpaprConfig::from_info(version, info);
+    let mut config = SpaprConfig::from_info(version, info).kernel(kernel_version(args, host)?);
     let page = match &args.cpu_page_size {
         Some(p) => Some(
             iova::units::parse_number(p)

@@ -17,8 +17,9 @@ fn iovactl(args: &[&str]) -> Output {
 
 const TRACE: &str = "crates/iova/tests/data/spapr-v2-6.12-reference.trace";
 
-/// The 82-step run recorded on a real 6.12 pseries guest: every MAP, UNMAP,
-/// REGISTER, CREATE and REMOVE answer is reproduced from the example host.
+/// The 82-step run recorded on a real 6.12.95 pseries guest: every MAP, UNMAP,
+/// REGISTER, CREATE and REMOVE answer is reproduced from the example host, answering
+/// as that kernel release.
 #[test]
 fn replay_reproduces_the_real_kernel_run() {
     let out = iovactl(&[
@@ -29,6 +30,8 @@ fn replay_reproduces_the_real_kernel_run() {
         "0000:00:00.0",
         "--flavour",
         "spapr-v2",
+        "--kernel",
+        "6.12.95+deb12-powerpc64le",
         TRACE,
     ]);
     assert!(
@@ -147,4 +150,52 @@ fn inspect_shows_the_windows_and_the_default_window_as_valid() {
         text.contains("\"max_dynamic_windows_supported\": 2"),
         "{text}"
     );
+}
+
+/// The unmap that crosses the end of the 32-bit window: answered per point release
+/// (6.12.112 made it refuse with 1), and a release newer than every modelled one is
+/// answered as the newest, with a note naming the assumption.
+#[test]
+fn crossing_unmap_follows_the_point_release() {
+    let dir = std::env::temp_dir().join(format!("iova-spapr-unmap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = dir.join("unmap.trace");
+    std::fs::write(
+        &t,
+        "register 0x10000000 1M\nmap 0x3ffff000 4K 0x10000000\nunmap 0x3ffff000 0x2000\n",
+    )
+    .unwrap();
+    for (kernel, answer, note) in [
+        ("6.12.95", "ok", None),
+        ("6.12.111+deb12-powerpc64le", "ok", None),
+        ("6.12.118+deb12-powerpc64le", "ret 1", None),
+        ("6.1.189", "ret 1", None),
+        (
+            "99.1.0",
+            "ret 1",
+            Some("newer than the newest release modelled"),
+        ),
+    ] {
+        let out = iovactl(&[
+            "replay",
+            "--sysfs-root",
+            "examples/hosts/pseries-qemu",
+            "--device",
+            "0000:00:00.0",
+            "--flavour",
+            "spapr-v2",
+            "--kernel",
+            kernel,
+            t.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{kernel}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout, format!("ok\nok\n{answer}\n"), "{kernel}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        match note {
+            Some(n) => assert!(stderr.contains(n) && stderr.contains("7.2.13"), "{stderr}"),
+            None => assert!(!stderr.contains("newest"), "{kernel}: {stderr}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

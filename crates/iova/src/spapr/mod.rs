@@ -46,6 +46,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
+use crate::kernel::KernelVersion;
 use crate::range::{IovaRange, IovaSet};
 
 /// Which sPAPR interface the container was set up with (`VFIO_SET_IOMMU` argument).
@@ -229,6 +230,10 @@ pub struct SpaprConfig {
     pub host_page_shift: u32,
     /// Simulation budget: most TCEs that may be set at once (ENOMEM beyond it).
     pub max_entries: u64,
+    /// The kernel release whose answers to give (default: [`KernelVersion::NEWEST`]);
+    /// stable updates changed the unmap check
+    /// ([`KernelVersion::spapr_unmap_checks_range`]).
+    pub kernel: KernelVersion,
 }
 
 impl SpaprConfig {
@@ -249,7 +254,14 @@ impl SpaprConfig {
             largest_block: 1 << 37,
             host_page_shift: 12,
             max_entries: 1 << 22,
+            kernel: KernelVersion::NEWEST,
         }
+    }
+
+    /// The same configuration answering as kernel release `kernel`.
+    pub fn kernel(mut self, kernel: KernelVersion) -> SpaprConfig {
+        self.kernel = kernel;
+        self
     }
 
     /// The same platform, but with the windows a host reported.
@@ -816,8 +828,22 @@ impl SpaprSpace for SpaprContainer {
         if iova & mask != 0 {
             return Ok(1);
         }
-        // Entries past the window's end fail in the hypervisor and are skipped.
-        self.clear_range(slot, iova >> win.page_shift, size >> win.page_shift);
+        let first = iova >> win.page_shift;
+        let pages = size >> win.page_shift;
+        if self.config.kernel.spapr_unmap_checks_range() {
+            // iommu_tce_check_ioba with the unmap's page count: a range past the end of
+            // the window that holds its start is refused (the `||` of
+            // iommu_tce_clear_param_check makes that 1) before anything is cleared.
+            let offset = win.start >> win.page_shift;
+            if u128::from(first.saturating_sub(offset)) + u128::from(pages) > u128::from(win.pages)
+            {
+                return Ok(1);
+            }
+        }
+        // Before that check (kernels without "powerpc/iommu: Fix the overflow validation
+        // in iommu_tce_check_ioba"), entries past the window's end fail in the
+        // hypervisor and are skipped.
+        self.clear_range(slot, first, pages);
         Ok(0)
     }
 
