@@ -129,10 +129,13 @@ pub struct ReplayArgs {
     /// [FIRST-LAST,...]`, `map-auto SIZE [HOST_ADDR] [ACCESS]`, `copy SRC_IOVA LENGTH
     /// DST_IOVA|auto [ACCESS]`, `iova-ranges [CAPACITY]`; `#` comments). `bar` marks a
     /// host address that is an mmap of a device BAR; `iova-ranges CAPACITY` answers
-    /// `EMSGSIZE need N got ... align A` when the IOAS has more ranges than that. `-` reads standard input. It is
+    /// `EMSGSIZE need N got ... align A` when the IOAS has more ranges than that. It is
     /// read, applied and answered line by line: any length runs in bounded memory. A
-    /// malformed file runs nothing; on standard input, a malformed line stops the
-    /// replay there, after the answers before it.
+    /// malformed file runs nothing. `-` reads standard input, and each answer is written
+    /// as soon as its operation is read (a program may send one operation and wait for
+    /// its answer; sPAPR traces too, except with `--vfio`, which reads the whole trace
+    /// first to back its memory); there a malformed line stops the replay, after the
+    /// answers before it.
     #[arg(value_name = "TRACE")]
     trace: PathBuf,
 }
@@ -143,8 +146,12 @@ const MAX_LINE_BYTES: u64 = 4096;
 /// Runs `iovactl replay`.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     if let Some(version) = args.flavour.spapr() {
+        if args.trace.as_os_str() == "-" && !args.vfio {
+            // Standard input streams: each operation is answered as it is read.
+            return run_spapr(args, version, None);
+        }
         let text = read_spapr_trace(&args.trace)?;
-        return run_spapr(args, version, &text);
+        return run_spapr(args, version, Some(&text));
     }
     let reader = open_trace(&args.trace)?;
     let loaded = args.host.load()?;
@@ -210,15 +217,30 @@ fn exit_code(args: &ReplayArgs, refused: u64) -> ExitCode {
 
 /// `replay --flavour spapr-v1|spapr-v2`: the sPAPR container of the device's group,
 /// with the windows the host profile (or captured tree) saved for it.
-fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<ExitCode, CliError> {
-    let ops = parse_spapr_trace(text)
-        .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
-    if ops.is_empty() {
-        return Err(CliError::input(format!(
-            "trace {} has no operations",
-            args.trace.display()
-        )));
-    }
+///
+/// `text` is the whole trace; `None` streams standard input instead (the simulation
+/// only: `--vfio` must see the whole trace first to back its user memory): each line
+/// is parsed, applied and answered before the next is read, and a malformed line stops
+/// the replay there, after the answers before it.
+fn run_spapr(
+    args: &ReplayArgs,
+    version: SpaprVersion,
+    text: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let ops = match text {
+        Some(text) => {
+            let ops = parse_spapr_trace(text)
+                .map_err(|e| CliError::input(format!("trace {}: {e}", args.trace.display())))?;
+            if ops.is_empty() {
+                return Err(CliError::input(format!(
+                    "trace {} has no operations",
+                    args.trace.display()
+                )));
+            }
+            Some(ops)
+        }
+        None => None,
+    };
     let loaded = args.host.load()?;
     let groups = groups_of_devices(&loaded.host, &args.devices)?;
     let [group] = groups.as_slice() else {
@@ -240,15 +262,75 @@ fn run_spapr(args: &ReplayArgs, version: SpaprVersion, text: &str) -> Result<Exi
         )));
     };
     let config = spapr_config(args, &loaded.host, version, &info)?;
-    if args.vfio {
-        return run_spapr_vfio(args, config, group.id, &ops);
-    }
     let mut container = SpaprContainer::new(config);
-    crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose))?;
+    match ops {
+        Some(ops) if args.vfio => return run_spapr_vfio(args, config, group.id, &ops),
+        Some(ops) => crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose))?,
+        None => {
+            let streamed = stream_spapr_stdin(&mut container, args.verbose);
+            for w in container.take_warnings() {
+                crate::out::eprintln(&format!("iovactl: warning: {w}"));
+            }
+            streamed?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     for w in container.take_warnings() {
         crate::out::eprintln(&format!("iovactl: warning: {w}"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a sPAPR trace from standard input a line at a time and answers each operation
+/// at once (standard output is line-buffered), so a program may feed one operation and
+/// wait for its answer.
+fn stream_spapr_stdin(space: &mut dyn SpaprSpace, verbose: bool) -> Result<(), CliError> {
+    use std::io::{Read as _, Write as _};
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut buf = Vec::new();
+    let (mut line_no, mut ops) = (0usize, 0u64);
+    loop {
+        buf.clear();
+        let n = (&mut input)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CliError::Os(format!("cannot read trace -: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.last() != Some(&b'\n') && u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
+            return Err(CliError::input(format!(
+                "trace -: line {line_no} is longer than {MAX_LINE_BYTES} bytes"
+            )));
+        }
+        let text = std::str::from_utf8(&buf).map_err(|e| {
+            CliError::input(format!("trace -: line {line_no} is not UTF-8 text: {e}"))
+        })?;
+        let parsed = parse_spapr_trace(text).map_err(|mut e| {
+            e.line_no = line_no;
+            CliError::input(format!("trace -: {e}"))
+        })?;
+        for line in parsed {
+            ops += 1;
+            let outcome = spapr_apply(space, &line.op);
+            let written = if verbose {
+                writeln!(out, "{} -> {}", line.op, spapr_format(&outcome))
+            } else {
+                writeln!(out, "{}", spapr_format(&outcome))
+            };
+            written
+                .and_then(|()| out.flush())
+                .map_err(|e| crate::out::stdout_error(&e))?;
+        }
+    }
+    if ops == 0 {
+        return Err(CliError::input("trace - has no operations"));
+    }
+    Ok(())
 }
 
 /// The kernel release whose answers a replay gives: `--kernel`, else the host's
@@ -519,17 +601,24 @@ fn refusal_reason(host: &Host, groups: &[u32], op: &TraceOp, e: &OpError) -> Str
 /// A trace being read: its name for messages and its lines.
 struct TraceReader {
     name: String,
-    input: Box<dyn BufRead>,
+    input: BufReader<Box<dyn std::io::Read>>,
+    /// Standard input: a program may feed one operation and wait for its answer, so
+    /// the answers are flushed before any read that could wait (see
+    /// [`TraceReader::may_block`]).
+    interactive: bool,
     /// The line being read (1-based) and its bytes.
     line_no: usize,
     buf: Vec<u8>,
 }
 
 impl TraceReader {
-    fn new(name: String, input: Box<dyn BufRead>) -> TraceReader {
+    fn new(name: String, input: Box<dyn std::io::Read>, interactive: bool) -> TraceReader {
         TraceReader {
             name,
-            input,
+            // 64 KiB: on a pipe fed in bulk, a flush before each refill is one write
+            // for about two thousand answers.
+            input: BufReader::with_capacity(1 << 16, input),
+            interactive,
             line_no: 0,
             buf: Vec::new(),
         }
@@ -590,6 +679,12 @@ impl TraceReader {
         }
     }
 
+    /// Whether reading the next operation may have to wait for more input: the reader
+    /// holds no whole line, and the input is standard input (a file never waits).
+    fn may_block(&self) -> bool {
+        self.interactive && !self.input.buffer().contains(&b'\n')
+    }
+
     fn no_operations(&self) -> CliError {
         CliError::input(format!(
             "trace {} has no operations (expected lines such as 'map IOVA SIZE')",
@@ -606,15 +701,13 @@ impl TraceReader {
 fn open_trace(path: &Path) -> Result<TraceReader, CliError> {
     let name = path.display().to_string();
     if path.as_os_str() == "-" {
-        return Ok(TraceReader::new(
-            name,
-            Box::new(BufReader::new(std::io::stdin())),
-        ));
+        return Ok(TraceReader::new(name, Box::new(std::io::stdin()), true));
     }
     let open = || -> Result<TraceReader, CliError> {
         Ok(TraceReader::new(
             name.clone(),
-            Box::new(BufReader::new(crate::input::open_file(path, "trace")?)),
+            Box::new(crate::input::open_file(path, "trace")?),
+            false,
         ))
     };
     let mut check = open()?;
@@ -644,6 +737,11 @@ fn run_ops(
     let mut ops = 0u64;
     let mut refused = 0u64;
     loop {
+        if reader.may_block() {
+            // Everything answered so far goes out before a read that may wait: a
+            // program that feeds one operation at a time gets each answer at once.
+            out.flush().map_err(|e| crate::out::stdout_error(&e))?;
+        }
         let line = match reader.next_op() {
             Ok(Some(line)) => line,
             Ok(None) => break,

@@ -247,3 +247,90 @@ fn container_operations_from_the_trace() {
     let bad = replay(&["--cpu-page-size", "3000", "-"], Some("unmap-all\n"));
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `replay -` answers each operation as soon as it has read it: a program that writes
+/// one line and waits for its answer gets it while standard input is still open (for
+/// the type1/iommufd traces and the sPAPR ones). The wait for an answer is bounded, so
+/// a replay that holds its answers back fails here instead of hanging.
+#[test]
+fn replay_from_a_pipe_answers_each_operation_at_once() {
+    use std::io::BufRead as _;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let sessions: [(&[&str], [(&str, &str); 3]); 2] = [
+        (
+            &[
+                "replay",
+                "--sysfs-root",
+                "examples/hosts/intel-vtd-39",
+                "--device",
+                "0000:03:00.0",
+                "--kernel",
+                "6.12",
+                "-",
+            ],
+            [
+                ("map 0x100000 0x200000\n", "ok"),
+                ("map 0xfee00000 0x1000\n", "EINVAL"),
+                ("unmap 0x100000 0x200000\n", "ok 0x200000"),
+            ],
+        ),
+        (
+            &[
+                "replay",
+                "--sysfs-root",
+                "examples/hosts/pseries-qemu",
+                "--device",
+                "0000:00:00.0",
+                "--flavour",
+                "spapr-v2",
+                "--kernel",
+                "6.12.118",
+                "-",
+            ],
+            [
+                ("register 0x10000000 1M\n", "ok"),
+                ("map 0 64K 0x10000000\n", "ok"),
+                ("map 0x800 4K 0x10000000\n", "ret 1"),
+            ],
+        ),
+    ];
+    for (args, steps) in sessions {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iovactl"))
+            .args(args)
+            .current_dir(repo())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run iovactl");
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        for (op, want) in steps {
+            stdin.write_all(op.as_bytes()).unwrap();
+            stdin.flush().unwrap();
+            let got = rx.recv_timeout(Duration::from_secs(30));
+            if got.is_err() {
+                let _ = child.kill();
+            }
+            assert_eq!(
+                got.as_deref(),
+                Ok(want),
+                "{args:?}: no answer to '{}' while the input stays open",
+                op.trim()
+            );
+        }
+        drop(stdin);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}");
+        reader.join().unwrap();
+    }
+}
