@@ -257,7 +257,9 @@ fn replay_from_a_pipe_answers_each_operation_at_once() {
     use std::io::BufRead as _;
     use std::sync::mpsc;
     use std::time::Duration;
-    let sessions: [(&[&str], [(&str, &str); 3]); 2] = [
+    /// The arguments, then (operation, answer) pairs.
+    type Session<'a> = (&'a [&'a str], [(&'a str, &'a str); 3]);
+    let sessions: [Session; 2] = [
         (
             &[
                 "replay",
