@@ -16,7 +16,7 @@ pseries_tools() {
     apt-get install -y -q "${need[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need[@]}" >&2; } \
       || { fail pseries/setup "cannot install ${need[*]}"; return 1; }
   fi
-  if ! rustup target list --installed 2>/dev/null | grep -qx "$PPC_TARGET"; then
+  if ! rustup target list --installed 2>/dev/null | grep -x "$PPC_TARGET" >/dev/null; then
     echo "vmtest: adding the Rust target $PPC_TARGET" >&2
     rustup target add "$PPC_TARGET" >&2 || {
       fail pseries/rust-target "the Rust target $PPC_TARGET is not installed and 'rustup target add' failed: the sPAPR checks cannot run"
@@ -62,7 +62,7 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
   local rc=$?
   # The host profile `iovactl inspect --save-profile` wrote in the guest, printed on
   # the console (the source of examples/hosts/pseries-qemu-64k.json).
-  if tr -d '\r' < "$log" | grep -q '^vmtest-profile: '; then
+  if tr -d '\r' < "$log" | grep '^vmtest-profile: ' >/dev/null; then
     tr -d '\r' < "$log" | sed -n 's/^vmtest-profile: //p' > "$LOGS/$tag.host-profile.json"
     echo "vmtest: $tag host profile saved to $LOGS/$tag.host-profile.json" >&2
   fi
@@ -76,6 +76,6 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
   PASS=$((PASS + $(tr -d '\r' < "$log" | grep -cE '^vmtest: PASS ')))
   FAIL=$((FAIL + $(tr -d '\r' < "$log" | grep -cE '^vmtest: FAIL ')))
   if [ $rc = 124 ]; then fail "$tag/guest" "timed out after ${TIMEOUT}s (log: $log)"
-  elif ! tr -d '\r' < "$log" | grep -q "^vmtest-guest: done $tag"; then fail "$tag/guest" "did not finish (exit $rc, log: $log)"
+  elif ! tr -d '\r' < "$log" | grep "^vmtest-guest: done $tag" >/dev/null; then fail "$tag/guest" "did not finish (exit $rc, log: $log)"
   else pass "$tag/guest-finished"; fi
 }
