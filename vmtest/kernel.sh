@@ -4,8 +4,8 @@
 # sid is Debian unstable's newest prebuilt amd64 kernel (7.x when written): unlike the
 # kernel vmtest/build-kernel-current.sh builds (iommufd's compat container), it has the
 # real type1 container, so the type1 rules of 6.18 and later run on a real kernel.
-# Leaves CACHE/kernel-SERIES/{kernel,config,version,modules/*.ko,load-order,wanted} and prints
-# the dir. `wanted` records the module list below: an entry fetched with another list
+# Leaves CACHE/kernel-SERIES/PACKAGE-VERSION/{kernel,config,version,modules/*.ko,load-order,wanted}
+# and prints the dir (keyed by the newest package version Debian serves). `wanted` records the module list below: an entry fetched with another list
 # (an older version of this script) is fetched again.
 # CACHE is shared by every work tree (see vmtest/run); a lock on CACHE/kernel-SERIES.lock
 # keeps two concurrent runs from fetching the same series at once.
@@ -13,15 +13,11 @@
 # stays untouched), with the backports suite (the 6.12 kernel lives there).
 set -euo pipefail
 SERIES=$1; CACHE=$(realpath -m "$2")
-OUT=$CACHE/kernel-$SERIES
 # virtio-iommu: the top-of-space boots (vmtest/run, IOMMU `virtio`); absent from 6.1.
 WANTED="vfio_iommu_type1 vfio-pci iommufd virtio-iommu"
-fresh() { [ -e "$OUT/kernel" ] && [ "$(cat "$OUT/wanted" 2>/dev/null)" = "$WANTED" ]; }
-fresh && { echo "$OUT"; exit 0; }
 mkdir -p "$CACHE"
 exec 9>"$CACHE/kernel-$SERIES.lock"
 flock 9
-fresh && { echo "$OUT"; exit 0; }   # another run fetched it meanwhile
 . "$(dirname "$0")/apt.sh"
 case $SERIES in
   6.1) re='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
@@ -31,6 +27,13 @@ case $SERIES in
 esac
 PKG=$(apt_p apt-cache pkgnames linux-image- | grep -E "$re" | sort -V | tail -1 || true)
 [ -n "$PKG" ] || { echo "no package matches $re" >&2; exit 1; }
+# The newest package Debian serves (the private indexes are at most a week old) keys the
+# entry: a warm cache boots the same release a new machine would, never an older one
+# that stayed behind.
+PVER=$(apt_p apt-cache madison "$PKG" | awk -F'|' 'NR==1 {gsub(/ /, "", $2); print $2}')
+OUT=$CACHE/kernel-$SERIES/$PKG-${PVER//[:~]/_}
+fresh() { [ -e "$OUT/kernel" ] && [ "$(cat "$OUT/wanted" 2>/dev/null)" = "$WANTED" ]; }
+fresh && { echo "$OUT"; exit 0; }
 T=$CACHE/tmp-$SERIES
 rm -rf "$T"; mkdir -p "$T/dl"
 if [ "$SERIES" = sid ]; then
@@ -78,5 +81,5 @@ echo "$WANTED" > "$T/out/wanted"
 cp "$vmlinuz" "$T/out/kernel"
 python3 -c 'import lzma,sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\xfd7zXZ\x00"); i>=0 or sys.exit(1); open(sys.argv[2],"wb").write(lzma.LZMADecompressor().decompress(d[i:]))' \
   "$vmlinuz" "$T/out/vmlinux" && mv "$T/out/vmlinux" "$T/out/kernel" || rm -f "$T/out/vmlinux"
-rm -rf "$OUT"; mv "$T/out" "$OUT"; rm -rf "$T"
+mkdir -p "$(dirname "$OUT")"; rm -rf "$OUT"; mv "$T/out" "$OUT"; rm -rf "$T"
 echo "$OUT"

@@ -42,7 +42,9 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
     fail "$tag/build" "cross build of iova-vmtest / iovactl for $PPC_TARGET failed"; return
   fi
   local bin=$ROOT/target/vmtest-ppc/$PPC_TARGET/release/iova-vmtest kdir
+  local t_k0 t_k1 t_g0; t_k0=$(date +%s)
   kdir=$("$ROOT/vmtest/pseries-kernel.sh" "$CACHE" "$flavour") || { fail "$tag/kernel" "cannot fetch the ppc64el $series kernel ($flavour)"; return; }
+  t_k1=$(date +%s)
   local ird=$WORK/initramfs-pseries-$series-$mode
   rm -rf "$ird"; mkdir -p "$ird"/{bin,lib/modules,proc,sys,dev,tmp}
   cp "$kdir/busybox" "$ird/bin/busybox"
@@ -54,12 +56,14 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
   (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$ird.cpio.gz"
   local log=$LOGS/$tag.log
   echo "vmtest: booting $tag (kernel $(cat "$kdir/version"))" >&2
+  t_g0=$(date +%s)
   timeout "$TIMEOUT" "$QEMU72/bin/qemu-system-ppc64" -M pseries,x-vof=on -cpu power9 -m 2G -smp 1 \
     -nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot \
     -kernel "$kdir/vmlinux" -initrd "$ird.cpio.gz" \
     -append "console=hvc0 quiet loglevel=4 vmtest.mode=$mode vmtest.tag=$tag vmtest.seed=$SEED" \
     -device edu,dma_mask=0xffffffffffffffff </dev/null > "$log" 2>&1
   local rc=$?
+  echo "vmtest: time $tag: kernel $((t_k1 - t_k0)) s (fetched when not cached), guest $(( $(date +%s) - t_g0 )) s"
   # The host profile `iovactl inspect --save-profile` wrote in the guest, printed on
   # the console (the source of examples/hosts/pseries-qemu-64k.json).
   if tr -d '\r' < "$log" | grep '^vmtest-profile: ' >/dev/null; then
