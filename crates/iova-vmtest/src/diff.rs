@@ -238,7 +238,8 @@ pub(crate) fn replay_random(
         bad_total += bad;
     }
     r.note(&format!(
-        "differential: {total} random operations, {bad_total} disagreements"
+        "differential: {total} random operations, {bad_total} disagreements on the {}",
+        crate::facts::kernel_label()
     ));
     r.eq("diff-at-least-500-random-ops", total >= 500, true);
 }

@@ -20,6 +20,16 @@ pub fn kernel() -> (Option<String>, KernelVersion) {
     (release, modelled)
 }
 
+/// "kernel RELEASE (modelled as VERSION)", for the lines that report a disagreement or
+/// a differential's totals.
+pub fn kernel_label() -> String {
+    let (release, modelled) = kernel();
+    format!(
+        "kernel {} (modelled as {modelled})",
+        release.as_deref().unwrap_or("unknown")
+    )
+}
+
 /// The IOMMU group of a PCI device.
 pub fn group_of(bdf: &str) -> Result<u32, String> {
     let link = fs::read_link(format!("/sys/bus/pci/devices/{bdf}/iommu_group"))

@@ -300,8 +300,9 @@ fn replay_noted(
         if got != want {
             bad += 1;
             r.note(&format!(
-                "DISAGREE {what} op {}: {op}: kernel {got}, simulation {want}",
-                i + 1
+                "DISAGREE {what} op {}: {op}: kernel {got}, simulation {want}; {}",
+                i + 1,
+                crate::facts::kernel_label()
             ));
         } else if random.is_none() {
             r.note(&format!("top {what}: {op} -> {got}"));
@@ -445,7 +446,8 @@ pub fn run(r: &mut Report, mode: &str, bdf: &str, seed: u64) {
             bad_total += bad;
         }
         r.note(&format!(
-            "top {name}: {n_total} random operations near 2^64-1, {bad_total} disagreements"
+            "top {name}: {n_total} random operations near 2^64-1, {bad_total} disagreements on the {}",
+            crate::facts::kernel_label()
         ));
         r.eq(
             &format!("top/{name}/at-least-500-random-ops"),

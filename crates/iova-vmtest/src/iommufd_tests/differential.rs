@@ -70,7 +70,8 @@ fn auto_sequence(
     let note = |r: &mut Report, what: String, got: String, want: String| {
         if got != want {
             r.note(&format!(
-                "DISAGREE auto seed {seed}: {what}: kernel {got}, simulation {want}"
+                "DISAGREE auto seed {seed}: {what}: kernel {got}, simulation {want}; {}",
+                crate::facts::kernel_label()
             ));
             true
         } else {
@@ -217,7 +218,8 @@ pub fn run(r: &mut Report, ioas: &mut Ioas, group: u32, seed: u64) {
         bad_total += bad;
     }
     r.note(&format!(
-        "automatic allocation: {total} operations, {bad_total} disagreements"
+        "automatic allocation: {total} operations, {bad_total} disagreements on the {}",
+        crate::facts::kernel_label()
     ));
     drop(arena);
 }
