@@ -545,9 +545,10 @@ impl Host {
 
 /// A host description that contradicts itself or names what cannot exist: an address
 /// width of 0 or above 64, an aperture that disagrees with the width, a page-size
-/// bitmap of 0 or with pages below 4 KiB, two groups with one id, a group or device
-/// naming an IOMMU unit or group the host does not have. `field` names the place
-/// (`iommus[0].address_width`, `groups[2].iommu`).
+/// bitmap of 0 or whose smallest page is above 64 KiB, two groups with one id, a group
+/// or device naming an IOMMU unit or group the host does not have. `field` names the
+/// place (`iommus[0].address_width`, `groups[2].iommu`). Pages below 4 KiB are not
+/// refused: the kernel maps with them (see [`crate::domain`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct InconsistentHost {
@@ -591,14 +592,10 @@ impl Host {
                 if p == 0 {
                     return bad(at("page_sizes"), "0 names no page size".to_owned());
                 }
-                if p & 0xfff != 0 {
-                    return bad(
-                        at("page_sizes"),
-                        format!(
-                            "{p:#x} has pages below 4 KiB, which neither VFIO nor iommufd can map"
-                        ),
-                    );
-                }
+                // Pages below 4 KiB (or below the CPU page) are possible: type1 shows
+                // them as the CPU page (vfio_update_pgsize_bitmap) and iommufd aligns
+                // to them (iopt_table_add_domain; the selftests' mock domain has 2 KiB
+                // pages). See `crate::domain`, rules 4 and 5.
                 if p.trailing_zeros() > 16 {
                     return bad(
                         at("page_sizes"),
@@ -766,6 +763,33 @@ mod tests {
         assert_eq!(issues.len(), 4, "{issues:?}");
         assert_eq!(issues.iter().filter(|i| i.is_blocker()).count(), 3);
         assert!(issues.contains(&GroupIssue::ApertureUnknown));
+    }
+
+    /// The selftests' mock domain (drivers/iommu/iommufd/selftest.c: `pgsize_bitmap =
+    /// MOCK_IO_PAGE_SIZE = PAGE_SIZE / 2`) has 2 KiB pages: a possible host. A bitmap
+    /// of 0 names no page, and no IOMMU's smallest page is above 64 KiB.
+    #[test]
+    fn page_sizes_below_4k_are_accepted_and_0_is_refused() {
+        let with = |bitmap: u64| {
+            let mut h = sample();
+            h.iommus[0].page_sizes = Some(bitmap);
+            h.check_consistent()
+        };
+        for ok in [0x800, 0x4020_1800, !0x7ff, 0x4020_1001, PGSIZES_4K_2M_1G] {
+            assert_eq!(with(ok), Ok(()), "{ok:#x}");
+        }
+        for (bad, why) in [(0, "no page size"), (0x4000_0000, "above 64 KiB")] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.field, "iommus[0].page_sizes", "{bad:#x}");
+            assert!(e.message.contains(why), "{bad:#x}: {e}");
+        }
+        // A profile with 2 KiB pages round-trips and stays consistent.
+        let mut h = sample();
+        h.iommus[0].page_sizes = Some(0x800);
+        let j = serde_json::to_string(&h).unwrap();
+        assert!(j.contains("\"page_sizes\":\"0x800\""), "{j}");
+        let back: Host = serde_json::from_str(&j).unwrap();
+        assert_eq!(back.check_consistent(), Ok(()));
     }
 
     #[test]

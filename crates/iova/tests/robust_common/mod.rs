@@ -10,8 +10,9 @@ use proptest::prelude::*;
 
 pub const PG: u64 = 0x1000;
 
-/// One random group with its own unit: aperture (or unknown), page sizes, interrupt
-/// remapping, domain type and up to four reserved regions of any kind.
+/// One random group with its own unit: aperture (or unknown), page sizes (some below
+/// 4 KiB), interrupt remapping, domain type and up to four reserved regions of any
+/// kind.
 pub fn group_and_unit(id: u32) -> impl Strategy<Value = (Group, IommuUnit)> {
     let width = prop_oneof![
         3 => (20u8..=26).prop_map(Some),
@@ -22,6 +23,8 @@ pub fn group_and_unit(id: u32) -> impl Strategy<Value = (Group, IommuUnit)> {
         4 => Just(Some(0x20_1000u64)),
         2 => Just(Some(0x4020_1000u64)),
         1 => Just(Some(0x1_0000u64)),
+        // The iommufd selftests' mock domain: 2 KiB pages only, below the CPU page.
+        1 => Just(Some(0x800u64)),
         1 => Just(None),
     ];
     let ir = prop_oneof![5 => Just(Some(true)), 1 => Just(Some(false)), 1 => Just(None)];
