@@ -4,7 +4,8 @@
 //! Read: `<domain type>` (kvm → KVM, qemu → TCG), `<os><type arch machine>`, the
 //! `<loader type='pflash'|'rom'>` and `<nvram>`, `<os firmware='efi'>`, `<memory>`,
 //! `<maxMemory slots>`, `<cpu mode>` with `<model>`, `<vendor>` and `<maxphysaddr>`,
-//! `<devices>`: `<emulator>` (argv\[0\]), `<hostdev type='pci'>` sources, `<memory
+//! `<devices>`: `<emulator>` (argv\[0\]: its name says the target;
+//! the program is never run), `<hostdev type='pci'>` sources, `<memory
 //! model='dimm'|'nvdimm'|'virtio-mem'>`, `<iommu model>` with `<driver aw_bits>`,
 //! `<video><model type>`, `<controller><pcihole64>`, and `<qemu:commandline>`
 //! arguments. libvirt always passes `-nodefaults`, so a domain without `<video>` has no

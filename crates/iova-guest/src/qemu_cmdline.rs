@@ -14,7 +14,12 @@
 //! display, chardevs, block devices, networking, ...), or known-but-unmodelled (it can
 //! change the map and the model does not follow it: [`QemuError::Unmodelled`], "cannot
 //! answer"). An option in none of the lists is unknown to this parser and treated as
-//! unmodelled too, so nothing is ever silently ignored.
+//! unmodelled too, so nothing is ever silently ignored. The same holds for `-cpu`
+//! properties: modelled (`vendor`, x86 `phys-bits`, `host-phys-bits`,
+//! `host-phys-bits-limit`), ignored (on/off feature flags, the value properties listed in
+//! `X86_CPU_VALUE_PROPS` and `ARM_CPU_VALUE_PROPS`), or refused (a 32-bit vCPU,
+//! `guest-phys-bits` and unknown properties: "cannot answer"; an address-size property
+//! on aarch64, which QEMU does not have: bad input).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -219,11 +224,12 @@ pub struct CpuSpec {
     pub model: String,
     /// `vendor=` given on `-cpu`.
     pub vendor_override: Option<String>,
-    /// `phys-bits=N`.
-    pub phys_bits: Option<u8>,
+    /// `phys-bits=N` as given (x86; QEMU's `uint32` property, so any value up to
+    /// 2^32-1 reads; 0 means "the default"; QEMU refuses to start outside 32..=52).
+    pub phys_bits: Option<u32>,
     /// `host-phys-bits=on|off`; `None` when not given.
     pub host_phys_bits: Option<bool>,
-    /// `host-phys-bits-limit=N`.
+    /// `host-phys-bits-limit=N` (x86; QEMU's `uint8` property; 0 means no limit).
     pub host_phys_bits_limit: Option<u8>,
 }
 
@@ -517,6 +523,194 @@ fn bits_of(input: &str, text: &str) -> Result<u8, QemuError> {
         .ok()
         .filter(|b| (1..=64).contains(b))
         .ok_or_else(|| QemuError::bad(input, format!("'{text}' is not a number of bits")))
+}
+
+/// QEMU's number grammar for integer properties (`qemu_strtou64` with base 0): decimal,
+/// `0x` hexadecimal, or octal with a leading `0`.
+fn qemu_uint(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u64::from_str_radix(h, 16).ok();
+    }
+    if t.len() > 1 && t.starts_with('0') {
+        return u64::from_str_radix(&t[1..], 8).ok();
+    }
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// x86 `-cpu` properties that take a value other than on/off and cannot change the
+/// memory map (CPUID identification and leaves, timing, Hyper-V ids, topology ids).
+pub(crate) const X86_CPU_VALUE_PROPS: &[&str] = &[
+    "family",
+    "model",
+    "stepping",
+    "model-id",
+    "level",
+    "xlevel",
+    "xlevel2",
+    "min-level",
+    "min-xlevel",
+    "min-xlevel2",
+    "tsc-frequency",
+    "tsc-freq",
+    "tsc_freq",
+    "ucode-rev",
+    "lbr-fmt",
+    "lbr_fmt",
+    "hv-spinlocks",
+    "hv-vendor-id",
+    "hv-version-id-build",
+    "hv-version-id-major",
+    "hv-version-id-minor",
+    "hv-version-id-spack",
+    "hv-version-id-sbranch",
+    "hv-version-id-snumber",
+    "avx10-version",
+    "apic-id",
+    "node-id",
+    "socket-id",
+    "die-id",
+    "module-id",
+    "core-id",
+    "thread-id",
+];
+
+/// aarch64 `-cpu` properties that take a value other than on/off and cannot change the
+/// memory map (vector lengths, identification, topology ids, reset values).
+pub(crate) const ARM_CPU_VALUE_PROPS: &[&str] = &[
+    "sve-max-vq",
+    "sve-default-vector-length",
+    "sme-default-vector-length",
+    "midr",
+    "mp-affinity",
+    "core-count",
+    "node-id",
+    "socket-id",
+    "cluster-id",
+    "core-id",
+    "thread-id",
+    "rvbar",
+    "reset-cbar",
+    "cntfrq",
+];
+
+/// Names a user may write for an aarch64 CPU's address size. QEMU 7.0 to 10.x have no
+/// such property on any ARM CPU (target/arm/cpu.c, cpu64.c): QEMU refuses to start.
+const ARM_NO_SUCH_ADDRESS_PROPS: &[&str] = &[
+    "phys-bits",
+    "host-phys-bits",
+    "host-phys-bits-limit",
+    "pa-bits",
+    "pa-size",
+    "ipa-bits",
+];
+
+/// Reads `-cpu MODEL,prop=value,...`. The model is the first item. Every property is
+/// modelled (`vendor`, x86 `phys-bits`, `host-phys-bits`, `host-phys-bits-limit`),
+/// known not to change the memory map (feature flags and the value properties listed
+/// above), or refused: a 32-bit vCPU (`lm=off`, `aarch64=off`), x86 `guest-phys-bits`
+/// and any unknown property are "cannot answer", an address-size property on aarch64 is
+/// a property QEMU does not have (bad input, QEMU refuses to start).
+fn read_cpu(arch: QemuArch, text: &str) -> Result<CpuSpec, QemuError> {
+    let input = format!("-cpu {text}");
+    let mut items = split_opts(text).into_iter();
+    let model = match items.next() {
+        Some(OptItem { key: None, value }) => value,
+        Some(OptItem { key: Some(k), .. }) => {
+            return Err(QemuError::bad(
+                input,
+                format!("no CPU model: the first item '{k}=...' must name it"),
+            ));
+        }
+        None => String::new(),
+    };
+    let mut c = CpuSpec {
+        model,
+        vendor_override: None,
+        phys_bits: None,
+        host_phys_bits: None,
+        host_phys_bits_limit: None,
+    };
+    for item in items {
+        let Some(raw_key) = item.key else { continue };
+        // QEMU's legacy `+feature` / `-feature` spellings.
+        let (key, value) = match (raw_key.strip_prefix('+'), raw_key.strip_prefix('-')) {
+            (Some(k), _) => (k.to_owned(), "on".to_owned()),
+            (_, Some(k)) => (k.to_owned(), "off".to_owned()),
+            _ => (raw_key, item.value),
+        };
+        let is_bool = bool_of("", &value).is_ok();
+        let at = format!("-cpu {},{key}={value}", c.model);
+        match (arch, key.as_str()) {
+            (QemuArch::X86_64, "vendor") => c.vendor_override = Some(value),
+            (QemuArch::X86_64, "phys-bits") => {
+                let v = qemu_uint(&value)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| {
+                        QemuError::bad(
+                            input.as_str(),
+                            format!("phys-bits '{value}' is not a number (QEMU: a uint32)"),
+                        )
+                    })?;
+                c.phys_bits = Some(v);
+            }
+            (QemuArch::X86_64, "host-phys-bits") => {
+                c.host_phys_bits = Some(bool_of(&input, &value)?);
+            }
+            (QemuArch::X86_64, "host-phys-bits-limit") => {
+                let v = qemu_uint(&value)
+                    .and_then(|v| u8::try_from(v).ok())
+                    .ok_or_else(|| {
+                        QemuError::bad(
+                            input.as_str(),
+                            format!(
+                                "host-phys-bits-limit '{value}' is not a number from 0 to 255 \
+                                 (QEMU: a uint8)"
+                            ),
+                        )
+                    })?;
+                c.host_phys_bits_limit = Some(v);
+            }
+            (QemuArch::X86_64, "lm" | "i64") | (QemuArch::Aarch64, "aarch64") => {
+                if !bool_of(&input, &value)? {
+                    return Err(QemuError::unmodelled(
+                        at,
+                        "a 32-bit vCPU is not modelled (its physical address width differs)",
+                    ));
+                }
+            }
+            (QemuArch::X86_64, "guest-phys-bits") => {
+                return Err(QemuError::unmodelled(
+                    at,
+                    "guest-phys-bits is not modelled (QEMU >= 9.1 refuses to start when it is \
+                     outside 32..=phys-bits; older releases have no such property)",
+                ));
+            }
+            (QemuArch::Aarch64, k) if ARM_NO_SUCH_ADDRESS_PROPS.contains(&k) => {
+                return Err(QemuError::bad(
+                    at,
+                    "aarch64 CPUs have no such property in QEMU 7.0 to 10.x, so QEMU refuses \
+                     to start; the physical address size is the CPU model's (TCG) or the \
+                     host's IPA size (KVM): choose the -cpu model",
+                ));
+            }
+            (QemuArch::X86_64, k) if X86_CPU_VALUE_PROPS.contains(&k) => {}
+            (QemuArch::Aarch64, k) if ARM_CPU_VALUE_PROPS.contains(&k) => {}
+            // A CPU feature or another on/off property: it cannot move guest memory.
+            _ if is_bool => {}
+            _ => {
+                return Err(QemuError::unmodelled(
+                    at,
+                    "this CPU property is not modelled (it may change the vCPU's address \
+                     width or QEMU may refuse it)",
+                ));
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// Options that take no argument and cannot change what VFIO maps.
@@ -1127,27 +1321,7 @@ where
 
     // The CPU.
     let cpu = match &cpu_text {
-        Some(t) => {
-            let input = format!("-cpu {t}");
-            let o = Opts::parse(t, "model");
-            let mut c = CpuSpec {
-                model: o.get("model").unwrap_or("").to_owned(),
-                vendor_override: o.get("vendor").map(str::to_owned),
-                phys_bits: None,
-                host_phys_bits: None,
-                host_phys_bits_limit: None,
-            };
-            if let Some(v) = o.get("phys-bits") {
-                c.phys_bits = Some(bits_of(&input, v)?);
-            }
-            if let Some(v) = o.get("host-phys-bits") {
-                c.host_phys_bits = Some(bool_of(&input, v)?);
-            }
-            if let Some(v) = o.get("host-phys-bits-limit") {
-                c.host_phys_bits_limit = Some(bits_of(&input, v)?);
-            }
-            c
-        }
+        Some(t) => read_cpu(arch, t)?,
         None => CpuSpec {
             model: match arch {
                 QemuArch::X86_64 => "qemu64".to_owned(),
@@ -1456,6 +1630,67 @@ mod tests {
         assert!(e.to_string().contains("-m"), "{e}");
         let e = parse("qemu-system-ppc64 -m 1G").unwrap_err();
         assert!(e.is_unmodelled());
+    }
+
+    #[test]
+    fn cpu_properties_are_modelled_ignored_or_refused() {
+        // phys-bits is QEMU's uint32 (base 0), host-phys-bits-limit its uint8; 0 reads.
+        let pb = |t: &str| parse(&format!("qemu-system-x86_64 -cpu {t}")).map(|v| v.cpu);
+        assert_eq!(pb("EPYC,phys-bits=53").unwrap().phys_bits, Some(53));
+        assert_eq!(pb("EPYC,phys-bits=0").unwrap().phys_bits, Some(0));
+        assert_eq!(pb("EPYC,phys-bits=0x34").unwrap().phys_bits, Some(52));
+        assert_eq!(pb("EPYC,phys-bits=052").unwrap().phys_bits, Some(42));
+        assert_eq!(
+            pb("EPYC,phys-bits=4294967295").unwrap().phys_bits,
+            Some(u32::MAX)
+        );
+        let e = pb("EPYC,phys-bits=4294967296").unwrap_err();
+        assert!(
+            !e.is_unmodelled() && e.to_string().contains("4294967296"),
+            "{e}"
+        );
+        assert_eq!(
+            pb("host,host-phys-bits-limit=0")
+                .unwrap()
+                .host_phys_bits_limit,
+            Some(0)
+        );
+        assert!(pb("host,host-phys-bits-limit=256").is_err());
+        // Feature flags and identification cannot move memory: read, ignored.
+        let c = pb("EPYC,+x2apic,-svm,avx=off,pdpe1gb,model-id=x,level=13,model=1").unwrap();
+        assert_eq!(c.model, "EPYC");
+        // A 32-bit vCPU, guest-phys-bits and unknown properties: cannot answer.
+        for t in [
+            "EPYC,lm=off",
+            "EPYC,-lm",
+            "EPYC,i64=no",
+            "EPYC,guest-phys-bits=40",
+            "EPYC,frob=3",
+        ] {
+            let e = pb(t).unwrap_err();
+            assert!(e.is_unmodelled(), "{t}: {e}");
+        }
+        let e = pb("EPYC,frob=3").unwrap_err();
+        assert!(e.to_string().contains("frob=3"), "{e}");
+        let e = pb("phys-bits=40").unwrap_err();
+        assert!(
+            !e.is_unmodelled() && e.to_string().contains("phys-bits"),
+            "{e}"
+        );
+        // aarch64 CPUs have no address-size property: QEMU refuses, so bad input.
+        let arm = |t: &str| parse(&format!("qemu-system-aarch64 -M virt -cpu {t}")).map(|v| v.cpu);
+        for t in [
+            "max,pa-bits=40",
+            "max,phys-bits=40",
+            "cortex-a57,host-phys-bits=on",
+        ] {
+            let e = arm(t).unwrap_err();
+            assert!(!e.is_unmodelled(), "{t}: {e}");
+            assert!(e.to_string().contains(t.split(',').nth(1).unwrap()), "{e}");
+        }
+        assert!(arm("max,sve=off,sve-max-vq=4,pauth-impdef=on,lpa2=off").is_ok());
+        assert!(arm("host,aarch64=off").unwrap_err().is_unmodelled());
+        assert!(arm("max,x-new-thing=7").unwrap_err().is_unmodelled());
     }
 
     #[test]

@@ -17,8 +17,11 @@
 //! - `maxmem` > `-m`: the device-memory region at ROUND_UP(end of RAM, 1 GiB), of
 //!   `maxmem - m + slots * 1 GiB` bytes; DIMMs land there (at `addr=` or first fit);
 //!   the 64-bit PCI window starts after it, 1 GiB aligned;
-//! - QEMU refuses to start when the highest used address needs more physical address
-//!   bits than the vCPU has ("phys-bits too low").
+//! - QEMU refuses to start when the vCPU's physical address width, as it settles it
+//!   (`phys-bits`, or under KVM with `host-phys-bits` the host's width capped by
+//!   `host-phys-bits-limit`; 0 is the default 40), is outside 32..=52 ("phys-bits should
+//!   be between 32 and 52", target/i386/cpu.c), and when the highest used address needs
+//!   more bits than it ("phys-bits too low").
 //!
 //! aarch64 `virt` (hw/arm/virt.c `virt_set_memmap`): flash at 0 (romd, not mapped), RAM
 //! at 1 GiB, device memory after it, and the high IO regions (second redistributor,
@@ -67,7 +70,8 @@ pub struct QemuModel {
     pub layout: Layout,
     /// The guest CPU vendor.
     pub cpu_vendor: CpuVendor,
-    /// The vCPU's physical address bits, when known.
+    /// The vCPU's physical address bits, when known (`None` too when QEMU refuses the
+    /// width itself: x86 outside 32..=52, see `refusals`).
     pub phys_bits: Option<u8>,
     /// The highest guest-physical address QEMU uses (what phys-bits must cover).
     pub max_used_gpa: u64,
@@ -284,42 +288,123 @@ fn place_mem_devices(
     Ok(())
 }
 
-fn x86_phys_bits(vm: &QemuVm, host: &HostCpu, notes: &mut Vec<String>) -> Option<u8> {
+/// The smallest `phys-bits` QEMU accepts for a 64-bit x86 vCPU (target/i386/cpu.c,
+/// `x86_cpu_realizefn`; under KVM some releases also check in host-cpu.c
+/// `host_cpu_realizefn`, with the same words).
+pub const X86_MIN_PHYS_BITS: u32 = 32;
+/// The largest: `TARGET_PHYS_ADDR_SPACE_BITS` of qemu-system-x86_64.
+pub const X86_MAX_PHYS_BITS: u32 = 52;
+/// QEMU's default when nothing sets the width (`TCG_PHYS_ADDR_BITS`, KVM too).
+const X86_DEFAULT_PHYS_BITS: u32 = 40;
+
+/// The vCPU's physical address width as QEMU settles it before its range check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum X86PhysBits {
+    /// `phys-bits=N`, or the default (`phys-bits` absent or 0).
+    Given(u32),
+    /// KVM with `host-phys-bits` on: the host's width, capped by the limit when given.
+    Host {
+        /// The width QEMU takes.
+        bits: u32,
+        /// The host's width.
+        host: u8,
+        /// `host-phys-bits-limit`, when it capped the host's width.
+        limit: Option<u8>,
+    },
+    /// The host's width is not known.
+    Unknown,
+}
+
+/// `phys-bits` as QEMU 7.0 to 10.x settle it for a 64-bit vCPU: under KVM with
+/// `host-phys-bits` on (explicitly, or as the default `-cpu host` and `max` set when
+/// they are created, before the user's properties) the host's width capped by a
+/// non-zero `host-phys-bits-limit`, whatever `phys-bits` says (target/i386/host-cpu.c
+/// `host_cpu_max_instance_init`, `host_cpu_adjust_phys_bits`); else the `phys-bits`
+/// given; 0 or nothing is the default 40. TCG ignores `host-phys-bits`.
+fn x86_phys_bits(vm: &QemuVm, host: &HostCpu, notes: &mut Vec<String>) -> X86PhysBits {
     let c = &vm.cpu;
-    if let Some(p) = c.phys_bits {
-        if vm.accel == Accel::Kvm && c.host_phys_bits != Some(true) {
-            if let Some(h) = host.phys_bits {
-                if p > h {
-                    notes.push(format!(
-                        "phys-bits={p} exceeds the host's {h} address bits: the guest may \
-                         place BARs where the host cannot reach"
-                    ));
-                }
-            }
-        }
-        if c.host_phys_bits != Some(true) || vm.accel == Accel::Tcg {
-            return Some(p);
-        }
-    }
+    let given = c.phys_bits.filter(|p| *p != 0);
     let host_bits = vm.accel == Accel::Kvm
         && (c.host_phys_bits == Some(true)
             || (matches!(c.model.as_str(), "host" | "max") && c.host_phys_bits != Some(false)));
     if host_bits {
+        if let Some(p) = given {
+            notes.push(format!(
+                "phys-bits={p} is ignored: with host-phys-bits on (the default of -cpu host \
+                 and max under KVM) QEMU takes the host's width"
+            ));
+        }
         let Some(h) = host.phys_bits else {
             notes.push(
                 "the vCPU takes the host's physical address width, which is not known: \
                  give --host-phys-bits or a profile with it"
                     .to_owned(),
             );
-            return None;
+            return X86PhysBits::Unknown;
         };
-        return Some(match c.host_phys_bits_limit {
-            Some(l) if l < h => l,
-            _ => h,
-        });
+        let limit = c.host_phys_bits_limit.filter(|l| *l != 0 && *l < h);
+        return X86PhysBits::Host {
+            bits: u32::from(limit.unwrap_or(h)),
+            host: h,
+            limit,
+        };
     }
-    // TCG_PHYS_ADDR_BITS, and QEMU's default for KVM without host-phys-bits.
-    Some(40)
+    let Some(p) = given else {
+        return X86PhysBits::Given(X86_DEFAULT_PHYS_BITS);
+    };
+    if vm.accel == Accel::Kvm {
+        if let Some(h) = host.phys_bits {
+            if p > u32::from(h) && (X86_MIN_PHYS_BITS..=X86_MAX_PHYS_BITS).contains(&p) {
+                notes.push(format!(
+                    "phys-bits={p} exceeds the host's {h} address bits: the guest may \
+                     place BARs where the host cannot reach"
+                ));
+            }
+        }
+    }
+    X86PhysBits::Given(p)
+}
+
+/// QEMU's refusal of a vCPU width outside 32..=52, with the option that fixes it:
+/// `needed` is the width the highest used address takes.
+fn x86_phys_bits_range_refusal(vm: &QemuVm, pb: X86PhysBits, needed: u32) -> Option<Refusal> {
+    let (bits, why, option) = match pb {
+        X86PhysBits::Unknown => return None,
+        X86PhysBits::Given(b) => (
+            b,
+            String::new(),
+            format!(
+                "-cpu {},phys-bits={}",
+                vm.cpu.model,
+                needed.clamp(X86_MIN_PHYS_BITS, X86_MAX_PHYS_BITS)
+            ),
+        ),
+        X86PhysBits::Host { bits, host, limit } => (
+            bits,
+            match limit {
+                Some(l) => format!(
+                    " (host-phys-bits: the host's {host} bits, capped by host-phys-bits-limit={l})"
+                ),
+                None => format!(" (host-phys-bits: the host's {host} bits)"),
+            },
+            format!(
+                "-cpu {},host-phys-bits-limit={}",
+                vm.cpu.model,
+                needed.clamp(X86_MIN_PHYS_BITS, X86_MAX_PHYS_BITS)
+            ),
+        ),
+    };
+    if (X86_MIN_PHYS_BITS..=X86_MAX_PHYS_BITS).contains(&bits) {
+        return None;
+    }
+    Some(Refusal {
+        option,
+        // QEMU's words, its double space included.
+        message: format!(
+            "QEMU refuses to start: \"phys-bits should be between {X86_MIN_PHYS_BITS} and \
+             {X86_MAX_PHYS_BITS}  (but is {bits})\"{why}"
+        ),
+    })
 }
 
 fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuModel, QemuError> {
@@ -350,7 +435,17 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
             "the host CPU model needs KVM (-accel kvm)",
         ));
     }
-    let phys_bits = x86_phys_bits(vm, host, &mut notes);
+    let settled = x86_phys_bits(vm, host, &mut notes);
+    // A width outside 32..=52 is refused before the memory map is built; the map is
+    // still modelled, without a width.
+    let phys_bits = match settled {
+        X86PhysBits::Given(b) | X86PhysBits::Host { bits: b, .. }
+            if (X86_MIN_PHYS_BITS..=X86_MAX_PHYS_BITS).contains(&b) =>
+        {
+            u8::try_from(b).ok()
+        }
+        _ => None,
+    };
 
     let preset = if q35 { Preset::QemuQ35 } else { Preset::QemuPc };
     let cfg = GuestConfig::new(vm.ram, vendor).max_ram_below_4g(vm.max_ram_below_4g);
@@ -534,10 +629,11 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
     let used = max_used(start)?;
 
     let mut refusals = Vec::new();
+    let needed = 64u32.saturating_sub(used.leading_zeros());
+    refusals.extend(x86_phys_bits_range_refusal(vm, settled, needed));
     if let Some(pb) = phys_bits {
         let limit = if pb >= 64 { u64::MAX } else { (1u64 << pb) - 1 };
         if used > limit {
-            let needed = 64u32.saturating_sub(used.leading_zeros());
             refusals.push(Refusal {
                 option: format!("-cpu {},phys-bits={needed}", vm.cpu.model),
                 message: format!(
@@ -790,6 +886,105 @@ mod tests {
                 .refusals
                 .is_empty()
         );
+    }
+
+    fn range_refusal(m: &QemuModel) -> Option<&Refusal> {
+        m.refusals
+            .iter()
+            .find(|r| r.message.contains("phys-bits should be between"))
+    }
+
+    fn kvm(cmd: &str, v: QemuVersion, host_bits: u8) -> QemuModel {
+        let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+        let vm = parse_qemu_argv(&argv, |_, _| None).unwrap();
+        let host = HostCpu {
+            vendor: Some(CpuVendor::Intel),
+            phys_bits: Some(host_bits),
+        };
+        model(&vm, v, &host).unwrap()
+    }
+
+    #[test]
+    fn phys_bits_outside_32_to_52_is_refused_as_qemu_does() {
+        // target/i386/cpu.c x86_cpu_realizefn (and host_cpu_realizefn before 9.1):
+        // "phys-bits should be between 32 and 52  (but is N)"; 0 is the default (40).
+        for v in [V72, V10] {
+            for cpu in ["qemu64", "Skylake-Client", "EPYC"] {
+                let base = format!("qemu-system-x86_64 -M q35 -m 8G -cpu {cpu}");
+                let ok = m(&format!("{base},phys-bits=52"), v);
+                assert!(ok.refusals.is_empty(), "{cpu} {v}: {:?}", ok.refusals);
+                assert_eq!(ok.phys_bits, Some(52));
+                let high = m(&format!("{base},phys-bits=53"), v);
+                let r = range_refusal(&high).expect("phys-bits=53 refused");
+                assert!(
+                    r.message
+                        .contains("phys-bits should be between 32 and 52  (but is 53)"),
+                    "{}",
+                    r.message
+                );
+                assert_eq!(r.option, format!("-cpu {cpu},phys-bits=36"));
+                assert_eq!(high.refusals.len(), 1, "{:?}", high.refusals);
+                assert_eq!(high.phys_bits, None);
+                let low = m(&format!("{base},phys-bits=31"), v);
+                assert!(range_refusal(&low).is_some_and(|r| r.message.contains("(but is 31)")));
+                assert_eq!(
+                    low.refusals.len(),
+                    1,
+                    "only the range check: {:?}",
+                    low.refusals
+                );
+                // 32 passes the range check (and is then too low for the 64-bit window).
+                let at32 = m(&format!("{base},phys-bits=32"), v);
+                assert!(range_refusal(&at32).is_none() && !at32.refusals.is_empty());
+                let dflt = m(&format!("{base},phys-bits=0"), v);
+                assert!(dflt.refusals.is_empty() && dflt.phys_bits == Some(40));
+                let huge = m(&format!("{base},phys-bits=4294967295"), v);
+                assert!(range_refusal(&huge).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn host_phys_bits_are_range_checked_after_the_limit() {
+        // KVM, host-phys-bits on: the host's width capped by host-phys-bits-limit, then
+        // the same 32..=52 check; a limit of 0 is no limit.
+        let base =
+            "qemu-system-x86_64 -M q35 -accel kvm -m 8G -cpu Skylake-Client,host-phys-bits=on";
+        for v in [V72, V10] {
+            let capped = kvm(&format!("{base},host-phys-bits-limit=20"), v, 46);
+            let r = range_refusal(&capped).expect("a limit of 20 is refused");
+            assert!(
+                r.message.contains("(but is 20)") && r.message.contains("46"),
+                "{}",
+                r.message
+            );
+            assert!(r.option.contains("host-phys-bits-limit="), "{}", r.option);
+            let none = kvm(&format!("{base},host-phys-bits-limit=0"), v, 46);
+            assert!(none.refusals.is_empty() && none.phys_bits == Some(46));
+            let limited = kvm(&format!("{base},host-phys-bits-limit=39"), v, 46);
+            assert!(limited.refusals.is_empty() && limited.phys_bits == Some(39));
+            // -cpu host sets host-phys-bits itself: its phys-bits=53 is overridden.
+            let host = kvm(
+                "qemu-system-x86_64 -M q35 -accel kvm -m 8G -cpu host,phys-bits=53",
+                v,
+                46,
+            );
+            assert!(host.refusals.is_empty(), "{:?}", host.refusals);
+            assert_eq!(host.phys_bits, Some(46));
+            // With host-phys-bits off it is the user's 53 again, refused.
+            let off = kvm(
+                "qemu-system-x86_64 -M q35 -accel kvm -m 8G -cpu host,host-phys-bits=off,phys-bits=53",
+                v,
+                46,
+            );
+            assert!(range_refusal(&off).is_some());
+            // TCG ignores host-phys-bits: the default 40.
+            let tcg = m(
+                &format!("{base},host-phys-bits-limit=20").replace("-accel kvm ", ""),
+                v,
+            );
+            assert!(tcg.refusals.is_empty() && tcg.phys_bits == Some(40));
+        }
     }
 
     #[test]

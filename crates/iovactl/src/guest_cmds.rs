@@ -53,8 +53,11 @@ pub struct GuestArgs {
     /// A libvirt domain XML (`-` for standard input), e.g. from `virsh dumpxml`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout", "cmdline", "pid"])]
     libvirt: Option<PathBuf>,
-    /// The QEMU release to model (7.2, 10.0.2). Default: what argv[0] --version says
-    /// when it runs here, else the newest modelled release.
+    /// The QEMU release to model (7.2, 10.0.2). Default: for a command line after --,
+    /// what argv[0] --version says; for --pid, what the running binary
+    /// (/proc/PID/exe) says; for --libvirt and --cmdline, whose programs are never run,
+    /// and when the above fail: the release of a versioned machine type (pc-q35-7.2,
+    /// virt-8.2), else the newest modelled release. The report names the source.
     #[arg(long = "qemu-version", value_name = "VERSION")]
     qemu_version: Option<String>,
     /// The host's page size (4K or 64K) for a pseries guest, when the host facts do not
@@ -130,6 +133,9 @@ struct ExportVirtioArgs {
 /// Everything a guest command needs.
 struct Loaded {
     vmm: Option<Vmm>,
+    /// Where the QEMU release came from (`qemu_version_from` in JSON): `--qemu-version`,
+    /// `binary` (argv\[0\] --version), `running-binary`, `machine-type` or `assumed`.
+    version_from: &'static str,
     devices: Vec<String>,
     loaded: LoadedHost,
     layout: Layout,
@@ -170,13 +176,42 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
                 "a VMM command line gives the guest itself: drop --guest, --memory and --layout",
             ));
         }
-        let vmm = load_vmm(
+        let origin = if args.libvirt.is_some() {
+            Origin::Libvirt
+        } else if let Some(pid) = args.pid {
+            Origin::Pid(pid)
+        } else if args.cmdline.is_some() {
+            Origin::Cmdline
+        } else {
+            Origin::Argv
+        };
+        // Only a command line the user typed after -- may run its argv[0] (load_vmm
+        // does); a document (a domain XML, a --cmdline file, another process's
+        // cmdline) never names a program iovactl runs.
+        let release = match (&args.qemu_version, origin) {
+            (Some(_), _) | (None, Origin::Argv) => None,
+            (None, o) => Some(release_without_argv0(&argv, o)?),
+        };
+        let version_arg = match &release {
+            Some(r) => Some(r.version.to_string()),
+            None => args.qemu_version.clone(),
+        };
+        let mut vmm = load_vmm(
             argv,
             source,
-            args.qemu_version.as_deref(),
+            version_arg.as_deref(),
             &loaded.host,
             args.cpu_vendor.as_deref(),
         )?;
+        let version_from = match &release {
+            Some(r) => {
+                vmm.version_source.clone_from(&r.source);
+                r.from
+            }
+            None if args.qemu_version.is_some() => "--qemu-version",
+            None if vmm.version_source.starts_with("assumed") => "assumed",
+            None => "binary",
+        };
         let mut devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
         for d in &vmm.vm.vfio {
             if !devices.contains(d) {
@@ -209,6 +244,7 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
         };
         return Ok(Loaded {
             vmm: Some(vmm),
+            version_from,
             devices,
             loaded,
             layout,
@@ -313,12 +349,157 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
     let devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
     Ok(Loaded {
         vmm: None,
+        version_from: "",
         devices,
         loaded,
         layout,
         input,
         guest_desc,
     })
+}
+
+/// Where a VM definition came from, which decides how its QEMU release may be learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The command line after `--`: the user named the binary, which may be run.
+    Argv,
+    /// `--cmdline FILE`: a document; its argv\[0\] is never run.
+    Cmdline,
+    /// `--pid PID`: the process runs; its own binary (`/proc/PID/exe`) may be asked,
+    /// never the argv\[0\] it claims.
+    Pid(u32),
+    /// `--libvirt FILE`: a document; its `<emulator>` is never run.
+    Libvirt,
+}
+
+/// The QEMU release of a VM definition learnt without running anything it names.
+struct Release {
+    version: iova_guest::qemu_cmdline::QemuVersion,
+    /// In words, for the report (`qemu_version_source`).
+    source: String,
+    /// In one word, for JSON (`qemu_version_from`).
+    from: &'static str,
+}
+
+/// The release of a definition whose argv\[0\] must not be run: with `--pid` what the
+/// running binary says, else the release a versioned machine type names (libvirt
+/// stores `pc-q35-7.2`, `virt-8.2`: the release that defined the domain; a newer QEMU
+/// may run it, which the report says), else the newest modelled release, assumed and
+/// said so.
+fn release_without_argv0(argv: &[String], origin: Origin) -> Result<Release, CliError> {
+    use iova_guest::qemu_cmdline::{QemuVersion, parse_qemu_argv};
+    let mut why = match origin {
+        Origin::Libvirt => "the domain's <emulator> is never run".to_owned(),
+        Origin::Cmdline => "a --cmdline file's argv[0] is never run".to_owned(),
+        Origin::Pid(_) | Origin::Argv => String::new(),
+    };
+    if let Origin::Pid(pid) = origin {
+        match running_binary_release(pid) {
+            Ok(v) => {
+                return Ok(Release {
+                    version: v,
+                    source: format!("the running binary: /proc/{pid}/exe --version"),
+                    from: "running-binary",
+                });
+            }
+            Err(e) => why = e,
+        }
+    }
+    // A command line the parser refuses gets its error from load_vmm, which parses it
+    // again: here it only has no machine type.
+    let machine = parse_qemu_argv(argv, |_, _| None)
+        .ok()
+        .map(|vm| (vm.machine_name, vm.machine.version));
+    match machine {
+        Some((name, Some(v))) if v.is_modelled() => {
+            return Ok(Release {
+                version: v,
+                source: format!(
+                    "the machine type {name} names it; a newer QEMU may run that type: give \
+                     --qemu-version"
+                ),
+                from: "machine-type",
+            });
+        }
+        Some((name, Some(v))) if v > QemuVersion::NEWEST => {
+            return Err(CliError::CannotAnswer(format!(
+                "machine type {name}: QEMU {v} or newer runs it; QEMU releases {} to {}.x are \
+                 modelled",
+                QemuVersion::OLDEST,
+                QemuVersion::NEWEST.major
+            )));
+        }
+        Some((name, Some(v))) => why.push_str(&format!(
+            "; machine type {name} names QEMU {v}, older than the oldest modelled release {}",
+            QemuVersion::OLDEST
+        )),
+        Some((name, None)) => {
+            why.push_str(&format!("; machine type {name} names no release"));
+        }
+        None => {}
+    }
+    Ok(Release {
+        version: QemuVersion::NEWEST,
+        source: format!(
+            "assumed: the newest modelled release ({}; give --qemu-version)",
+            why.trim_start_matches("; ")
+        ),
+        from: "assumed",
+    })
+}
+
+/// What `/proc/PID/exe --version` says, when that binary may be run: a regular file
+/// owned by root or by this user and writable by no one else (a binary another user
+/// controls is never run); the answer must be QEMU's ("QEMU emulator version X.Y").
+fn running_binary_release(pid: u32) -> Result<iova_guest::qemu_cmdline::QemuVersion, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    let meta = std::fs::metadata(&exe)
+        .map_err(|e| format!("the running binary {} cannot be read: {e}", exe.display()))?;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if !meta.is_file() || !(meta.uid() == 0 || Some(meta.uid()) == me) || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "the running binary {} is not run: not a regular file owned by root or by this \
+             user and writable by no one else",
+            exe.display()
+        ));
+    }
+    let not_qemu = || {
+        format!(
+            "the running binary {} did not answer as QEMU",
+            exe.display()
+        )
+    };
+    let mut child = Command::new(&exe)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("the running binary {} cannot be run: {e}", exe.display()))?;
+    let deadline = Instant::now()
+        .checked_add(Duration::from_secs(5))
+        .ok_or_else(not_qemu)?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(not_qemu());
+            }
+        }
+    }
+    let out = child.wait_with_output().map_err(|_| not_qemu())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .filter(|l| l.starts_with("QEMU emulator version "))
+        .and_then(iova_guest::qemu_cmdline::QemuVersion::parse)
+        .ok_or_else(not_qemu)
 }
 
 /// The preset configuration equal to a QEMU command line, when the preset can express
@@ -369,6 +550,7 @@ fn vmm_json(l: &Loaded, problems: &[VmmProblem]) -> Value {
         "binary": v.vm.binary,
         "qemu_version": m.version.to_string(),
         "qemu_version_source": v.version_source,
+        "qemu_version_from": l.version_from,
         "machine": v.vm.machine_name,
         "machine_version": m.machine_version.to_string(),
         "cpu_model": v.vm.cpu.model,
@@ -937,7 +1119,9 @@ pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
 pub struct HookArgs {
     #[command(flatten)]
     host: HostArgs,
-    /// The QEMU release to model (default: ask the domain's emulator).
+    /// The QEMU release to model. Default: the release of the domain's versioned
+    /// machine type (pc-q35-7.2: 7.2), else the newest modelled release; the domain's
+    /// <emulator> is never run.
     #[arg(long = "qemu-version", value_name = "VERSION")]
     qemu_version: Option<String>,
     /// What libvirt passes: the domain name, the operation, the sub-operation and an
@@ -1004,8 +1188,11 @@ pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
     if r.ok && probs.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
+    let release = l.vmm.as_ref().map_or(String::new(), |v| {
+        format!(" (QEMU {}: {})", v.model.version, v.version_source)
+    });
     let mut msg = format!(
-        "iovactl: domain {name} cannot work with {}:",
+        "iovactl: domain {name}{release} cannot work with {}:",
         l.devices.join(", ")
     );
     for c in r.fatal() {
