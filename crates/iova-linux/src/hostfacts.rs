@@ -29,6 +29,23 @@ pub fn kernel_release() -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
+/// Whether a read from `fd` would return at once (data waiting, end of input, or an
+/// error to report) instead of waiting for a writer: `poll(2)` with a zero timeout.
+/// A failed poll answers `false`, so that a caller flushing its answers before a read
+/// that may wait errs on the side of flushing.
+pub fn readable_now(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid, writable pollfd for the duration of the call (count 1),
+    // and its descriptor is borrowed, so it stays open; timeout 0 never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents != 0
+}
+
 /// The running kernel's version as precisely as the machine tells it: `uname -r`
 /// when that carries the stable point release (`6.12.118+deb12-amd64`), else the
 /// point release the distribution records beside its ABI name (Debian's 6.1 kernels
@@ -76,6 +93,38 @@ pub fn point_release(uname: &str, proc_version: Option<&str>, signature: Option<
         }
     }
     uname.to_owned()
+}
+
+#[cfg(test)]
+mod readable_now_tests {
+    use super::readable_now;
+    use std::io::Write as _;
+    use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
+
+    /// A pipe (std::io::pipe is above the MSRV).
+    fn pipe() -> (OwnedFd, std::fs::File) {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` is a writable array of two ints, as pipe(2) requires.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: pipe succeeded, so both descriptors are open and owned by nobody else.
+        unsafe {
+            (
+                OwnedFd::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
+    }
+
+    #[test]
+    fn a_pipe_is_readable_only_with_data_or_at_its_end() {
+        let (reader, mut writer) = pipe();
+        assert!(!readable_now(reader.as_fd()), "empty pipe, writer open");
+        writer.write_all(b"x").unwrap();
+        assert!(readable_now(reader.as_fd()), "a byte waiting");
+        let (reader2, writer2) = pipe();
+        drop(writer2);
+        assert!(readable_now(reader2.as_fd()), "end of input");
+    }
 }
 
 #[cfg(test)]

@@ -679,10 +679,15 @@ impl TraceReader {
         }
     }
 
-    /// Whether reading the next operation may have to wait for more input: the reader
-    /// holds no whole line, and the input is standard input (a file never waits).
+    /// Whether reading the next operation may have to wait for more input: the input
+    /// is standard input (a file never waits), the reader holds no whole line, and
+    /// nothing is waiting in the pipe. A writer that sent much at once keeps the
+    /// answers buffered (bulk speed); one that waits for an answer gets it.
     fn may_block(&self) -> bool {
-        self.interactive && !self.input.buffer().contains(&b'\n')
+        use std::os::fd::AsFd as _;
+        self.interactive
+            && !self.input.buffer().contains(&b'\n')
+            && !iova_linux::hostfacts::readable_now(std::io::stdin().as_fd())
     }
 
     fn no_operations(&self) -> CliError {

@@ -212,17 +212,28 @@ fn replay_streams_standard_input() {
         .unwrap();
     let mut input = child.stdin.take().unwrap();
     let mut output = BufReader::new(child.stdout.take().unwrap());
-    // The answer to the first operation comes before the trace ends... once the
-    // buffer is flushed: write enough operations to fill it, then read one answer
-    // while standard input is still open.
-    for i in 0..30_000u64 {
-        writeln!(input, "map {:#x} 0x1000", 0x100000 + i * 0x1000).unwrap();
-    }
+    // The answer to the first operation comes before the trace ends: a writer sends
+    // many operations and keeps standard input open until one answer has been read.
+    // It writes from its own thread, because replay answers while it reads (a caller
+    // that wrote everything before reading anything would wait on a full pipe).
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let mut input = std::io::BufWriter::new(&mut input);
+        for i in 0..30_000u64 {
+            writeln!(input, "map {:#x} 0x1000", 0x100000 + i * 0x1000).unwrap();
+        }
+        input.flush().unwrap();
+        drop(input);
+        // Standard input closes when this thread ends, after one answer was read.
+        let _ = done_rx.recv();
+    });
     let mut first = String::new();
     output.read_line(&mut first).unwrap();
     assert_eq!(first, "ok\n");
-    drop(input);
+    done_tx.send(()).unwrap();
+    // Drain the answers before joining: the writer may still be sending.
     let rest = output.lines().count();
+    writer.join().unwrap();
     assert_eq!(rest, 29_999);
     assert!(child.wait().unwrap().success());
 }
