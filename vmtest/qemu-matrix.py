@@ -55,6 +55,9 @@ def x86_cases(tmp):
     cases.append(("q35-979G-amd-phys40-refused", mem("979G", "q35", amd)))
     cases.append(("q35-1T-intel-phys40-refused", mem("1T", "q35", intel)))
     cases.append(("pc-1T-intel-phys41", mem("1T", "pc", intel, ["-cpu", f"{intel},phys-bits=41"])))
+    # The accepted phys-bits range (x86_cpu_realizefn: 32..52; 0 is the default 40).
+    for bits, tag in [("52", "phys52"), ("53", "phys53-refused"), ("31", "phys31-refused"), ("0", "phys0")]:
+        cases.append((f"q35-8G-intel-{tag}", mem("8G", "q35", intel, ["-cpu", f"{intel},phys-bits={bits}"])))
     # maxmem / slots / DIMMs
     for machine in ["q35", "pc"]:
         for cpu in [intel, amd]:
