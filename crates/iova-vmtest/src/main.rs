@@ -43,12 +43,19 @@ fn main() {
     // The release every expectation below is taken for: the one booted, never one the
     // test script assumed (vmtest/run prints this line with the boot's results).
     let (release, modelled) = facts::kernel();
+    // `uname -r`, and the point release where the distribution's ABI name hides it
+    // (Debian's 6.1.0-57-amd64 is 6.1.192).
+    let uname = iova_linux::hostfacts::kernel_release().unwrap_or_default();
+    let shown = match &release {
+        Some(rel) if *rel != uname => format!("{uname} (point release {rel})"),
+        _ => uname.clone(),
+    };
     match &release {
         Some(rel) if iova::kernel::KernelVersion::parse(rel) == Ok(modelled) => {
-            println!("vmtest-guest: kernel {rel} (answers modelled as {modelled})");
+            println!("vmtest-guest: kernel {shown} (answers modelled as {modelled})");
         }
-        Some(rel) => println!(
-            "vmtest-guest: kernel {rel} (newer than every modelled release or unreadable: \
+        Some(_) => println!(
+            "vmtest-guest: kernel {shown} (newer than every modelled release or unreadable: \
              answers modelled as {modelled}, the newest)"
         ),
         None => r.fail("kernel-release", "uname failed"),
