@@ -1,5 +1,5 @@
-//! Helpers shared by the fuzz targets: small hosts built in code and the container
-//! invariants every target checks after every operation.
+//! What the targets share: small hosts built in code and the container invariants
+//! every target checks after every operation.
 
 use iova::container::{Container, ContainerConfig, Flavour};
 use iova::dma::Access;
