@@ -16,9 +16,23 @@
 #     such PCI device here), which the test tells apart by the absence of the message.
 # Restores the previous hook and stops the libvirtd it started. Prints
 # `libvirt-hook: N passed, M failed`.
+#
+#   vmtest/libvirt-hook.sh --package
+# tests the Debian package instead, as an admin would use it: builds it
+# (scripts/package), installs it with `dpkg -i` (its hook lands in
+# /etc/libvirt/hooks/qemu.d/iovactl), points the installed hook at the same fixture
+# through the package's /etc/default/iovactl, restarts libvirtd and starts the same two
+# domains; then checks that `man iovactl-check` renders, that the bash completion
+# registers, and that `dpkg --purge` leaves none of the package's files behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+mode=repo
+case ${1:-} in
+  --package) mode=package ;;
+  '') ;;
+  *) echo "usage: vmtest/libvirt-hook.sh [--package]" >&2; exit 2 ;;
+esac
 if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null; then
   pkgs=(libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)
   plan=$(apt-get install -s -q --no-install-recommends "${pkgs[@]}" 2>&1) \
@@ -40,17 +54,31 @@ cp -al "$q72" "$qdir" 2>/dev/null || cp -a "$q72" "$qdir"
 chmod -R a+rX "$qdir"
 emulator=$qdir/bin/qemu-system-x86_64
 echo "libvirt-hook: the domains' emulator is $emulator ($("$emulator" --version | head -1))" >&2
-cargo build -q --locked -p iovactl
 repo=$PWD
 hookdir=/etc/libvirt/hooks
 mkdir -p "$hookdir"
 saved=
-if [ -e "$hookdir/qemu" ]; then saved=$(mktemp); cp -p "$hookdir/qemu" "$saved"; fi
-cat > "$hookdir/qemu" <<HOOK
+deb=
+if [ $mode = repo ]; then
+  cargo build -q --locked -p iovactl
+  if [ -e "$hookdir/qemu" ]; then saved=$(mktemp); cp -p "$hookdir/qemu" "$saved"; fi
+  cat > "$hookdir/qemu" <<HOOK
 #!/bin/sh
 exec $repo/target/debug/iovactl libvirt-hook --sysfs-root $repo/examples/hosts/intel-vtd-39 "\$@"
 HOOK
-chmod +x "$hookdir/qemu"
+  chmod +x "$hookdir/qemu"
+else
+  if dpkg-query -W -f='${db:Status-Abbrev}' iovactl 2>/dev/null | grep '^ii' >/dev/null; then
+    echo "libvirt-hook: the iovactl package is already installed here; refusing to replace it" >&2
+    exit 1
+  fi
+  deb=$(scripts/package)
+  echo "libvirt-hook: installing $deb" >&2
+  dpkg -i "$deb" >&2
+  # The installed hook's settings: the same fixture host as the repository hook.
+  echo "IOVACTL_HOOK_ARGS=\"--sysfs-root $repo/examples/hosts/intel-vtd-39\"" > /etc/default/iovactl
+  [ -x "$hookdir/qemu.d/iovactl" ] || { echo "libvirt-hook: FAIL the package installed no $hookdir/qemu.d/iovactl"; exit 1; }
+fi
 
 stop_libvirtd() {
   if [ -s /run/libvirtd.pid ]; then
@@ -65,7 +93,11 @@ cleanup() {
   rm -rf /var/lib/iova-vmtest-libvirt
   virsh -q -c qemu:///system undefine iova-hook-big >/dev/null 2>&1 || true
   virsh -q -c qemu:///system undefine iova-hook-small >/dev/null 2>&1 || true
-  if [ -n "$saved" ]; then mv "$saved" "$hookdir/qemu"; else rm -f "$hookdir/qemu"; fi
+  if [ $mode = repo ]; then
+    if [ -n "$saved" ]; then mv "$saved" "$hookdir/qemu"; else rm -f "$hookdir/qemu"; fi
+  elif dpkg-query -W iovactl >/dev/null 2>&1; then
+    dpkg --purge iovactl >/dev/null 2>&1 || true
+  fi
   stop_libvirtd
   # A libvirtd that ran before comes back (now without the test hook).
   if [ "$was_running" = yes ]; then libvirtd -d; fi
@@ -109,7 +141,11 @@ for spec in "iova-hook-big 600 refuse" "iova-hook-small 1 pass"; do
   fi
   case "$3" in
     refuse)
-      if [ $started = no ] && grep -q "iovactl: domain $1 cannot work" <<<"$out" && grep -q "ram-above-4g" <<<"$out"; then
+      # In package mode the refusal must come from the installed hook: libvirt names the
+      # script it ran (/etc/libvirt/hooks/qemu.d/iovactl).
+      by_hook=yes
+      [ $mode = package ] && ! grep -q "$hookdir/qemu.d/iovactl" <<<"$out" && by_hook=no
+      if [ $started = no ] && [ $by_hook = yes ] && grep -qE "iovactl: domain $1 (\(.*\) )?cannot work" <<<"$out" && grep -q "ram-above-4g" <<<"$out"; then
         echo "libvirt-hook: PASS $1 refused by the hook: $(grep -o 'iovactl: domain.*' <<<"$out" | head -c 160)..."
         passed=$((passed + 1))
       else
@@ -126,5 +162,30 @@ for spec in "iova-hook-big 600 refuse" "iova-hook-small 1 pass"; do
   virsh -q -c qemu:///system undefine "$1" >/dev/null 2>&1 || true
 done
 rm -rf "$tmp"
+if [ $mode = package ]; then
+  check() { # NAME COMMAND...: one PASS/FAIL line
+    local name=$1; shift
+    if out=$("$@" 2>&1); then echo "libvirt-hook: PASS package/$name"; passed=$((passed + 1))
+    else echo "libvirt-hook: FAIL package/$name: $(tail -c 300 <<<"$out")"; failed=$((failed + 1)); fi
+  }
+  check man-iovactl-check-renders sh -c 'MANWIDTH=80 man iovactl-check | grep -q "iovactl check"'
+  check man-page-for-every-command sh -c 'for c in $(iovactl man nosuch 2>&1 | sed -n "s/.*the commands are //p" | tr -d ,); do
+      [ -e /usr/share/man/man1/iovactl-$c.1.gz ] || { echo "no page for $c"; exit 1; }; done'
+  check bash-completion-registers bash -c '. /usr/share/bash-completion/completions/iovactl && complete -p iovactl'
+  check installed-binary-is-this-build sh -c "[ \"\$(iovactl --version)\" = \"\$($repo/target/release/iovactl --version)\" ]"
+  files=$(dpkg -L iovactl)
+  dpkg --purge iovactl >/dev/null
+  left=""
+  for f in $files; do
+    [ -d "$f" ] && continue   # shared folders (/usr/share/man, ...) stay
+    [ -e "$f" ] && left="$left $f"
+  done
+  [ -d "$hookdir/qemu.d" ] && [ -z "$(ls -A "$hookdir/qemu.d")" ] && left="$left $hookdir/qemu.d(empty)"
+  if [ -z "$left" ] && ! dpkg-query -W iovactl >/dev/null 2>&1; then
+    echo "libvirt-hook: PASS package/purge-leaves-nothing ($(wc -w <<<"$files") paths checked)"; passed=$((passed + 1))
+  else
+    echo "libvirt-hook: FAIL package/purge-leaves-nothing:$left"; failed=$((failed + 1))
+  fi
+fi
 echo "libvirt-hook: $passed passed, $failed failed"
 [ "$failed" = 0 ]

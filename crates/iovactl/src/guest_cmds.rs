@@ -113,6 +113,15 @@ enum ExportFormat {
     /// The virtio-iommu config (input range, page-size mask) and the reserved regions of
     /// its PROBE replies that keep a guest inside the host's valid IOVAs, as JSON.
     VirtioIommu(ExportVirtioArgs),
+    /// The host's IOMMU facts as Prometheus metrics (text exposition format) for
+    /// node_exporter's textfile collector; unknown facts are left out.
+    Prometheus(crate::fleet_export::PrometheusArgs),
+    /// The host's IOMMU facts as JSON for Ansible local facts
+    /// (/etc/ansible/facts.d/iova.fact, read as ansible_local.iova).
+    Ansible(crate::fleet_export::AnsibleArgs),
+    /// The host's IOMMU facts as node labels in a Kubernetes Node Feature Discovery
+    /// feature file (features.d).
+    Nfd(crate::fleet_export::NfdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -1042,7 +1051,12 @@ fn vmm_options(cfg: &virtio_iommu::VirtioIommuConfig, c: &Container) -> Vec<Stri
 
 /// Runs `iovactl export`.
 pub fn run_export_cmd(args: &ExportArgs) -> Result<ExitCode, CliError> {
-    let ExportFormat::VirtioIommu(a) = &args.format;
+    let a = match &args.format {
+        ExportFormat::VirtioIommu(a) => a,
+        ExportFormat::Prometheus(a) => return crate::fleet_export::run_prometheus(a),
+        ExportFormat::Ansible(a) => return crate::fleet_export::run_ansible(a),
+        ExportFormat::Nfd(a) => return crate::fleet_export::run_nfd(a),
+    };
     let _ = (&a.guest, &a.memory);
     let loaded = a.host.load()?;
     let devices = crate::hostsrc::resolve_devices(&loaded.host, &a.devices)?;

@@ -9,7 +9,9 @@
 //! the program ends quietly, with the status a shell shows for a program stopped by
 //! SIGPIPE.
 
+mod docs_cmds;
 mod error;
+mod fleet_export;
 mod guest_cmds;
 mod hostsrc;
 mod input;
@@ -30,7 +32,7 @@ use crate::error::CliError;
 /// check and plan guest layouts, replay DMA traces.
 #[derive(Debug, Parser)]
 #[command(name = "iovactl", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -43,7 +45,8 @@ enum Command {
     Check(guest_cmds::CheckArgs),
     /// Propose a guest layout that fits, with the VMM options that produce it.
     Plan(guest_cmds::PlanArgs),
-    /// Export the container's limits for a VMM (virtio-iommu config and PROBE replies).
+    /// Export the host's facts: the container's limits for a VMM (virtio-iommu), or
+    /// metrics and labels for fleet tools (Prometheus, Ansible, Node Feature Discovery).
     Export(guest_cmds::ExportArgs),
     /// Draw the address space, the container and the guest layout as an SVG picture.
     Render(guest_cmds::RenderArgs),
@@ -53,6 +56,12 @@ enum Command {
     /// Replay a DMA trace (map / unmap / unmap-all) on a simulated VFIO container and
     /// print the kernel's answer to each operation: ok, ok 0xBYTES, or an errno name.
     Replay(replay::ReplayArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...), generated from this
+    /// tool's own command-line definitions.
+    Completions(docs_cmds::CompletionsArgs),
+    /// Print a manual page in roff (iovactl(1), or iovactl-COMMAND(1)), or write them
+    /// all with --dir; generated from this tool's own command-line definitions.
+    Man(docs_cmds::ManArgs),
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -64,6 +73,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Render(args) => guest_cmds::run_render_cmd(&args),
         Command::Replay(args) => replay::run(&args),
         Command::LibvirtHook(args) => guest_cmds::run_hook_cmd(&args),
+        Command::Completions(args) => docs_cmds::run_completions(&args),
+        Command::Man(args) => docs_cmds::run_man(&args),
     }
 }
 
