@@ -462,8 +462,6 @@ fn release_without_argv0(argv: &[String], origin: Origin) -> Result<Release, Cli
 /// controls is never run); the answer must be QEMU's ("QEMU emulator version X.Y").
 fn running_binary_release(pid: u32) -> Result<iova_guest::qemu_cmdline::QemuVersion, String> {
     use std::os::unix::fs::MetadataExt as _;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
     let meta = std::fs::metadata(&exe)
         .map_err(|e| format!("the running binary {} cannot be read: {e}", exe.display()))?;
@@ -481,33 +479,13 @@ fn running_binary_release(pid: u32) -> Result<iova_guest::qemu_cmdline::QemuVers
             exe.display()
         )
     };
-    let mut child = Command::new(&exe)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("the running binary {} cannot be run: {e}", exe.display()))?;
-    let deadline = Instant::now()
-        .checked_add(Duration::from_secs(5))
-        .ok_or_else(not_qemu)?;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(not_qemu());
-            }
-        }
-    }
-    let out = child.wait_with_output().map_err(|_| not_qemu())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .next()
+    let line = crate::vmm::version_line(exe.as_os_str()).map_err(|e| match e {
+        Some(e) => format!("the running binary {} cannot be run: {e}", exe.display()),
+        None => not_qemu(),
+    })?;
+    Some(line)
         .filter(|l| l.starts_with("QEMU emulator version "))
-        .and_then(iova_guest::qemu_cmdline::QemuVersion::parse)
+        .and_then(|l| iova_guest::qemu_cmdline::QemuVersion::parse(&l))
         .ok_or_else(not_qemu)
 }
 

@@ -213,14 +213,23 @@ pub fn firmware_size(name: &str, dirs: &[String]) -> Option<u64> {
 
 /// Asks the binary its version (`--version`), within a few seconds.
 fn ask_version(bin: &str) -> Option<QemuVersion> {
+    QemuVersion::parse(&version_line(std::ffi::OsStr::new(bin)).ok()?)
+}
+
+/// The first line `BIN --version` prints, waiting at most five seconds (a binary that
+/// hangs is killed). `Err(Some(e))`: it could not be started; `Err(None)`: it failed,
+/// hung or printed nothing.
+pub(crate) fn version_line(bin: &std::ffi::OsStr) -> Result<String, Option<std::io::Error>> {
     let mut child = Command::new(bin)
         .arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .ok()?;
-    let deadline = Instant::now().checked_add(Duration::from_secs(5))?;
+        .map_err(Some)?;
+    let deadline = Instant::now()
+        .checked_add(Duration::from_secs(5))
+        .ok_or(None)?;
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
@@ -228,13 +237,13 @@ fn ask_version(bin: &str) -> Option<QemuVersion> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return None;
+                return Err(None);
             }
         }
     }
-    let out = child.wait_with_output().ok()?;
+    let out = child.wait_with_output().map_err(|_| None)?;
     let text = String::from_utf8_lossy(&out.stdout);
-    QemuVersion::parse(text.lines().next()?)
+    text.lines().next().map(str::to_owned).ok_or(None)
 }
 
 /// A VMM command line, read and modelled.
