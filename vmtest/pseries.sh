@@ -72,7 +72,7 @@ boot_pseries() {  # $1 kernel (6.12 or 6.12-64k), $2 mode (spapr)
   fi
   # The release the guest booted (its `uname -r`): every expectation inside was taken for it.
   local booted
-  booted=$(tr -d '\r' < "$log" | sed -n 's/^vmtest-guest: kernel //p' | head -1)
+  booted=$(tr -d '\r' < "$log" | sed -n '/^vmtest-guest: kernel .*modelled as/{s/^vmtest-guest: kernel //p;q}')
   if [ -n "$booted" ]; then echo "vmtest: $tag booted kernel $booted"
   else fail "$tag/kernel-release" "the guest named no kernel release (log: $log)"; fi
   tr -d '\r' < "$log" | grep -E '^vmtest: (PASS|FAIL) ' | while IFS= read -r l; do echo "$l"; done
