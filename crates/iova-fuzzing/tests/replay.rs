@@ -166,3 +166,24 @@ fn issue_27_container_diff_sub_page_overlap_on_an_ioas_without_domain() {
     );
     iova_fuzzing::container_diff::run_bytes(&input);
 }
+
+/// Found by the second ten-minute `container_diff` run after issue 27: type1 v2 on
+/// 6.12, group 3 (an IOMMU of unknown aperture, so the whole 64-bit space) attached;
+/// op 2 maps the last page, op 5 a page at 4 GiB, op 6 `UNMAP_FLAG_ALL`. The
+/// container answered 0 bytes (6.12's `vfio_find_dma_first_node` never finds a
+/// mapping ending at 2^64-1 and, with it at the root of the `vfio_dma` tree, finds
+/// nothing); the model removed both (8192). The container was right: the model now
+/// stops comparing once a type1 container before 6.18 holds a mapping ending at
+/// 2^64-1, and covers the last page on 6.18 instead (bit 3 of the input's
+/// `unsafe_bits`). (Kept as `fuzz/artifacts/container_diff/crash-8fac094d...`.)
+#[test]
+fn container_diff_type1_6_12_unmap_all_with_the_last_page_at_the_tree_root() {
+    let input = hex(
+        "3465db0a010413db13db13d945690503132e5c8513137536ff1313d945000065db0a0104\
+         13db13db13d945690503132e5c851313ffffff1313d94500000013131345a9a9a9a9a9a9\
+         a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9c9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9\
+         a9130013131345a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9c9a9a9a9\
+         a9a9a9a9a9a9a9a9a9a9a9a9a9a913f408",
+    );
+    iova_fuzzing::container_diff::run_bytes(&input);
+}

@@ -4,6 +4,7 @@
 
 use iova::container::{Container, ContainerConfig, Flavour, KernelVersion};
 use iova::dma::{Access, DmaSpace, Errno};
+use iova::host::{Group, Host, IommuUnit, IommuVendor};
 
 /// Maps, and on failure checks the container is exactly as before.
 fn map(c: &mut Container, iova: u64, host: u64, size: u64, access: Access) -> Result<(), Errno> {
@@ -78,5 +79,62 @@ fn issue_27_iommufd_sub_page_map_over_an_area_is_eexist() {
             ],
             "{kernel}"
         );
+    }
+}
+
+/// A host whose one group may map all of `[0, 2^64-1]` (an IOMMU of unknown aperture,
+/// as virtio-iommu reports it), with interrupt remapping.
+fn full_space_host() -> Host {
+    let mut group = Group::new(3);
+    group.iommu = Some("u3".to_owned());
+    Host {
+        iommus: vec![IommuUnit::new("u3", IommuVendor::Unknown).with_interrupt_remapping(true)],
+        groups: vec![group],
+        ..Host::default()
+    }
+}
+
+const LAST_PAGE: u64 = 0xffff_ffff_ffff_f000;
+
+/// The `container_diff` input kept as `fuzz/artifacts/container_diff/crash-8fac094d...`
+/// (type1 v2, 6.12): map the last page, then a page at 4 GiB, then
+/// `VFIO_DMA_UNMAP_FLAG_ALL`. Before 6.18 `vfio_find_dma_first_node(iommu, 0,
+/// U64_MAX)` tests `start < dma->iova + dma->size`, which is `0 < 0` for the
+/// last-page mapping: at the root (the first mapping linked) it turns right, finds
+/// nothing, and the unmap answers success with 0 bytes, both mappings kept. Linked the
+/// other way round, the 4 GiB mapping is the root: the walk starts there and
+/// `vfio_dma_do_unmap` follows `rb_next` to the last page (`dma->iova >= iova + size`
+/// is false), removing both. The harness's reference model removed everything in both
+/// orders; it now stops comparing once a 6.12 type1 container holds a mapping ending at
+/// 2^64-1. From 6.18 (inclusive ends) both orders remove both.
+#[test]
+fn fuzz_type1_6_12_unmap_all_depends_on_which_mapping_is_the_tree_root() {
+    let host = full_space_host();
+    for flavour in [Flavour::Type1V1, Flavour::Type1V2] {
+        for (kernel, last_first, want) in [
+            (KernelVersion::V6_12, true, 0u128),
+            (KernelVersion::V6_12, false, 0x2000),
+            (KernelVersion::V6_18, true, 0x2000),
+            (KernelVersion::V6_18, false, 0x2000),
+        ] {
+            let what = format!("{flavour:?} {kernel} last page first: {last_first}");
+            let mut c = Container::new(ContainerConfig::with_flavour(flavour).kernel(kernel));
+            c.attach(&host, 3).unwrap();
+            let order = if last_first {
+                [LAST_PAGE, 0x1_0000_0000]
+            } else {
+                [0x1_0000_0000, LAST_PAGE]
+            };
+            for iova in order {
+                assert_eq!(
+                    map(&mut c, iova, 0x45000, 0x1000, Access::RW),
+                    Ok(()),
+                    "{what}"
+                );
+            }
+            assert_eq!(c.unmap_all().map_err(|e| e.errno()), Ok(want), "{what}");
+            let left = if want == 0 { 2 } else { 0 };
+            assert_eq!(c.mapping_count(), left, "{what}");
+        }
     }
 }
