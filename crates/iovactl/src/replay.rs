@@ -1,7 +1,7 @@
 //! `iovactl replay`: run a DMA trace against a simulated VFIO container built from a
 //! host, and print what the kernel would answer to each operation.
 
-use std::io::{BufRead, BufReader, Read as _};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -263,21 +263,17 @@ fn run_spapr(
     };
     let config = spapr_config(args, &loaded.host, version, &info)?;
     let mut container = SpaprContainer::new(config);
-    match ops {
+    // Warnings (requests refused as kernel defects) are printed whether or not the
+    // replay ran to its end.
+    let replayed = match ops {
         Some(ops) if args.vfio => return run_spapr_vfio(args, config, group.id, &ops),
-        Some(ops) => crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose))?,
-        None => {
-            let streamed = stream_spapr_stdin(&mut container, args.verbose);
-            for w in container.take_warnings() {
-                crate::out::eprintln(&format!("iovactl: warning: {w}"));
-            }
-            streamed?;
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
+        Some(ops) => crate::out::print(&run_spapr_ops(&mut container, &ops, args.verbose)),
+        None => stream_spapr_stdin(&mut container, args.verbose),
+    };
     for w in container.take_warnings() {
         crate::out::eprintln(&format!("iovactl: warning: {w}"));
     }
+    replayed?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -285,7 +281,7 @@ fn run_spapr(
 /// at once (standard output is line-buffered), so a program may feed one operation and
 /// wait for its answer.
 fn stream_spapr_stdin(space: &mut dyn SpaprSpace, verbose: bool) -> Result<(), CliError> {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -293,23 +289,10 @@ fn stream_spapr_stdin(space: &mut dyn SpaprSpace, verbose: bool) -> Result<(), C
     let mut buf = Vec::new();
     let (mut line_no, mut ops) = (0usize, 0u64);
     loop {
-        buf.clear();
-        let n = (&mut input)
-            .take(MAX_LINE_BYTES + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| CliError::Os(format!("cannot read trace -: {e}")))?;
-        if n == 0 {
-            break;
-        }
         line_no += 1;
-        if buf.last() != Some(&b'\n') && u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
-            return Err(CliError::input(format!(
-                "trace -: line {line_no} is longer than {MAX_LINE_BYTES} bytes"
-            )));
-        }
-        let text = std::str::from_utf8(&buf).map_err(|e| {
-            CliError::input(format!("trace -: line {line_no} is not UTF-8 text: {e}"))
-        })?;
+        let Some(text) = read_bounded_line(&mut input, &mut buf, "-", line_no)? else {
+            break;
+        };
         let parsed = parse_spapr_trace(text).map_err(|mut e| {
             e.line_no = line_no;
             CliError::input(format!("trace -: {e}"))
@@ -650,27 +633,11 @@ impl TraceReader {
                 self.input.consume(used);
                 return Ok(Some(line));
             }
-            let n = (&mut self.input)
-                .take(MAX_LINE_BYTES + 1)
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| CliError::Os(format!("cannot read trace {}: {e}", self.name)))?;
-            if n == 0 {
+            let Some(text) =
+                read_bounded_line(&mut self.input, &mut self.buf, &self.name, line_no)?
+            else {
                 return Ok(None);
-            }
-            if self.buf.last() == Some(&b'\n') {
-                self.buf.pop();
-            } else if u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
-                return Err(CliError::input(format!(
-                    "trace {}: line {line_no} is longer than {MAX_LINE_BYTES} bytes",
-                    self.name
-                )));
-            }
-            let text = std::str::from_utf8(&self.buf).map_err(|e| {
-                CliError::input(format!(
-                    "trace {}: line {line_no} is not UTF-8 text: {e}",
-                    self.name
-                ))
-            })?;
+            };
             if let Some(line) = parse_trace_line(line_no, text)
                 .map_err(|e| CliError::input(format!("trace {}: {e}", self.name)))?
             {
@@ -696,6 +663,38 @@ impl TraceReader {
             self.name
         ))
     }
+}
+
+/// Reads line `line_no` of trace `name` into `buf` and returns it without its newline:
+/// `None` at the end of the input; a line longer than [`MAX_LINE_BYTES`] or not UTF-8
+/// is an input error naming the trace and the line.
+fn read_bounded_line<'b>(
+    input: &mut impl BufRead,
+    buf: &'b mut Vec<u8>,
+    name: &str,
+    line_no: usize,
+) -> Result<Option<&'b str>, CliError> {
+    use std::io::Read as _;
+    buf.clear();
+    let n = input
+        .take(MAX_LINE_BYTES + 1)
+        .read_until(b'\n', buf)
+        .map_err(|e| CliError::Os(format!("cannot read trace {name}: {e}")))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if u64::try_from(n).unwrap_or(u64::MAX) > MAX_LINE_BYTES {
+        return Err(CliError::input(format!(
+            "trace {name}: line {line_no} is longer than {MAX_LINE_BYTES} bytes"
+        )));
+    }
+    std::str::from_utf8(buf).map(Some).map_err(|e| {
+        CliError::input(format!(
+            "trace {name}: line {line_no} is not UTF-8 text: {e}"
+        ))
+    })
 }
 
 /// Opens the trace (`-` is standard input). A file is read through once first, in
