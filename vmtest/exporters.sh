@@ -44,27 +44,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=vmtest/apt-install.sh
+. vmtest/apt-install.sh
 need=()
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v ansible >/dev/null || need+=(ansible-core)
 [ -x "$PY" ] && "$PY" -c 'import prometheus_client.parser' 2>/dev/null || need+=(python3-prometheus-client)
 if [ ${#need[@]} -gt 0 ]; then
-  plan=$(apt-get install -s -q --no-install-recommends "${need[@]}" 2>&1) \
-    || { apt-get update -q >&2; plan=$(apt-get install -s -q --no-install-recommends "${need[@]}" 2>&1); } \
-    || { echo "exporters: apt cannot install ${need[*]}:" >&2; echo "$plan" >&2; exit 1; }
-  if grep -q '^Remv ' <<<"$plan"; then
-    echo "exporters: refusing: installing ${need[*]} would remove packages:" >&2
-    grep '^Remv ' <<<"$plan" >&2
-    exit 1
-  fi
-  echo "exporters: installing (apt, no recommends): $(grep '^Inst ' <<<"$plan" | awk '{printf "%s ", $2}')" >&2
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     # Only the package's own service is kept from starting; others are untouched.
     printf '#!/bin/sh\n[ "$1" = prometheus-node-exporter ] && exit 101\nexit 0\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     policy_made=1
   fi
-  apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+  apt_install_checked exporters "${need[@]}"
   if [ -n "$policy_made" ]; then rm -f /usr/sbin/policy-rc.d; policy_made=; fi
 fi
 ne=$(command -v prometheus-node-exporter)

@@ -33,18 +33,10 @@ case ${1:-} in
   '') ;;
   *) echo "usage: vmtest/libvirt-hook.sh [--package]" >&2; exit 2 ;;
 esac
+# shellcheck source=vmtest/apt-install.sh
+. vmtest/apt-install.sh
 if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null; then
-  pkgs=(libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)
-  plan=$(apt-get install -s -q --no-install-recommends "${pkgs[@]}" 2>&1) \
-    || { apt-get update -q >&2; plan=$(apt-get install -s -q --no-install-recommends "${pkgs[@]}" 2>&1); } \
-    || { echo "libvirt-hook: apt cannot install ${pkgs[*]}:" >&2; echo "$plan" >&2; exit 1; }
-  if grep -q '^Remv ' <<<"$plan"; then
-    echo "libvirt-hook: refusing: installing libvirtd would remove packages:" >&2; grep '^Remv ' <<<"$plan" >&2; exit 1
-  fi
-  # "Inst NAME [OLD] (NEW ...)" upgrades a package the host has; "Inst NAME (NEW ...)" adds one.
-  echo "libvirt-hook: installing (apt, no recommends): $(grep '^Inst ' <<<"$plan" \
-    | awk '{ if ($3 ~ /^\[/) printf "%s (upgraded from %s) ", $2, $3; else printf "%s ", $2 }')" >&2
-  apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2
+  apt_install_checked libvirt-hook libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 fi
 echo "libvirt-hook: libvirtd $(libvirtd --version | awk '{print $NF}') ($(dpkg-query -W -f='${Version}' libvirt-daemon 2>/dev/null || echo 'not from a package'))" >&2
 q72=$(vmtest/qemu-fetch.sh 7.2)
