@@ -222,6 +222,17 @@ pub enum ConflictReason {
     },
 }
 
+impl ConflictReason {
+    /// The reason's kind as JSON names it (`beyond-aperture`, `reserved`, `misaligned`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConflictReason::BeyondAperture { .. } => "beyond-aperture",
+            ConflictReason::Reserved { .. } => "reserved",
+            ConflictReason::Misaligned { .. } => "misaligned",
+        }
+    }
+}
+
 impl fmt::Display for ConflictReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

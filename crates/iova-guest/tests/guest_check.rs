@@ -282,3 +282,27 @@ fn virtio_iommu_export_for_the_39_bit_host() {
     assert!(resv.intersection(&c.valid).is_empty());
     assert_eq!(resv.union(&c.valid), iova::IovaSet::full());
 }
+
+#[test]
+fn conflict_reason_kind_is_the_json_tag() {
+    use iova::range::IovaRange;
+    use iova_guest::ConflictReason;
+    let r = IovaRange::new(0, 0xfff).unwrap();
+    let all = [
+        ConflictReason::BeyondAperture {
+            unit: None,
+            aperture: r,
+            width: Some(39),
+        },
+        ConflictReason::Reserved {
+            group: 1,
+            region: r,
+            region_kind: iova::host::ReservedKind::Msi,
+        },
+        ConflictReason::Misaligned { page_size: 4096 },
+    ];
+    for c in all {
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["kind"], c.kind(), "{c:?}");
+    }
+}

@@ -411,6 +411,19 @@ pub enum GroupIssue {
 }
 
 impl GroupIssue {
+    /// The issue's kind as JSON names it (`bypass`, `direct-region`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GroupIssue::Bypass => "bypass",
+            GroupIssue::DirectRegion { .. } => "direct-region",
+            GroupIssue::NoInterruptRemapping => "no-interrupt-remapping",
+            GroupIssue::ApertureUnknown => "aperture-unknown",
+            GroupIssue::NoIommuUnit => "no-iommu-unit",
+            GroupIssue::Blocked => "blocked",
+            GroupIssue::Refused { .. } => "refused",
+        }
+    }
+
     /// Whether the issue makes safe assignment to a VM impossible.
     pub fn is_blocker(&self) -> bool {
         matches!(
@@ -676,6 +689,27 @@ mod opt_hex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_kind_is_the_json_tag() {
+        let all = [
+            GroupIssue::Bypass,
+            GroupIssue::DirectRegion {
+                range: IovaRange::new(0, 0xfff).unwrap(),
+            },
+            GroupIssue::NoInterruptRemapping,
+            GroupIssue::ApertureUnknown,
+            GroupIssue::NoIommuUnit,
+            GroupIssue::Blocked,
+            GroupIssue::Refused {
+                errno: "EINVAL".into(),
+            },
+        ];
+        for i in all {
+            let v = serde_json::to_value(&i).unwrap();
+            assert_eq!(v["kind"], i.kind(), "{i:?}");
+        }
+    }
 
     fn r(a: u64, b: u64) -> IovaRange {
         IovaRange::new(a, b).unwrap()

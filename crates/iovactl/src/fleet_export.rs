@@ -280,7 +280,7 @@ fn load(host: &HostArgs) -> Result<LoadedHost, CliError> {
 
 /// The files the command reads, which its output must not replace.
 fn inputs(host: &HostArgs) -> Vec<&Path> {
-    host.host.as_deref().into_iter().collect()
+    host.host.iter().map(PathBuf::as_path).collect()
 }
 
 /// Warns when a file name will not be picked up by the engine it is meant for.

@@ -17,57 +17,57 @@ use serde_json::{Value, json};
 use crate::error::CliError;
 use crate::hostsrc::{HostArgs, LoadedHost};
 use crate::report::{hex, human_bytes, page_sizes, range_json, set_json};
-use crate::vmm::{Vmm, VmmProblem, load_vmm, vmm_problems};
+use crate::vmm::{Vmm, VmmProblem, vmm_problems};
 
 /// The guest and the devices: shared by check, plan and render.
 #[derive(Debug, Args)]
 pub struct GuestArgs {
     #[command(flatten)]
-    host: HostArgs,
+    pub(crate) host: HostArgs,
     /// A device to assign (PCI address such as 0000:03:00.0 or 03:00.0). Repeat for
     /// several: their groups share one container. A VMM command line's
     /// `-device vfio-pci,host=` devices are added.
     #[arg(long = "device", value_name = "BDF")]
-    devices: Vec<String>,
+    pub(crate) devices: Vec<String>,
     /// The VMM whose layout to use: qemu-q35, qemu-pc, qemu-virt, cloud-hypervisor,
     /// firecracker, crosvm; qemu-pseries (IBM Power: its DMA windows are checked
     /// against the host's sPAPR windows).
     #[arg(long, value_name = "PRESET", conflicts_with = "layout")]
-    guest: Option<String>,
+    pub(crate) guest: Option<String>,
     /// Guest RAM with --guest: 512M, 8G, 1T (binary units; no fractions).
     #[arg(long, value_name = "SIZE")]
-    memory: Option<String>,
+    pub(crate) memory: Option<String>,
     /// A custom layout (TOML; see docs/guest-layouts.md) instead of --guest.
     #[arg(long, value_name = "FILE")]
-    layout: Option<PathBuf>,
+    pub(crate) layout: Option<PathBuf>,
     /// The guest CPU vendor (intel or amd); default: the host's.
     #[arg(long = "cpu-vendor", value_name = "V")]
-    cpu_vendor: Option<String>,
+    pub(crate) cpu_vendor: Option<String>,
     /// The VMM command line in a file: one argument per line, NUL-separated (as
     /// /proc/PID/cmdline), or shell words with `\` continuations.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout"])]
-    cmdline: Option<PathBuf>,
+    pub(crate) cmdline: Option<PathBuf>,
     /// The command line of a running VM (read from /proc/PID/cmdline).
     #[arg(long, value_name = "PID", conflicts_with_all = ["guest", "layout"])]
-    pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// A libvirt domain XML (`-` for standard input), e.g. from `virsh dumpxml`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["guest", "layout", "cmdline", "pid"])]
-    libvirt: Option<PathBuf>,
+    pub(crate) libvirt: Option<PathBuf>,
     /// The QEMU release to model (7.2, 10.0.2). Default: for a command line after --,
     /// what argv[0] --version says; for --pid, what the running binary
     /// (/proc/PID/exe) says; for --libvirt and --cmdline, whose programs are never run,
     /// and when the above fail: the release of a versioned machine type (pc-q35-7.2,
     /// virt-8.2), else the newest modelled release. The report names the source.
     #[arg(long = "qemu-version", value_name = "VERSION")]
-    qemu_version: Option<String>,
+    pub(crate) qemu_version: Option<String>,
     /// The host's page size (4K or 64K) for a pseries guest, when the host facts do not
     /// say it: QEMU sizes the TCE tables it asks for by it.
     #[arg(long = "host-page-size", value_name = "SIZE")]
-    host_page_size: Option<String>,
+    pub(crate) host_page_size: Option<String>,
     /// The VMM's own command line, after `--`: argv[0] names the VMM
     /// (qemu-system-x86_64, qemu-system-aarch64, qemu-system-ppc64 -M pseries).
     #[arg(last = true, value_name = "VMM-ARGV")]
-    vmm: Vec<String>,
+    pub(crate) vmm: Vec<String>,
 }
 
 /// Options of `iovactl check`.
@@ -140,16 +140,16 @@ struct ExportVirtioArgs {
 }
 
 /// Everything a guest command needs.
-struct Loaded {
-    vmm: Option<Vmm>,
+pub(crate) struct Loaded {
+    pub(crate) vmm: Option<Vmm>,
     /// Where the QEMU release came from (`qemu_version_from` in JSON): `--qemu-version`,
     /// `binary` (argv\[0\] --version), `running-binary`, `machine-type` or `assumed`.
-    version_from: &'static str,
-    devices: Vec<String>,
-    loaded: LoadedHost,
-    layout: Layout,
-    input: PlanInput,
-    guest_desc: String,
+    pub(crate) version_from: &'static str,
+    pub(crate) devices: Vec<String>,
+    pub(crate) loaded: LoadedHost,
+    pub(crate) layout: Layout,
+    pub(crate) input: PlanInput,
+    pub(crate) guest_desc: String,
 }
 
 fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliError> {
@@ -157,13 +157,42 @@ fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliErro
 }
 
 fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
+    let loaded = args.host.load()?;
+    let def = vm_def(args)?;
+    load_on(args, &def, loaded)
+}
+
+/// A VM definition as read, before any host is looked at: read once, evaluated on one
+/// host (`check`) or many (`fleet`).
+pub(crate) enum VmDef {
+    /// A QEMU command line (after `--`, `--cmdline`, `--pid`, `--libvirt`), parsed, and
+    /// the release to model.
+    Argv {
+        vm: Box<iova_guest::qemu_cmdline::QemuVm>,
+        source: String,
+        version: (iova_guest::qemu_cmdline::QemuVersion, String),
+        version_from: &'static str,
+    },
+    /// `--guest PRESET --memory SIZE`.
+    Preset {
+        preset: Preset,
+        name: String,
+        mem_text: String,
+        memory: u64,
+    },
+    /// `--layout FILE`, parsed.
+    LayoutFile { layout: Layout, desc: String },
+}
+
+/// Reads the VM definition the options give; looks at no host. For a command line
+/// after `--` without `--qemu-version`, argv\[0\] is asked its release here, once.
+pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
     if args.host_page_size.is_some() {
         return Err(CliError::input(
             "--host-page-size goes with a pseries guest (qemu-system-ppc64 -M pseries, or \
              --guest qemu-pseries)",
         ));
     }
-    let loaded = args.host.load()?;
     let from_libvirt = match &args.libvirt {
         Some(p) => {
             if !args.vmm.is_empty() {
@@ -194,71 +223,34 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
         } else {
             Origin::Argv
         };
-        // Only a command line the user typed after -- may run its argv[0] (load_vmm
-        // does); a document (a domain XML, a --cmdline file, another process's
-        // cmdline) never names a program iovactl runs.
+        // Only a command line the user typed after -- may run its argv[0]; a document
+        // (a domain XML, a --cmdline file, another process's cmdline) never names a
+        // program iovactl runs.
         let release = match (&args.qemu_version, origin) {
             (Some(_), _) | (None, Origin::Argv) => None,
             (None, o) => Some(release_without_argv0(&argv, o)?),
         };
-        let version_arg = match &release {
-            Some(r) => Some(r.version.to_string()),
-            None => args.qemu_version.clone(),
+        let vm = crate::vmm::parse_vmm_argv(&argv)?;
+        let argv0 = argv.first().map_or("", String::as_str);
+        let (version, version_from) = match release {
+            Some(r) => ((r.version, r.source), r.from),
+            None => {
+                let v = crate::vmm::resolve_version(argv0, args.qemu_version.as_deref())?;
+                let from = if args.qemu_version.is_some() {
+                    "--qemu-version"
+                } else if v.1.starts_with("assumed") {
+                    "assumed"
+                } else {
+                    "binary"
+                };
+                (v, from)
+            }
         };
-        let mut vmm = load_vmm(
-            argv,
+        return Ok(VmDef::Argv {
+            vm: Box::new(vm),
             source,
-            version_arg.as_deref(),
-            &loaded.host,
-            args.cpu_vendor.as_deref(),
-        )?;
-        let version_from = match &release {
-            Some(r) => {
-                vmm.version_source.clone_from(&r.source);
-                r.from
-            }
-            None if args.qemu_version.is_some() => "--qemu-version",
-            None if vmm.version_source.starts_with("assumed") => "assumed",
-            None => "binary",
-        };
-        let mut devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
-        for d in &vmm.vm.vfio {
-            if !devices.contains(d) {
-                devices.push(d.clone());
-            }
-        }
-        if devices.is_empty() {
-            return Err(CliError::input(
-                "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
-            ));
-        }
-        let m = &vmm.model;
-        let guest_desc = format!(
-            "{} {} (QEMU {}, {}), {} of RAM, {} vCPU{}; from {}",
-            vmm.vm.binary,
-            vmm.vm.machine_name,
-            m.version,
-            vmm.version_source,
-            human_bytes(u128::from(vmm.vm.ram)),
-            m.cpu_vendor,
-            m.phys_bits.map_or(String::new(), |b| format!(
-                " with {b} physical address bits"
-            )),
-            vmm.argv_source
-        );
-        let layout = m.layout.clone();
-        let input = match plan_config(&vmm) {
-            Some((p, cfg)) => PlanInput::Preset(p, cfg),
-            None => PlanInput::Custom(layout.clone()),
-        };
-        return Ok(Loaded {
-            vmm: Some(vmm),
+            version,
             version_from,
-            devices,
-            loaded,
-            layout,
-            input,
-            guest_desc,
         });
     }
     if args.devices.is_empty() {
@@ -271,8 +263,7 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
             "--qemu-version goes with a QEMU command line (after --, --cmdline or --pid)",
         ));
     }
-    let host_vendor = CpuVendor::of_host(&loaded.host);
-    let (layout, input, guest_desc) = match (&args.guest, &args.layout) {
+    match (&args.guest, &args.layout) {
         (Some(name), None) => {
             let preset = Preset::from_name(name).ok_or_else(|| {
                 CliError::input(format!(
@@ -293,36 +284,20 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
                      RAM; did you mean {mem_text}M?"
                 )));
             }
-            let (vendor, from) = if preset.is_arm() {
-                (CpuVendor::Arm, "aarch64 guest")
-            } else {
-                match &args.cpu_vendor {
-                    Some(v) => match CpuVendor::parse(v) {
-                        Some(x @ (CpuVendor::Intel | CpuVendor::Amd)) => (x, "--cpu-vendor"),
-                        _ => {
-                            return Err(CliError::input(format!(
-                                "--cpu-vendor {v}: use intel or amd"
-                            )));
-                        }
-                    },
-                    None => match host_vendor {
-                        Some(x @ (CpuVendor::Intel | CpuVendor::Amd)) => (x, "the host's"),
-                        _ => (CpuVendor::Intel, "assumed: host CPU vendor unknown"),
-                    },
-                }
-            };
-            let cfg = GuestConfig::new(memory, vendor);
-            let layout = preset
-                .layout(&cfg)
-                .map_err(|e| CliError::input(format!("--guest {name} --memory {mem_text}: {e}")))?;
-            let desc = format!(
-                "{} with {} of RAM, {} vCPU ({from}); layout from {}",
-                preset.name(),
-                human_bytes(u128::from(memory)),
-                vendor,
-                preset.source()
-            );
-            (layout, PlanInput::Preset(preset, cfg), desc)
+            if let Some(v) = &args.cpu_vendor
+                && !preset.is_arm()
+                && !matches!(CpuVendor::parse(v), Some(CpuVendor::Intel | CpuVendor::Amd))
+            {
+                return Err(CliError::input(format!(
+                    "--cpu-vendor {v}: use intel or amd"
+                )));
+            }
+            Ok(VmDef::Preset {
+                preset,
+                name: name.clone(),
+                mem_text: mem_text.to_owned(),
+                memory,
+            })
         }
         (None, Some(path)) => {
             if args.memory.is_some() {
@@ -347,18 +322,111 @@ fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
                 path.display(),
                 human_bytes(layout.ram_bytes())
             );
-            (layout.clone(), PlanInput::Custom(layout), desc)
+            Ok(VmDef::LayoutFile { layout, desc })
         }
-        _ => {
+        _ => Err(CliError::input(
+            "give the guest as --guest PRESET --memory SIZE or as --layout FILE",
+        )),
+    }
+}
+
+/// A VM definition on one host: its model with the host's CPU as the default, the
+/// devices resolved against the host's.
+pub(crate) fn load_on(
+    args: &GuestArgs,
+    def: &VmDef,
+    loaded: LoadedHost,
+) -> Result<Loaded, CliError> {
+    let (layout, input, guest_desc, vmm, version_from) = match def {
+        VmDef::Argv {
+            vm,
+            source,
+            version,
+            version_from,
+        } => {
+            let vmm = crate::vmm::model_vmm(
+                (**vm).clone(),
+                version.clone(),
+                source.clone(),
+                &loaded.host,
+                args.cpu_vendor.as_deref(),
+            )?;
+            let m = &vmm.model;
+            let guest_desc = format!(
+                "{} {} (QEMU {}, {}), {} of RAM, {} vCPU{}; from {}",
+                vmm.vm.binary,
+                vmm.vm.machine_name,
+                m.version,
+                vmm.version_source,
+                human_bytes(u128::from(vmm.vm.ram)),
+                m.cpu_vendor,
+                m.phys_bits.map_or(String::new(), |b| format!(
+                    " with {b} physical address bits"
+                )),
+                vmm.argv_source
+            );
+            let layout = m.layout.clone();
+            let input = match plan_config(&vmm) {
+                Some((p, cfg)) => PlanInput::Preset(p, cfg),
+                None => PlanInput::Custom(layout.clone()),
+            };
+            (layout, input, guest_desc, Some(vmm), *version_from)
+        }
+        VmDef::Preset {
+            preset,
+            name,
+            mem_text,
+            memory,
+        } => {
+            let preset = *preset;
+            let (vendor, from) = if preset.is_arm() {
+                (CpuVendor::Arm, "aarch64 guest")
+            } else {
+                match args.cpu_vendor.as_deref().and_then(CpuVendor::parse) {
+                    Some(x @ (CpuVendor::Intel | CpuVendor::Amd)) => (x, "--cpu-vendor"),
+                    _ => match CpuVendor::of_host(&loaded.host) {
+                        Some(x @ (CpuVendor::Intel | CpuVendor::Amd)) => (x, "the host's"),
+                        _ => (CpuVendor::Intel, "assumed: host CPU vendor unknown"),
+                    },
+                }
+            };
+            let cfg = GuestConfig::new(*memory, vendor);
+            let layout = preset
+                .layout(&cfg)
+                .map_err(|e| CliError::input(format!("--guest {name} --memory {mem_text}: {e}")))?;
+            let desc = format!(
+                "{} with {} of RAM, {} vCPU ({from}); layout from {}",
+                preset.name(),
+                human_bytes(u128::from(*memory)),
+                vendor,
+                preset.source()
+            );
+            (layout, PlanInput::Preset(preset, cfg), desc, None, "")
+        }
+        VmDef::LayoutFile { layout, desc } => (
+            layout.clone(),
+            PlanInput::Custom(layout.clone()),
+            desc.clone(),
+            None,
+            "",
+        ),
+    };
+    let mut devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
+    if let Some(v) = &vmm {
+        for d in &v.vm.vfio {
+            if !devices.contains(d) {
+                devices.push(d.clone());
+            }
+        }
+        if devices.is_empty() {
             return Err(CliError::input(
-                "give the guest as --guest PRESET --memory SIZE or as --layout FILE",
+                "no device to assign: the command line has no -device vfio-pci,host=BDF; add --device BDF",
             ));
         }
-    };
-    let devices = crate::hostsrc::resolve_devices(&loaded.host, &args.devices)?;
+    }
     Ok(Loaded {
-        vmm: None,
-        version_from: "",
+        vmm,
+        version_from,
         devices,
         loaded,
         layout,
@@ -516,13 +584,13 @@ fn plan_config(vmm: &Vmm) -> Option<(Preset, GuestConfig)> {
     })
 }
 
-fn run_check(l: &Loaded) -> Result<CheckReport, CliError> {
+pub(crate) fn run_check(l: &Loaded) -> Result<CheckReport, CliError> {
     check(&l.layout, &l.loaded.host, &l.devices)
         .map_err(|e| CliError::input(format!("--device {e}")))
 }
 
 /// The command-line-only problems (none for presets and layout files).
-fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
+pub(crate) fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
     l.vmm.as_ref().map_or_else(Vec::new, |v| {
         vmm_problems(v, &r.container, l.loaded.host.settings.dma_entry_limit)
     })
@@ -965,13 +1033,10 @@ pub fn run_render_cmd(args: &RenderArgs) -> Result<ExitCode, CliError> {
     let l = load(&args.guest)?;
     let r = run_check(&l)?;
     let doc = svg::render(&r);
-    let inputs: Vec<&std::path::Path> = [
-        args.guest.layout.as_deref(),
-        args.guest.host.host.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let inputs: Vec<&std::path::Path> = [args.guest.layout.as_deref(), args.guest.host.profile()?]
+        .into_iter()
+        .flatten()
+        .collect();
     crate::out::write_output(&args.svg, "--svg", doc.as_bytes(), &inputs)?;
     let summary = format!(
         "wrote {} ({}; {} conflict(s), {} fatal)",
@@ -1217,13 +1282,13 @@ use iova_guest::pseries::{
 };
 
 /// A pseries VM, its host, and the (PHB, group, host windows) to check.
-struct PseriesLoaded {
-    loaded: LoadedHost,
-    vm: PseriesVm,
-    groups: Vec<(u32, u32, HostSpapr)>,
-    devices: Vec<(String, u32, u32)>,
-    desc: String,
-    page_source: String,
+pub(crate) struct PseriesLoaded {
+    pub(crate) loaded: LoadedHost,
+    pub(crate) vm: PseriesVm,
+    pub(crate) groups: Vec<(u32, u32, HostSpapr)>,
+    pub(crate) devices: Vec<(String, u32, u32)>,
+    pub(crate) desc: String,
+    pub(crate) page_source: String,
 }
 
 fn qemu_cli_err(e: iova_guest::qemu_cmdline::QemuError) -> CliError {
@@ -1243,9 +1308,41 @@ fn with_domain(bdf: &str) -> String {
     }
 }
 
+/// A pseries VM definition as read, before any host is looked at.
+pub(crate) struct PseriesDef {
+    /// The command line's VM; `None` for the preset, whose devices come from the host.
+    vm: Option<PseriesVm>,
+    /// The preset's RAM.
+    memory: u64,
+    desc: String,
+}
+
 /// The pseries form of a guest command: `--guest qemu-pseries`, or a VMM command line
 /// whose argv[0] is qemu-system-ppc64. `None` for every other guest.
 fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
+    let Some(def) = pseries_def(args)? else {
+        return Ok(None);
+    };
+    let loaded = args.host.load()?;
+    pseries_on(args, &def, loaded).map(Some)
+}
+
+impl PseriesDef {
+    /// The devices the command line assigns (none for the preset).
+    pub(crate) fn devices(&self) -> impl Iterator<Item = String> + '_ {
+        self.vm
+            .iter()
+            .flat_map(|vm| vm.assigned.iter().map(|a| a.device.clone()))
+    }
+
+    /// The VM in words.
+    pub(crate) fn desc(&self) -> &str {
+        &self.desc
+    }
+}
+
+/// Reads a pseries VM definition; `None` when the guest is not pseries.
+pub(crate) fn pseries_def(args: &GuestArgs) -> Result<Option<PseriesDef>, CliError> {
     let preset = args.guest.as_deref().is_some_and(|g| {
         matches!(
             g.trim().to_ascii_lowercase().as_str(),
@@ -1275,10 +1372,7 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
             "--layout goes with type1 guests; a pseries guest's DMA goes through its windows",
         ));
     }
-    let loaded = args.host.load()?;
-    let host = &loaded.host;
-    let mut extra = crate::hostsrc::resolve_devices(host, &args.devices)?;
-    let (vm, desc) = if let Some((argv, source)) = from_argv {
+    let (vm, memory, desc) = if let Some((argv, source)) = from_argv {
         if args.memory.is_some() || args.guest.is_some() {
             return Err(CliError::input(
                 "a VMM command line gives the guest itself: drop --guest and --memory",
@@ -1304,11 +1398,6 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
         for a in &mut vm.assigned {
             a.device = with_domain(&a.device);
         }
-        extra.retain(|d| !vm.assigned.iter().any(|a| &a.device == d));
-        for d in extra {
-            vm.assigned
-                .push(iova_guest::pseries::Assigned { device: d, phb: 0 });
-        }
         let desc = format!(
             "{} {}, {} of RAM at 0 ({}); from {}; PHB DMA defaults as in QEMU 7.0 to 10.x \
              (hw/ppc/spapr_pci.c)",
@@ -1321,7 +1410,7 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
             },
             source
         );
-        (vm, desc)
+        (Some(vm), 0, desc)
     } else {
         if !args.vmm.is_empty() || args.cmdline.is_some() || args.pid.is_some() {
             return Err(CliError::input(
@@ -1344,13 +1433,37 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
                 "--memory {mem_text}: less than 1 MiB of RAM (a size without a unit is bytes)"
             )));
         }
-        let vm = PseriesVm::preset(memory, &extra);
         let desc = format!(
             "qemu-pseries with {} of RAM at 0, the default PHB; PHB DMA defaults from QEMU \
              hw/ppc/spapr_pci.c",
             human_bytes(u128::from(memory))
         );
-        (vm, desc)
+        (None, memory, desc)
+    };
+    Ok(Some(PseriesDef { vm, memory, desc }))
+}
+
+/// A pseries VM definition on one host: the devices resolved against the host's, the
+/// host's windows of their groups.
+pub(crate) fn pseries_on(
+    args: &GuestArgs,
+    def: &PseriesDef,
+    loaded: LoadedHost,
+) -> Result<PseriesLoaded, CliError> {
+    let host = &loaded.host;
+    let mut extra = crate::hostsrc::resolve_devices(host, &args.devices)?;
+    let desc = def.desc.clone();
+    let vm = match &def.vm {
+        Some(vm) => {
+            let mut vm = vm.clone();
+            extra.retain(|d| !vm.assigned.iter().any(|a| &a.device == d));
+            for d in extra {
+                vm.assigned
+                    .push(iova_guest::pseries::Assigned { device: d, phb: 0 });
+            }
+            vm
+        }
+        None => PseriesVm::preset(def.memory, &extra),
     };
     let mut vm = vm;
     for a in &mut vm.assigned {
@@ -1424,14 +1537,14 @@ fn load_pseries(args: &GuestArgs) -> Result<Option<PseriesLoaded>, CliError> {
         .into_iter()
         .map(|(p, g, info)| (p, g, HostSpapr { info, page_size }))
         .collect();
-    Ok(Some(PseriesLoaded {
+    Ok(PseriesLoaded {
         loaded,
         vm,
         groups,
         devices,
         desc,
         page_source: format!("{} ({page_source})", human_bytes(u128::from(page_size))),
-    }))
+    })
 }
 
 fn window_json(w: &WindowCheck) -> Value {

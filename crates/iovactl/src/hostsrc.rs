@@ -15,9 +15,9 @@ pub struct HostArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "host")]
     pub sysfs_root: Option<PathBuf>,
     /// Read the host from a profile file (JSON, as saved by `iovactl inspect
-    /// --save-profile FILE`).
+    /// --save-profile FILE`). `iovactl fleet` takes it once per host.
     #[arg(long, value_name = "PROFILE")]
-    pub host: Option<PathBuf>,
+    pub host: Vec<PathBuf>,
     /// The host CPU's physical address width in bits, overriding what the profile or
     /// `/proc/cpuinfo` ("address sizes") says.
     #[arg(long = "host-phys-bits", value_name = "BITS")]
@@ -40,7 +40,7 @@ pub struct LoadedHost {
 impl HostArgs {
     /// Whether these options name the running host (no profile, no other sysfs root).
     pub fn is_live(&self) -> bool {
-        self.host.is_none()
+        self.host.is_empty()
             && self
                 .sysfs_root
                 .as_deref()
@@ -50,6 +50,31 @@ impl HostArgs {
     /// Loads the host these options name.
     pub fn load(&self) -> Result<LoadedHost, CliError> {
         let mut l = self.load_inner()?;
+        self.apply_overrides(&mut l)?;
+        Ok(l)
+    }
+
+    /// The one profile these options name, if any; more than one is a usage error
+    /// (`iovactl fleet` answers for many hosts).
+    pub fn profile(&self) -> Result<Option<&Path>, CliError> {
+        match self.host.as_slice() {
+            [] => Ok(None),
+            [p] => Ok(Some(p)),
+            _ => Err(CliError::input(
+                "--host is given more than once: this command looks at one host; `iovactl \
+                 fleet --host A.json --host B.json ...` checks a VM against many",
+            )),
+        }
+    }
+
+    /// Loads the host profile at `path`, with this command's `--host-phys-bits`.
+    pub fn load_profile_at(&self, path: &Path) -> Result<LoadedHost, CliError> {
+        let mut l = load_profile(path)?;
+        self.apply_overrides(&mut l)?;
+        Ok(l)
+    }
+
+    fn apply_overrides(&self, l: &mut LoadedHost) -> Result<(), CliError> {
         if let Some(b) = self.host_phys_bits {
             if !(32..=64).contains(&b) {
                 return Err(CliError::input(format!(
@@ -58,11 +83,11 @@ impl HostArgs {
             }
             l.host.settings.cpu_phys_bits = Some(b);
         }
-        Ok(l)
+        Ok(())
     }
 
     fn load_inner(&self) -> Result<LoadedHost, CliError> {
-        if let Some(p) = &self.host {
+        if let Some(p) = self.profile()? {
             return load_profile(p);
         }
         let root = self

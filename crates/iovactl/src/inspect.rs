@@ -107,7 +107,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.save_profile {
         let text = serde_json::to_string_pretty(host)
             .map_err(|e| CliError::Os(format!("cannot serialize the host profile: {e}")))?;
-        let inputs: Vec<&std::path::Path> = args.host.host.as_deref().into_iter().collect();
+        let inputs: Vec<&std::path::Path> = args.host.profile()?.into_iter().collect();
         crate::out::write_output(path, "host profile", (text + "\n").as_bytes(), &inputs)?;
     }
     let vfio = vfio_answers(args, &groups);

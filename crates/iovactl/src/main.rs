@@ -11,6 +11,7 @@
 
 mod docs_cmds;
 mod error;
+mod fleet;
 mod fleet_export;
 mod guest_cmds;
 mod hostsrc;
@@ -48,6 +49,9 @@ enum Command {
     /// Export the host's facts: the container's limits for a VMM (virtio-iommu), or
     /// metrics and labels for fleet tools (Prometheus, Ansible, Node Feature Discovery).
     Export(guest_cmds::ExportArgs),
+    /// Check one VM against many saved host profiles: which hosts can take it, and why
+    /// not the others (exit 0 when at least one can).
+    Fleet(fleet::FleetArgs),
     /// Draw the address space, the container and the guest layout as an SVG picture.
     Render(guest_cmds::RenderArgs),
     /// libvirt's qemu hook (/etc/libvirt/hooks/qemu): refuses to start a domain whose
@@ -70,6 +74,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Check(args) => guest_cmds::run_check_cmd(&args),
         Command::Plan(args) => guest_cmds::run_plan_cmd(&args),
         Command::Export(args) => guest_cmds::run_export_cmd(&args),
+        Command::Fleet(args) => fleet::run(&args),
         Command::Render(args) => guest_cmds::run_render_cmd(&args),
         Command::Replay(args) => replay::run(&args),
         Command::LibvirtHook(args) => guest_cmds::run_hook_cmd(&args),

@@ -266,37 +266,46 @@ fn qemu_err(e: QemuError) -> CliError {
     }
 }
 
-/// Reads and models a QEMU command line.
-pub fn load_vmm(
-    argv: Vec<String>,
-    argv_source: String,
+/// Parses a QEMU command line; no host fact is needed.
+pub fn parse_vmm_argv(argv: &[String]) -> Result<QemuVm, CliError> {
+    parse_qemu_argv(argv, firmware_size).map_err(qemu_err)
+}
+
+/// The QEMU release to model and, in words, where it came from: `--qemu-version`, else
+/// what argv\[0\] `--version` says, else the newest modelled release, assumed.
+pub fn resolve_version(
+    argv0: &str,
     version_arg: Option<&str>,
-    host: &iova::Host,
-    cpu_vendor_arg: Option<&str>,
-) -> Result<Vmm, CliError> {
-    let vm = parse_qemu_argv(&argv, firmware_size).map_err(qemu_err)?;
-    let (version, version_source) = match version_arg {
+) -> Result<(QemuVersion, String), CliError> {
+    Ok(match version_arg {
         Some(t) => {
             let v = QemuVersion::parse(t).ok_or_else(|| {
                 CliError::input(format!("--qemu-version {t}: expected MAJOR.MINOR[.MICRO]"))
             })?;
             (v, "--qemu-version".to_owned())
         }
-        None => match argv.first().and_then(|b| ask_version(b)) {
-            Some(v) => (
-                v,
-                format!("{} --version", argv.first().map_or("", String::as_str)),
-            ),
+        None => match ask_version(argv0) {
+            Some(v) => (v, format!("{argv0} --version")),
             None => (
                 QemuVersion::NEWEST,
                 format!(
-                    "assumed: {} cannot be run here to ask its version; the newest modelled \
-                     release (give --qemu-version)",
-                    argv.first().map_or("", String::as_str)
+                    "assumed: {argv0} cannot be run here to ask its version; the newest \
+                     modelled release (give --qemu-version)"
                 ),
             ),
         },
-    };
+    })
+}
+
+/// Models a parsed QEMU command line of release `version` on `host` (whose CPU vendor
+/// and physical address width are the defaults of the guest's).
+pub fn model_vmm(
+    vm: QemuVm,
+    (version, version_source): (QemuVersion, String),
+    argv_source: String,
+    host: &iova::Host,
+    cpu_vendor_arg: Option<&str>,
+) -> Result<Vmm, CliError> {
     let vendor = match cpu_vendor_arg {
         Some(v) => Some(
             CpuVendor::parse(v)

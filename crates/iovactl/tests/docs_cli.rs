@@ -10,7 +10,7 @@ fn iovactl(args: &[&str]) -> Output {
         .expect("run iovactl")
 }
 
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "inspect",
     "check",
     "plan",
@@ -19,6 +19,7 @@ const COMMANDS: [&str; 13] = [
     "export-prometheus",
     "export-ansible",
     "export-nfd",
+    "fleet",
     "render",
     "libvirt-hook",
     "replay",

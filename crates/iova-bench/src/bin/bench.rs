@@ -361,6 +361,117 @@ fn inspect_lines(r: &mut Report, quick: bool) {
     }
 }
 
+/// `iovactl fleet`: one VM against 10,000 saved host profiles (2,500 copies of each of
+/// the four example sysfs hosts, saved by `inspect --save-profile`), against the loop a
+/// user would otherwise write (`iovactl check --host P` per profile, timed over the
+/// first profiles) and against reading the profile files (`find -exec cat`, the floor).
+fn fleet_lines(r: &mut Report, quick: bool) {
+    let iovactl = std::env::var("IOVACTL").unwrap_or_else(|_| "target/release/iovactl".into());
+    let (reps, loop_hosts) = if quick { (5, 40) } else { (21, 200) };
+    let hosts = 10_000usize;
+    let dir = std::env::temp_dir().join(format!("iova-bench-fleet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let profiles = dir.join("profiles");
+    if let Err(e) = std::fs::create_dir_all(&profiles) {
+        eprintln!("bench: cannot create {}: {e}", profiles.display());
+        return;
+    }
+    let names = ["intel-vtd-39", "intel-vtd-48", "amd-epyc", "arm-smmuv3"];
+    let mut texts = Vec::new();
+    for n in names {
+        let p = dir.join(format!("{n}.json"));
+        let ok = std::process::Command::new(&iovactl)
+            .args(["inspect", "--sysfs-root", &format!("examples/hosts/{n}")])
+            .arg("--save-profile")
+            .arg(&p)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        match std::fs::read(&p) {
+            Ok(t) if ok => texts.push(t),
+            _ => {
+                eprintln!("bench: cannot save the profile of {n}");
+                let _ = std::fs::remove_dir_all(&dir);
+                return;
+            }
+        }
+    }
+    for i in 0..hosts {
+        let p = profiles.join(format!("host-{i:05}.json"));
+        if let Err(e) = std::fs::write(&p, &texts[i % texts.len()]) {
+            eprintln!("bench: cannot write {}: {e}", p.display());
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    }
+    let dir_s = profiles.to_string_lossy().into_owned();
+    let vm = [
+        "--guest",
+        "qemu-q35",
+        "--memory",
+        "600G",
+        "--device",
+        "144d:a808",
+    ];
+    let mut args = strings(&["fleet", "--hosts-dir", &dir_s]);
+    args.extend(strings(&vm));
+    let ours = run_ms(&iovactl, &args, reps);
+    // The loop: check exits 1 (does not fit) or 2 (no such device) on most hosts, which
+    // is an answer here, not a failure.
+    let mut times = Vec::new();
+    for i in 0..loop_hosts {
+        let p = profiles.join(format!("host-{i:05}.json"));
+        let t = Instant::now();
+        let code = std::process::Command::new(&iovactl)
+            .arg("check")
+            .arg("--host")
+            .arg(&p)
+            .args(vm)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()
+            .and_then(|s| s.code());
+        if !matches!(code, Some(0..=2)) {
+            eprintln!("bench: check --host {} ended with {code:?}", p.display());
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let per_check_ms = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let cat = run_ms(
+        "find",
+        &strings(&[&dir_s, "-name", "*.json", "-exec", "cat", "{}", "+"]),
+        reps,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(o) = ours else { return };
+    let per_host_ns = o * 1e6 / hosts as f64;
+    let rate = hosts as f64 / (o / 1e3);
+    r.line(
+        "fleet-check",
+        per_host_ns,
+        "check-loop",
+        per_check_ms * 1e6,
+        &[
+            ("ours_ms", o),
+            ("profiles_per_s", rate),
+            ("hosts", hosts as f64),
+            ("loop_hosts", loop_hosts as f64),
+        ],
+    );
+    if let Some(c) = cat {
+        r.line(
+            "fleet-check",
+            per_host_ns,
+            "find-cat",
+            c * 1e6 / hosts as f64,
+            &[("ours_ms", o), ("peer_ms", c), ("profiles_per_s", rate)],
+        );
+    }
+}
+
 /// Parses a layout file of `n` sections (each 4 KiB of RAM, 8 KiB apart): median of 3.
 fn layout_parse_lines(r: &mut Report) {
     for n in [10_000u64, 100_000] {
@@ -838,6 +949,9 @@ fn main() {
     }
     if want("inspect") {
         inspect_lines(&mut r, quick);
+    }
+    if want("fleet") {
+        fleet_lines(&mut r, quick);
     }
     if want("alloc-hit") {
         alloc_hit_lines(&mut r, &c);
