@@ -95,7 +95,6 @@ pub const FLAVOURS: [Flavour; 5] = Flavour::ALL;
 /// A container of `flavour`, with or without every unsafe permission.
 pub fn config(flavour: Flavour, unsafe_ok: bool) -> ContainerConfig {
     let mut c = ContainerConfig::with_flavour(flavour);
-    c.domain.allow_unsafe_bypass = unsafe_ok;
     c.domain.allow_unsafe_direct = unsafe_ok;
     c.domain.allow_unsafe_interrupts = unsafe_ok;
     c

@@ -128,7 +128,6 @@ struct M {
 
 struct Model {
     flavour: Flavour,
-    allow_bypass: bool,
     allow_direct: bool,
     allow_irq: bool,
     all: Vec<G>,
@@ -256,9 +255,8 @@ impl Model {
             return Err(Errno::EBUSY);
         }
         let g = self.g(id);
-        if g.bypass && !self.allow_bypass {
-            return Err(Errno::EPERM);
-        }
+        // An identity (iommu=pt) default domain is no refusal: VFIO claims the group
+        // and attaches its own domain.
         if g.direct.is_some() && !self.allow_direct {
             return Err(Errno::EPERM);
         }
@@ -697,8 +695,9 @@ fn access(a: u8) -> Access {
 pub struct Input {
     /// Modulo 3: type1 v1, type1 v2, iommufd.
     flavour: u8,
-    /// Bits 0-2: allow unsafe bypass, direct regions, interrupts; bit 3: the kernel
-    /// is 6.18 rather than 6.12.
+    /// Bit 1: allow unsafe direct regions; bit 2: unsafe interrupts; bit 3: the
+    /// kernel is 6.18 rather than 6.12. Bit 0 is unused (it allowed identity groups,
+    /// which are no longer refused), so saved inputs decode as before.
     unsafe_bits: u8,
     /// The first 64 run.
     ops: Vec<Op>,
@@ -759,14 +758,12 @@ pub fn run(input: Input) {
     };
     let mut cfg = ContainerConfig::with_flavour(flavour).kernel(kernel);
     cfg.dma_entry_limit = LIMIT;
-    cfg.domain.allow_unsafe_bypass = input.unsafe_bits & 1 != 0;
     cfg.domain.allow_unsafe_direct = input.unsafe_bits & 2 != 0;
     cfg.domain.allow_unsafe_interrupts = input.unsafe_bits & 4 != 0;
     let h = host();
     let mut c = Container::new(cfg);
     let mut m = Model {
         flavour,
-        allow_bypass: cfg.domain.allow_unsafe_bypass,
         allow_direct: cfg.domain.allow_unsafe_direct,
         allow_irq: cfg.domain.allow_unsafe_interrupts,
         all: groups(),

@@ -344,8 +344,10 @@ impl CheckReport {
 
 /// Checks a guest layout for the devices to assign: their groups form one container;
 /// every DMA-mapped section must lie in the container's valid IOVAs and be aligned to
-/// its smallest page. Unknown devices are an error; group blockers (identity domain,
-/// direct RMRR, no interrupt remapping) are reported and make `ok` false.
+/// its smallest page. Unknown devices are an error; group blockers (direct RMRR, no
+/// interrupt remapping, another device of the group bound to a driver that keeps the
+/// group from VFIO) are reported and make `ok` false. The assigned devices' own drivers
+/// do not count: the user (or libvirt, for a managed hostdev) binds them to vfio-pci.
 pub fn check<S: AsRef<str>>(
     layout: &Layout,
     host: &Host,
@@ -372,7 +374,21 @@ pub fn check<S: AsRef<str>>(
                     .collect()
             })
             .unwrap_or_default();
-        for issue in issues {
+        let assigned: Vec<&str> = members.iter().map(String::as_str).collect();
+        let viability =
+            host.viability(g, &assigned)
+                .map_err(|source| CheckError::UnknownDevice {
+                    device: format!("group {g}"),
+                    source,
+                })?;
+        let viability = match viability {
+            iova::host::Viability::Viable => None,
+            iova::host::Viability::NotViable { devices } => Some(GroupIssue::NotViable { devices }),
+            iova::host::Viability::Unknown { devices } => {
+                Some(GroupIssue::ViabilityUnknown { devices })
+            }
+        };
+        for issue in issues.into_iter().chain(viability) {
             if issue.is_blocker() {
                 report.blockers.push(Blocker {
                     group: g,

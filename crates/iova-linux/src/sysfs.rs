@@ -13,7 +13,10 @@
 //! | `bus/pci/devices/D/{vendor,device,class}` | PCI ids (`0x…` hex) |
 //! | `bus/pci/devices/D/iommu_group` | the group (the link's last path component) |
 //! | `bus/pci/devices/D/iommu` | the unit, when `class/iommu` does not say |
+//! | `bus/pci/devices/D/driver` | the bound driver (the link's last path component); no link in an existing device directory: unbound |
+//! | `kernel/irq/N/chip_name` | whether the running kernel remaps interrupts ([`interrupt_remapping_evidence`]) |
 //! | `module/vfio_iommu_type1/parameters/*` | `dma_entry_limit`, `allow_unsafe_interrupts` |
+//! | `module/iommufd/parameters/allow_unsafe_interrupts` | iommufd's own opt-in |
 //! | `devices/system/cpu/modalias` | the CPU vendor |
 //! | `kernel/iommu_groups/N/iova-spapr-tce-info` | not a kernel file: the sPAPR windows `VFIO_IOMMU_SPAPR_TCE_GET_INFO` gave when the tree was captured ([`iova::spapr::SpaprInfo::parse_saved`]) |
 //!
@@ -427,6 +430,25 @@ fn read_pci_devices(root: &Path) -> Result<Vec<PciInfo>, SysfsError> {
             },
         )?;
 
+        device.driver = if dir.is_dir() {
+            Some(match read_link_name(&dir.join("driver"))? {
+                None => iova::host::Binding::Unbound,
+                Some(t) => match Path::new(&t).file_name().and_then(|n| n.to_str()) {
+                    Some(n) if !n.is_empty() => iova::host::Binding::Driver(n.to_owned()),
+                    _ => {
+                        return Err(SysfsError::BadValue {
+                            path: dir.join("driver"),
+                            expected: "a link to a driver directory",
+                            text: t,
+                        });
+                    }
+                },
+            })
+        } else {
+            // A device link that dangles: nothing about it can be read.
+            None
+        };
+
         let link_path = dir.join("iommu_group");
         let group_link = match read_link_name(&link_path)? {
             None => None,
@@ -497,27 +519,85 @@ fn read_settings(root: &Path) -> Result<HostSettings, SysfsError> {
             t.parse::<u32>().ok()
         },
     )?;
+    let yes_no = |t: &str| match t.trim() {
+        "Y" | "y" | "1" => Some(true),
+        "N" | "n" | "0" => Some(false),
+        _ => None,
+    };
     let allow_unsafe_interrupts = read_value(
         &params.join("allow_unsafe_interrupts"),
         "Y, N, 1 or 0",
-        |t| match t.trim() {
-            "Y" | "y" | "1" => Some(true),
-            "N" | "n" | "0" => Some(false),
-            _ => None,
-        },
+        yes_no,
     )?;
+    let iommufd_allow_unsafe_interrupts = read_value(
+        &root.join("module/iommufd/parameters/allow_unsafe_interrupts"),
+        "Y, N, 1 or 0",
+        yes_no,
+    )?;
+    let (interrupt_remapping_active, interrupt_remapping_evidence) =
+        match interrupt_remapping_evidence(root)? {
+            Some((on, why)) => (Some(on), Some(why)),
+            None => (None, None),
+        };
     let cpu_vendor = read_text(&root.join("devices/system/cpu/modalias"))?
         .and_then(|t| cpu_vendor_from_modalias(&t))
         .map(str::to_owned);
     Ok(HostSettings {
         allow_unsafe_interrupts,
+        iommufd_allow_unsafe_interrupts,
         dma_entry_limit,
         cpu_vendor,
         cpu_phys_bits: None,
         // Not in /sys: the live reader (iovactl) adds them from the running machine.
         cpu_page_size: None,
         kernel: None,
+        interrupt_remapping_active,
+        interrupt_remapping_evidence,
     })
+}
+
+/// Whether the running kernel remaps interrupts, from the interrupt chips it
+/// registered (`kernel/irq/N/chip_name`, the chip column of `/proc/interrupts`): a chip
+/// whose name starts with `IR-` (`IR-PCI-MSI`, `IR-PCI-MSIX-0000:01:00.0`,
+/// `IR-IO-APIC`) is one the remapping domain is parent of, so remapping is on; MSI or
+/// IO-APIC chips without that prefix (`PCI-MSI-0000:00:03.0`, `IO-APIC`) and none with
+/// it mean it is off (`intremap=off`, an IOMMU without it, virtio-iommu). Other chips
+/// (ARM's ITS and GIC, Power's XIVE) say nothing here: `None`, as for a tree without
+/// `kernel/irq`. The second value says which file decided.
+pub fn interrupt_remapping_evidence(root: &Path) -> Result<Option<(bool, String)>, SysfsError> {
+    let base = root.join("kernel/irq");
+    let mut without: Option<(u32, String)> = None;
+    let mut names: Vec<(u32, String)> = Vec::new();
+    for n in list_names(&base)? {
+        let Ok(irq) = n.parse::<u32>() else { continue };
+        if let Some(t) = read_text(&base.join(&n).join("chip_name"))? {
+            names.push((irq, t.trim().to_owned()));
+        }
+    }
+    names.sort();
+    for (irq, name) in names {
+        if name.starts_with("IR-") {
+            return Ok(Some((
+                true,
+                format!(
+                    "{}: {name} (a remapped interrupt chip)",
+                    base.join(irq.to_string()).join("chip_name").display()
+                ),
+            )));
+        }
+        if without.is_none() && (name.starts_with("PCI-MSI") || name == "IO-APIC") {
+            without = Some((irq, name));
+        }
+    }
+    Ok(without.map(|(irq, name)| {
+        (
+            false,
+            format!(
+                "{}: {name}, and no interrupt chip is remapped (IR-...)",
+                base.join(irq.to_string()).join("chip_name").display()
+            ),
+        )
+    }))
 }
 
 // ---------------------------------------------------------------------------------

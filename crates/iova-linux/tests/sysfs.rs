@@ -701,3 +701,108 @@ fn symlink_loops_in_devices_are_not_devices() {
     let h = h.unwrap();
     assert_eq!(h.group(2).unwrap().devices, ["0000:01:00.0"]);
 }
+
+/// examples/hosts/intel-vtd-39 (README): drivers are `driver` links in the device
+/// directories; group 8 holds the ISA bridge (lpc_ich) and the SMBus controller
+/// (i801_smbus); the identity group's host bridge has none. Its kernel/irq shows
+/// remapped chips (IR-IO-APIC, IR-PCI-MSI...).
+#[test]
+fn drivers_viability_and_interrupt_remapping_evidence() {
+    use iova::host::{Binding, Viability};
+    let h = read_host(example("intel-vtd-39")).unwrap();
+    let drv = |d: &str| h.device(d).unwrap().driver.clone();
+    assert_eq!(drv("00:1f.4"), Some(Binding::Driver("i801_smbus".into())));
+    assert_eq!(drv("03:00.0"), Some(Binding::Driver("igb".into())));
+    assert_eq!(drv("00:00.0"), Some(Binding::Unbound));
+    // Assigning the ISA bridge alone: the SMBus function keeps the group from VFIO.
+    assert_eq!(
+        h.viability(8, &["0000:00:1f.0"]).unwrap(),
+        Viability::NotViable {
+            devices: vec![("0000:00:1f.4".into(), "i801_smbus".into())]
+        }
+    );
+    // Both functions assigned (and so rebound): nothing else is in the group.
+    assert_eq!(
+        h.viability(8, &["0000:00:1f.0", "0000:00:1f.4"]).unwrap(),
+        Viability::Viable
+    );
+    // The NIC's own driver does not count: it is the device being assigned.
+    assert_eq!(
+        h.viability(12, &["0000:03:00.0"]).unwrap(),
+        Viability::Viable
+    );
+    assert_eq!(h.settings.interrupt_remapping_active, Some(true));
+    assert!(
+        h.settings
+            .interrupt_remapping_evidence
+            .as_deref()
+            .is_some_and(
+                |e| e.ends_with("kernel/irq/0/chip_name: IR-IO-APIC (a remapped interrupt chip)")
+            ),
+        "{:?}",
+        h.settings.interrupt_remapping_evidence
+    );
+}
+
+/// `intremap=off`: VT-d's ecap still has IR, the kernel's chips are not remapped ones;
+/// a tree without kernel/irq (or with only chips that say nothing) is unknown.
+#[test]
+fn interrupt_remapping_evidence_off_and_unknown() {
+    use iova_linux::sysfs::interrupt_remapping_evidence;
+    let dir = std::env::temp_dir().join(format!("iova-irq-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let chip = |irq: u32, name: &str| {
+        let d = dir.join(format!("kernel/irq/{irq}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("chip_name"), format!("{name}\n")).unwrap();
+    };
+    assert_eq!(interrupt_remapping_evidence(&dir).unwrap(), None);
+    chip(5, "ITS-PCI-MSIX-0000:00:01.0");
+    chip(7, "DMAR-MSI");
+    assert_eq!(interrupt_remapping_evidence(&dir).unwrap(), None);
+    chip(9, "IO-APIC");
+    chip(24, "PCI-MSI-0000:00:03.0");
+    let (on, why) = interrupt_remapping_evidence(&dir).unwrap().unwrap();
+    assert!(!on);
+    assert!(why.contains("kernel/irq/9/chip_name: IO-APIC"), "{why}");
+    chip(25, "IR-PCI-MSIX-0000:00:04.0");
+    assert!(interrupt_remapping_evidence(&dir).unwrap().unwrap().0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The kernel's rule before 5.19 (`vfio_dev_driver_allowed`) let any bridge keep its
+/// driver; from 5.19 only drivers with `driver_managed_dma` (pci-stub, pcieport, VFIO's)
+/// may. An unknown kernel makes a bridge with another driver unknown.
+#[test]
+fn viability_of_bridges_depends_on_the_kernel() {
+    use iova::host::{Binding, Device, Group, Viability};
+    let mut h = Host::default();
+    let mut g = Group::new(3);
+    g.devices = vec!["0000:00:1c.0".into(), "0000:01:00.0".into()];
+    h.groups.push(g);
+    let mut bridge = Device::new("0000:00:1c.0");
+    bridge.class = Some(0x06_0400);
+    bridge.group = Some(3);
+    bridge.driver = Some(Binding::Driver("shpchp".into()));
+    let mut nic = Device::new("0000:01:00.0");
+    nic.group = Some(3);
+    nic.driver = Some(Binding::Driver("vfio-pci".into()));
+    h.devices = vec![bridge, nic];
+    let v = |h: &Host| h.viability(3, &["0000:01:00.0"]).unwrap();
+    assert_eq!(
+        v(&h),
+        Viability::Unknown {
+            devices: vec!["0000:00:1c.0".into()]
+        }
+    );
+    h.settings.kernel = Some("5.15.0".into());
+    assert_eq!(v(&h), Viability::Viable);
+    h.settings.kernel = Some("6.1.0".into());
+    assert!(matches!(v(&h), Viability::NotViable { .. }));
+    for ok in ["pcieport", "pci-stub", "vfio-pci", "mlx5_vfio_pci"] {
+        h.devices[0].driver = Some(Binding::Driver(ok.into()));
+        assert_eq!(v(&h), Viability::Viable, "{ok}");
+    }
+    h.devices[0].driver = None;
+    assert!(matches!(v(&h), Viability::Unknown { .. }));
+}

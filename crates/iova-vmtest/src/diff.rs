@@ -61,6 +61,11 @@ fn simulated(r: &mut Report, group: u32) -> Option<Container> {
 /// (`uname -r`) and CPU page size, read from the running kernel, not assumed.
 pub(crate) fn guest_config(flavour: Flavour) -> ContainerConfig {
     let mut cfg = ContainerConfig::with_flavour(flavour);
+    // The guest's own allow_unsafe_interrupts (vmtest/init sets type1's on guests
+    // whose IOMMU does not remap interrupts, the kernel command line iommufd's).
+    if let Ok(h) = iova_linux::sysfs::read_host(std::path::Path::new("/sys")) {
+        cfg.domain.allow_unsafe_interrupts = h.settings.allows_unsafe_interrupts(flavour);
+    }
     cfg.kernel = crate::facts::kernel().1;
     if let Some(p) = iova_linux::hostfacts::cpu_page_size() {
         cfg.domain.cpu_page_size = p;

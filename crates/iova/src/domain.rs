@@ -14,8 +14,9 @@
 //!
 //! The rules (details and kernel references in `docs/semantics.md`):
 //!
-//! 1. **Isolation.** A group whose default domain is `identity` (DMA bypasses
-//!    translation) is refused with EPERM unless `allow_unsafe_bypass`; a group with a
+//! 1. **Isolation.** A group whose default domain is `identity` (`iommu=pt`) is
+//!    accepted: VFIO claims the group and attaches its own translating domain, so the
+//!    default domain does not decide anything; a group with a
 //!    `direct` reserved region (a VT-d RMRR the firmware needs identity-mapped) is
 //!    refused with EPERM unless `allow_unsafe_direct`; a group whose IOMMU unit cannot
 //!    remap interrupts is refused with EPERM unless `allow_unsafe_interrupts`. An
@@ -54,24 +55,29 @@
 //! let mut g2 = Group::new(2);
 //! g2.iommu = Some("dmar1".into());
 //! let mut g3 = Group::new(3);
-//! g3.iommu = Some("dmar0".into());
-//! g3.domain_type = DomainType::Identity;
+//! g3.iommu = Some("dmar1".into());
+//! g3.domain_type = DomainType::Identity; // iommu=pt: VFIO installs its own domain
+//! let mut g4 = Group::new(4);
+//! g4.iommu = Some("dmar2".into());
 //! let host = Host {
 //!     iommus: vec![
 //!         IommuUnit::new("dmar0", IommuVendor::Intel).with_address_width(48)
 //!             .with_page_sizes(0x4020_1000).with_interrupt_remapping(true),
 //!         IommuUnit::new("dmar1", IommuVendor::Intel).with_address_width(39)
 //!             .with_page_sizes(0x20_1000).with_interrupt_remapping(true),
+//!         IommuUnit::new("dmar2", IommuVendor::Intel).with_address_width(48)
+//!             .with_page_sizes(0x20_1000).with_interrupt_remapping(false),
 //!     ],
-//!     groups: vec![g1, g2, g3],
+//!     groups: vec![g1, g2, g3, g4],
 //!     ..Host::default()
 //! };
 //! let d = Domain::new(&host, &[1, 2], DomainConfig::default())?;
 //! assert_eq!(d.aperture().last(), (1 << 39) - 1); // the narrower unit wins
 //! assert_eq!(d.page_sizes(), 0x20_1000); // 4K | 2M in common
 //! assert_eq!(d.alignment(), 0x1000);
-//! let e = Domain::new(&host, &[1, 3], DomainConfig::default()).unwrap_err();
-//! assert_eq!(e, Refusal::Bypass { group: 3 });
+//! assert!(Domain::new(&host, &[1, 3], DomainConfig::default()).is_ok());
+//! let e = Domain::new(&host, &[1, 4], DomainConfig::default()).unwrap_err();
+//! assert_eq!(e, Refusal::UnsafeInterrupts { group: 4 });
 //! assert_eq!(e.errno(), Errno::EPERM);
 //! # Ok::<(), Refusal>(())
 //! ```
@@ -184,9 +190,6 @@ pub struct DomainConfig {
     /// (`vfio_iommu_type1.allow_unsafe_interrupts`); unsafe: a device can then forge
     /// interrupts.
     pub allow_unsafe_interrupts: bool,
-    /// Accept groups whose DMA bypasses translation (identity domain). Unsafe: the
-    /// device can reach all of memory whatever is mapped.
-    pub allow_unsafe_bypass: bool,
     /// Accept groups with a `direct` reserved region (a VT-d RMRR the firmware needs
     /// identity-mapped). The Intel driver refuses such devices in an unmanaged domain
     /// with EPERM ("ineligible for IOMMU domain attach due to platform RMRR
@@ -200,7 +203,6 @@ impl Default for DomainConfig {
             flavour: Flavour::Type1V2,
             cpu_page_size: 4096,
             allow_unsafe_interrupts: false,
-            allow_unsafe_bypass: false,
             allow_unsafe_direct: false,
         }
     }
@@ -221,11 +223,10 @@ impl DomainConfig {
         self
     }
 
-    /// The same settings with the three unsafe opt-ins set as given (interrupts,
-    /// bypass, direct regions).
-    pub fn allow_unsafe(mut self, interrupts: bool, bypass: bool, direct: bool) -> Self {
+    /// The same settings with the two unsafe opt-ins set as given (interrupts, direct
+    /// regions).
+    pub fn allow_unsafe(mut self, interrupts: bool, direct: bool) -> Self {
         self.allow_unsafe_interrupts = interrupts;
-        self.allow_unsafe_bypass = bypass;
         self.allow_unsafe_direct = direct;
         self
     }
@@ -249,14 +250,6 @@ pub enum Refusal {
     /// The host has no such group.
     #[error("no IOMMU group {0} on this host")]
     NoSuchGroup(u32),
-    /// The group's DMA bypasses translation and `allow_unsafe_bypass` is off.
-    #[error(
-        "IOMMU group {group} bypasses translation (identity domain); refused unless unsafe bypass is allowed"
-    )]
-    Bypass {
-        /// The group.
-        group: u32,
-    },
     /// The group has a `direct` reserved region (RMRR) and `allow_unsafe_direct` is off.
     #[error(
         "IOMMU group {group} has a direct (RMRR) region {range}; the device needs an identity mapping there and is refused unless unsafe direct regions are allowed"
@@ -313,9 +306,7 @@ impl Refusal {
     pub fn errno(&self) -> Errno {
         match self {
             Refusal::NoSuchGroup(_) => Errno::ENOENT,
-            Refusal::Bypass { .. }
-            | Refusal::UnsafeInterrupts { .. }
-            | Refusal::DirectRegion { .. } => Errno::EPERM,
+            Refusal::UnsafeInterrupts { .. } | Refusal::DirectRegion { .. } => Errno::EPERM,
             Refusal::NoValidIova { .. }
             | Refusal::NoCommonPageSize { .. }
             | Refusal::PageSizeAboveCpuPage { .. }
@@ -328,7 +319,6 @@ impl Refusal {
     pub fn group(&self) -> Option<u32> {
         match self {
             Refusal::NoSuchGroup(g)
-            | Refusal::Bypass { group: g }
             | Refusal::DirectRegion { group: g, .. }
             | Refusal::UnsafeInterrupts { group: g }
             | Refusal::NoValidIova { group: g }
@@ -338,14 +328,12 @@ impl Refusal {
         }
     }
 
-    /// Whether the refusal is one the unsafe opt-ins can lift (bypass, direct region,
+    /// Whether the refusal is one the unsafe opt-ins can lift (direct region,
     /// interrupts): the group is unsafe to assign, not impossible.
     pub fn is_isolation(&self) -> bool {
         matches!(
             self,
-            Refusal::Bypass { .. }
-                | Refusal::DirectRegion { .. }
-                | Refusal::UnsafeInterrupts { .. }
+            Refusal::DirectRegion { .. } | Refusal::UnsafeInterrupts { .. }
         )
     }
 }
@@ -367,7 +355,12 @@ pub struct Member {
     pub aperture: Option<IovaRange>,
     /// The unit's page-size bitmap; `None` when unknown.
     pub page_sizes: Option<u64>,
-    /// Whether the unit remaps interrupts; `None` when unknown.
+    /// Whether interrupts are remapped for this group: `Some(false)` when the unit
+    /// cannot or the running kernel did not enable it, `Some(true)` when the kernel
+    /// shows it enabled ([`HostSettings::interrupt_remapping_active`]); `None` when
+    /// unknown.
+    ///
+    /// [`HostSettings::interrupt_remapping_active`]: crate::host::HostSettings::interrupt_remapping_active
     pub interrupt_remapping: Option<bool>,
     /// The group's reserved regions, as the kernel reports them.
     pub reserved: Vec<ReservedRegion>,
@@ -395,7 +388,15 @@ impl Member {
                 })
             }),
             page_sizes: unit.and_then(|u| u.page_sizes),
-            interrupt_remapping: unit.and_then(|u| u.interrupt_remapping),
+            // A unit that cannot remap does not; one that can, does when the running
+            // kernel shows it enabled remapping; without that evidence it is unknown.
+            interrupt_remapping: match (
+                unit.and_then(|u| u.interrupt_remapping),
+                host.settings.interrupt_remapping_active,
+            ) {
+                (Some(false), _) => Some(false),
+                (_, active) => active,
+            },
             reserved: g.reserved_regions.clone(),
         })
     }
@@ -428,13 +429,11 @@ impl Member {
     }
 
     /// Every isolation refusal of this group under `config`, in the kernel's order
-    /// (bypass, each `direct` region, interrupts). Empty when the group is safe to
+    /// (each `direct` region, interrupts). The default domain's type is not one: an
+    /// `identity` group is claimed by VFIO like any other. Empty when the group is safe to
     /// assign or the opt-ins allow it.
     pub fn refusals(&self, config: &DomainConfig) -> Vec<Refusal> {
         let mut out = Vec::new();
-        if self.domain_type.is_bypass() && !config.allow_unsafe_bypass {
-            out.push(Refusal::Bypass { group: self.group });
-        }
         if !config.allow_unsafe_direct {
             out.extend(
                 self.reserved
@@ -452,8 +451,8 @@ impl Member {
         out
     }
 
-    /// The checks both interfaces make before anything else: a bypass (identity)
-    /// domain, then a `direct` reserved region.
+    /// The check both interfaces make before anything else: a `direct` reserved
+    /// region.
     pub fn isolation(&self, config: &DomainConfig) -> Result<(), Refusal> {
         match self
             .refusals(config)

@@ -251,6 +251,72 @@ pub struct Device {
     /// The name of the IOMMU unit translating for it, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iommu: Option<String>,
+    /// The driver the device is bound to (sysfs `driver` link), if known; it decides
+    /// whether its group can be given to VFIO ([`Host::viability`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Binding>,
+}
+
+/// A device's driver binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Binding {
+    /// No driver is bound.
+    Unbound,
+    /// Bound to this driver (`vfio-pci`, `nvme`, `snd_hda_intel`, ...).
+    Driver(String),
+}
+
+impl Binding {
+    /// Whether a device bound this way leaves its group usable by VFIO: unbound, a
+    /// VFIO driver (`vfio-pci` and its variant drivers such as `mlx5_vfio_pci`), or
+    /// one of the drivers the kernel lets share a group with VFIO. Since Linux 5.19
+    /// these are the drivers that set `driver_managed_dma` (`pci-stub`, `pcieport`,
+    /// the VFIO drivers); before, `vfio_dev_driver_allowed` allowed `pci-stub` and any
+    /// bridge, which [`Host::viability`] adds for a device of a bridge class.
+    pub fn leaves_group_viable(&self) -> bool {
+        match self {
+            Binding::Unbound => true,
+            Binding::Driver(d) => is_vfio_driver(d) || d == "pci-stub" || d == "pcieport",
+        }
+    }
+}
+
+/// Whether a driver name is VFIO's: `vfio-pci`, `vfio-platform`, ..., or a vendor
+/// variant driver built on vfio-pci-core (`mlx5_vfio_pci`, `hisi_acc_vfio_pci`,
+/// `nvgrace_gpu_vfio_pci`, ...).
+pub fn is_vfio_driver(name: &str) -> bool {
+    name.starts_with("vfio") || name.contains("_vfio_pci") || name.contains("-vfio-pci")
+}
+
+impl std::fmt::Display for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Binding::Unbound => f.write_str("no driver"),
+            Binding::Driver(d) => write!(f, "driver {d}"),
+        }
+    }
+}
+
+/// Whether a group can be claimed by VFIO now ([`Host::viability`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Viability {
+    /// Every other device of the group is unbound or bound to a driver allowed
+    /// beside VFIO.
+    Viable,
+    /// These devices (with their drivers) keep the group from VFIO: the kernel refuses
+    /// to claim it (`iommu_group_claim_dma_owner`, EPERM; QEMU: "group N is not
+    /// viable").
+    NotViable {
+        /// `(device, driver)` of each device in the way.
+        devices: Vec<(String, String)>,
+    },
+    /// The bindings of these devices are not known (a profile saved without them).
+    Unknown {
+        /// The devices whose binding is unknown.
+        devices: Vec<String>,
+    },
 }
 
 impl Device {
@@ -263,6 +329,7 @@ impl Device {
             class: None,
             group: None,
             iommu: None,
+            driver: None,
         }
     }
 }
@@ -309,6 +376,10 @@ pub struct HostSettings {
     /// `vfio_iommu_type1.allow_unsafe_interrupts`, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_unsafe_interrupts: Option<bool>,
+    /// `iommufd.allow_unsafe_interrupts` (iommufd and its VFIO compatibility
+    /// container), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommufd_allow_unsafe_interrupts: Option<bool>,
     /// `vfio_iommu_type1.dma_entry_limit`, if known (kernel default 65535).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dma_entry_limit: Option<u32>,
@@ -328,6 +399,29 @@ pub struct HostSettings {
     /// the simulation answers as that release (`iova::kernel::KernelVersion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
+    /// Whether the running kernel remaps interrupts, from what it enabled (the
+    /// interrupt chips it registered: `IR-PCI-MSI...`, `IR-IO-APIC` with remapping,
+    /// `PCI-MSI...`, `IO-APIC` without), if known. A unit's capability bit alone does not
+    /// say it: `intremap=off` or a firmware opt-out leave it set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupt_remapping_active: Option<bool>,
+    /// What [`HostSettings::interrupt_remapping_active`] was read from, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupt_remapping_evidence: Option<String>,
+}
+
+impl HostSettings {
+    /// The `allow_unsafe_interrupts` module parameter that governs `flavour`: type1's
+    /// for the type1 flavours, iommufd's for iommufd and its compatibility container;
+    /// `false` when unknown (the kernel's default).
+    pub fn allows_unsafe_interrupts(&self, flavour: crate::domain::Flavour) -> bool {
+        if flavour.is_type1() {
+            self.allow_unsafe_interrupts
+        } else {
+            self.iommufd_allow_unsafe_interrupts
+        }
+        .unwrap_or(false)
+    }
 }
 
 /// A host: its IOMMU units, groups and devices.
@@ -384,9 +478,31 @@ impl ValidRanges {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum GroupIssue {
-    /// The group's domain is `identity`: DMA bypasses the IOMMU. VFIO type1 refuses it
-    /// unless unsafe operation is allowed. Blocks safe assignment.
-    Bypass,
+    /// The group's default domain is `identity` (`iommu=pt`, `iommu.passthrough=1`):
+    /// the host's own DMA bypasses the IOMMU. Not a problem for assignment: VFIO claims
+    /// the group and attaches its own translating domain. A note.
+    IdentityDomain,
+    /// Other devices of the group are bound to drivers that keep it from VFIO: the
+    /// kernel refuses to claim the group (EPERM; QEMU: "group N is not viable").
+    /// Blocks assignment until they are unbound or bound to vfio-pci.
+    NotViable {
+        /// `(device, driver)` of each device in the way.
+        devices: Vec<(String, String)>,
+    },
+    /// The driver bindings of some devices of the group are not known, so whether VFIO
+    /// can claim the group is not known.
+    ViabilityUnknown {
+        /// The devices whose binding is unknown.
+        devices: Vec<String>,
+    },
+    /// The unit can remap interrupts but whether the running kernel does is not known
+    /// (no evidence of the interrupt chips it enabled): VFIO refuses the group if it
+    /// does not, unless allow_unsafe_interrupts is set.
+    InterruptRemappingUnknown,
+    /// Interrupts are not remapped, and `vfio_iommu_type1.allow_unsafe_interrupts=1`
+    /// lets VFIO take the group anyway: it works, but the device can forge interrupts
+    /// (MSI writes to any vector). A warning.
+    UnsafeInterruptsAllowed,
     /// The group has a `direct` reserved region (an RMRR): the device needs an identity
     /// mapping there and cannot be assigned to a VM. Blocks assignment.
     DirectRegion {
@@ -414,7 +530,11 @@ impl GroupIssue {
     /// The issue's kind as JSON names it (`bypass`, `direct-region`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            GroupIssue::Bypass => "bypass",
+            GroupIssue::IdentityDomain => "identity-domain",
+            GroupIssue::NotViable { .. } => "not-viable",
+            GroupIssue::ViabilityUnknown { .. } => "viability-unknown",
+            GroupIssue::InterruptRemappingUnknown => "interrupt-remapping-unknown",
+            GroupIssue::UnsafeInterruptsAllowed => "unsafe-interrupts-allowed",
             GroupIssue::DirectRegion { .. } => "direct-region",
             GroupIssue::NoInterruptRemapping => "no-interrupt-remapping",
             GroupIssue::ApertureUnknown => "aperture-unknown",
@@ -428,8 +548,8 @@ impl GroupIssue {
     pub fn is_blocker(&self) -> bool {
         matches!(
             self,
-            GroupIssue::Bypass
-                | GroupIssue::DirectRegion { .. }
+            GroupIssue::DirectRegion { .. }
+                | GroupIssue::NotViable { .. }
                 | GroupIssue::NoInterruptRemapping
                 | GroupIssue::Refused { .. }
         )
@@ -439,7 +559,37 @@ impl GroupIssue {
 impl std::fmt::Display for GroupIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GroupIssue::Bypass => f.write_str("identity domain: DMA bypasses the IOMMU"),
+            GroupIssue::IdentityDomain => f.write_str(
+                "default domain identity (iommu=pt): the host's DMA bypasses the IOMMU; VFIO \
+                 claims the group and installs its own translating domain",
+            ),
+            GroupIssue::NotViable { devices } => write!(
+                f,
+                "not viable: {} keep{} the group from VFIO (QEMU: \"group is not viable\"); \
+                 unbind {} or bind {} to vfio-pci",
+                devices
+                    .iter()
+                    .map(|(d, drv)| format!("{d} (driver {drv})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if devices.len() == 1 { "s" } else { "" },
+                if devices.len() == 1 { "it" } else { "them" },
+                if devices.len() == 1 { "it" } else { "them" },
+            ),
+            GroupIssue::ViabilityUnknown { devices } => write!(
+                f,
+                "viability unknown: the driver bindings of {} are not known",
+                devices.join(", ")
+            ),
+            GroupIssue::UnsafeInterruptsAllowed => f.write_str(
+                "no interrupt remapping, allowed by vfio_iommu_type1.allow_unsafe_interrupts=1: \
+                 VFIO takes the group, but the device can forge interrupts",
+            ),
+            GroupIssue::InterruptRemappingUnknown => f.write_str(
+                "interrupt remapping unknown: the unit can remap interrupts, but nothing shows \
+                 the running kernel does (intremap=off leaves the capability set); VFIO \
+                 refuses the group (EPERM) if it does not",
+            ),
             GroupIssue::DirectRegion { range } => write!(
                 f,
                 "direct RMRR {range}: device cannot be assigned (it needs an identity mapping there)"
@@ -522,14 +672,31 @@ impl Host {
             .refusals(&DomainConfig::default())
             .into_iter()
             .filter_map(|r| match r {
-                Refusal::Bypass { .. } => Some(GroupIssue::Bypass),
                 Refusal::DirectRegion { range, .. } => Some(GroupIssue::DirectRegion { range }),
-                Refusal::UnsafeInterrupts { .. } => Some(GroupIssue::NoInterruptRemapping),
+                Refusal::UnsafeInterrupts { .. } => {
+                    Some(if self.settings.allow_unsafe_interrupts == Some(true) {
+                        GroupIssue::UnsafeInterruptsAllowed
+                    } else {
+                        GroupIssue::NoInterruptRemapping
+                    })
+                }
                 _ => None,
             })
             .collect();
+        if member.domain_type.is_bypass() {
+            out.push(GroupIssue::IdentityDomain);
+        }
         if member.domain_type == DomainType::Blocked {
             out.push(GroupIssue::Blocked);
+        }
+        if member.interrupt_remapping.is_none()
+            && self
+                .iommu_of_group(self.group(group_id)?)
+                .and_then(|u| u.interrupt_remapping)
+                == Some(true)
+            && self.settings.allow_unsafe_interrupts != Some(true)
+        {
+            out.push(GroupIssue::InterruptRemappingUnknown);
         }
         if member.unit.is_none() {
             out.push(GroupIssue::NoIommuUnit);
@@ -537,6 +704,49 @@ impl Host {
             out.push(GroupIssue::ApertureUnknown);
         }
         Ok(out)
+    }
+
+    /// Whether VFIO can claim group `group_id` for the devices `assigned` (which the
+    /// user or libvirt binds to vfio-pci, so their own drivers do not count): every
+    /// other device must be unbound or bound to a driver allowed beside VFIO
+    /// ([`Binding::leaves_group_viable`]; before Linux 5.19 any bridge too). Unknown
+    /// bindings of other devices give [`Viability::Unknown`].
+    pub fn viability(&self, group_id: u32, assigned: &[&str]) -> Result<Viability, HostError> {
+        let g = self.group(group_id)?;
+        let before_5_19 = self
+            .settings
+            .kernel
+            .as_deref()
+            .and_then(|k| crate::kernel::KernelVersion::parse(k).ok())
+            .map(|k| k < crate::kernel::KernelVersion::new(5, 19));
+        let mut blocking = Vec::new();
+        let mut unknown = Vec::new();
+        for name in &g.devices {
+            if assigned.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let dev = self.device(name).ok();
+            let bridge = dev
+                .and_then(|d| d.class)
+                .is_some_and(|c| c >> 8 == 0x0604 || c >> 8 == 0x0609);
+            match dev.and_then(|d| d.driver.as_ref()) {
+                None => unknown.push(name.clone()),
+                Some(b) if b.leaves_group_viable() => {}
+                // Before 5.19 a bridge's driver did not matter; unknown kernel: the
+                // two rules disagree only here, so the answer is unknown.
+                Some(_) if bridge && before_5_19 == Some(true) => {}
+                Some(_) if bridge && before_5_19.is_none() => unknown.push(name.clone()),
+                Some(Binding::Driver(d)) => blocking.push((name.clone(), d.clone())),
+                Some(Binding::Unbound) => {}
+            }
+        }
+        Ok(if !blocking.is_empty() {
+            Viability::NotViable { devices: blocking }
+        } else if !unknown.is_empty() {
+            Viability::Unknown { devices: unknown }
+        } else {
+            Viability::Viable
+        })
     }
 
     /// The usable IOVAs of a group: its IOMMU's aperture (or the whole 64-bit space when
@@ -693,7 +903,15 @@ mod tests {
     #[test]
     fn issue_kind_is_the_json_tag() {
         let all = [
-            GroupIssue::Bypass,
+            GroupIssue::IdentityDomain,
+            GroupIssue::NotViable {
+                devices: vec![("0000:01:00.1".into(), "snd_hda_intel".into())],
+            },
+            GroupIssue::ViabilityUnknown {
+                devices: vec!["0000:01:00.1".into()],
+            },
+            GroupIssue::InterruptRemappingUnknown,
+            GroupIssue::UnsafeInterruptsAllowed,
             GroupIssue::DirectRegion {
                 range: IovaRange::new(0, 0xfff).unwrap(),
             },
@@ -786,6 +1004,27 @@ mod tests {
     fn issues_flag_blockers() {
         let mut h = sample();
         assert_eq!(h.group_issues(12).unwrap(), vec![]);
+        h.iommus[0].interrupt_remapping = Some(true);
+        // A unit that can remap interrupts, and nothing showing the kernel does.
+        assert_eq!(
+            h.group_issues(12).unwrap(),
+            vec![GroupIssue::InterruptRemappingUnknown]
+        );
+        h.settings.interrupt_remapping_active = Some(true);
+        assert_eq!(h.group_issues(12).unwrap(), vec![]);
+        // intremap=off: the capability bit is still set, the kernel did not enable it.
+        h.settings.interrupt_remapping_active = Some(false);
+        assert_eq!(
+            h.group_issues(12).unwrap(),
+            vec![GroupIssue::NoInterruptRemapping]
+        );
+        // vfio_iommu_type1.allow_unsafe_interrupts=1: VFIO takes it, with a warning.
+        h.settings.allow_unsafe_interrupts = Some(true);
+        let issues = h.group_issues(12).unwrap();
+        assert_eq!(issues, vec![GroupIssue::UnsafeInterruptsAllowed]);
+        assert!(!issues[0].is_blocker());
+        h.settings.allow_unsafe_interrupts = None;
+        h.settings.interrupt_remapping_active = Some(true);
         h.groups[0].domain_type = DomainType::Identity;
         h.groups[0].reserved_regions.push(ReservedRegion {
             range: r(0xbd80_0000, 0xbd9f_ffff),
@@ -795,8 +1034,11 @@ mod tests {
         h.iommus[0].aperture = None;
         let issues = h.group_issues(12).unwrap();
         assert_eq!(issues.len(), 4, "{issues:?}");
-        assert_eq!(issues.iter().filter(|i| i.is_blocker()).count(), 3);
+        // The direct region and the missing remapping; identity is a note (iommu=pt).
+        assert_eq!(issues.iter().filter(|i| i.is_blocker()).count(), 2);
         assert!(issues.contains(&GroupIssue::ApertureUnknown));
+        assert!(issues.contains(&GroupIssue::IdentityDomain));
+        assert!(!GroupIssue::IdentityDomain.is_blocker());
     }
 
     /// The selftests' mock domain (drivers/iommu/iommufd/selftest.c: `pgsize_bitmap =

@@ -206,11 +206,6 @@ fn every_error_of_every_operation_leaves_the_state_unchanged() {
                 Errno::EBUSY,
             ),
             (
-                "attach bypass",
-                Box::new(|c| c.attach(&h, 3).map_err(|e| e.errno())),
-                Errno::EPERM,
-            ),
-            (
                 "attach no IRQ remapping",
                 Box::new(|c| c.attach(&h, 4).map_err(|e| e.errno())),
                 Errno::EPERM,

@@ -3,8 +3,8 @@
 //! region, and faults every DMA to an IOVA that is not mapped.
 //!
 //! Facts (docs/semantics.md): type1 refuses a group without interrupt isolation with EPERM
-//! unless `allow_unsafe_interrupts`; an identity (bypass) domain must be refused unless
-//! unsafe operation is allowed; the VT-d driver refuses a device with an RMRR in an
+//! unless `allow_unsafe_interrupts`; an identity default domain (`iommu=pt`) is no
+//! refusal, since VFIO claims the group and attaches its own domain; the VT-d driver refuses a device with an RMRR in an
 //! unmanaged domain with EPERM; every reserved region but `direct-relaxable` is
 //! punched out of the valid IOVAs.
 
@@ -56,9 +56,8 @@ fn risky_host() -> Host {
     h
 }
 
-fn cfg(fl: Flavour, bypass: bool, irq: bool, direct: bool) -> ContainerConfig {
+fn cfg(fl: Flavour, irq: bool, direct: bool) -> ContainerConfig {
     let mut c = ContainerConfig::with_flavour(fl);
-    c.domain.allow_unsafe_bypass = bypass;
     c.domain.allow_unsafe_interrupts = irq;
     c.domain.allow_unsafe_direct = direct;
     c
@@ -67,18 +66,10 @@ fn cfg(fl: Flavour, bypass: bool, irq: bool, direct: bool) -> ContainerConfig {
 #[test]
 fn the_defaults_are_safe() {
     let d = ContainerConfig::default();
-    assert!(
-        !d.domain.allow_unsafe_bypass
-            && !d.domain.allow_unsafe_interrupts
-            && !d.domain.allow_unsafe_direct
-    );
+    assert!(!d.domain.allow_unsafe_interrupts && !d.domain.allow_unsafe_direct);
     for fl in FLAVOURS {
         let c = ContainerConfig::with_flavour(fl);
-        assert!(
-            !c.domain.allow_unsafe_bypass
-                && !c.domain.allow_unsafe_interrupts
-                && !c.domain.allow_unsafe_direct
-        );
+        assert!(!c.domain.allow_unsafe_interrupts && !c.domain.allow_unsafe_direct);
     }
 }
 
@@ -86,24 +77,25 @@ fn the_defaults_are_safe() {
 fn each_risk_is_refused_until_its_own_unsafe_flag_is_set() {
     let h = risky_host();
     for fl in FLAVOURS {
-        // Every combination of the three flags: a group attaches exactly when each of
-        // its risks has its flag.
-        for bits in 0..8u8 {
-            let (bypass, irq, direct) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
+        // Every combination of the two flags: a group attaches exactly when each of
+        // its risks has its flag. An identity default domain (groups 1 and 4) is no
+        // risk: VFIO claims the group and attaches its own domain.
+        for bits in 0..4u8 {
+            let (irq, direct) = (bits & 1 != 0, bits & 2 != 0);
             for (id, needs) in [
-                (1, (true, false, false)),
-                (2, (false, true, false)),
-                (3, (false, false, true)),
-                (4, (true, true, true)),
-                (5, (false, false, false)),
+                (1, (false, false)),
+                (2, (true, false)),
+                (3, (false, true)),
+                (4, (true, true)),
+                (5, (false, false)),
             ] {
-                let ok = (!needs.0 || bypass) && (!needs.1 || irq) && (!needs.2 || direct);
-                let mut c = Container::new(cfg(fl, bypass, irq, direct));
+                let ok = (!needs.0 || irq) && (!needs.1 || direct);
+                let mut c = Container::new(cfg(fl, irq, direct));
                 let got = c.attach(&h, id).map_err(|e| e.errno());
                 if ok {
-                    assert_eq!(got, Ok(()), "{fl:?} group {id} flags {bits:03b}");
+                    assert_eq!(got, Ok(()), "{fl:?} group {id} flags {bits:02b}");
                 } else {
-                    assert_eq!(got, Err(Errno::EPERM), "{fl:?} group {id} flags {bits:03b}");
+                    assert_eq!(got, Err(Errno::EPERM), "{fl:?} group {id} flags {bits:02b}");
                     assert_eq!(c.groups().count(), 0);
                 }
             }
@@ -115,7 +107,7 @@ fn each_risk_is_refused_until_its_own_unsafe_flag_is_set() {
 fn an_allowed_direct_region_is_still_never_mapped() {
     let h = risky_host();
     for fl in FLAVOURS {
-        let mut c = Container::new(cfg(fl, false, false, true));
+        let mut c = Container::new(cfg(fl, false, true));
         c.attach(&h, 3).unwrap();
         assert!(!c.valid_iovas().overlaps(&r(0xe000_0000, 0xe00f_ffff)));
         let e = c

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use iova::host::{DomainType, Group, Host, IommuUnit, ReservedKind};
+use iova::host::{Group, Host, IommuUnit, ReservedKind};
 use iova::range::IovaSet;
 use serde_json::{Value, json};
 
@@ -74,8 +74,6 @@ pub const NFD_DEFAULT_NAMESPACE: &str = "feature.node.kubernetes.io";
 /// A reason a group cannot be assigned to a VM safely, as `check` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockerKind {
-    /// The group's domain is `identity`: DMA bypasses the IOMMU.
-    Bypass,
     /// The group has a `direct` reserved region (an RMRR).
     DirectRegion,
     /// The group's IOMMU does not remap interrupts.
@@ -86,7 +84,6 @@ impl BlockerKind {
     /// The spelling in every export (a Prometheus label value, an Ansible value).
     pub fn as_str(self) -> &'static str {
         match self {
-            BlockerKind::Bypass => "bypass",
             BlockerKind::DirectRegion => "direct-region",
             BlockerKind::NoInterruptRemapping => "no-interrupt-remapping",
         }
@@ -105,7 +102,7 @@ pub struct GroupFacts<'h> {
     pub valid: Option<IovaSet>,
     /// Each blocker kind: `Some(true)` present, `Some(false)` known absent, `None`
     /// unknown (the fact that decides it is unknown).
-    pub blockers: [(BlockerKind, Option<bool>); 3],
+    pub blockers: [(BlockerKind, Option<bool>); 2],
     /// The messages of the blockers present, as `inspect` prints them.
     pub blocker_messages: Vec<(BlockerKind, String)>,
     /// Whether the group can be assigned to a VM safely: no blocker, and every fact
@@ -211,14 +208,6 @@ fn group_facts<'h>(host: &'h Host, g: &'h Group) -> Result<GroupFacts<'h>, CliEr
         .map_err(|e| CliError::input(format!("group {}: {e}", g.id)))?;
     let unit = host.iommu_of_group(g);
     let mut unknown = Vec::new();
-    let bypass = match g.domain_type {
-        DomainType::Identity => Some(true),
-        DomainType::Unknown => {
-            unknown.push("domain_type");
-            None
-        }
-        _ => Some(false),
-    };
     let direct = Some(
         g.reserved_regions
             .iter()
@@ -227,7 +216,12 @@ fn group_facts<'h>(host: &'h Host, g: &'h Group) -> Result<GroupFacts<'h>, CliEr
     if unit.is_none() {
         unknown.push("iommu");
     }
-    let remapping = unit.and_then(|u| u.interrupt_remapping);
+    // What the running kernel does (the unit's capability and the interrupt chips it
+    // enabled), not the capability bit alone.
+    let remapping = host
+        .member(g.id)
+        .map_err(|e| CliError::input(format!("group {}: {e}", g.id)))?
+        .interrupt_remapping;
     if remapping.is_none() {
         unknown.push("interrupt_remapping");
     }
@@ -236,7 +230,6 @@ fn group_facts<'h>(host: &'h Host, g: &'h Group) -> Result<GroupFacts<'h>, CliEr
         unknown.push("aperture");
     }
     let blockers = [
-        (BlockerKind::Bypass, bypass),
         (BlockerKind::DirectRegion, direct),
         (BlockerKind::NoInterruptRemapping, no_remap),
     ];
@@ -245,7 +238,6 @@ fn group_facts<'h>(host: &'h Host, g: &'h Group) -> Result<GroupFacts<'h>, CliEr
         .filter(|i| i.is_blocker())
         .filter_map(|i| {
             let kind = match i {
-                iova::host::GroupIssue::Bypass => BlockerKind::Bypass,
                 iova::host::GroupIssue::DirectRegion { .. } => BlockerKind::DirectRegion,
                 iova::host::GroupIssue::NoInterruptRemapping => BlockerKind::NoInterruptRemapping,
                 _ => return None,
@@ -463,7 +455,7 @@ pub fn prometheus_text(f: &HostFacts) -> String {
     );
     let mut blocker = Family::new(
         "iova_group_blocker",
-        "1 when the blocker (bypass, direct-region, no-interrupt-remapping) stops the group from being assigned to a VM safely, 0 when it does not; left out when the fact deciding it is unknown.",
+        "1 when the blocker (direct-region, no-interrupt-remapping) stops the group from being assigned to a VM safely, 0 when it does not; left out when the fact deciding it is unknown.",
     );
     let mut ready = Family::new(
         "iova_group_ready",

@@ -204,7 +204,44 @@ fn group_json(host: &Host, g: &Group, vfio: &VfioAnswer) -> Result<Value, CliErr
         })),
         "warnings": warnings,
         "blocked": issues.iter().any(|i| i.is_blocker()),
+        "viability": host.viability(g.id, &[]).ok(),
     }))
+}
+
+/// Whether VFIO can claim the group now (every device unbound, bound to a VFIO driver
+/// or to one allowed beside it), in words.
+fn viability_text(host: &Host, g: &Group) -> String {
+    use iova::host::Viability;
+    match host.viability(g.id, &[]) {
+        Ok(Viability::Viable) => "yes".into(),
+        Ok(Viability::NotViable { devices }) => format!(
+            "no: {} (bind the group's devices to vfio-pci, e.g. `driverctl set-override \
+             BDF vfio-pci`, or unbind them; libvirt rebinds only the devices it assigns)",
+            devices
+                .iter()
+                .map(|(d, drv)| format!("{d} is bound to {drv}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(Viability::Unknown { devices }) => {
+            format!("unknown: the driver of {} is not known", devices.join(", "))
+        }
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// The host's interrupt remapping as the running kernel enabled it, with the evidence.
+fn remapping_text(host: &Host) -> String {
+    let st = &host.settings;
+    let on = match st.interrupt_remapping_active {
+        Some(true) => "on",
+        Some(false) => "OFF",
+        None => "unknown",
+    };
+    match &st.interrupt_remapping_evidence {
+        Some(e) => format!("{on} ({})", iova_guest::text::clean(e)),
+        None => format!("{on} (no evidence: kernel/irq/*/chip_name not read)"),
+    }
 }
 
 fn to_json(host: &Host, groups: &[&Group], vfio: &[VfioAnswer]) -> Result<Value, CliError> {
@@ -238,10 +275,23 @@ fn to_json(host: &Host, groups: &[&Group], vfio: &[VfioAnswer]) -> Result<Value,
                 "class": d.class.map(|v| format!("{v:#08x}")),
                 "group": d.group,
                 "iommu": d.iommu,
+                "driver": d.driver.as_ref().map(|b| match b {
+                    iova::host::Binding::Unbound => Value::Null,
+                    iova::host::Binding::Driver(n) => Value::String(n.clone()),
+                }),
+                "driver_known": d.driver.is_some(),
             })
         })
         .collect();
-    Ok(json!({"groups": groups, "iommus": iommus, "devices": devices}))
+    Ok(json!({
+        "groups": groups,
+        "iommus": iommus,
+        "devices": devices,
+        "interrupt_remapping": {
+            "active": host.settings.interrupt_remapping_active,
+            "evidence": host.settings.interrupt_remapping_evidence,
+        },
+    }))
 }
 
 fn to_table(
@@ -269,6 +319,7 @@ fn to_table(
         host.groups.len(),
         host.devices.len()
     );
+    let _ = writeln!(s, "Interrupt remapping: {}\n", remapping_text(host));
     if !host.iommus.is_empty() {
         let _ = writeln!(s, "IOMMU units");
         let mut rows = vec![vec![
@@ -277,7 +328,7 @@ fn to_table(
             "WIDTH".into(),
             "APERTURE".into(),
             "PAGE SIZES".into(),
-            "IRQ REMAP".into(),
+            "IR CAPABLE".into(),
         ]];
         for u in &host.iommus {
             rows.push(vec![
@@ -318,6 +369,13 @@ fn to_table(
                 }
                 if let Some(c) = d.class {
                     let _ = write!(t, "  class {c:06x}");
+                }
+                match &d.driver {
+                    Some(iova::host::Binding::Driver(n)) => {
+                        let _ = write!(t, "  driver {}", iova_guest::text::clean(n));
+                    }
+                    Some(iova::host::Binding::Unbound) => t.push_str("  no driver"),
+                    None => {}
                 }
                 t
             });
@@ -407,8 +465,15 @@ fn to_table(
             }
             VfioAnswer::NotAsked => {}
         }
+        let _ = writeln!(s, "  viable    {}", viability_text(host, g));
         for i in &issues {
-            let tag = if i.is_blocker() { "BLOCKER" } else { "warning" };
+            let tag = if i.is_blocker() {
+                "BLOCKER"
+            } else if matches!(i, iova::host::GroupIssue::IdentityDomain) {
+                "note"
+            } else {
+                "warning"
+            };
             let _ = writeln!(s, "  {tag:<8}  {i}");
         }
         s.push('\n');

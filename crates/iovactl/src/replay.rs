@@ -86,9 +86,6 @@ pub struct ReplayArgs {
     /// host's setting when known.
     #[arg(long)]
     allow_unsafe_interrupts: bool,
-    /// UNSAFE: attach groups whose DMA bypasses the IOMMU (identity domain).
-    #[arg(long)]
-    allow_unsafe_bypass: bool,
     /// UNSAFE: attach groups with a direct (RMRR) reserved region, which the VT-d
     /// driver refuses.
     #[arg(long)]
@@ -173,8 +170,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
         .validate()
         .map_err(|e| CliError::input(format!("--cpu-page-size: {e}")))?;
     config.domain.allow_unsafe_interrupts =
-        args.allow_unsafe_interrupts || host.settings.allow_unsafe_interrupts.unwrap_or(false);
-    config.domain.allow_unsafe_bypass = args.allow_unsafe_bypass;
+        args.allow_unsafe_interrupts || host.settings.allows_unsafe_interrupts(config.flavour());
     config.domain.allow_unsafe_direct = args.allow_unsafe_direct;
     if let Some(limit) = args.dma_entry_limit.or(host.settings.dma_entry_limit) {
         config.dma_entry_limit = limit;

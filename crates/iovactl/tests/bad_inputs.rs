@@ -1341,11 +1341,13 @@ static CASES: &[Case] = &[
     // ---- round two: export reports blockers as check does ------------------------
     case_code(
         1,
-        "export virtio-iommu of an identity group",
+        "export virtio-iommu where the kernel did not enable interrupt remapping",
         Sysfs,
-        &[("sys/kernel/iommu_groups/1/type", Bytes(b"identity\n"))],
+        // intremap=off: the VT-d ecap still has IR, the kernel's MSI chips are not
+        // remapped ones.
+        &[("sys/kernel/irq/24/chip_name", Bytes(b"PCI-MSI-0000:03:00.0\n"))],
         &["export", "virtio-iommu", "--sysfs-root", "{T}/sys", "--device", "03:00.0"],
-        &["blocked", "group 1", "identity domain"],
+        &["blocked", "group 1", "no interrupt remapping"],
     ),
 ];
 
@@ -1614,9 +1616,10 @@ fn every_bad_input_is_refused_clearly() {
     );
 }
 
-/// Security defaults on the command line: `replay` refuses (exit 1, EPERM) a bypass
-/// group, a group with a direct RMRR and a group without interrupt remapping, and
-/// attaches each only with the `--allow-unsafe-*` flag for its risk.
+/// Security defaults on the command line: `replay` refuses (exit 1, EPERM) a group
+/// with a direct RMRR and a group without interrupt remapping, and attaches each only
+/// with the `--allow-unsafe-*` flag for its risk; an identity (iommu=pt) group needs
+/// none.
 #[test]
 fn unsafe_groups_need_their_unsafe_flag() {
     let dir = case_dir(usize::MAX - 1);
@@ -1630,10 +1633,19 @@ fn unsafe_groups_need_their_unsafe_flag() {
     let repo = repo.to_str().unwrap().to_owned();
     let trace = format!("{t}/ok.trace");
     let noir = format!("{t}/noir");
-    // (root, device, flag): group 0 of the example host is identity, group 5 has a
-    // direct RMRR.
+    // Group 0 of the example host is identity: VFIO claims it like any other.
+    let (code, stderr) = run(&[
+        "replay".to_owned(),
+        "--sysfs-root".to_owned(),
+        repo.clone(),
+        "--device".to_owned(),
+        "00:00.0".to_owned(),
+        trace.clone(),
+    ])
+    .expect("finishes");
+    assert_eq!(code, 0, "identity group: {stderr}");
+    // (root, device, flag): group 5 has a direct RMRR.
     for (root, device, flag) in [
-        (repo.as_str(), "00:00.0", "--allow-unsafe-bypass"),
         (repo.as_str(), "00:14.0", "--allow-unsafe-direct"),
         (noir.as_str(), "03:00.0", "--allow-unsafe-interrupts"),
     ] {
@@ -1643,11 +1655,7 @@ fn unsafe_groups_need_their_unsafe_flag() {
         let (code, stderr) = run(&args).expect("finishes");
         assert_eq!(code, 1, "{args:?}: {stderr}");
         assert!(stderr.contains("EPERM"), "{stderr}");
-        for other in [
-            "--allow-unsafe-bypass",
-            "--allow-unsafe-direct",
-            "--allow-unsafe-interrupts",
-        ] {
+        for other in ["--allow-unsafe-direct", "--allow-unsafe-interrupts"] {
             let mut a = args.clone();
             a.insert(5, other.to_owned());
             let (code, stderr) = run(&a).expect("finishes");

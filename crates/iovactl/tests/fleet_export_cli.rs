@@ -384,16 +384,15 @@ fn prometheus_intel_39_values_match_the_fixture() {
         ),
         1.0
     );
-    // Group 0 is identity (bypass), group 5 has a direct RMRR: blocked, not ready.
-    assert_eq!(
-        value(
-            &s,
-            "iova_group_blocker",
-            &[("group", "0"), ("kind", "bypass")]
-        ),
-        1.0
+    // Group 0 is identity (iommu=pt): no blocker, VFIO installs its own domain; it is
+    // ready (the fixture's kernel/irq shows remapped interrupt chips). Group 5 has a
+    // direct RMRR: blocked, not ready.
+    absent(
+        &s,
+        "iova_group_blocker",
+        &[("group", "0"), ("kind", "bypass")],
     );
-    assert_eq!(value(&s, "iova_group_ready", &[("group", "0")]), 0.0);
+    assert_eq!(value(&s, "iova_group_ready", &[("group", "0")]), 1.0);
     assert_eq!(
         value(
             &s,
@@ -401,14 +400,6 @@ fn prometheus_intel_39_values_match_the_fixture() {
             &[("group", "5"), ("kind", "direct-region")]
         ),
         1.0
-    );
-    assert_eq!(
-        value(
-            &s,
-            "iova_group_blocker",
-            &[("group", "5"), ("kind", "bypass")]
-        ),
-        0.0
     );
     assert_eq!(value(&s, "iova_group_ready", &[("group", "5")]), 0.0);
     // Group 5 loses the 2 MiB RMRR as well as the MSI window.
@@ -479,22 +470,13 @@ fn prometheus_amd_48_and_unknowns_left_out() {
             "iova_group_blocker",
             &[("group", g), ("kind", "no-interrupt-remapping")],
         );
-        assert_eq!(
-            value(
-                &s,
-                "iova_group_blocker",
-                &[("group", g), ("kind", "bypass")]
-            ),
-            0.0
-        );
     }
     absent(&s, "iova_iommu_address_width_bits", &[]);
     absent(&s, "iova_iommu_interrupt_remapping", &[]);
     absent(&s, "iova_host_ready", &[]);
     absent(&s, "iova_dma_entry_limit", &[]);
 
-    // pseries: the 1 GiB 32-bit window is what a container maps; the domain type is
-    // unknown, so bypass is not said to be absent.
+    // pseries: the 1 GiB 32-bit window is what a container maps.
     let (s, _) = validate_prometheus(&export("prometheus", "pseries-qemu", &[]));
     assert_eq!(
         value(&s, "iova_group_highest_mappable_iova", &[("group", "0")]),
@@ -503,11 +485,6 @@ fn prometheus_amd_48_and_unknowns_left_out() {
     assert_eq!(
         value(&s, "iova_group_reserved_regions", &[("group", "0")]),
         0.0
-    );
-    absent(
-        &s,
-        "iova_group_blocker",
-        &[("group", "0"), ("kind", "bypass")],
     );
     absent(&s, "iova_group_ready", &[("group", "0")]);
 }
@@ -747,7 +724,7 @@ fn ansible_facts_match_the_fixtures() {
     assert_eq!(v["dma_entry_limit"], 65535);
     assert_eq!(v["allow_unsafe_interrupts"], false);
     assert_eq!(v["iommu_kinds"], serde_json::json!(["intel"]));
-    assert_eq!(v["ready_groups"], serde_json::json!([1, 8, 12]));
+    assert_eq!(v["ready_groups"], serde_json::json!([0, 1, 8, 12]));
     assert_eq!(v["group_count"], 5);
     assert_eq!(v["unknown"], serde_json::json!([]));
     let groups = v["groups"].as_array().unwrap();
@@ -765,8 +742,7 @@ fn ansible_facts_match_the_fixtures() {
         serde_json::json!([{"first": "0x0", "last": "0xfedfffff"},
                            {"first": "0xfef00000", "last": "0x7fffffffff"}])
     );
-    assert_eq!(g(0)["ready"], false);
-    assert_eq!(g(0)["blockers"][0]["kind"], "bypass");
+    assert_eq!(g(0)["ready"], true, "identity (iommu=pt) is no blocker");
     assert_eq!(g(5)["blocked"], true);
     assert_eq!(g(5)["blockers"][0]["kind"], "direct-region");
     assert_eq!(g(8)["reserved_regions"][0]["excluded"], false);

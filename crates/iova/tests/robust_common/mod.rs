@@ -95,7 +95,8 @@ pub fn kernel() -> impl Strategy<Value = KernelVersion> {
 pub fn config() -> impl Strategy<Value = ContainerConfig> {
     (flavour(), any::<[bool; 3]>(), 1u32..12, kernel()).prop_map(|(fl, u, limit, k)| {
         let mut c = ContainerConfig::with_flavour(fl).kernel(k);
-        c.domain.allow_unsafe_bypass = u[0];
+        // u[0] is unused: identity groups are no longer refused.
+        let _ = u[0];
         c.domain.allow_unsafe_direct = u[1];
         c.domain.allow_unsafe_interrupts = u[2];
         c.dma_entry_limit = limit;
