@@ -17,6 +17,7 @@
 //! laughs) and documents of more than [`MAX_NODES`] nodes.
 
 use roxmltree::{Document, Node, ParsingOptions};
+use serde::Serialize;
 
 use super::qemu_cmdline::QemuError;
 
@@ -442,4 +443,42 @@ mod tests {
             domain_to_argv("x", &DOMAIN.replace("unit='GiB'>20", "unit='parsec'>20")).unwrap_err();
         assert!(e.to_string().contains("parsec"));
     }
+}
+
+/// How libvirt sets a domain's locked-memory limit (`RLIMIT_MEMLOCK` of the QEMU
+/// process, `qemuDomainGetMemLockLimitBytes`), as far as the domain XML decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LibvirtMemlock {
+    /// `<memtune><hard_limit>`: the limit, whatever else the domain has.
+    HardLimit {
+        /// Bytes.
+        bytes: u64,
+    },
+    /// `<memoryBacking><locked/>`: unlimited.
+    Locked,
+    /// Neither: libvirt's own formula for domains with VFIO host devices (guest memory
+    /// times the number of assigned devices with a vIOMMU, once without, plus 1 GiB).
+    Formula,
+}
+
+/// The locked-memory policy of a libvirt domain (`source` names it in messages).
+pub fn memlock_policy(source: &str, xml: &str) -> Result<LibvirtMemlock, QemuError> {
+    let opts = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(xml, opts)
+        .map_err(|e| bad(source, format!("not a libvirt domain: {e}")))?;
+    let dom = doc.root_element();
+    if let Some(h) = child(dom, "memtune").and_then(|m| child(m, "hard_limit")) {
+        return Ok(LibvirtMemlock::HardLimit {
+            bytes: scaled(h, "hard_limit")?,
+        });
+    }
+    if child(dom, "memoryBacking").is_some_and(|m| child(m, "locked").is_some()) {
+        return Ok(LibvirtMemlock::Locked);
+    }
+    Ok(LibvirtMemlock::Formula)
 }

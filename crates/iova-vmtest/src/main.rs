@@ -2,7 +2,7 @@
 //!
 //! `vmtest/run` boots a Linux guest under QEMU (emulated Intel VT-d plus the `edu` DMA
 //! device), binds `edu` to `vfio-pci` and runs this binary as
-//! `iova-vmtest <type1|iommufd|compat|spapr|top-type1|top-compat> <tag> <pci-address>`
+//! `iova-vmtest <type1|iommufd|compat|spapr|top-type1|top-compat|readiness-pt|readiness-noir> <tag> <pci-address>`
 //! (`spapr` on a pseries guest, see `spapr_tests`; `top-*` on a guest whose IOMMU
 //! reaches 2^64-1, see `top_tests`). Every check prints one line,
 //! `vmtest: PASS <tag>/<name>` or `vmtest: FAIL <tag>/<name>: why`, on the serial
@@ -20,6 +20,7 @@ mod edu;
 mod facts;
 mod iommufd_tests;
 mod qemu_vfio;
+mod readiness_tests;
 mod report;
 mod spapr_tests;
 mod top_tests;
@@ -31,7 +32,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(tag), Some(bdf)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!(
-            "usage: iova-vmtest <type1|iommufd|compat|spapr|top-type1|top-compat> <tag> <pci-address> [seed]"
+            "usage: iova-vmtest <type1|iommufd|compat|spapr|top-type1|top-compat|readiness-pt|readiness-noir> <tag> <pci-address> [seed]"
         );
         std::process::exit(2);
     };
@@ -73,6 +74,8 @@ fn main() {
             compat_tests::run(&mut r, bdf, seed);
             iommufd_tests::run(&mut r, bdf, seed);
         }
+        // Launch readiness: iommu=pt, intremap=off, group viability.
+        "readiness-pt" | "readiness-noir" => readiness_tests::run(&mut r, mode, bdf),
         // The top of the address space (guests whose IOMMU reaches 2^64-1).
         "top-type1" | "top-compat" => top_tests::run(&mut r, mode, bdf, seed),
         other => r.fail("mode", &format!("unknown mode {other}")),

@@ -94,6 +94,29 @@ pub struct ContainerConfig {
     /// The kernel version whose answers to give (default: [`KernelVersion::NEWEST`],
     /// the newest modelled). Its differences are in [`KernelVersion`].
     pub kernel: KernelVersion,
+    /// The locked-memory limit pinning is charged against (`None`: not modelled, no
+    /// map fails for it). See [`Memlock`].
+    pub memlock: Option<Memlock>,
+}
+
+/// The locked-memory accounting of the task that maps (docs/semantics.md §3.5). Pinned
+/// pages are charged in CPU pages against `RLIMIT_MEMLOCK`: type1 to the mapping
+/// process's `mm->locked_vm` (`vfio_pin_pages_remote`, `__account_locked_vm`), a native
+/// iommufd IOAS to the user's `locked_vm` (all processes of one user share it), the
+/// compatibility container to the process (`IOPT_PAGES_ACCOUNT_MM`). Over the limit
+/// the map fails with ENOMEM and nothing changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Memlock {
+    /// `RLIMIT_MEMLOCK` in bytes (`None`: unlimited). The kernel compares in whole CPU
+    /// pages, the limit rounded down.
+    pub limit: Option<u64>,
+    /// Whether the mapping task has `CAP_IPC_LOCK`: the limit is not checked. type1
+    /// still charges `locked_vm`; iommufd charges nothing (`IOPT_PAGES_ACCOUNT_NONE`).
+    pub cap_ipc_lock: bool,
+    /// Bytes already charged to the same counter by others: the process's other
+    /// containers (type1, the compatibility container), every process of the user
+    /// (iommufd), `mlock`ed memory.
+    pub already_locked: u64,
 }
 
 impl Default for ContainerConfig {
@@ -102,6 +125,7 @@ impl Default for ContainerConfig {
             domain: DomainConfig::default(),
             dma_entry_limit: 65535,
             kernel: KernelVersion::NEWEST,
+            memlock: None,
         }
     }
 }
@@ -120,6 +144,12 @@ impl ContainerConfig {
     /// The same configuration with another mapping limit.
     pub fn dma_entry_limit(mut self, limit: u32) -> Self {
         self.dma_entry_limit = limit;
+        self
+    }
+
+    /// The same configuration with locked-memory accounting against `memlock`.
+    pub fn memlock(mut self, memlock: Memlock) -> Self {
+        self.memlock = Some(memlock);
         self
     }
 
@@ -177,6 +207,13 @@ pub enum AttachError {
         /// The mapping.
         mapping: IovaRange,
     },
+    /// iommufd: the first domain pins every area (`iopt_fill_domain`), and the pages
+    /// charged would pass the locked-memory limit ([`Memlock`]): ENOMEM.
+    #[error("pinning the IOAS's {pages} pages for the first domain passes RLIMIT_MEMLOCK")]
+    NoMemory {
+        /// The CPU pages the fill would charge.
+        pages: u64,
+    },
     /// iommufd: filling the new domain pins every area (`iopt_fill_domain`), and an
     /// area backed by a device BAR mapping cannot be pinned (`pin_user_pages`: EFAULT).
     #[error("existing mapping {mapping} is backed by a device BAR, which cannot be pinned")]
@@ -195,6 +232,7 @@ impl AttachError {
             AttachError::InUse { .. } => Errno::EADDRINUSE,
             AttachError::Conflict { .. } | AttachError::Replay { .. } => Errno::EINVAL,
             AttachError::Unpinnable { .. } => Errno::EFAULT,
+            AttachError::NoMemory { .. } => Errno::ENOMEM,
         }
     }
 }
@@ -286,6 +324,9 @@ impl CopyError {
 struct Pages {
     writable: bool,
     backing: Backing,
+    /// An iommufd IOAS_COPY area: it shares the source's pinned pages and is not
+    /// charged again.
+    shared: bool,
 }
 
 impl Pages {
@@ -294,7 +335,15 @@ impl Pages {
         Pages {
             writable: access.write,
             backing: Backing::Memory,
+            shared: false,
         }
+    }
+
+    /// Whether pinning these pages charges locked memory: ordinary memory (a device
+    /// BAR has no `struct page`: `is_invalid_reserved_pfn`) not shared with another
+    /// area.
+    fn charged(self) -> bool {
+        self.backing == Backing::Memory && !self.shared
     }
 }
 
@@ -355,6 +404,8 @@ pub struct Container {
     /// io-pgtable maps nothing and succeeds; an unidentified unit is taken to map
     /// them).
     refuses_no_access: Vec<(u32, bool)>,
+    /// CPU pages this container has charged to locked memory ([`Memlock`]).
+    locked: u64,
 }
 
 impl Container {
@@ -370,7 +421,70 @@ impl Container {
             table: None,
             legacy: legacy::Tree::new(),
             refuses_no_access: Vec::new(),
+            locked: 0,
         }
+    }
+
+    /// Bytes this container has charged to locked memory (pinned pages of ordinary
+    /// memory, in whole CPU pages): what `locked_vm` grew by (type1 even under
+    /// `CAP_IPC_LOCK`; iommufd not then, nor before a domain pins anything).
+    pub fn locked_bytes(&self) -> u128 {
+        u128::from(self.locked) * u128::from(self.config.domain.cpu_page_size)
+    }
+
+    /// The CPU pages `[host, host + size - 1]` touches: what pinning it charges.
+    fn pin_pages(&self, host: u64, size: u64) -> u64 {
+        if size == 0 {
+            return 0;
+        }
+        let cpu = self.config.domain.cpu_page_size.max(1);
+        let last = host.saturating_add(size - 1) / cpu;
+        last - host / cpu + 1
+    }
+
+    /// Whether this container's areas are pinned now: type1 pins at map (it maps only
+    /// with a domain); iommufd pins when a domain is attached.
+    fn pinned_now(&self) -> bool {
+        self.config.domain.flavour.is_type1() || self.domain.is_some()
+    }
+
+    /// Whether pinning is counted at all: not by iommufd under `CAP_IPC_LOCK`.
+    fn counts_locked(&self) -> bool {
+        self.config.domain.flavour.is_type1()
+            || !self.config.memlock.is_some_and(|m| m.cap_ipc_lock)
+    }
+
+    /// The pages a new area of `pages` facts at `host` charges now.
+    fn charge_for(&self, host: u64, size: u64, pages: Pages) -> u64 {
+        if self.counts_locked() && self.pinned_now() && pages.charged() {
+            self.pin_pages(host, size)
+        } else {
+            0
+        }
+    }
+
+    /// Whether charging `more` pages (on top of this container's) passes the limit.
+    fn over_memlock(&self, base: u64, more: u64) -> bool {
+        let Some(m) = self.config.memlock else {
+            return false;
+        };
+        let Some(limit) = m.limit else { return false };
+        if m.cap_ipc_lock || more == 0 {
+            return false;
+        }
+        let cpu = self.config.domain.cpu_page_size.max(1);
+        m.already_locked
+            .div_ceil(cpu)
+            .saturating_add(base)
+            .saturating_add(more)
+            > limit / cpu
+    }
+
+    /// What removing the area at `first` (host `host`, `size` bytes) uncharges.
+    fn uncharge(&mut self, first: u64, host: u64, size: u64, access: Access) {
+        let pages = self.pages_of(first, access);
+        let n = self.charge_for(host, size, pages);
+        self.locked = self.locked.saturating_sub(n);
     }
 
     /// Whether map and unmap follow type1's tree before 6.18 (`legacy`).
@@ -611,6 +725,7 @@ impl Container {
             .unwrap_or_default();
         members.push(member.clone());
 
+        let mut first_fill = 0u64;
         let domain = if cfg.flavour.is_type1() {
             // vfio_iommu_type1_attach_group: aperture conflict, reserved conflict,
             // resize/exclude (nothing left: EINVAL), then interrupt isolation.
@@ -658,9 +773,24 @@ impl Container {
                     return Err(AttachError::Replay { mapping: m.iova });
                 }
             }
+            // The first domain pins (and charges) every area; later ones reuse them.
+            if self.domain.is_none() && self.counts_locked() {
+                let pages = self
+                    .mappings()
+                    .filter(|m| self.pages_of(m.iova.first(), m.access).charged())
+                    .map(|m| self.pin_pages(m.host_addr, m.iova.size().unwrap_or(u64::MAX)))
+                    .fold(0u64, u64::saturating_add);
+                if self.over_memlock(0, pages) {
+                    return Err(AttachError::NoMemory { pages });
+                }
+                first_fill = pages;
+            }
             domain
         };
         let table = self.build_table(&domain)?;
+        if self.domain.is_none() && !cfg.flavour.is_type1() {
+            self.locked = first_fill;
+        }
         self.domain = Some(domain);
         self.table = table;
         if cfg.flavour.is_compat() {
@@ -714,6 +844,8 @@ impl Container {
                 self.pages.clear();
                 self.legacy.clear();
             }
+            // type1 unpins with the mappings; iommufd's areas stay, unpinned.
+            self.locked = 0;
             self.table = None;
             return Ok(());
         }
@@ -744,6 +876,7 @@ impl Container {
         host: u64,
         size: u64,
         access: Access,
+        charge: u64,
     ) -> Result<(), MapError> {
         let page_size = self.page_size();
         let entry = Entry::new(last, host, access).ok_or(MapError::Misaligned { page_size })?;
@@ -752,6 +885,24 @@ impl Container {
         // container searches the tracker first.
         if self.config.domain.flavour.is_compat() {
             self.exists(iova, last)?;
+        }
+        // Pinning comes after every other check of the map (vfio_pin_map_dma after
+        // vfio_dma_do_map's overlap and entry-limit checks; iopt_fill_domains_pages
+        // after the area is placed): over the locked-memory limit the map fails whole,
+        // an overlap still answering EEXIST first.
+        if self.over_memlock(self.locked, charge) {
+            self.exists(iova, last)?;
+            let m = self.config.memlock.unwrap_or(Memlock {
+                limit: None,
+                cap_ipc_lock: false,
+                already_locked: 0,
+            });
+            let cpu = self.config.domain.cpu_page_size.max(1);
+            return Err(MapError::MemlockExceeded {
+                pages: charge,
+                limit: m.limit.unwrap_or(u64::MAX),
+                locked: m.already_locked.div_ceil(cpu).saturating_add(self.locked),
+            });
         }
         let table = self.table.as_mut().filter(|_| access.read || access.write);
         if let Some(t) = table {
@@ -769,6 +920,7 @@ impl Container {
                 existing: IovaRange::new(f, e.last).unwrap_or(IovaRange::FULL),
             });
         }
+        self.locked = self.locked.saturating_add(charge);
         self.maps.insert(iova, entry);
         Ok(())
     }
@@ -789,7 +941,17 @@ impl Container {
         host: u64,
         size: u64,
         access: Access,
+        backing: Backing,
     ) -> Result<(), MapError> {
+        let charge = self.charge_for(
+            host,
+            size,
+            Pages {
+                writable: access.write,
+                backing,
+                shared: false,
+            },
+        );
         let domain = self.domain.as_ref().ok_or(MapError::NotReady)?;
         let kernel = self.config.kernel;
         let page_size = self.page_size();
@@ -821,7 +983,7 @@ impl Container {
             return Err(wrap);
         };
         if self.is_legacy() {
-            return self.map_legacy(iova, last, host, size, access);
+            return self.map_legacy(iova, last, host, size, access, charge);
         }
         // Before 6.18 `vfio_find_dma` compares `iova + size`, which is 0 for a range
         // ending at 2^64-1: such a map never finds an overlapping mapping, and the
@@ -865,7 +1027,7 @@ impl Container {
                 }
             }
         }
-        self.insert(iova, last, host, size, access)
+        self.insert(iova, last, host, size, access, charge)
     }
 
     /// The common first checks of an iommufd map (ioas.c, iopt_alloc_user_pages, the
@@ -962,7 +1124,16 @@ impl Container {
             self.exists(iova, last)?;
             return Err(MapError::BadFlags);
         }
-        self.insert(iova, last, host, size, access)
+        let charge = self.charge_for(
+            host,
+            size,
+            Pages {
+                writable: access.write,
+                backing,
+                shared: false,
+            },
+        );
+        self.insert(iova, last, host, size, access, charge)
     }
 
     /// iommufd IOMMU_IOAS_MAP without `FIXED_IOVA`: the kernel picks the IOVA. First fit
@@ -982,7 +1153,8 @@ impl Container {
             return Err(MapError::Misaligned { page_size });
         }
         let last = iova + (size - 1);
-        self.insert(iova, last, host_addr, size, access)?;
+        let charge = self.charge_for(host_addr, size, Pages::plain(access));
+        self.insert(iova, last, host_addr, size, access, charge)?;
         Ok(iova)
     }
 
@@ -1068,7 +1240,7 @@ impl Container {
         backing: Backing,
     ) -> Result<(), MapError> {
         if self.config.domain.flavour.is_type1() {
-            self.map_type1(iova, host_addr, size, access)?;
+            self.map_type1(iova, host_addr, size, access, backing)?;
         } else {
             self.map_iommufd(iova, host_addr, size, access, backing)?;
         }
@@ -1078,6 +1250,7 @@ impl Container {
             Pages {
                 writable: access.write,
                 backing,
+                shared: false,
             },
         );
         Ok(())
@@ -1180,12 +1353,20 @@ impl Container {
         for &(_, _, len, host, pages) in &pieces {
             // Checked above: the destination range [dst, dst + length - 1] fits.
             let last = at + (len - 1);
-            if let Err(e) = self.insert(at, last, host, len, access) {
+            // The copy shares the source's pinned pages: nothing more is charged.
+            if let Err(e) = self.insert(at, last, host, len, access, 0) {
                 self.remove(&placed);
                 return Err(e.into());
             }
             placed.push(at);
-            self.set_pages(at, access, pages);
+            self.set_pages(
+                at,
+                access,
+                Pages {
+                    shared: true,
+                    ..pages
+                },
+            );
             at = last.wrapping_add(1);
         }
         Ok(dst)
@@ -1299,6 +1480,7 @@ impl Container {
         host: u64,
         size: u64,
         access: Access,
+        charge: u64,
     ) -> Result<(), MapError> {
         if let Some((f, sz)) = self
             .legacy
@@ -1319,8 +1501,10 @@ impl Container {
         if !self.valid_contains(&range) {
             return Err(MapError::NotInValidRange);
         }
+        // A mapping over an earlier one is only in the kernel's tree; its pages are
+        // not counted here (docs/semantics.md §8).
         if self.first_overlap(iova, last).is_none() {
-            self.insert(iova, last, host, size, access)?;
+            self.insert(iova, last, host, size, access, charge)?;
         }
         self.legacy.insert(iova, size);
         Ok(())
@@ -1498,7 +1682,15 @@ impl Container {
     /// starts or ends inside it), in one search of the tracker. `None`, changing
     /// nothing, for any other range.
     fn remove_exact(&mut self, first: u64, last: u64) -> Option<u128> {
-        self.maps.remove_if(first, |e| e.last == last)?;
+        let e = self.maps.remove_if(first, |e| e.last == last)?;
+        if self.locked > 0 {
+            self.uncharge(
+                first,
+                e.host(),
+                last.wrapping_sub(first).wrapping_add(1),
+                e.access(),
+            );
+        }
         if !self.pages.is_empty() {
             self.pages.remove(&first);
         }
@@ -1516,9 +1708,12 @@ impl Container {
     fn remove(&mut self, firsts: &[u64]) -> u128 {
         let mut bytes = 0u128;
         for f in firsts {
-            self.pages.remove(f);
             if let Some(e) = self.maps.remove(*f) {
                 let r = IovaRange::new(*f, e.last).unwrap_or(IovaRange::FULL);
+                if self.locked > 0 {
+                    self.uncharge(*f, e.host(), r.size().unwrap_or(u64::MAX), e.access());
+                }
+                self.pages.remove(f);
                 bytes += r.len();
                 if let (Some(t), Some(size)) = (self.table.as_mut(), r.size()) {
                     // Mappings were placed whole, so this never splits a page.
@@ -1585,7 +1780,7 @@ impl DmaSpace for Container {
         access: Access,
     ) -> Result<(), MapError> {
         if self.config.domain.flavour.is_type1() {
-            self.map_type1(iova, host_addr, size, access)
+            self.map_type1(iova, host_addr, size, access, Backing::Memory)
         } else {
             self.map_iommufd(iova, host_addr, size, access, Backing::Memory)
         }
@@ -1618,6 +1813,7 @@ impl DmaSpace for Container {
         let bytes = self.mappings().map(|m| m.iova.len()).sum::<u128>();
         self.maps.clear();
         self.pages.clear();
+        self.locked = 0;
         if let Some(t) = self.table.as_mut() {
             t.clear();
         }

@@ -287,6 +287,19 @@ pub enum MapError {
     /// kernel answers ENOMEM when it cannot allocate page tables or pin the memory).
     #[error("out of memory for the IO page tables")]
     NoMemory,
+    /// Pinning the pages would pass the locked-memory limit (RLIMIT_MEMLOCK; type1 logs
+    /// `vfio_pin_pages_remote: RLIMIT_MEMLOCK (N) exceeded`).
+    #[error(
+        "pinning {pages} more pages passes RLIMIT_MEMLOCK ({limit} bytes, {locked} pages locked already)"
+    )]
+    MemlockExceeded {
+        /// The CPU pages the map would charge.
+        pages: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// The pages charged to the same counter before the map.
+        locked: u64,
+    },
     /// The host range is not mapped in the process.
     #[error("host address not mapped in the process")]
     BadAddress,
@@ -313,7 +326,7 @@ impl MapError {
             MapError::Exists { .. } => Errno::EEXIST,
             MapError::TooManyMappings { .. } | MapError::NoSpace => Errno::ENOSPC,
             MapError::BadAddress | MapError::Unpinnable => Errno::EFAULT,
-            MapError::NoMemory => Errno::ENOMEM,
+            MapError::NoMemory | MapError::MemlockExceeded { .. } => Errno::ENOMEM,
             MapError::Kernel(e) => *e,
         }
     }

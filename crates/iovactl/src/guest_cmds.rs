@@ -60,6 +60,15 @@ pub struct GuestArgs {
     /// virt-8.2), else the newest modelled release. The report names the source.
     #[arg(long = "qemu-version", value_name = "VERSION")]
     pub(crate) qemu_version: Option<String>,
+    /// The locked-memory limit of the process that will run QEMU (RLIMIT_MEMLOCK in
+    /// bytes: 64M, 16G, or `unlimited`). Default: for --pid the process's own
+    /// (/proc/PID/limits), for --libvirt libvirt's rule, for a command line this
+    /// shell's (`ulimit -l`, noted); presets and layout files are checked only with it.
+    #[arg(long, value_name = "BYTES|unlimited")]
+    pub(crate) memlock: Option<String>,
+    /// With --memlock: the process has CAP_IPC_LOCK (the kernel does not check).
+    #[arg(long = "cap-ipc-lock", requires = "memlock")]
+    pub(crate) cap_ipc_lock: bool,
     /// The host's page size (4K or 64K) for a pseries guest, when the host facts do not
     /// say it: QEMU sizes the TCE tables it asks for by it.
     #[arg(long = "host-page-size", value_name = "SIZE")]
@@ -150,6 +159,8 @@ pub(crate) struct Loaded {
     pub(crate) layout: Layout,
     pub(crate) input: PlanInput,
     pub(crate) guest_desc: String,
+    /// The locked-memory verdict, when a limit is known.
+    pub(crate) memlock: Option<crate::memlock::Verdict>,
 }
 
 fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliError> {
@@ -172,6 +183,9 @@ pub(crate) enum VmDef {
         source: String,
         version: (iova_guest::qemu_cmdline::QemuVersion, String),
         version_from: &'static str,
+        /// The locked-memory limit learnt with the definition: `--memlock`, the
+        /// process's (`--pid`), this shell's (a command line), libvirt's rule.
+        memlock: Option<MemlockInput>,
     },
     /// `--guest PRESET --memory SIZE`.
     Preset {
@@ -179,9 +193,37 @@ pub(crate) enum VmDef {
         name: String,
         mem_text: String,
         memory: u64,
+        /// `--memlock`, when given.
+        memlock: Option<crate::memlock::Limit>,
     },
     /// `--layout FILE`, parsed.
-    LayoutFile { layout: Layout, desc: String },
+    LayoutFile {
+        layout: Layout,
+        desc: String,
+        /// `--memlock`, when given.
+        memlock: Option<crate::memlock::Limit>,
+    },
+}
+
+/// Where the locked-memory limit comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum MemlockInput {
+    /// Known: `--memlock`, a process's.
+    Limit(crate::memlock::Limit),
+    /// libvirt's rule for the domain, which depends on the devices and the memory.
+    Libvirt(iova_guest::libvirt::LibvirtMemlock),
+}
+
+/// `--memlock` (with `--cap-ipc-lock`), when given.
+fn memlock_arg(args: &GuestArgs) -> Result<Option<crate::memlock::Limit>, CliError> {
+    let Some(t) = &args.memlock else {
+        return Ok(None);
+    };
+    Ok(Some(crate::memlock::Limit {
+        bytes: crate::replay::parse_memlock(t)?,
+        cap_ipc_lock: args.cap_ipc_lock,
+        from: "--memlock".to_owned(),
+    }))
 }
 
 /// Reads the VM definition the options give; looks at no host. For a command line
@@ -193,6 +235,8 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
              --guest qemu-pseries)",
         ));
     }
+    let given = memlock_arg(args)?;
+    let mut libvirt_memlock = None;
     let from_libvirt = match &args.libvirt {
         Some(p) => {
             if !args.vmm.is_empty() {
@@ -200,7 +244,9 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                     "--libvirt gives the VM: drop the command line after --",
                 ));
             }
-            Some(crate::vmm::libvirt_argv(p)?)
+            let (argv, name, policy) = crate::vmm::libvirt_argv(p)?;
+            libvirt_memlock = Some(policy);
+            Some((argv, name))
         }
         None => None,
     };
@@ -246,11 +292,23 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 (v, from)
             }
         };
+        let memlock = match (given, origin, libvirt_memlock) {
+            (Some(l), _, _) => Some(MemlockInput::Limit(l)),
+            (None, Origin::Libvirt, Some(p)) => Some(MemlockInput::Libvirt(p)),
+            (None, Origin::Pid(pid), _) => {
+                Some(MemlockInput::Limit(crate::memlock::of_process(Some(pid))?))
+            }
+            (None, Origin::Argv | Origin::Cmdline, _) => {
+                Some(MemlockInput::Limit(crate::memlock::of_process(None)?))
+            }
+            (None, Origin::Libvirt, None) => None,
+        };
         return Ok(VmDef::Argv {
             vm: Box::new(vm),
             source,
             version,
             version_from,
+            memlock,
         });
     }
     if args.devices.is_empty() {
@@ -297,6 +355,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 name: name.clone(),
                 mem_text: mem_text.to_owned(),
                 memory,
+                memlock: given,
             })
         }
         (None, Some(path)) => {
@@ -322,7 +381,11 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 path.display(),
                 human_bytes(layout.ram_bytes())
             );
-            Ok(VmDef::LayoutFile { layout, desc })
+            Ok(VmDef::LayoutFile {
+                layout,
+                desc,
+                memlock: given,
+            })
         }
         _ => Err(CliError::input(
             "give the guest as --guest PRESET --memory SIZE or as --layout FILE",
@@ -343,6 +406,7 @@ pub(crate) fn load_on(
             source,
             version,
             version_from,
+            ..
         } => {
             let vmm = crate::vmm::model_vmm(
                 (**vm).clone(),
@@ -377,6 +441,7 @@ pub(crate) fn load_on(
             name,
             mem_text,
             memory,
+            ..
         } => {
             let preset = *preset;
             let (vendor, from) = if preset.is_arm() {
@@ -403,7 +468,7 @@ pub(crate) fn load_on(
             );
             (layout, PlanInput::Preset(preset, cfg), desc, None, "")
         }
-        VmDef::LayoutFile { layout, desc } => (
+        VmDef::LayoutFile { layout, desc, .. } => (
             layout.clone(),
             PlanInput::Custom(layout.clone()),
             desc.clone(),
@@ -424,6 +489,7 @@ pub(crate) fn load_on(
             ));
         }
     }
+    let memlock = memlock_verdict(def, vmm.as_ref(), &layout, &loaded, devices.len());
     Ok(Loaded {
         vmm,
         version_from,
@@ -432,7 +498,57 @@ pub(crate) fn load_on(
         layout,
         input,
         guest_desc,
+        memlock,
     })
+}
+
+/// The locked-memory verdict of a VM definition on a host, when a limit is known: the
+/// RAM and ROM QEMU pins at start (in the host's pages), once per container (one per
+/// assigned device behind a vIOMMU), charged to the process (type1) or the user
+/// (iommufd).
+fn memlock_verdict(
+    def: &VmDef,
+    vmm: Option<&Vmm>,
+    layout: &Layout,
+    loaded: &LoadedHost,
+    devices: usize,
+) -> Option<crate::memlock::Verdict> {
+    let input = match def {
+        VmDef::Argv { memlock, .. } => memlock.clone()?,
+        VmDef::Preset { memlock, .. } | VmDef::LayoutFile { memlock, .. } => {
+            MemlockInput::Limit(memlock.clone()?)
+        }
+    };
+    let page = loaded.host.settings.cpu_page_size.unwrap_or(4096);
+    let viommu = vmm.is_some_and(|v| !v.model.viommus.is_empty());
+    let containers = if viommu {
+        u64::try_from(devices).unwrap_or(u64::MAX)
+    } else {
+        1
+    };
+    let per_user = vmm.is_some_and(|v| v.vm.vfio_iommufd);
+    let limit = match input {
+        MemlockInput::Limit(l) => l,
+        MemlockInput::Libvirt(policy) => {
+            let memory = vmm.map_or(0, |v| {
+                v.vm.mem_devices
+                    .iter()
+                    .fold(v.vm.ram, |a, d| a.saturating_add(d.size))
+            });
+            crate::memlock::of_libvirt(
+                policy,
+                memory,
+                u64::try_from(devices).unwrap_or(u64::MAX),
+                viommu,
+            )
+        }
+    };
+    Some(crate::memlock::verdict(
+        crate::memlock::pinned_at_start(layout, page),
+        containers,
+        per_user,
+        limit,
+    ))
 }
 
 /// Where a VM definition came from, which decides how its QEMU release may be learnt.
@@ -591,9 +707,11 @@ pub(crate) fn run_check(l: &Loaded) -> Result<CheckReport, CliError> {
 
 /// The command-line-only problems (none for presets and layout files).
 pub(crate) fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
-    l.vmm.as_ref().map_or_else(Vec::new, |v| {
+    let mut out = l.vmm.as_ref().map_or_else(Vec::new, |v| {
         vmm_problems(v, &r.container, l.loaded.host.settings.dma_entry_limit)
-    })
+    });
+    out.extend(l.memlock.as_ref().and_then(|m| m.problem.clone()));
+    out
 }
 
 fn vmm_json(l: &Loaded, problems: &[VmmProblem]) -> Value {
@@ -802,6 +920,9 @@ fn report_text(r: &CheckReport, l: &Loaded, probs: &[VmmProblem]) -> String {
     for n in &r.notes {
         let _ = writeln!(s, "  note: {}", iova_guest::text::clean(n));
     }
+    if let Some(m) = &l.memlock {
+        let _ = writeln!(s, "\n{}", iova_guest::text::clean(&m.text()));
+    }
     s.push_str(&problems_text(probs));
     let _ = writeln!(
         s,
@@ -833,6 +954,12 @@ pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
         if let Some(o) = v.as_object_mut() {
             o.insert("ok".to_owned(), Value::Bool(ok));
             o.insert("vmm".to_owned(), vmm_json(&l, &probs));
+            o.insert(
+                "memlock".to_owned(),
+                l.memlock
+                    .as_ref()
+                    .map_or(Value::Null, crate::memlock::Verdict::json),
+            );
         }
         crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {
@@ -1217,6 +1344,8 @@ pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
         pid: None,
         libvirt: Some(PathBuf::from("-")),
         qemu_version: args.qemu_version.clone(),
+        memlock: None,
+        cap_ipc_lock: false,
         host_page_size: None,
         vmm: Vec::new(),
     };
@@ -1365,6 +1494,13 @@ pub(crate) fn pseries_def(args: &GuestArgs) -> Result<Option<PseriesDef>, CliErr
     if args.cpu_vendor.is_some() {
         return Err(CliError::input(
             "--cpu-vendor goes with x86 guests; a pseries guest has no vendor choice",
+        ));
+    }
+    if args.memlock.is_some() {
+        return Err(CliError::CannotAnswer(
+            "--memlock: the sPAPR TCE backend's locked-memory accounting (pre-registration, \
+             mm_iommu_do_alloc) is not modelled for pseries guests"
+                .to_owned(),
         ));
     }
     if args.layout.is_some() {

@@ -17,6 +17,7 @@ mod guest_cmds;
 mod hostsrc;
 mod input;
 mod inspect;
+mod memlock;
 mod out;
 mod replay;
 mod report;

@@ -90,6 +90,20 @@ pub struct ReplayArgs {
     /// driver refuses.
     #[arg(long)]
     allow_unsafe_direct: bool,
+    /// The mapping process's locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l` in
+    /// bytes: 64M, 8G, or `unlimited`): pinning a map past it answers ENOMEM, as the
+    /// kernel does (type1 charges the process, iommufd the user, the compatibility
+    /// container the process; docs/semantics.md §3.5). Default: not modelled.
+    #[arg(long, value_name = "BYTES|unlimited")]
+    memlock: Option<String>,
+    /// With --memlock: bytes already charged to the same counter (the process's other
+    /// containers or mlock()ed memory; for iommufd every process of the user).
+    #[arg(long = "memlock-used", value_name = "BYTES", requires = "memlock")]
+    memlock_used: Option<String>,
+    /// With --memlock: the mapping process has CAP_IPC_LOCK (the limit is not checked;
+    /// type1 still counts, iommufd does not).
+    #[arg(long = "cap-ipc-lock", requires = "memlock")]
+    cap_ipc_lock: bool,
     /// Maximum live mappings (vfio_iommu_type1 dma_entry_limit). Defaults to the host's
     /// setting when known, else the kernel default 65535.
     #[arg(long, value_name = "N")]
@@ -141,6 +155,28 @@ pub struct ReplayArgs {
 const MAX_LINE_BYTES: u64 = 4096;
 
 /// Runs `iovactl replay`.
+/// A locked-memory limit: bytes with an optional binary unit (`64M`, `8G`), or
+/// `unlimited` / `infinity` (`None`). A number without a unit is bytes, as RLIMIT_MEMLOCK
+/// is (`ulimit -l` counts KiB: the message says so when it looks like that was meant).
+pub(crate) fn parse_memlock(text: &str) -> Result<Option<u64>, CliError> {
+    let t = text.trim();
+    if matches!(t, "unlimited" | "infinity") {
+        return Ok(None);
+    }
+    let n = iova::units::parse_number(t).map_err(|e| {
+        CliError::input(format!(
+            "--memlock {text}: {e} (give bytes with an optional unit, 64M, 8G, or unlimited)"
+        ))
+    })?;
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && n > 0 && n < 4096 {
+        return Err(CliError::input(format!(
+            "--memlock {text}: less than one page; a number without a unit is bytes \
+             (`ulimit -l` shows KiB: {text}K?)"
+        )));
+    }
+    Ok(Some(n))
+}
+
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     if let Some(version) = args.flavour.spapr() {
         if args.trace.as_os_str() == "-" && !args.vfio {
@@ -172,6 +208,23 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     config.domain.allow_unsafe_interrupts =
         args.allow_unsafe_interrupts || host.settings.allows_unsafe_interrupts(config.flavour());
     config.domain.allow_unsafe_direct = args.allow_unsafe_direct;
+    if let Some(text) = &args.memlock {
+        if args.vfio {
+            return Err(CliError::input(
+                "--memlock goes with the simulation; with --vfio the real process's own limit \
+                 applies (ulimit -l)",
+            ));
+        }
+        config.memlock = Some(iova::container::Memlock {
+            limit: parse_memlock(text)?,
+            cap_ipc_lock: args.cap_ipc_lock,
+            already_locked: match &args.memlock_used {
+                Some(t) => iova::units::parse_number(t)
+                    .map_err(|e| CliError::input(format!("--memlock-used {t}: {e}")))?,
+                None => 0,
+            },
+        });
+    }
     if let Some(limit) = args.dma_entry_limit.or(host.settings.dma_entry_limit) {
         config.dma_entry_limit = limit;
     }

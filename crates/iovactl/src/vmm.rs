@@ -165,7 +165,9 @@ pub fn argv_from(
 }
 
 /// The QEMU argv of a libvirt domain XML file (`-` for standard input).
-pub fn libvirt_argv(path: &Path) -> Result<(Vec<String>, String), CliError> {
+pub fn libvirt_argv(
+    path: &Path,
+) -> Result<(Vec<String>, String, iova_guest::libvirt::LibvirtMemlock), CliError> {
     let (bytes, name) = if path == Path::new("-") {
         let mut b = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 16 << 20), &mut b)
@@ -179,14 +181,16 @@ pub fn libvirt_argv(path: &Path) -> Result<(Vec<String>, String), CliError> {
     };
     let text = String::from_utf8(bytes)
         .map_err(|e| CliError::input(format!("{name} is not UTF-8 text: {e}")))?;
-    let argv = iova_guest::libvirt::domain_to_argv(&name, &text).map_err(|e| {
+    let err = |e: iova_guest::qemu_cmdline::QemuError| {
         if e.is_unmodelled() {
             CliError::CannotAnswer(format!("libvirt domain: {e}"))
         } else {
             CliError::input(format!("libvirt domain: {e}"))
         }
-    })?;
-    Ok((argv, name))
+    };
+    let argv = iova_guest::libvirt::domain_to_argv(&name, &text).map_err(err)?;
+    let memlock = iova_guest::libvirt::memlock_policy(&name, &text).map_err(err)?;
+    Ok((argv, name, memlock))
 }
 
 /// The size of a firmware file QEMU would load: the path as given, else in the `-L`

@@ -1,0 +1,269 @@
+//! The locked-memory verdict of `check` (docs/semantics.md §3.5): VFIO pins every page
+//! the VMM maps, and the kernel charges it against `RLIMIT_MEMLOCK`. QEMU maps its RAM
+//! and ROM at start (device BAR mmaps are not charged); with a vIOMMU each assigned
+//! device has its own address space, so its own container, and the guest's DMA maps
+//! are charged once per device.
+
+use std::path::PathBuf;
+
+use iova_guest::Layout;
+use iova_guest::libvirt::LibvirtMemlock;
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+use crate::report::human_bytes;
+use crate::vmm::VmmProblem;
+
+/// libvirt's "unlimited" for a memory tunable: 2^53 - 1 KiB
+/// (`VIR_DOMAIN_MEMORY_PARAM_UNLIMITED`).
+const LIBVIRT_UNLIMITED_KIB: u64 = (1 << 53) - 1;
+
+/// The `CAP_IPC_LOCK` bit of a capability set (`linux/capability.h`).
+const CAP_IPC_LOCK_BIT: u32 = 14;
+
+/// A locked-memory limit and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    /// `RLIMIT_MEMLOCK` (the soft limit, which the kernel checks) in bytes; `None`:
+    /// unlimited.
+    pub bytes: Option<u64>,
+    /// Whether the process has `CAP_IPC_LOCK` (the kernel then does not check).
+    pub cap_ipc_lock: bool,
+    /// In words, for the report.
+    pub from: String,
+}
+
+/// `Max locked memory` of a `/proc/PID/limits` text: the soft limit in bytes, `None`
+/// for unlimited; an error naming the file when the line is missing or malformed.
+pub fn parse_limits(name: &str, text: &str) -> Result<Option<u64>, CliError> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .ok_or_else(|| CliError::input(format!("{name}: no 'Max locked memory' line")))?;
+    let soft = line
+        .trim_start_matches("Max locked memory")
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
+    match soft {
+        "unlimited" => Ok(None),
+        t => t.parse::<u64>().map(Some).map_err(|_| {
+            CliError::input(format!(
+                "{name}: 'Max locked memory' soft limit '{t}' is not a number"
+            ))
+        }),
+    }
+}
+
+/// Whether a `/proc/PID/status` text's effective capabilities (`CapEff`) hold
+/// `CAP_IPC_LOCK`.
+pub fn parse_cap_ipc_lock(name: &str, text: &str) -> Result<bool, CliError> {
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+        .ok_or_else(|| CliError::input(format!("{name}: no CapEff line")))?;
+    let caps = u64::from_str_radix(hex, 16)
+        .map_err(|_| CliError::input(format!("{name}: CapEff '{hex}' is not hexadecimal")))?;
+    Ok(caps >> CAP_IPC_LOCK_BIT & 1 == 1)
+}
+
+/// The limit of process `pid` (`None`: this process), from `/proc/PID/limits` and
+/// `/proc/PID/status`. A process that vanished or cannot be read is an error naming
+/// the file.
+pub fn of_process(pid: Option<u32>) -> Result<Limit, CliError> {
+    let dir = PathBuf::from(match pid {
+        Some(p) => format!("/proc/{p}"),
+        None => "/proc/self".to_owned(),
+    });
+    let read = |f: &str| {
+        let path = dir.join(f);
+        std::fs::read_to_string(&path).map_err(|e| {
+            let msg = format!("cannot read {}: {e}", path.display());
+            if e.kind() == std::io::ErrorKind::NotFound {
+                CliError::input(msg)
+            } else {
+                CliError::Os(msg)
+            }
+        })
+    };
+    let limits_name = dir.join("limits").display().to_string();
+    let bytes = parse_limits(&limits_name, &read("limits")?)?;
+    let status_name = dir.join("status").display().to_string();
+    let cap_ipc_lock = parse_cap_ipc_lock(&status_name, &read("status")?)?;
+    Ok(Limit {
+        bytes,
+        cap_ipc_lock,
+        from: match pid {
+            Some(p) => format!("process {p} (/proc/{p}/limits, /proc/{p}/status)"),
+            None => "this shell's own limit (ulimit -l), which a QEMU started from it \
+                     inherits; give --memlock for another"
+                .to_owned(),
+        },
+    })
+}
+
+/// The limit libvirt gives the QEMU process of a domain with `devices` assigned
+/// devices and `guest_memory` bytes of memory (`qemuDomainGetMemLockLimitBytes`): the
+/// domain's `<hard_limit>`; unlimited with `<memoryBacking><locked/>`; else, for VFIO
+/// host devices, the guest memory once (times the number of devices with a vIOMMU,
+/// since libvirt 8.7) plus 1 GiB. libvirt runs QEMU without `CAP_IPC_LOCK`.
+pub fn of_libvirt(policy: LibvirtMemlock, guest_memory: u64, devices: u64, viommu: bool) -> Limit {
+    let (bytes, from) = match policy {
+        LibvirtMemlock::HardLimit { bytes } if bytes / 1024 >= LIBVIRT_UNLIMITED_KIB => (
+            None,
+            "the domain's <memtune><hard_limit> (unlimited)".to_owned(),
+        ),
+        LibvirtMemlock::HardLimit { bytes } => {
+            (Some(bytes), "the domain's <memtune><hard_limit>".to_owned())
+        }
+        LibvirtMemlock::Locked => (
+            None,
+            "the domain's <memoryBacking><locked/> (libvirt sets no limit)".to_owned(),
+        ),
+        LibvirtMemlock::Formula => {
+            let factor = if viommu { devices.max(1) } else { 1 };
+            let bytes = guest_memory.saturating_mul(factor).saturating_add(1 << 30);
+            (
+                Some(bytes),
+                format!(
+                    "libvirt's rule for VFIO devices: guest memory{} + 1 GiB \
+                     (qemuDomainGetMemLockLimitBytes)",
+                    if viommu && factor > 1 {
+                        format!(" x {factor} devices behind the vIOMMU")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        }
+    };
+    Limit {
+        bytes,
+        cap_ipc_lock: false,
+        from,
+    }
+}
+
+/// The bytes QEMU pins at start for `layout`: every RAM and ROM section, in whole
+/// pages of `page` bytes (BARs mapped for peer-to-peer are device memory, not charged).
+pub fn pinned_at_start(layout: &Layout, page: u64) -> u128 {
+    let page = u128::from(page.max(1));
+    layout
+        .sections()
+        .iter()
+        .filter(|s| s.is_dma_mapped() && !s.p2p)
+        .map(|s| {
+            let first = u128::from(s.range.first()) / page;
+            let last = u128::from(s.range.last()) / page;
+            (last - first + 1) * page
+        })
+        .sum()
+}
+
+/// The verdict: what the VM pins and what the limit allows.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Bytes pinned and charged to the one counter.
+    pub needed: u128,
+    /// The limit.
+    pub limit: Limit,
+    /// Containers charged (1; the number of devices behind a vIOMMU).
+    pub containers: u64,
+    /// iommufd charges the user, not the process.
+    pub per_user: bool,
+    /// The problem, when the limit is too low.
+    pub problem: Option<VmmProblem>,
+}
+
+impl Verdict {
+    /// JSON for `check --json` (`memlock`).
+    pub fn json(&self) -> Value {
+        json!({
+            "needed_bytes": self.needed.to_string(),
+            "limit_bytes": self.limit.bytes.map(|b| b.to_string()),
+            "cap_ipc_lock": self.limit.cap_ipc_lock,
+            "limit_from": self.limit.from,
+            "containers": self.containers,
+            "charged_to": if self.per_user { "user" } else { "process" },
+            "ok": self.problem.is_none(),
+            "problem": self.problem.as_ref().map(|p| json!({
+                "kind": p.kind,
+                "when": p.when,
+                "message": p.message,
+                "fix": p.fix,
+            })),
+        })
+    }
+
+    /// One line for the text report.
+    pub fn text(&self) -> String {
+        format!(
+            "Locked memory: the VM pins {}{}; the limit is {} ({}{}){}",
+            human_bytes(self.needed),
+            if self.containers > 1 {
+                format!(" ({} containers)", self.containers)
+            } else {
+                String::new()
+            },
+            self.limit
+                .bytes
+                .map_or("unlimited".to_owned(), |b| human_bytes(u128::from(b))),
+            self.limit.from,
+            if self.limit.cap_ipc_lock {
+                "; CAP_IPC_LOCK: not checked"
+            } else {
+                ""
+            },
+            if self.per_user {
+                "; iommufd charges the user: other processes of the same user count too"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// The locked-memory verdict for a VM pinning `per_container` bytes into each of
+/// `containers` containers (type1: charged to the process; iommufd: to the user).
+pub fn verdict(per_container: u128, containers: u64, per_user: bool, limit: Limit) -> Verdict {
+    let needed = per_container.saturating_mul(u128::from(containers.max(1)));
+    let over = !limit.cap_ipc_lock && limit.bytes.is_some_and(|b| needed > u128::from(b));
+    let problem = over.then(|| {
+        let lim = limit.bytes.unwrap_or(0);
+        let kib = needed.div_ceil(1024);
+        VmmProblem {
+            kind: "memlock",
+            range: None,
+            when: if containers > 1 { "first-dma" } else { "start" },
+            message: format!(
+                "the VM pins {} of guest memory{}, past RLIMIT_MEMLOCK of {} ({}): \
+                 VFIO_IOMMU_MAP_DMA fails with ENOMEM (the kernel logs \
+                 \"vfio_pin_pages_remote: RLIMIT_MEMLOCK ({}) exceeded\"; QEMU \
+                 \"vfio_dma_map(...) = -12 (Cannot allocate memory)\")",
+                human_bytes(needed),
+                if containers > 1 {
+                    format!(", once per device behind the vIOMMU ({containers})")
+                } else {
+                    String::new()
+                },
+                human_bytes(u128::from(lim)),
+                limit.from,
+                lim / 4096 * 4096,
+            ),
+            fix: format!(
+                "raise the limit to at least {kib} KiB: `ulimit -l {kib}` (or `prlimit \
+                 --memlock={needed}`) for the process that starts QEMU, or give it \
+                 CAP_IPC_LOCK; libvirt: <memtune><hard_limit unit='KiB'>{kib}</hard_limit>\
+                 </memtune> or <memoryBacking><locked/></memoryBacking>"
+            ),
+        }
+    });
+    Verdict {
+        needed,
+        limit,
+        containers: containers.max(1),
+        per_user,
+        problem,
+    }
+}
