@@ -38,6 +38,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(150);
 
 const EINVAL: i32 = 22;
 const ENOSPC: i32 = 28;
+const ENOMEM: i32 = 12;
+/// The unprivileged user the memlock cases run QEMU as (no CAP_IPC_LOCK).
+const VM_USER: &str = "vmtest";
 
 /// What QEMU did, or what `check` says it will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +145,7 @@ pub fn prediction(v: &Value) -> Result<(Outcome, u64), String> {
     let at_start = |p: &&Value| p["when"] == "start";
     if let Some(p) = problems
         .iter()
-        .find(|p| at_start(p) && p["kind"] != "dma-entry-limit")
+        .find(|p| at_start(p) && p["kind"] != "dma-entry-limit" && p["kind"] != "memlock")
     {
         return Ok((
             Outcome::Refused(p["message"].as_str().unwrap_or("").to_owned()),
@@ -181,6 +184,20 @@ pub fn prediction(v: &Value) -> Result<(Outcome, u64), String> {
         return Ok((
             Outcome::MapFails {
                 errno: ENOSPC,
+                range: None,
+            },
+            mappings,
+        ));
+    }
+    // Pinning past RLIMIT_MEMLOCK: the map that crosses it fails with ENOMEM (which
+    // section that is depends on QEMU's order; check names none).
+    if problems
+        .iter()
+        .any(|p| at_start(&p) && p["kind"] == "memlock")
+    {
+        return Ok((
+            Outcome::MapFails {
+                errno: ENOMEM,
                 range: None,
             },
             mappings,
@@ -267,7 +284,7 @@ fn run_qemu<T>(argv: &[String], while_up: impl FnOnce(u32) -> T) -> Result<Run<T
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if argv[0] == QEMU10 {
+    if argv.iter().any(|a| a == QEMU10) {
         cmd.env("QEMU_MODULE_DIR", QEMU10_MODULES);
     }
     let mut child = cmd
@@ -613,12 +630,14 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
         with_entry_limit(r, "iommufd/dma-entry-limit-1-starts", 1, |r| {
             case(r, "iommufd/dma-entry-limit-1-starts", &fits, Want::Starts);
         });
+        memlock(r, "iommufd/", &fits, false);
         return;
     }
 
     // 1 and 7: a VM that fits starts, and checked live by its pid says the same.
     let fits = argv(QEMU72, &x86_tail("64M", &[]), bdf, false);
     live(r, &fits);
+    memlock(r, "", &fits, true);
     // 2: a DIMM at 2^39.
     let dimm = argv(QEMU72, &x86_tail(DIMM_MEM, DIMM), bdf, false);
     let dimm_out = case(r, &format!("dimm-at-2^39-aw{aw}"), &dimm, beyond_39);
@@ -718,6 +737,137 @@ fn live(r: &mut Report, fits: &[String]) {
             }
         }
         Err(e) => r.fail("qemu-vfio/fits-starts", &format!("QEMU: {e}")),
+    }
+}
+
+/// Makes an unprivileged user for QEMU (no CAP_IPC_LOCK) and lets it open the VFIO
+/// and iommufd nodes, as libvirt does for its QEMU user.
+fn unprivileged_user() -> Result<(), String> {
+    let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
+    std::fs::create_dir_all("/etc").map_err(|x| e("/etc", x))?;
+    if !std::fs::read_to_string("/etc/passwd").is_ok_and(|t| t.contains(VM_USER)) {
+        std::fs::write(
+            "/etc/passwd",
+            format!("root:x:0:0::/:/bin/sh\n{VM_USER}:x:1000:1000::/tmp:/bin/sh\n"),
+        )
+        .map_err(|x| e("/etc/passwd", x))?;
+        std::fs::write("/etc/group", format!("root:x:0:\n{VM_USER}:x:1000:\n"))
+            .map_err(|x| e("/etc/group", x))?;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut nodes: Vec<std::path::PathBuf> = vec!["/dev/iommu".into()];
+    for dir in ["/dev/vfio", "/dev/vfio/devices"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            nodes.extend(rd.filter_map(Result::ok).map(|d| d.path()));
+        }
+    }
+    for n in nodes.iter().filter(|n| n.exists() && !n.is_dir()) {
+        std::fs::set_permissions(n, std::fs::Permissions::from_mode(0o666))
+            .map_err(|x| e(&n.display().to_string(), x))?;
+    }
+    Ok(())
+}
+
+/// `argv` run as the unprivileged user with `ulimit -l kib`: root's shell sets the
+/// limit (raising it past the default needs CAP_SYS_RESOURCE), busybox su keeps it and
+/// drops to the user, whose QEMU has no CAP_IPC_LOCK. The command goes through a script
+/// file, so su parses none of QEMU's options as its own.
+fn as_user_with_memlock(argv: &[String], kib: u64) -> Result<Vec<String>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = "/tmp/qemu-as-user.sh";
+    let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+    std::fs::write(script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))
+        .and_then(|()| std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("{script}: {e}"))?;
+    Ok(vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        format!("ulimit -l {kib} && exec /bin/su -s /bin/sh {VM_USER} -c {script}"),
+        // run_qemu sets QEMU 10.0's module directory when its path is in the argv.
+        argv.first().cloned().unwrap_or_default(),
+    ])
+}
+
+/// The kernel's last `RLIMIT_MEMLOCK (N) exceeded` line, if any.
+fn kernel_memlock_line() -> Option<String> {
+    let out = Command::new("/bin/dmesg").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rfind(|l| l.contains("RLIMIT_MEMLOCK"))
+        .map(str::to_owned)
+}
+
+/// Locked memory: the VM run by an unprivileged user with `ulimit -l` exactly what
+/// `check` says it pins, and one page less. At the limit QEMU starts; one page below,
+/// the map that crosses it fails with ENOMEM (type1: the kernel logs the limit).
+fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
+    let base = format!("qemu-vfio/{prefix}memlock");
+    if let Err(e) = unprivileged_user() {
+        return r.fail(&format!("{base}-setup"), &e);
+    }
+    let mut a = vec![
+        "--memlock".to_owned(),
+        "unlimited".to_owned(),
+        "--".to_owned(),
+    ];
+    a.extend(fits.iter().cloned());
+    let needed = match check_json(&a) {
+        Ok(v) => v["memlock"]["needed_bytes"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok()),
+        Err(e) => return r.fail(&format!("{base}-setup"), &e),
+    };
+    // 64 MiB of RAM less the holes below 1 MiB, at most the RAM plus 1 MiB of ROM.
+    let Some(needed) = needed.filter(|n| *n >= 63 << 20 && *n <= 65 << 20 && n % 4096 == 0) else {
+        return r.fail(
+            &format!("{base}-setup"),
+            &format!("check pins {needed:?} bytes for a 64 MiB guest"),
+        );
+    };
+    r.note(&format!("{base}: check says the VM pins {needed} bytes"));
+    let kib = needed / 1024;
+    for (limit_kib, name, want) in [
+        (
+            kib - 4,
+            "one-page-below-enomem",
+            Want::MapFails(ENOMEM, None),
+        ),
+        (kib, "exact-starts", Want::Starts),
+    ] {
+        let check = format!("{base}-{name}");
+        let mut a = vec![
+            "--memlock".to_owned(),
+            format!("{limit_kib}K"),
+            "--".to_owned(),
+        ];
+        a.extend(fits.iter().cloned());
+        let (pred, v) = match check_json(&a).and_then(|v| prediction(&v).map(|p| (p.0, v))) {
+            Ok(p) => p,
+            Err(e) => {
+                r.fail(&check, &format!("check: {e}"));
+                continue;
+            }
+        };
+        let run = match as_user_with_memlock(fits, limit_kib).and_then(|a| run_qemu(&a, |_| ())) {
+            Ok(run) => run,
+            Err(e) => {
+                r.fail(&check, &format!("QEMU: {e}"));
+                continue;
+            }
+        };
+        report(r, &check, &pred, &run.outcome, want, &run.stderr, &v);
+        if kernel_logs && want != Want::Starts {
+            // vfio_pin_pages_remote: RLIMIT_MEMLOCK (limit, in bytes) exceeded.
+            let line = kernel_memlock_line();
+            r.note(&format!("{check}: kernel: {line:?}"));
+            r.eq(
+                &format!("{check}-kernel-log"),
+                line.is_some_and(|l| {
+                    l.contains(&format!("RLIMIT_MEMLOCK ({}) exceeded", limit_kib * 1024))
+                }),
+                true,
+            );
+        }
     }
 }
 

@@ -88,7 +88,18 @@ pub fn run(args: &FleetArgs) -> Result<ExitCode, CliError> {
     let hosts = host_files(&args.guest.host.host, &args.hosts_dirs)?;
     let def = match pseries_def(&args.guest)? {
         Some(p) => Def::Pseries(p),
-        None => Def::Container(crate::guest_cmds::vm_def(&args.guest)?),
+        None => {
+            let mut d = crate::guest_cmds::vm_def(&args.guest)?;
+            // This shell's own limit says nothing about the hosts' VMMs: only --memlock
+            // (or a libvirt domain's rule) gives the fleet a locked-memory limit.
+            if let VmDef::Argv { memlock, .. } = &mut d
+                && args.guest.memlock.is_none()
+                && matches!(memlock, Some(crate::guest_cmds::MemlockInput::Limit(_)))
+            {
+                *memlock = None;
+            }
+            Def::Container(d)
+        }
     };
     let rows = evaluate_all(&args.guest, &def, &hosts);
     let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();

@@ -544,7 +544,7 @@ fn memlock_verdict(
         }
     };
     Some(crate::memlock::verdict(
-        crate::memlock::pinned_at_start(layout, page),
+        crate::memlock::pinned_at_start(layout, page, !per_user),
         containers,
         per_user,
         limit,

@@ -145,14 +145,26 @@ pub fn of_libvirt(policy: LibvirtMemlock, guest_memory: u64, devices: u64, viomm
     }
 }
 
-/// The bytes QEMU pins at start for `layout`: every RAM and ROM section, in whole
-/// pages of `page` bytes (BARs mapped for peer-to-peer are device memory, not charged).
-pub fn pinned_at_start(layout: &Layout, page: u64) -> u128 {
+/// The most bytes QEMU has pinned at once while it starts, in whole pages of `page`
+/// bytes (BARs mapped for peer-to-peer are device memory, not charged).
+///
+/// QEMU's listener maps guest memory when the vfio-pci device is realized, before the
+/// system reset copies the firmware into its ROM regions and before x86's low ROM
+/// overlays (`pc.rom`, the ISA BIOS alias at 0xc0000-0xfffff) hide RAM: the RAM block is
+/// then mapped whole, and a ROM is memory nobody has written, mapped read-only, whose
+/// pins are the shared zero page. type1 does not charge the zero page
+/// (`is_invalid_reserved_pfn`: it is reserved), so it charges the RAM sections plus the
+/// RAM under the low ROMs (`type1`); iommufd charges every page it pins: the RAM
+/// sections and every ROM section (the low ROMs replace the RAM under them one for
+/// one). Measured by vmtest's `qemu-vfio/memlock-*` (QEMU 7.2 on type1, 10.0 on
+/// iommufd), which find the boundary exactly there.
+pub fn pinned_at_start(layout: &Layout, page: u64, type1: bool) -> u128 {
     let page = u128::from(page.max(1));
     layout
         .sections()
         .iter()
         .filter(|s| s.is_dma_mapped() && !s.p2p)
+        .filter(|s| !type1 || s.kind == iova_guest::SectionKind::Ram || s.range.last() < 0x10_0000)
         .map(|s| {
             let first = u128::from(s.range.first()) / page;
             let last = u128::from(s.range.last()) / page;

@@ -1349,6 +1349,24 @@ static CASES: &[Case] = &[
         &["export", "virtio-iommu", "--sysfs-root", "{T}/sys", "--device", "03:00.0"],
         &["blocked", "group 1", "no interrupt remapping"],
     ),
+    // ---- launch readiness: driver links ------------------------------------------
+    case(
+        "a driver link that names no driver",
+        Sysfs,
+        &[
+            ("sys/bus/pci/devices/0000:03:00.0/vendor", Bytes(b"0x8086\n")),
+            ("sys/bus/pci/devices/0000:03:00.0/driver", Link("/")),
+        ],
+        &["inspect", "--sysfs-root", "{T}/sys"],
+        &["0000:03:00.0/driver", "a link to a driver directory"],
+    ),
+    case(
+        "a driver that is not a symbolic link",
+        Sysfs,
+        &[("sys/bus/pci/devices/0000:03:00.0/driver", Bytes(b"vfio-pci\n"))],
+        &["inspect", "--sysfs-root", "{T}/sys"],
+        &["0000:03:00.0/driver", "symbolic link"],
+    ),
 ];
 
 /// A small valid host: one VT-d unit with a 39-bit aperture, group 1 (DMA, MSI
