@@ -102,3 +102,26 @@ pub fn vfio_cdev(bdf: &str) -> Result<String, String> {
         .next()
         .ok_or_else(|| format!("{dir} is empty"))
 }
+
+/// The PCI devices with these IDs (`0x1234`, `0x11e8` as sysfs prints them), sorted by
+/// address.
+pub fn pci_devices_with(vendor: &str, device: &str) -> Vec<String> {
+    let read = |p: String| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let mut out: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    read(format!("/sys/bus/pci/devices/{n}/vendor")) == vendor
+                        && read(format!("/sys/bus/pci/devices/{n}/device")) == device
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}

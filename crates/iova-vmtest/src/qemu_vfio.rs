@@ -631,6 +631,9 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
             case(r, "iommufd/dma-entry-limit-1-starts", &fits, Want::Starts);
         });
         memlock(r, "iommufd/", &fits, false);
+        if let Some(fits_b) = second_vm(r, bdf, QEMU10, true) {
+            memlock_two_vms(r, "iommufd/", &fits, &fits_b, true);
+        }
         return;
     }
 
@@ -638,6 +641,9 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
     let fits = argv(QEMU72, &x86_tail("64M", &[]), bdf, false);
     live(r, &fits);
     memlock(r, "", &fits, true);
+    if let Some(fits_b) = second_vm(r, bdf, QEMU72, false) {
+        memlock_two_vms(r, "", &fits, &fits_b, false);
+    }
     // 2: a DIMM at 2^39.
     let dimm = argv(QEMU72, &x86_tail(DIMM_MEM, DIMM), bdf, false);
     let dimm_out = case(r, &format!("dimm-at-2^39-aw{aw}"), &dimm, beyond_39);
@@ -774,7 +780,12 @@ fn unprivileged_user() -> Result<(), String> {
 /// file, so su parses none of QEMU's options as its own.
 fn as_user_with_memlock(argv: &[String], kib: u64) -> Result<Vec<String>, String> {
     use std::os::unix::fs::PermissionsExt as _;
-    let script = "/tmp/qemu-as-user.sh";
+    // One script per VM: a second VM may start while the first runs.
+    let script = format!(
+        "/tmp/qemu-as-user-{}.sh",
+        argv.iter().map(String::len).sum::<usize>() + argv.len() * 1000 + kib as usize
+    );
+    let script = script.as_str();
     let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
     std::fs::write(script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))
         .and_then(|()| std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)))
@@ -868,6 +879,84 @@ fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
                 true,
             );
         }
+    }
+}
+
+/// The fitting VM's argv for the guest's second edu device (vmtest/run adds one at
+/// 00:04.0 to the qemu-vfio boots).
+fn second_vm(r: &mut Report, bdf: &str, binary: &str, iommufd: bool) -> Option<Vec<String>> {
+    let other = facts::pci_devices_with("0x1234", "0x11e8")
+        .into_iter()
+        .find(|d| d != bdf);
+    if other.is_none() {
+        r.fail("qemu-vfio/second-edu", "the guest has no second edu device");
+    }
+    other.map(|b| argv(binary, &x86_tail("64M", &[]), &b, iommufd))
+}
+
+/// Two VMs of one user, each with its own edu, under one `ulimit -l` that holds one VM
+/// and not two: iommufd charges the user, so the second VM fails with ENOMEM while the
+/// first runs (`check --memlock-used` with the first VM's pins predicts it); type1
+/// charges each process, so the second starts as well.
+fn memlock_two_vms(r: &mut Report, prefix: &str, a: &[String], b: &[String], per_user: bool) {
+    let check = format!("qemu-vfio/{prefix}memlock-two-vms-one-user");
+    let mut q = vec![
+        "--memlock".to_owned(),
+        "unlimited".to_owned(),
+        "--".to_owned(),
+    ];
+    q.extend(a.iter().cloned());
+    let needed = match check_json(&q) {
+        Ok(v) => v["memlock"]["needed_bytes"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok()),
+        Err(e) => return r.fail(&check, &e),
+    };
+    let Some(needed) = needed.filter(|n| *n > 0 && n % 4096 == 0) else {
+        return r.fail(&check, &format!("check pins {needed:?}"));
+    };
+    // One page short of two VMs.
+    let kib = 2 * needed / 1024 - 4;
+    let mut q = vec!["--memlock".to_owned(), format!("{kib}K")];
+    if per_user {
+        q.extend(["--memlock-used".to_owned(), needed.to_string()]);
+    }
+    q.push("--".to_owned());
+    q.extend(b.iter().cloned());
+    let (pred, v) = match check_json(&q).and_then(|v| prediction(&v).map(|p| (p.0, v))) {
+        Ok(p) => p,
+        Err(e) => return r.fail(&check, &format!("check: {e}")),
+    };
+    let (want, whose) = if per_user {
+        (Want::MapFails(ENOMEM, None), "user")
+    } else {
+        (Want::Starts, "process")
+    };
+    r.eq(
+        &format!("{check}-charged-to"),
+        v["memlock"]["charged_to"].as_str(),
+        Some(whose),
+    );
+    let run_a = as_user_with_memlock(a, kib).and_then(|argv_a| {
+        run_qemu(&argv_a, |_| {
+            as_user_with_memlock(b, kib).and_then(|argv_b| run_qemu(&argv_b, |_| ()))
+        })
+    });
+    match run_a {
+        Ok(Run {
+            outcome: Outcome::Starts,
+            while_up: Some(Ok(run_b)),
+            ..
+        }) => report(r, &check, &pred, &run_b.outcome, want, &run_b.stderr, &v),
+        Ok(run) => r.fail(
+            &check,
+            &format!(
+                "the first VM did not start: {}: {}",
+                run.outcome,
+                run.stderr.trim()
+            ),
+        ),
+        Err(e) => r.fail(&check, &format!("QEMU: {e}")),
     }
 }
 

@@ -58,23 +58,6 @@ fn read(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The PCI devices with these IDs, sorted by address.
-fn devices_with(vendor: &str, device: &str) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| {
-                    read(&format!("/sys/bus/pci/devices/{n}/vendor")) == vendor
-                        && read(&format!("/sys/bus/pci/devices/{n}/device")) == device
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
 fn driver_of(bdf: &str) -> Option<String> {
     std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver"))
         .ok()
@@ -158,13 +141,16 @@ fn identity_domain(r: &mut Report, bdf: &str, group: u32) {
 /// A group of two devices behind a conventional PCI bridge: the second edu (bound to
 /// vfio-pci by vmtest/init) and a pci-serial on the kernel's `serial` driver.
 fn viability(r: &mut Report, primary: &str) {
-    let Some(edu2) = devices_with("0x1234", "0x11e8")
+    let Some(edu2) = facts::pci_devices_with("0x1234", "0x11e8")
         .into_iter()
         .find(|d| d != primary)
     else {
         return r.fail("readiness/viability-setup", "no second edu device");
     };
-    let Some(serial) = devices_with("0x1b36", "0x0002").into_iter().next() else {
+    let Some(serial) = facts::pci_devices_with("0x1b36", "0x0002")
+        .into_iter()
+        .next()
+    else {
         return r.fail("readiness/viability-setup", "no pci-serial device");
     };
     let (g2, gs) = (facts::group_of(&edu2), facts::group_of(&serial));

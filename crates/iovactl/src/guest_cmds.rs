@@ -69,6 +69,10 @@ pub struct GuestArgs {
     /// With --memlock: the process has CAP_IPC_LOCK (the kernel does not check).
     #[arg(long = "cap-ipc-lock", requires = "memlock")]
     pub(crate) cap_ipc_lock: bool,
+    /// With --memlock: bytes already charged to the same counter (the process's other
+    /// VFIO containers; with iommufd, every process of the same user).
+    #[arg(long = "memlock-used", value_name = "BYTES", requires = "memlock")]
+    pub(crate) memlock_used: Option<String>,
     /// The host's page size (4K or 64K) for a pseries guest, when the host facts do not
     /// say it: QEMU sizes the TCE tables it asks for by it.
     #[arg(long = "host-page-size", value_name = "SIZE")]
@@ -219,9 +223,16 @@ fn memlock_arg(args: &GuestArgs) -> Result<Option<crate::memlock::Limit>, CliErr
     let Some(t) = &args.memlock else {
         return Ok(None);
     };
+    let already = match &args.memlock_used {
+        Some(u) => {
+            parse_number(u).map_err(|e| CliError::input(format!("--memlock-used {u}: {e}")))?
+        }
+        None => 0,
+    };
     Ok(Some(crate::memlock::Limit {
         bytes: crate::replay::parse_memlock(t)?,
         cap_ipc_lock: args.cap_ipc_lock,
+        already,
         from: "--memlock".to_owned(),
     }))
 }
@@ -1346,6 +1357,7 @@ pub fn run_hook_cmd(args: &HookArgs) -> Result<ExitCode, CliError> {
         qemu_version: args.qemu_version.clone(),
         memlock: None,
         cap_ipc_lock: false,
+        memlock_used: None,
         host_page_size: None,
         vmm: Vec::new(),
     };

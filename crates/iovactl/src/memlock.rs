@@ -29,6 +29,9 @@ pub struct Limit {
     pub bytes: Option<u64>,
     /// Whether the process has `CAP_IPC_LOCK` (the kernel then does not check).
     pub cap_ipc_lock: bool,
+    /// Bytes already charged to the same counter (the process's other containers, or
+    /// for iommufd the user's other processes): `--memlock-used`.
+    pub already: u64,
     /// In words, for the report.
     pub from: String,
 }
@@ -94,6 +97,7 @@ pub fn of_process(pid: Option<u32>) -> Result<Limit, CliError> {
     Ok(Limit {
         bytes,
         cap_ipc_lock,
+        already: 0,
         from: match pid {
             Some(p) => format!("process {p} (/proc/{p}/limits, /proc/{p}/status)"),
             None => "this shell's own limit (ulimit -l), which a QEMU started from it \
@@ -141,6 +145,7 @@ pub fn of_libvirt(policy: LibvirtMemlock, guest_memory: u64, devices: u64, viomm
     Limit {
         bytes,
         cap_ipc_lock: false,
+        already: 0,
         from,
     }
 }
@@ -195,6 +200,7 @@ impl Verdict {
             "needed_bytes": self.needed.to_string(),
             "limit_bytes": self.limit.bytes.map(|b| b.to_string()),
             "cap_ipc_lock": self.limit.cap_ipc_lock,
+            "already_bytes": self.limit.already.to_string(),
             "limit_from": self.limit.from,
             "containers": self.containers,
             "charged_to": if self.per_user { "user" } else { "process" },
@@ -240,16 +246,17 @@ impl Verdict {
 /// `containers` containers (type1: charged to the process; iommufd: to the user).
 pub fn verdict(per_container: u128, containers: u64, per_user: bool, limit: Limit) -> Verdict {
     let needed = per_container.saturating_mul(u128::from(containers.max(1)));
-    let over = !limit.cap_ipc_lock && limit.bytes.is_some_and(|b| needed > u128::from(b));
+    let total = needed.saturating_add(u128::from(limit.already));
+    let over = !limit.cap_ipc_lock && limit.bytes.is_some_and(|b| total > u128::from(b));
     let problem = over.then(|| {
         let lim = limit.bytes.unwrap_or(0);
-        let kib = needed.div_ceil(1024);
+        let kib = total.div_ceil(1024);
         VmmProblem {
             kind: "memlock",
             range: None,
             when: if containers > 1 { "first-dma" } else { "start" },
             message: format!(
-                "the VM pins {} of guest memory{}, past RLIMIT_MEMLOCK of {} ({}): \
+                "the VM pins {} of guest memory{}{}, past RLIMIT_MEMLOCK of {} ({}): \
                  VFIO_IOMMU_MAP_DMA fails with ENOMEM (the kernel logs \
                  \"vfio_pin_pages_remote: RLIMIT_MEMLOCK ({}) exceeded\"; QEMU \
                  \"vfio_dma_map(...) = -12 (Cannot allocate memory)\")",
@@ -259,13 +266,22 @@ pub fn verdict(per_container: u128, containers: u64, per_user: bool, limit: Limi
                 } else {
                     String::new()
                 },
+                if limit.already > 0 {
+                    format!(
+                        " on top of {} already charged to the {}",
+                        human_bytes(u128::from(limit.already)),
+                        if per_user { "user" } else { "process" }
+                    )
+                } else {
+                    String::new()
+                },
                 human_bytes(u128::from(lim)),
                 limit.from,
                 lim / 4096 * 4096,
             ),
             fix: format!(
                 "raise the limit to at least {kib} KiB: `ulimit -l {kib}` (or `prlimit \
-                 --memlock={needed}`) for the process that starts QEMU, or give it \
+                 --memlock={total}`) for the process that starts QEMU, or give it \
                  CAP_IPC_LOCK; libvirt: <memtune><hard_limit unit='KiB'>{kib}</hard_limit>\
                  </memtune> or <memoryBacking><locked/></memoryBacking>"
             ),

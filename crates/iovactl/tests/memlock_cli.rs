@@ -145,6 +145,10 @@ fn check_memlock_boundary_in_whole_pages() {
             .contains(&format!("ulimit -l {}", needed / 1024)),
         "{p}"
     );
+    // What the same counter already holds counts too (iommufd: the user's other VMs).
+    let out = check("2G", &["--memlock", &at, "--memlock-used", "4K"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json(&out)["memlock"]["already_bytes"], "4096");
     // CAP_IPC_LOCK: the kernel does not check.
     let out = check("2G", &["--memlock", "4K", "--cap-ipc-lock"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
