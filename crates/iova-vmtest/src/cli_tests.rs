@@ -52,6 +52,64 @@ fn ranges_after(json: &str, key: &str) -> Option<IovaSet> {
     Some(set)
 }
 
+/// A trace that crosses a 64 KiB locked-memory limit (16 pages): maps of writable
+/// memory (pinned as real pages), an unmap that frees some, and a map of host memory
+/// another mapping already pins (each `vfio_dma` charges its own).
+const MEMLOCK_TRACE: &str = "\
+map 0x100000 0x8000 0x10000 rw
+map 0x200000 0x8000 0x20000 rw
+map 0x300000 0x1000 0x30000 rw
+unmap 0x100000 0x8000
+map 0x300000 0x2000 0x30000 rw
+map 0x400000 0x8000 0x20000 rw
+map 0x400000 0x6000 0x20000 rw
+unmap-all
+map 0x500000 0x10000 0x40000 rw
+";
+
+/// `replay --vfio` run by an unprivileged user under `ulimit -l 64` (KiB) against
+/// `replay --memlock 64K`: the kernel's ENOMEMs and the model's, line for line.
+fn memlock_replay(r: &mut Report, bdf: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let name = "cli-replay-memlock-equals-kernel";
+    if let Err(e) = facts::unprivileged_user(facts::VM_USER) {
+        return r.fail(name, &e);
+    }
+    let trace = "/tmp/memlock.trace";
+    let script = "/tmp/replay-as-user.sh";
+    let body = format!("#!/bin/sh\nexec {IOVACTL} replay --vfio --device {bdf} {trace}\n");
+    let written = std::fs::write(trace, MEMLOCK_TRACE)
+        .and_then(|()| std::fs::set_permissions(trace, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|()| std::fs::write(script, body))
+        .and_then(|()| std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)));
+    if let Err(e) = written {
+        return r.fail(name, &e.to_string());
+    }
+    let real = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -l 64 && exec /bin/su -s /bin/sh {} -c {script}",
+                facts::VM_USER
+            ),
+        ])
+        .output();
+    let sim = iovactl(&["replay", "--memlock", "64K", "--device", bdf, trace]);
+    match (real, sim) {
+        (Ok(real), Ok((0, sim, _))) if real.status.success() => {
+            let real = String::from_utf8_lossy(&real.stdout).into_owned();
+            r.note(&format!("{name}: kernel {real:?}"));
+            r.eq(
+                &format!("{name}-has-enomem"),
+                real.lines().filter(|l| *l == "ENOMEM").count(),
+                2,
+            );
+            r.eq(name, real.as_str(), sim.as_str());
+        }
+        (real, sim) => r.fail(name, &format!("real {real:?}, simulated {sim:?}")),
+    }
+}
+
 /// The CLI checks on a type1 guest.
 pub fn run(r: &mut Report, bdf: &str, tag: &str) {
     let group = match facts::group_of(bdf) {
@@ -134,4 +192,5 @@ pub fn run(r: &mut Report, bdf: &str, tag: &str) {
             &format!("real replay {real:?}, simulated replay {sim:?}"),
         ),
     }
+    memlock_replay(r, bdf);
 }

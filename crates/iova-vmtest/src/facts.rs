@@ -125,3 +125,34 @@ pub fn pci_devices_with(vendor: &str, device: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The unprivileged user the memlock checks run a VMM or `iovactl replay --vfio` as.
+pub const VM_USER: &str = "vmtest";
+
+/// Makes the unprivileged user `user` (no CAP_IPC_LOCK) and lets it open the VFIO
+/// and iommufd nodes, as libvirt does for its QEMU user.
+pub fn unprivileged_user(user: &str) -> Result<(), String> {
+    let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
+    std::fs::create_dir_all("/etc").map_err(|x| e("/etc", x))?;
+    if !std::fs::read_to_string("/etc/passwd").is_ok_and(|t| t.contains(user)) {
+        std::fs::write(
+            "/etc/passwd",
+            format!("root:x:0:0::/:/bin/sh\n{user}:x:1000:1000::/tmp:/bin/sh\n"),
+        )
+        .map_err(|x| e("/etc/passwd", x))?;
+        std::fs::write("/etc/group", format!("root:x:0:\n{user}:x:1000:\n"))
+            .map_err(|x| e("/etc/group", x))?;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut nodes: Vec<std::path::PathBuf> = vec!["/dev/iommu".into()];
+    for dir in ["/dev/vfio", "/dev/vfio/devices"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            nodes.extend(rd.filter_map(Result::ok).map(|d| d.path()));
+        }
+    }
+    for n in nodes.iter().filter(|n| n.exists() && !n.is_dir()) {
+        std::fs::set_permissions(n, std::fs::Permissions::from_mode(0o666))
+            .map_err(|x| e(&n.display().to_string(), x))?;
+    }
+    Ok(())
+}

@@ -40,7 +40,7 @@ const EINVAL: i32 = 22;
 const ENOSPC: i32 = 28;
 const ENOMEM: i32 = 12;
 /// The unprivileged user the memlock cases run QEMU as (no CAP_IPC_LOCK).
-const VM_USER: &str = "vmtest";
+const VM_USER: &str = facts::VM_USER;
 
 /// What QEMU did, or what `check` says it will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -746,34 +746,6 @@ fn live(r: &mut Report, fits: &[String]) {
     }
 }
 
-/// Makes an unprivileged user for QEMU (no CAP_IPC_LOCK) and lets it open the VFIO
-/// and iommufd nodes, as libvirt does for its QEMU user.
-fn unprivileged_user() -> Result<(), String> {
-    let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
-    std::fs::create_dir_all("/etc").map_err(|x| e("/etc", x))?;
-    if !std::fs::read_to_string("/etc/passwd").is_ok_and(|t| t.contains(VM_USER)) {
-        std::fs::write(
-            "/etc/passwd",
-            format!("root:x:0:0::/:/bin/sh\n{VM_USER}:x:1000:1000::/tmp:/bin/sh\n"),
-        )
-        .map_err(|x| e("/etc/passwd", x))?;
-        std::fs::write("/etc/group", format!("root:x:0:\n{VM_USER}:x:1000:\n"))
-            .map_err(|x| e("/etc/group", x))?;
-    }
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut nodes: Vec<std::path::PathBuf> = vec!["/dev/iommu".into()];
-    for dir in ["/dev/vfio", "/dev/vfio/devices"] {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            nodes.extend(rd.filter_map(Result::ok).map(|d| d.path()));
-        }
-    }
-    for n in nodes.iter().filter(|n| n.exists() && !n.is_dir()) {
-        std::fs::set_permissions(n, std::fs::Permissions::from_mode(0o666))
-            .map_err(|x| e(&n.display().to_string(), x))?;
-    }
-    Ok(())
-}
-
 /// `argv` run as the unprivileged user with `ulimit -l kib`: root's shell sets the
 /// limit (raising it past the default needs CAP_SYS_RESOURCE), busybox su keeps it and
 /// drops to the user, whose QEMU has no CAP_IPC_LOCK. The command goes through a script
@@ -813,7 +785,7 @@ fn kernel_memlock_line() -> Option<String> {
 /// the map that crosses it fails with ENOMEM (type1: the kernel logs the limit).
 fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
     let base = format!("qemu-vfio/{prefix}memlock");
-    if let Err(e) = unprivileged_user() {
+    if let Err(e) = facts::unprivileged_user(VM_USER) {
         return r.fail(&format!("{base}-setup"), &e);
     }
     let mut a = vec![

@@ -8,8 +8,9 @@
 //!   attached group's aperture (an unknown aperture counts as the whole 64-bit space)
 //!   minus every reserved region except `direct-relaxable`; the page-size bitmap is the
 //!   AND of every domain's, with sizes below the CPU page replaced by the CPU page.
-//!   It refuses groups whose IOMMU cannot remap interrupts (EPERM) and bypass
-//!   (identity) groups (EPERM) unless the configuration allows the unsafe setup, and
+//!   It refuses groups whose interrupts are not remapped (EPERM) and groups with a
+//!   direct RMRR (EPERM) unless the configuration allows the unsafe setup (an
+//!   identity default domain is no refusal: VFIO installs its own domain), and
 //!   refuses, changing nothing, a group whose limits would strand an existing mapping
 //!   (type1: EINVAL, iommufd: EADDRINUSE).
 //! - [`Container::detach`] never fails for an attached group; it recomputes everything,

@@ -527,7 +527,7 @@ pub enum GroupIssue {
 }
 
 impl GroupIssue {
-    /// The issue's kind as JSON names it (`bypass`, `direct-region`, ...).
+    /// The issue's kind as JSON names it (`direct-region`, `not-viable`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
             GroupIssue::IdentityDomain => "identity-domain",
@@ -663,9 +663,11 @@ impl Host {
     }
 
     /// What a user must know about a group before assigning it: the isolation
-    /// refusals of [`Domain`](crate::domain::Domain) under the safe defaults (bypass,
-    /// direct RMRRs, missing interrupt remapping) first, then a blocked domain, an
-    /// unknown IOMMU unit or aperture.
+    /// refusals of [`Domain`](crate::domain::Domain) under the safe defaults (direct
+    /// RMRRs, missing interrupt remapping, a warning when `allow_unsafe_interrupts`
+    /// lets VFIO take it anyway) first, then an identity default domain (a note), a
+    /// blocked domain, interrupt remapping that is not known, an unknown IOMMU unit or
+    /// aperture. Viability depends on which devices are assigned: [`Host::viability`].
     pub fn group_issues(&self, group_id: u32) -> Result<Vec<GroupIssue>, HostError> {
         let member = self.member(group_id)?;
         let mut out: Vec<GroupIssue> = member
