@@ -360,6 +360,12 @@ pub struct QemuVm {
     pub viommus: Vec<Viommu>,
     /// The assigned devices: `vfio-pci` `host=` / `sysfsdev=`.
     pub vfio: Vec<String>,
+    /// The guest bus of each assigned device (`bus=`), in the order of `vfio`.
+    pub vfio_buses: Vec<Option<String>>,
+    /// The ids of the conventional PCI buses (`pci-bridge`, `pcie-pci-bridge`): behind
+    /// a vIOMMU, the devices on one share its address space (their requester IDs alias
+    /// to the bridge).
+    pub conventional_buses: Vec<String>,
     /// Every assigned device uses an iommufd backend (`-object iommufd,id=X` and
     /// `vfio-pci,iommufd=X`): its IOAS has no `vfio_iommu_type1.dma_entry_limit`.
     pub vfio_iommufd: bool,
@@ -1342,7 +1348,13 @@ where
     };
     let mut mem_devices = Vec::new();
     let mut vfio = Vec::new();
+    let mut vfio_buses = Vec::new();
     let mut vfio_on_iommufd = 0usize;
+    let conventional_buses: Vec<String> = devices
+        .iter()
+        .filter(|(_, o)| matches!(o.get("driver"), Some("pci-bridge" | "pcie-pci-bridge")))
+        .filter_map(|(_, o)| o.get("id").map(str::to_owned))
+        .collect();
     for (input, o) in &devices {
         let driver = o.get("driver").unwrap_or("");
         match driver {
@@ -1366,6 +1378,7 @@ where
                     vfio_on_iommufd += 1;
                 }
                 vfio.push(dev);
+                vfio_buses.push(o.get("bus").map(str::to_owned));
             }
             "pc-dimm" | "nvdimm" | "virtio-mem-pci" => {
                 let memdev = o.get("memdev").ok_or_else(|| {
@@ -1478,6 +1491,8 @@ where
         viommus,
         vfio_iommufd: !vfio.is_empty() && vfio_on_iommufd == vfio.len(),
         vfio,
+        vfio_buses,
+        conventional_buses,
         data_dirs,
         backends,
         notes: vm_notes,

@@ -532,11 +532,7 @@ fn memlock_verdict(
     };
     let page = loaded.host.settings.cpu_page_size.unwrap_or(4096);
     let viommu = vmm.is_some_and(|v| !v.model.viommus.is_empty());
-    let containers = if viommu {
-        u64::try_from(devices).unwrap_or(u64::MAX)
-    } else {
-        1
-    };
+    let containers = vmm.map_or(1, crate::vmm::containers);
     let per_user = vmm.is_some_and(|v| v.vm.vfio_iommufd);
     let limit = match input {
         MemlockInput::Limit(l) => l,
@@ -558,6 +554,7 @@ fn memlock_verdict(
         crate::memlock::pinned_at_start(layout, page, !per_user),
         containers,
         per_user,
+        viommu,
         limit,
     ))
 }
@@ -719,7 +716,12 @@ pub(crate) fn run_check(l: &Loaded) -> Result<CheckReport, CliError> {
 /// The command-line-only problems (none for presets and layout files).
 pub(crate) fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
     let mut out = l.vmm.as_ref().map_or_else(Vec::new, |v| {
-        vmm_problems(v, &r.container, l.loaded.host.settings.dma_entry_limit)
+        vmm_problems(
+            v,
+            &r.container,
+            &l.loaded.host,
+            l.loaded.host.settings.dma_entry_limit,
+        )
     });
     out.extend(l.memlock.as_ref().and_then(|m| m.problem.clone()));
     out

@@ -244,7 +244,15 @@ impl Verdict {
 
 /// The locked-memory verdict for a VM pinning `per_container` bytes into each of
 /// `containers` containers (type1: charged to the process; iommufd: to the user).
-pub fn verdict(per_container: u128, containers: u64, per_user: bool, limit: Limit) -> Verdict {
+/// Behind a vIOMMU (`viommu`) QEMU pins what the guest maps, as it maps it: the worst
+/// case (all of it, in every container) fails at the guest's DMA, not at start.
+pub fn verdict(
+    per_container: u128,
+    containers: u64,
+    per_user: bool,
+    viommu: bool,
+    limit: Limit,
+) -> Verdict {
     let needed = per_container.saturating_mul(u128::from(containers.max(1)));
     let total = needed.saturating_add(u128::from(limit.already));
     let over = !limit.cap_ipc_lock && limit.bytes.is_some_and(|b| total > u128::from(b));
@@ -254,7 +262,7 @@ pub fn verdict(per_container: u128, containers: u64, per_user: bool, limit: Limi
         VmmProblem {
             kind: "memlock",
             range: None,
-            when: if containers > 1 { "first-dma" } else { "start" },
+            when: if viommu { "first-dma" } else { "start" },
             message: format!(
                 "the VM pins {} of guest memory{}{}, past RLIMIT_MEMLOCK of {} ({}): \
                  VFIO_IOMMU_MAP_DMA fails with ENOMEM (the kernel logs \

@@ -347,6 +347,67 @@ pub struct VmmProblem {
     pub fix: String,
 }
 
+/// Two assigned devices of one IOMMU group in two guest address spaces: behind a vIOMMU
+/// each PCI device has its own (`pci_device_iommu_address_space`), unless it sits on a
+/// conventional PCI bus (`pci-bridge`, `pcie-pci-bridge`), whose devices alias to the
+/// bridge and share one; QEMU opens a group in one address space only
+/// (`vfio_get_group`: "group N used in multiple address spaces") and refuses to start.
+fn address_space_split(vmm: &Vmm, host: &iova::Host) -> Option<VmmProblem> {
+    let viommu = vmm.model.viommus.first()?;
+    let mut seen: Vec<(u32, String, &str)> = Vec::new();
+    for (i, dev) in vmm.vm.vfio.iter().enumerate() {
+        let Ok(g) = host.group_of_device(dev) else {
+            continue;
+        };
+        let key = address_space_key(vmm, i);
+        if let Some((_, _, other)) = seen.iter().find(|(id, k, _)| *id == g.id && *k != key) {
+            return Some(VmmProblem {
+                kind: "address-space-split",
+                range: None,
+                when: "start",
+                message: format!(
+                    "{other} and {dev} are in IOMMU group {}, and behind {} each has its own \
+                     address space: QEMU refuses (\"group {} used in multiple address \
+                     spaces\")",
+                    g.id,
+                    viommu.name(),
+                    g.id
+                ),
+                fix: "assign one device of the group; or put them on one conventional PCI \
+                      bus (-device pci-bridge,id=br0,chassis_nr=1 and bus=br0 on each \
+                      vfio-pci), whose devices share an address space; or drop the vIOMMU"
+                    .to_owned(),
+            });
+        }
+        seen.push((g.id, key, dev));
+    }
+    None
+}
+
+/// Which guest address space assigned device `i` is in behind a vIOMMU: its
+/// conventional PCI bus's (shared), else its own.
+fn address_space_key(vmm: &Vmm, i: usize) -> String {
+    match vmm.vm.vfio_buses.get(i).cloned().flatten() {
+        Some(b) if vmm.vm.conventional_buses.contains(&b) => format!("bus {b}"),
+        _ => format!("device {i}"),
+    }
+}
+
+/// The VFIO containers QEMU opens for the assigned devices: one per guest address
+/// space (all in one without a vIOMMU; behind one, one per device or per conventional
+/// PCI bus). Each pins and charges the memory the guest maps into it.
+pub fn containers(vmm: &Vmm) -> u64 {
+    if vmm.model.viommus.is_empty() {
+        return 1;
+    }
+    let mut keys: Vec<String> = (0..vmm.vm.vfio.len())
+        .map(|i| address_space_key(vmm, i))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    u64::try_from(keys.len()).unwrap_or(u64::MAX).max(1)
+}
+
 fn bits_range(bits: u8) -> Option<IovaRange> {
     let last = if bits >= 64 {
         u64::MAX
@@ -409,8 +470,14 @@ fn viommu_space(
 }
 
 /// The problems of a VMM definition with this container.
-pub fn vmm_problems(vmm: &Vmm, c: &Container, dma_entry_limit: Option<u32>) -> Vec<VmmProblem> {
+pub fn vmm_problems(
+    vmm: &Vmm,
+    c: &Container,
+    host: &iova::Host,
+    dma_entry_limit: Option<u32>,
+) -> Vec<VmmProblem> {
     let mut out = Vec::new();
+    out.extend(address_space_split(vmm, host));
     for r in &vmm.model.refusals {
         out.push(VmmProblem {
             kind: "refused-at-start",

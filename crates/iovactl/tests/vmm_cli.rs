@@ -525,3 +525,45 @@ fn the_dma_entry_limit_is_type1s_not_iommufds() {
     assert_eq!(v["vmm"]["problems"], Value::Array(vec![]), "{v}");
     assert_eq!(out.status.code(), Some(0), "{v}");
 }
+
+/// examples/hosts/intel-vtd-39 group 8 holds 0000:00:1f.0 and 0000:00:1f.4. Behind a
+/// vIOMMU each PCI device on the root bus has its own address space, and QEMU opens a
+/// group in one only ("group 8 used in multiple address spaces"); two devices on one
+/// conventional PCI bus (pci-bridge) alias to it and share one, as without a vIOMMU.
+#[test]
+fn one_group_in_two_address_spaces_is_refused() {
+    let problems = |argv: &str| -> Vec<String> {
+        let v = json(&vmm("check", "intel-vtd-39", "7.2", argv));
+        v["vmm"]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let base = "qemu-system-x86_64 -M q35,kernel-irqchip=split -m 1G";
+    let viommu = "-device intel-iommu,caching-mode=on,aw-bits=39";
+    let split = problems(&format!(
+        "{base} {viommu} -device vfio-pci,host=00:1f.0 -device vfio-pci,host=00:1f.4"
+    ));
+    assert_eq!(split, ["address-space-split"], "{split:?}");
+    let bridged = problems(&format!(
+        "{base} {viommu} -device pci-bridge,id=br0,chassis_nr=1 \
+         -device vfio-pci,host=00:1f.0,bus=br0,addr=1 -device vfio-pci,host=00:1f.4,bus=br0,addr=2"
+    ));
+    assert!(bridged.is_empty(), "{bridged:?}");
+    let plain = problems(&format!(
+        "{base} -device vfio-pci,host=00:1f.0 -device vfio-pci,host=00:1f.4"
+    ));
+    assert!(plain.is_empty(), "{plain:?}");
+    // Two devices of different groups behind the vIOMMU: two address spaces, no split,
+    // and each container charges its own pins (two containers).
+    let v = json(&vmm(
+        "check",
+        "intel-vtd-39",
+        "7.2",
+        &format!("{base} {viommu} -device vfio-pci,host=00:1f.0 -device vfio-pci,host=03:00.0"),
+    ));
+    assert_eq!(v["vmm"]["problems"], serde_json::json!([]), "{v}");
+    assert_eq!(v["memlock"]["containers"], 2, "{v}");
+}
