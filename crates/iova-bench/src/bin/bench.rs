@@ -361,6 +361,122 @@ fn inspect_lines(r: &mut Report, quick: bool) {
     }
 }
 
+/// Median wall time (ms) of `cmd args` with `stdin_file` on standard input, `reps`
+/// runs; `None` if a run fails (exit code other than 0).
+fn run_ms_stdin(
+    cmd: &str,
+    args: &[String],
+    stdin_file: &std::path::Path,
+    reps: usize,
+) -> Option<f64> {
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let input = std::fs::File::open(stdin_file).ok()?;
+        let t = Instant::now();
+        let status = std::process::Command::new(cmd)
+            .args(args)
+            .stdin(input)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            eprintln!("bench: {cmd} {} failed", args.join(" "));
+            return None;
+        }
+    }
+    Some(median(times))
+}
+
+/// Latency where a VM's start waits: `iovactl libvirt-hook NAME prepare begin -` as
+/// libvirtd runs it (the domain XML on standard input, a host of 256 groups read from
+/// sysfs), and `iovactl check --pid` of a running process with a QEMU command line; each
+/// against `true`, the cost of starting any process.
+fn start_path_lines(r: &mut Report, quick: bool) {
+    let iovactl = std::env::var("IOVACTL").unwrap_or_else(|_| "target/release/iovactl".into());
+    let reps = if quick { 21 } else { 101 };
+    let dir = std::env::temp_dir().join(format!("iova-bench-hook-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.join("sys");
+    if let Err(e) = synthetic_sysfs(&root, 256) {
+        eprintln!("bench: cannot write the synthetic sysfs tree: {e}");
+        return;
+    }
+    let root_s = root.to_string_lossy().into_owned();
+    let xml = dir.join("domain.xml");
+    let domain = "<domain type='kvm'><name>bench</name><memory unit='GiB'>8</memory>\
+        <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os>\
+        <cpu mode='host-passthrough'/><devices><hostdev mode='subsystem' type='pci' \
+        managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' \
+        function='0x0'/></source></hostdev></devices></domain>";
+    if let Err(e) = std::fs::write(&xml, domain) {
+        eprintln!("bench: cannot write {}: {e}", xml.display());
+        return;
+    }
+    let floor = run_ms("true", &[], reps);
+    let hook = run_ms_stdin(
+        &iovactl,
+        &strings(&[
+            "libvirt-hook",
+            "--sysfs-root",
+            &root_s,
+            "bench",
+            "prepare",
+            "begin",
+            "-",
+        ]),
+        &xml,
+        reps,
+    );
+    if let (Some(o), Some(p)) = (hook, floor) {
+        r.line(
+            "libvirt-hook",
+            o * 1e6,
+            "true",
+            p * 1e6,
+            &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
+        );
+    }
+    // A stand-in for a running QEMU: argv[0] qemu-system-x86_64, the default machine.
+    let child = std::process::Command::new("bash")
+        .args(["-c", "exec -a qemu-system-x86_64 sleep 120"])
+        .spawn();
+    if let Ok(mut child) = child {
+        let pid = child.id().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let pid_ms = run_ms(
+            &iovactl,
+            &strings(&[
+                "check",
+                "--sysfs-root",
+                &root_s,
+                "--qemu-version",
+                "10.0",
+                "--memlock",
+                "unlimited",
+                "--device",
+                "0000:01:00.0",
+                "--pid",
+                &pid,
+            ]),
+            reps,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        if let (Some(o), Some(p)) = (pid_ms, floor) {
+            r.line(
+                "check-pid",
+                o * 1e6,
+                "true",
+                p * 1e6,
+                &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `iovactl fleet`: one VM against 10,000 saved host profiles (2,500 copies of each of
 /// the four example sysfs hosts, saved by `inspect --save-profile`), against the loop a
 /// user would otherwise write (`iovactl check --host P` per profile, timed over the
@@ -952,6 +1068,9 @@ fn main() {
     }
     if want("fleet") {
         fleet_lines(&mut r, quick);
+    }
+    if want("libvirt-hook") || want("check-pid") {
+        start_path_lines(&mut r, quick);
     }
     if want("alloc-hit") {
         alloc_hit_lines(&mut r, &c);
