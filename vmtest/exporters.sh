@@ -117,9 +117,11 @@ assert v("iova_group_highest_mappable_iova_bits", group="12") == 39
 assert v("iova_group_valid_iova_bytes", group="12") == 0xfee00000 + (0x7fffffffff - 0xfef00000 + 1)
 assert v("iova_group_reserved_region_bytes", group="12", kind="msi", first="0xfee00000", last="0xfeefffff") == 1 << 20
 assert v("iova_group_reserved_region_bytes", group="5", kind="direct", first="0xbd800000", last="0xbd9fffff") == 2 << 20
-assert v("iova_group_blocker", group="0", kind="bypass") == 1
+# Group 0 is identity (iommu=pt): no blocker, VFIO installs its own domain; the
+# fixture's kernel/irq shows remapped interrupt chips (examples/hosts/README.md).
+assert not any(n == "iova_group_blocker" and dict(l).get("kind") == "bypass" for (n, l) in got)
 assert v("iova_group_blocker", group="5", kind="direct-region") == 1
-for g, r in (("0", 0), ("1", 1), ("5", 0), ("8", 1), ("12", 1)):
+for g, r in (("0", 1), ("1", 1), ("5", 0), ("8", 1), ("12", 1)):
     assert v("iova_group_ready", group=g) == r, g
 assert v("iova_device_info", device="0000:03:00.0", group="12", vendor_id="0x8086", device_id="0x1533") == 1
 iova = sorted({n for (n, _) in got if n.startswith("iova_")})
@@ -186,7 +188,7 @@ assert iova["highest_mappable_iova"] == "0x7fffffffff"
 assert iova["highest_mappable_iova_bits"] == 39
 assert iova["dma_entry_limit"] == 65535
 assert iova["iommu_kinds"] == ["intel"]
-assert iova["ready_groups"] == [1, 8, 12]
+assert iova["ready_groups"] == [0, 1, 8, 12]
 g12 = [g for g in iova["groups"] if g["id"] == 12][0]
 assert g12["reserved_regions"][0]["kind"] == "msi"
 assert g12["reserved_regions"][0]["first"] == "0xfee00000"
