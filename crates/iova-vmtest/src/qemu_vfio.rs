@@ -644,6 +644,7 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
     if let Some(fits_b) = second_vm(r, bdf, QEMU72, false) {
         memlock_two_vms(r, "", &fits, &fits_b, false);
     }
+    address_spaces(r, aw);
     // 2: a DIMM at 2^39.
     let dimm = argv(QEMU72, &x86_tail(DIMM_MEM, DIMM), bdf, false);
     let dimm_out = case(r, &format!("dimm-at-2^39-aw{aw}"), &dimm, beyond_39);
@@ -854,8 +855,80 @@ fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
     }
 }
 
-/// The fitting VM's argv for the guest's second edu device (vmtest/run adds one at
-/// 00:04.0 to the qemu-vfio boots).
+/// One IOMMU group of two edu devices (vmtest/run puts them behind a conventional PCI
+/// bridge in the guest): behind a vIOMMU, assigned on the inner VM's root bus, each has
+/// its own address space and QEMU refuses ("group N used in multiple address spaces");
+/// both on one pci-bridge of the inner VM, they share one and it starts.
+fn address_spaces(r: &mut Report, aw: u32) {
+    let edus = facts::pci_devices_with("0x1234", "0x11e8");
+    let pair = edus.iter().enumerate().find_map(|(i, a)| {
+        let ga = facts::group_of(a).ok()?;
+        edus[i + 1..]
+            .iter()
+            .find(|b| facts::group_of(b).ok() == Some(ga))
+            .map(|b| (a.clone(), b.clone()))
+    });
+    let Some((a, b)) = pair else {
+        return r.fail(
+            "qemu-vfio/address-space-setup",
+            "no IOMMU group with two edu devices",
+        );
+    };
+    let viommu = format!("intel-iommu,caching-mode=on,aw-bits={aw}");
+    let base = |devices: &[String]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            QEMU72,
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-S",
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-m",
+            "64M",
+            "-device",
+            &viommu,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend(devices.iter().cloned());
+        v.extend(["-qmp".to_owned(), "stdio".to_owned()]);
+        v
+    };
+    let split = base(&[
+        "-device".to_owned(),
+        format!("vfio-pci,host={a}"),
+        "-device".to_owned(),
+        format!("vfio-pci,host={b}"),
+    ]);
+    case(
+        r,
+        "one-group-two-address-spaces-refused",
+        &split,
+        Want::Refused("used in multiple address spaces"),
+    );
+    let bridged = base(&[
+        "-device".to_owned(),
+        "pci-bridge,id=br0,chassis_nr=1".to_owned(),
+        "-device".to_owned(),
+        format!("vfio-pci,host={a},bus=br0,addr=1"),
+        "-device".to_owned(),
+        format!("vfio-pci,host={b},bus=br0,addr=2"),
+    ]);
+    case(
+        r,
+        "one-group-on-one-pci-bridge-starts",
+        &bridged,
+        Want::Starts,
+    );
+}
+
+/// The fitting VM's argv for another edu device of the guest (vmtest/run adds two
+/// behind a PCI bridge to the qemu-vfio boots).
 fn second_vm(r: &mut Report, bdf: &str, binary: &str, iommufd: bool) -> Option<Vec<String>> {
     let other = facts::pci_devices_with("0x1234", "0x11e8")
         .into_iter()
