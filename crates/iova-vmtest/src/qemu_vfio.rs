@@ -276,7 +276,7 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Starts QEMU (argv[0] is the binary); when QMP answers, queries the status, calls
+/// Starts QEMU (argv\[0\] is the binary); when QMP answers, queries the status, calls
 /// `while_up(pid)` and quits it.
 fn run_qemu<T>(argv: &[String], while_up: impl FnOnce(u32) -> T) -> Result<Run<T>, String> {
     let mut cmd = Command::new(&argv[0]);

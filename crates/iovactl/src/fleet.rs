@@ -21,6 +21,7 @@ use crate::report::hex;
 
 /// Options of `iovactl fleet`.
 #[derive(Debug, Args)]
+#[command(mut_arg("sysfs_root", |a| a.hide(true)))]
 pub struct FleetArgs {
     #[command(flatten)]
     guest: GuestArgs,
