@@ -35,6 +35,7 @@ mod plan;
 pub mod presets;
 pub mod pseries;
 pub mod qemu_cmdline;
+pub mod qemu_machines;
 pub mod qemu_model;
 pub mod svg;
 pub mod text;

@@ -1172,6 +1172,23 @@ where
         ));
     }
     let machine = MachineType::parse(arch, &machine_name).ok_or_else(|| {
+        let real = match arch {
+            QemuArch::X86_64 => crate::qemu_machines::X86_64_UNMODELLED,
+            QemuArch::Aarch64 => crate::qemu_machines::AARCH64_UNMODELLED,
+        };
+        if real.contains(&machine_name.as_str()) {
+            return QemuError::unmodelled(
+                format!("-machine {machine_name}"),
+                format!(
+                    "QEMU has this machine type, but its memory map is not modelled \
+                     (modelled: {})",
+                    match arch {
+                        QemuArch::X86_64 => "q35, pc, pc-q35-X.Y, pc-i440fx-X.Y",
+                        QemuArch::Aarch64 => "virt, virt-X.Y",
+                    }
+                ),
+            );
+        }
         QemuError::bad(
             format!("-machine {machine_name}"),
             match arch {

@@ -567,3 +567,61 @@ fn one_group_in_two_address_spaces_is_refused() {
     assert_eq!(v["vmm"]["problems"], serde_json::json!([]), "{v}");
     assert_eq!(v["memlock"]["containers"], 2, "{v}");
 }
+
+/// A machine type the real QEMU has (`-machine help` of 7.2 and 10.0.2) but the model
+/// does not cover cannot be answered (exit 4, naming it); a name QEMU does not know is
+/// bad input (exit 2).
+#[test]
+fn real_but_unmodelled_machine_types_cannot_be_answered() {
+    for (h, bin, machine, dev, want) in [
+        (
+            "arm-smmuv3",
+            "qemu-system-aarch64",
+            "versatilepb",
+            "00:01.0",
+            4,
+        ),
+        (
+            "arm-smmuv3",
+            "qemu-system-aarch64",
+            "vexpress-a9",
+            "00:01.0",
+            4,
+        ),
+        (
+            "arm-smmuv3",
+            "qemu-system-aarch64",
+            "nosuchboard",
+            "00:01.0",
+            2,
+        ),
+        ("intel-vtd-39", "qemu-system-x86_64", "isapc", "03:00.0", 4),
+        (
+            "intel-vtd-39",
+            "qemu-system-x86_64",
+            "microvm",
+            "03:00.0",
+            4,
+        ),
+        (
+            "intel-vtd-39",
+            "qemu-system-x86_64",
+            "pc-q35-nosuch",
+            "03:00.0",
+            2,
+        ),
+    ] {
+        let out = vmm(
+            "check",
+            h,
+            "10.0",
+            &format!("{bin} -M {machine} -m 256M -device vfio-pci,host={dev}"),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(want), "{machine}: {err}");
+        assert!(err.contains(machine), "{machine}: {err}");
+        if want == 4 {
+            assert!(err.contains("not modelled"), "{machine}: {err}");
+        }
+    }
+}
