@@ -5,7 +5,8 @@
 //! `<loader type='pflash'|'rom'>` and `<nvram>`, `<os firmware='efi'>`, `<memory>`,
 //! `<maxMemory slots>`, `<cpu mode>` with `<model>`, `<vendor>` and `<maxphysaddr>`,
 //! `<devices>`: `<emulator>` (argv\[0\]: its name says the target;
-//! the program is never run), `<hostdev type='pci'>` sources, `<memory
+//! the program is never run), `<hostdev type='pci'>` and `<interface type='hostdev'>`
+//! sources (a `<hostdev type='mdev'>` is "cannot answer"), `<memory
 //! model='dimm'|'nvdimm'|'virtio-mem'>`, `<iommu model>` with `<driver aw_bits>`,
 //! `<video><model type>`, `<controller><pcihole64>`, and `<qemu:commandline>`
 //! arguments. libvirt always passes `-nodefaults`, so a domain without `<video>` has no
@@ -221,13 +222,32 @@ pub fn domain_to_argv(source: &str, xml: &str) -> Result<Vec<String>, QemuError>
             };
             dev_args.extend(["-device".to_owned(), dev]);
         }
-        for h in children(devs, "hostdev") {
-            if h.attribute("type") != Some("pci") {
-                continue;
-            }
+        // PCI host devices, and network interfaces that are host devices (an SR-IOV
+        // VF: libvirt assigns it with vfio-pci as well). A mediated device (mdev) is
+        // VFIO too, with its own IOMMU backing: not modelled. USB and SCSI host
+        // devices are not VFIO.
+        let pci_hostdevs = children(devs, "hostdev")
+            .filter(|h| h.attribute("type") == Some("pci"))
+            .map(|h| (h, "<hostdev type='pci'>"))
+            .chain(
+                children(devs, "interface")
+                    .filter(|i| i.attribute("type") == Some("hostdev"))
+                    .map(|i| (i, "<interface type='hostdev'>")),
+            );
+        if let Some(m) = children(devs, "hostdev").find(|h| h.attribute("type") == Some("mdev")) {
+            let uuid = child(m, "source")
+                .and_then(|s| child(s, "address"))
+                .and_then(|a| a.attribute("uuid"))
+                .unwrap_or("?");
+            return Err(unmodelled(
+                format!("<hostdev type='mdev'> {uuid}"),
+                "a mediated device (vfio-mdev) is not modelled",
+            ));
+        }
+        for (h, what) in pci_hostdevs {
             let a = child(h, "source")
                 .and_then(|s| child(s, "address"))
-                .ok_or_else(|| bad("<hostdev type='pci'>", "no <source><address>"))?;
+                .ok_or_else(|| bad(what, "no <source><address>"))?;
             let d = num_attr(a, "domain", "address")?;
             let b = num_attr(a, "bus", "address")?;
             let s = num_attr(a, "slot", "address")?;
@@ -379,6 +399,44 @@ pub fn domain_to_argv(source: &str, xml: &str) -> Result<Vec<String>, QemuError>
     Ok(argv)
 }
 
+/// How libvirt sets a domain's locked-memory limit (`RLIMIT_MEMLOCK` of the QEMU
+/// process, `qemuDomainGetMemLockLimitBytes`), as far as the domain XML decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LibvirtMemlock {
+    /// `<memtune><hard_limit>`: the limit, whatever else the domain has.
+    HardLimit {
+        /// Bytes.
+        bytes: u64,
+    },
+    /// `<memoryBacking><locked/>`: unlimited.
+    Locked,
+    /// Neither: libvirt's own formula for domains with VFIO host devices (guest memory
+    /// times the number of assigned devices with a vIOMMU, once without, plus 1 GiB).
+    Formula,
+}
+
+/// The locked-memory policy of a libvirt domain (`source` names it in messages).
+pub fn memlock_policy(source: &str, xml: &str) -> Result<LibvirtMemlock, QemuError> {
+    let opts = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(xml, opts)
+        .map_err(|e| bad(source, format!("not a libvirt domain: {e}")))?;
+    let dom = doc.root_element();
+    if let Some(h) = child(dom, "memtune").and_then(|m| child(m, "hard_limit")) {
+        return Ok(LibvirtMemlock::HardLimit {
+            bytes: scaled(h, "hard_limit")?,
+        });
+    }
+    if child(dom, "memoryBacking").is_some_and(|m| child(m, "locked").is_some()) {
+        return Ok(LibvirtMemlock::Locked);
+    }
+    Ok(LibvirtMemlock::Formula)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +484,37 @@ mod tests {
     }
 
     #[test]
+    fn vf_interfaces_are_assigned_and_mediated_devices_cannot_be_answered() {
+        // An SR-IOV VF given as a network interface is assigned with vfio-pci.
+        let vf = DOMAIN.replace(
+            "<disk type='file'",
+            "<interface type='hostdev' managed='yes'><source><address type='pci' \
+             domain='0x0000' bus='0x42' slot='0x00' function='0x3'/></source></interface>\
+             <hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/></source>\
+             </hostdev><disk type='file'",
+        );
+        let line = domain_to_argv("vf.xml", &vf).unwrap().join(" ");
+        assert!(
+            line.contains("-device vfio-pci,host=0000:42:00.3"),
+            "{line}"
+        );
+        assert_eq!(
+            line.matches("vfio-pci").count(),
+            2,
+            "the USB hostdev is not VFIO: {line}"
+        );
+        // A mediated device is VFIO with its own IOMMU backing: never ignored.
+        let mdev = DOMAIN.replace(
+            "<disk type='file'",
+            "<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address \
+             uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev><disk type='file'",
+        );
+        let e = domain_to_argv("m.xml", &mdev).unwrap_err();
+        assert!(e.is_unmodelled(), "{e}");
+        assert!(e.to_string().contains("mdev"), "{e}");
+    }
+
+    #[test]
     fn dtds_entities_and_garbage_are_refused() {
         let bomb = r#"<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><domain>&b;</domain>"#;
         let e = domain_to_argv("bomb.xml", bomb).unwrap_err();
@@ -443,42 +532,4 @@ mod tests {
             domain_to_argv("x", &DOMAIN.replace("unit='GiB'>20", "unit='parsec'>20")).unwrap_err();
         assert!(e.to_string().contains("parsec"));
     }
-}
-
-/// How libvirt sets a domain's locked-memory limit (`RLIMIT_MEMLOCK` of the QEMU
-/// process, `qemuDomainGetMemLockLimitBytes`), as far as the domain XML decides it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum LibvirtMemlock {
-    /// `<memtune><hard_limit>`: the limit, whatever else the domain has.
-    HardLimit {
-        /// Bytes.
-        bytes: u64,
-    },
-    /// `<memoryBacking><locked/>`: unlimited.
-    Locked,
-    /// Neither: libvirt's own formula for domains with VFIO host devices (guest memory
-    /// times the number of assigned devices with a vIOMMU, once without, plus 1 GiB).
-    Formula,
-}
-
-/// The locked-memory policy of a libvirt domain (`source` names it in messages).
-pub fn memlock_policy(source: &str, xml: &str) -> Result<LibvirtMemlock, QemuError> {
-    let opts = ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: MAX_NODES,
-        ..ParsingOptions::default()
-    };
-    let doc = Document::parse_with_options(xml, opts)
-        .map_err(|e| bad(source, format!("not a libvirt domain: {e}")))?;
-    let dom = doc.root_element();
-    if let Some(h) = child(dom, "memtune").and_then(|m| child(m, "hard_limit")) {
-        return Ok(LibvirtMemlock::HardLimit {
-            bytes: scaled(h, "hard_limit")?,
-        });
-    }
-    if child(dom, "memoryBacking").is_some_and(|m| child(m, "locked").is_some()) {
-        return Ok(LibvirtMemlock::Locked);
-    }
-    Ok(LibvirtMemlock::Formula)
 }
