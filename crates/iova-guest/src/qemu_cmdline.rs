@@ -910,12 +910,20 @@ pub(crate) const IGNORED_DEVICES: &[&str] = &[
     "ramfb",
     "bochs-display",
     "secondary-vga",
-    "virtio-vga-gl",
 ];
 
 /// `-device` types that provide a VGA-compatible device (they claim 0xa0000-0xbffff).
-pub(crate) const VGA_DEVICES: &[&str] =
-    &["VGA", "cirrus-vga", "qxl-vga", "virtio-vga", "vmware-svga"];
+/// `virtio-vga-gl` and `vhost-user-vga` are `virtio-vga` variants (QEMU's
+/// `TYPE_VIRTIO_VGA_BASE`), VGA-compatible like it.
+pub(crate) const VGA_DEVICES: &[&str] = &[
+    "VGA",
+    "cirrus-vga",
+    "qxl-vga",
+    "virtio-vga",
+    "virtio-vga-gl",
+    "vhost-user-vga",
+    "vmware-svga",
+];
 
 /// `-object` types that cannot change the memory map.
 pub(crate) const IGNORED_OBJECTS: &[&str] = &[

@@ -625,3 +625,31 @@ fn real_but_unmodelled_machine_types_cannot_be_answered() {
         }
     }
 }
+
+/// `virtio-vga-gl` (virtio-vga with virgl, what libvirt's `<model type='virtio'>` with
+/// 3D acceleration becomes) is VGA-compatible like `virtio-vga`: it takes the legacy VGA
+/// window, which is then not RAM.
+#[test]
+fn virtio_vga_gl_takes_the_vga_window() {
+    let window = |dev: &str| -> Vec<String> {
+        let v = json(&vmm(
+            "check",
+            "intel-vtd-39",
+            "10.0",
+            &format!(
+                "qemu-system-x86_64 -nodefaults -M q35 -m 1G {dev} -device vfio-pci,host=03:00.0"
+            ),
+        ));
+        v["layout"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["first"] == "0xa0000")
+            .map(|s| s["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(window("-device virtio-vga"), ["mmio"]);
+    assert_eq!(window("-device virtio-vga-gl"), ["mmio"]);
+    // Without a VGA device (-nodefaults), QEMU leaves RAM there.
+    assert_ne!(window(""), ["mmio"]);
+}
