@@ -806,3 +806,41 @@ fn viability_of_bridges_depends_on_the_kernel() {
     h.devices[0].driver = None;
     assert!(matches!(v(&h), Viability::Unknown { .. }));
 }
+
+/// The scoped read holds exactly the full read's facts for the groups it reads: the same
+/// units and settings, the devices' groups whole, their member devices, nothing else.
+#[test]
+fn a_scoped_read_is_the_full_read_cut_to_the_devices_groups() {
+    for name in [
+        "intel-vtd-39",
+        "intel-vtd-48",
+        "amd-epyc",
+        "arm-smmuv3",
+        "pseries-qemu",
+    ] {
+        let full = read_host(example(name)).unwrap();
+        for d in full.devices.iter().filter(|d| d.group.is_some()) {
+            let scoped = iova_linux::sysfs::read_host_for_devices(
+                example(name),
+                std::slice::from_ref(&d.name),
+            )
+            .unwrap();
+            assert_eq!(scoped.iommus, full.iommus, "{name} {}", d.name);
+            assert_eq!(scoped.settings, full.settings, "{name} {}", d.name);
+            let g = full.group(d.group.unwrap()).unwrap();
+            assert_eq!(scoped.groups, vec![g.clone()], "{name} {}", d.name);
+            let want: Vec<_> = full
+                .devices
+                .iter()
+                .filter(|x| g.devices.contains(&x.name))
+                .cloned()
+                .collect();
+            assert_eq!(scoped.devices, want, "{name} {}", d.name);
+        }
+        // A device the tree does not have: the whole host, as read_host answers.
+        let whole =
+            iova_linux::sysfs::read_host_for_devices(example(name), &["0000:99:00.0".into()])
+                .unwrap();
+        assert_eq!(whole, full, "{name}");
+    }
+}

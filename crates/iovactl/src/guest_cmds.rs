@@ -172,8 +172,19 @@ fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliErro
 }
 
 fn load(args: &GuestArgs) -> Result<Loaded, CliError> {
-    let loaded = args.host.load()?;
     let def = vm_def(args)?;
+    // A check needs only the groups of its devices: read those when every device is
+    // named by its PCI address (a VENDOR:DEVICE selector needs every device's IDs).
+    let mut named: Vec<String> = args.devices.clone();
+    if let VmDef::Argv { vm, .. } = &def {
+        named.extend(vm.vfio.iter().cloned());
+    }
+    let bdf = |d: &String| d.contains('.') && d.matches(':').count() >= 1;
+    let loaded = if !named.is_empty() && named.iter().all(bdf) {
+        args.host.load_for(&named)?
+    } else {
+        args.host.load()?
+    };
     load_on(args, &def, loaded)
 }
 

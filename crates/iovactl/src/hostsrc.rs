@@ -49,7 +49,16 @@ impl HostArgs {
 
     /// Loads the host these options name.
     pub fn load(&self) -> Result<LoadedHost, CliError> {
-        let mut l = self.load_inner()?;
+        let mut l = self.load_inner(None)?;
+        self.apply_overrides(&mut l)?;
+        Ok(l)
+    }
+
+    /// Loads what a check of these devices (PCI addresses) needs: from sysfs only
+    /// their groups and those groups' devices, every IOMMU unit and the settings
+    /// (`read_host_for_devices`); a profile whole.
+    pub fn load_for(&self, devices: &[String]) -> Result<LoadedHost, CliError> {
+        let mut l = self.load_inner(Some(devices))?;
         self.apply_overrides(&mut l)?;
         Ok(l)
     }
@@ -86,7 +95,7 @@ impl HostArgs {
         Ok(())
     }
 
-    fn load_inner(&self) -> Result<LoadedHost, CliError> {
+    fn load_inner(&self, devices: Option<&[String]>) -> Result<LoadedHost, CliError> {
         if let Some(p) = self.profile()? {
             return load_profile(p);
         }
@@ -94,7 +103,11 @@ impl HostArgs {
             .sysfs_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys"));
-        let mut host = iova_linux::sysfs::read_host(&root).map_err(|e| sysfs_error(&e))?;
+        let mut host = match devices {
+            Some(d) => iova_linux::sysfs::read_host_for_devices(&root, d),
+            None => iova_linux::sysfs::read_host(&root),
+        }
+        .map_err(|e| sysfs_error(&e))?;
         host.check_consistent().map_err(|e| {
             CliError::input(format!(
                 "the host read from sysfs at {} is inconsistent: {e}",

@@ -496,3 +496,45 @@ fn a_group_with_another_device_on_its_driver_is_not_viable() {
         "{text}"
     );
 }
+
+/// `check --sysfs-root` reads only the devices' groups (read_host_for_devices); the
+/// answer must be the one the whole host gives (its profile, saved by inspect).
+#[test]
+fn the_scoped_sysfs_read_answers_as_the_whole_host() {
+    let dir = std::env::temp_dir().join(format!("iova-scoped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (h, devices) in [
+        (
+            "intel-vtd-39",
+            &[
+                "0000:00:00.0",
+                "0000:00:02.0",
+                "0000:00:14.0",
+                "0000:00:1f.0",
+                "0000:03:00.0",
+            ][..],
+        ),
+        (
+            "amd-epyc",
+            &["0000:00:14.0", "0000:41:00.0", "0000:42:00.0"][..],
+        ),
+        ("intel-vtd-48", &["0000:01:00.0"][..]),
+    ] {
+        let profile = dir.join(format!("{h}.json"));
+        let p = profile.to_str().unwrap();
+        let out = run(&["inspect", "--sysfs-root", &host(h), "--save-profile", p]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        for d in devices {
+            for mem in ["8G", "1T"] {
+                let scoped = check(h, d, "qemu-q35", mem, &[]);
+                let whole = run(&[
+                    "check", "--host", p, "--device", d, "--guest", "qemu-q35", "--memory", mem,
+                    "--json",
+                ]);
+                assert_eq!(scoped.status.code(), whole.status.code(), "{h} {d} {mem}");
+                assert_eq!(json(&scoped), json(&whole), "{h} {d} {mem}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
