@@ -167,11 +167,26 @@ fn replay_lines(r: &mut Report, quick: bool) {
 /// Runs `cmd args` with output to /dev/null `reps` times; the median wall time in ms,
 /// or `None` if a run failed (exit code other than 0).
 fn run_ms(cmd: &str, args: &[String], reps: usize) -> Option<f64> {
+    run_ms_with(cmd, args, None, reps)
+}
+
+/// [`run_ms`] with `stdin_file` (opened anew for each run) on standard input.
+fn run_ms_with(
+    cmd: &str,
+    args: &[String],
+    stdin_file: Option<&std::path::Path>,
+    reps: usize,
+) -> Option<f64> {
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
+        let stdin = match stdin_file {
+            Some(f) => std::process::Stdio::from(std::fs::File::open(f).ok()?),
+            None => std::process::Stdio::inherit(),
+        };
         let t = Instant::now();
         let status = std::process::Command::new(cmd)
             .args(args)
+            .stdin(stdin)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -361,34 +376,6 @@ fn inspect_lines(r: &mut Report, quick: bool) {
     }
 }
 
-/// Median wall time (ms) of `cmd args` with `stdin_file` on standard input, `reps`
-/// runs; `None` if a run fails (exit code other than 0).
-fn run_ms_stdin(
-    cmd: &str,
-    args: &[String],
-    stdin_file: &std::path::Path,
-    reps: usize,
-) -> Option<f64> {
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let input = std::fs::File::open(stdin_file).ok()?;
-        let t = Instant::now();
-        let status = std::process::Command::new(cmd)
-            .args(args)
-            .stdin(input)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        if !status.success() {
-            eprintln!("bench: {cmd} {} failed", args.join(" "));
-            return None;
-        }
-    }
-    Some(median(times))
-}
-
 /// Latency where a VM's start waits: `iovactl libvirt-hook NAME prepare begin -` as
 /// libvirtd runs it (the domain XML on standard input, a host of 256 groups read from
 /// sysfs), and `iovactl check --pid` of a running process with a QEMU command line; each
@@ -415,7 +402,7 @@ fn start_path_lines(r: &mut Report, quick: bool) {
         return;
     }
     let floor = run_ms("true", &[], reps);
-    let hook = run_ms_stdin(
+    let hook = run_ms_with(
         &iovactl,
         &strings(&[
             "libvirt-hook",
@@ -426,7 +413,7 @@ fn start_path_lines(r: &mut Report, quick: bool) {
             "begin",
             "-",
         ]),
-        &xml,
+        Some(&xml),
         reps,
     );
     if let (Some(o), Some(p)) = (hook, floor) {
