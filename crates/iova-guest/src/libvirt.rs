@@ -81,6 +81,12 @@ fn num_attr(n: Node<'_, '_>, name: &str, what: &str) -> Result<u64, QemuError> {
 /// The QEMU command line libvirt would build from `xml`, as far as the memory map is
 /// concerned. `source` names the input in messages.
 pub fn domain_to_argv(source: &str, xml: &str) -> Result<Vec<String>, QemuError> {
+    read_domain(source, xml).map(|(argv, _)| argv)
+}
+
+/// The QEMU command line of [`domain_to_argv`] and the domain's locked-memory policy
+/// ([`LibvirtMemlock`]), from one parse of `xml`.
+pub fn read_domain(source: &str, xml: &str) -> Result<(Vec<String>, LibvirtMemlock), QemuError> {
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: MAX_NODES,
@@ -98,6 +104,12 @@ pub fn domain_to_argv(source: &str, xml: &str) -> Result<Vec<String>, QemuError>
             ),
         ));
     }
+    let argv = argv_of(source, dom)?;
+    Ok((argv, memlock_of(dom)?))
+}
+
+/// The command line of a parsed `<domain>`.
+fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     let os = child(dom, "os").ok_or_else(|| bad(source, "no <os> element"))?;
     let ty = child(os, "type").ok_or_else(|| bad(source, "no <os><type> element"))?;
     let arch = ty.attribute("arch").unwrap_or("x86_64");
@@ -416,16 +428,8 @@ pub enum LibvirtMemlock {
     Formula,
 }
 
-/// The locked-memory policy of a libvirt domain (`source` names it in messages).
-pub fn memlock_policy(source: &str, xml: &str) -> Result<LibvirtMemlock, QemuError> {
-    let opts = ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: MAX_NODES,
-        ..ParsingOptions::default()
-    };
-    let doc = Document::parse_with_options(xml, opts)
-        .map_err(|e| bad(source, format!("not a libvirt domain: {e}")))?;
-    let dom = doc.root_element();
+/// The locked-memory policy of a parsed `<domain>`.
+fn memlock_of(dom: Node<'_, '_>) -> Result<LibvirtMemlock, QemuError> {
     if let Some(h) = child(dom, "memtune").and_then(|m| child(m, "hard_limit")) {
         return Ok(LibvirtMemlock::HardLimit {
             bytes: scaled(h, "hard_limit")?,

@@ -188,8 +188,7 @@ pub fn libvirt_argv(
             CliError::input(format!("libvirt domain: {e}"))
         }
     };
-    let argv = iova_guest::libvirt::domain_to_argv(&name, &text).map_err(err)?;
-    let memlock = iova_guest::libvirt::memlock_policy(&name, &text).map_err(err)?;
+    let (argv, memlock) = iova_guest::libvirt::read_domain(&name, &text).map_err(err)?;
     Ok((argv, name, memlock))
 }
 
