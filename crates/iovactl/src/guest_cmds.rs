@@ -231,21 +231,10 @@ pub(crate) enum MemlockInput {
 
 /// `--memlock` (with `--cap-ipc-lock`), when given.
 fn memlock_arg(args: &GuestArgs) -> Result<Option<crate::memlock::Limit>, CliError> {
-    let Some(t) = &args.memlock else {
-        return Ok(None);
-    };
-    let already = match &args.memlock_used {
-        Some(u) => {
-            parse_number(u).map_err(|e| CliError::input(format!("--memlock-used {u}: {e}")))?
-        }
-        None => 0,
-    };
-    Ok(Some(crate::memlock::Limit {
-        bytes: crate::replay::parse_memlock(t)?,
-        cap_ipc_lock: args.cap_ipc_lock,
-        already,
-        from: "--memlock".to_owned(),
-    }))
+    args.memlock
+        .as_deref()
+        .map(|t| crate::memlock::from_options(t, args.memlock_used.as_deref(), args.cap_ipc_lock))
+        .transpose()
 }
 
 /// Reads the VM definition the options give; looks at no host. For a command line

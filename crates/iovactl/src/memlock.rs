@@ -36,6 +36,45 @@ pub struct Limit {
     pub from: String,
 }
 
+/// A locked-memory limit: bytes with an optional binary unit (`64M`, `8G`), or
+/// `unlimited` / `infinity` (`None`). A number without a unit is bytes, as RLIMIT_MEMLOCK
+/// is (`ulimit -l` counts KiB: the message says so when it looks like that was meant).
+fn parse_limit(text: &str) -> Result<Option<u64>, CliError> {
+    let t = text.trim();
+    if matches!(t, "unlimited" | "infinity") {
+        return Ok(None);
+    }
+    let n = iova::units::parse_number(t).map_err(|e| {
+        CliError::input(format!(
+            "--memlock {text}: {e} (give bytes with an optional unit, 64M, 8G, or unlimited)"
+        ))
+    })?;
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && n > 0 && n < 4096 {
+        return Err(CliError::input(format!(
+            "--memlock {text}: less than one page; a number without a unit is bytes \
+             (`ulimit -l` shows KiB: {text}K?)"
+        )));
+    }
+    Ok(Some(n))
+}
+
+/// The limit `--memlock TEXT` gives, with `--memlock-used USED` (bytes already on the
+/// same counter) and `--cap-ipc-lock`: `check` and `replay` read them alike.
+pub fn from_options(text: &str, used: Option<&str>, cap_ipc_lock: bool) -> Result<Limit, CliError> {
+    let bytes = parse_limit(text)?;
+    let already = match used {
+        Some(u) => iova::units::parse_number(u)
+            .map_err(|e| CliError::input(format!("--memlock-used {u}: {e}")))?,
+        None => 0,
+    };
+    Ok(Limit {
+        bytes,
+        cap_ipc_lock,
+        already,
+        from: "--memlock".to_owned(),
+    })
+}
+
 /// `Max locked memory` of a `/proc/PID/limits` text: the soft limit in bytes, `None`
 /// for unlimited; an error naming the file when the line is missing or malformed.
 pub fn parse_limits(name: &str, text: &str) -> Result<Option<u64>, CliError> {

@@ -155,28 +155,6 @@ pub struct ReplayArgs {
 const MAX_LINE_BYTES: u64 = 4096;
 
 /// Runs `iovactl replay`.
-/// A locked-memory limit: bytes with an optional binary unit (`64M`, `8G`), or
-/// `unlimited` / `infinity` (`None`). A number without a unit is bytes, as RLIMIT_MEMLOCK
-/// is (`ulimit -l` counts KiB: the message says so when it looks like that was meant).
-pub(crate) fn parse_memlock(text: &str) -> Result<Option<u64>, CliError> {
-    let t = text.trim();
-    if matches!(t, "unlimited" | "infinity") {
-        return Ok(None);
-    }
-    let n = iova::units::parse_number(t).map_err(|e| {
-        CliError::input(format!(
-            "--memlock {text}: {e} (give bytes with an optional unit, 64M, 8G, or unlimited)"
-        ))
-    })?;
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && n > 0 && n < 4096 {
-        return Err(CliError::input(format!(
-            "--memlock {text}: less than one page; a number without a unit is bytes \
-             (`ulimit -l` shows KiB: {text}K?)"
-        )));
-    }
-    Ok(Some(n))
-}
-
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     if let Some(version) = args.flavour.spapr() {
         if args.trace.as_os_str() == "-" && !args.vfio {
@@ -215,14 +193,12 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
                  applies (ulimit -l)",
             ));
         }
+        let l =
+            crate::memlock::from_options(text, args.memlock_used.as_deref(), args.cap_ipc_lock)?;
         config.memlock = Some(iova::container::Memlock {
-            limit: parse_memlock(text)?,
-            cap_ipc_lock: args.cap_ipc_lock,
-            already_locked: match &args.memlock_used {
-                Some(t) => iova::units::parse_number(t)
-                    .map_err(|e| CliError::input(format!("--memlock-used {t}: {e}")))?,
-                None => 0,
-            },
+            limit: l.bytes,
+            cap_ipc_lock: l.cap_ipc_lock,
+            already_locked: l.already,
         });
     }
     if let Some(limit) = args.dma_entry_limit.or(host.settings.dma_entry_limit) {
