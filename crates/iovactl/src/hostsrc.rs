@@ -275,32 +275,39 @@ pub fn cpuinfo_phys_bits(text: &str) -> Option<u8> {
         })
 }
 
+/// The host's devices an ID selector (`VENDOR:DEVICE` or `VENDOR:*`, 4-digit hex)
+/// names; `None` when `sel` is not an ID selector (a PCI address).
+pub fn devices_with_ids<'h>(host: &'h Host, sel: &str) -> Option<Vec<&'h iova::host::Device>> {
+    let hex4 = |t: &str| t.len() == 4 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let (v, d) = sel
+        .split_once(':')
+        .filter(|(v, d)| hex4(v) && (hex4(d) || *d == "*"))?;
+    let vendor = u16::from_str_radix(v, 16).unwrap_or(0);
+    let device = (d != "*").then(|| u16::from_str_radix(d, 16).unwrap_or(0));
+    Some(
+        host.devices
+            .iter()
+            .filter(|x| {
+                x.vendor_id == Some(vendor) && device.is_none_or(|d| x.device_id == Some(d))
+            })
+            .collect(),
+    )
+}
+
 /// Expands device selectors: a PCI address stays as it is; `VENDOR:DEVICE` (two 4-digit
 /// hex IDs, such as `10de:2330`) selects every device of the host with those IDs;
 /// `VENDOR:*` selects a vendor's devices when they all share one device ID. No match,
 /// or a vendor with several device IDs, is an input error listing the candidates.
 pub fn resolve_devices(host: &Host, selectors: &[String]) -> Result<Vec<String>, CliError> {
     let mut out: Vec<String> = Vec::new();
-    let hex4 = |t: &str| t.len() == 4 && t.bytes().all(|b| b.is_ascii_hexdigit());
     for sel in selectors {
-        let id = sel
-            .split_once(':')
-            .filter(|(v, d)| hex4(v) && (hex4(d) || *d == "*"));
-        let Some((v, d)) = id else {
+        let Some(matches) = devices_with_ids(host, sel) else {
             if !out.contains(sel) {
                 out.push(sel.clone());
             }
             continue;
         };
-        let vendor = u16::from_str_radix(v, 16).unwrap_or(0);
-        let device = (d != "*").then(|| u16::from_str_radix(d, 16).unwrap_or(0));
-        let matches: Vec<&iova::host::Device> = host
-            .devices
-            .iter()
-            .filter(|x| {
-                x.vendor_id == Some(vendor) && device.is_none_or(|d| x.device_id == Some(d))
-            })
-            .collect();
+        let wildcard = sel.ends_with(":*");
         let describe = |x: &iova::host::Device| {
             format!(
                 "{} [{:04x}:{:04x}]",
@@ -323,7 +330,7 @@ pub fn resolve_devices(host: &Host, selectors: &[String]) -> Result<Vec<String>,
         let mut ids: Vec<Option<u16>> = matches.iter().map(|x| x.device_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        if device.is_none() && ids.len() > 1 {
+        if wildcard && ids.len() > 1 {
             return Err(CliError::input(format!(
                 "--device {sel}: ambiguous, the vendor has several device IDs here: {}; name one",
                 matches
