@@ -103,21 +103,23 @@ pub fn vfio_cdev(bdf: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{dir} is empty"))
 }
 
+/// A small file's text, trimmed; empty when it cannot be read.
+pub fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// The PCI devices with these IDs (`0x1234`, `0x11e8` as sysfs prints them), sorted by
 /// address.
 pub fn pci_devices_with(vendor: &str, device: &str) -> Vec<String> {
-    let read = |p: String| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    };
     let mut out: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| {
-                    read(format!("/sys/bus/pci/devices/{n}/vendor")) == vendor
-                        && read(format!("/sys/bus/pci/devices/{n}/device")) == device
+                    read_trimmed(&format!("/sys/bus/pci/devices/{n}/vendor")) == vendor
+                        && read_trimmed(&format!("/sys/bus/pci/devices/{n}/device")) == device
                 })
                 .collect()
         })

@@ -177,31 +177,12 @@ pub fn prediction(v: &Value) -> Result<(Outcome, u64), String> {
             mappings,
         ));
     }
-    if problems
-        .iter()
-        .any(|p| at_start(&p) && p["kind"] == "dma-entry-limit")
-    {
-        return Ok((
-            Outcome::MapFails {
-                errno: ENOSPC,
-                range: None,
-            },
-            mappings,
-        ));
-    }
-    // Pinning past RLIMIT_MEMLOCK: the map that crosses it fails with ENOMEM (which
-    // section that is depends on QEMU's order; check names none).
-    if problems
-        .iter()
-        .any(|p| at_start(&p) && p["kind"] == "memlock")
-    {
-        return Ok((
-            Outcome::MapFails {
-                errno: ENOMEM,
-                range: None,
-            },
-            mappings,
-        ));
+    // Past the mapping limit (ENOSPC) or RLIMIT_MEMLOCK (ENOMEM): the map that
+    // crosses it fails (which section that is depends on QEMU's order; check names none).
+    for (kind, errno) in [("dma-entry-limit", ENOSPC), ("memlock", ENOMEM)] {
+        if problems.iter().any(|p| at_start(&p) && p["kind"] == kind) {
+            return Ok((Outcome::MapFails { errno, range: None }, mappings));
+        }
     }
     if let Some(p) = problems.iter().find(|p| p["when"] == "first-dma") {
         return Ok((
@@ -751,13 +732,10 @@ fn live(r: &mut Report, fits: &[String]) {
 /// limit (raising it past the default needs CAP_SYS_RESOURCE), busybox su keeps it and
 /// drops to the user, whose QEMU has no CAP_IPC_LOCK. The command goes through a script
 /// file, so su parses none of QEMU's options as its own.
-fn as_user_with_memlock(argv: &[String], kib: u64) -> Result<Vec<String>, String> {
+fn as_user_with_memlock(argv: &[String], kib: u64, tag: &str) -> Result<Vec<String>, String> {
     use std::os::unix::fs::PermissionsExt as _;
-    // One script per VM: a second VM may start while the first runs.
-    let script = format!(
-        "/tmp/qemu-as-user-{}.sh",
-        argv.iter().map(String::len).sum::<usize>() + argv.len() * 1000 + kib as usize
-    );
+    // One script per VM (`tag`): a second VM may start while the first runs.
+    let script = format!("/tmp/qemu-as-user-{tag}.sh");
     let script = script.as_str();
     let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
     std::fs::write(script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))
@@ -832,13 +810,14 @@ fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
                 continue;
             }
         };
-        let run = match as_user_with_memlock(fits, limit_kib).and_then(|a| run_qemu(&a, |_| ())) {
-            Ok(run) => run,
-            Err(e) => {
-                r.fail(&check, &format!("QEMU: {e}"));
-                continue;
-            }
-        };
+        let run =
+            match as_user_with_memlock(fits, limit_kib, "vm").and_then(|a| run_qemu(&a, |_| ())) {
+                Ok(run) => run,
+                Err(e) => {
+                    r.fail(&check, &format!("QEMU: {e}"));
+                    continue;
+                }
+            };
         report(r, &check, &pred, &run.outcome, want, &run.stderr, &v);
         if kernel_logs && want != Want::Starts {
             // vfio_pin_pages_remote: RLIMIT_MEMLOCK (limit, in bytes) exceeded.
@@ -982,9 +961,9 @@ fn memlock_two_vms(r: &mut Report, prefix: &str, a: &[String], b: &[String], per
         v["memlock"]["charged_to"].as_str(),
         Some(whose),
     );
-    let run_a = as_user_with_memlock(a, kib).and_then(|argv_a| {
+    let run_a = as_user_with_memlock(a, kib, "a").and_then(|argv_a| {
         run_qemu(&argv_a, |_| {
-            as_user_with_memlock(b, kib).and_then(|argv_b| run_qemu(&argv_b, |_| ()))
+            as_user_with_memlock(b, kib, "b").and_then(|argv_b| run_qemu(&argv_b, |_| ()))
         })
     });
     match run_a {

@@ -52,12 +52,6 @@ fn predict(devices: &[&str]) -> Result<(i32, String), String> {
     Ok((code, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn driver_of(bdf: &str) -> Option<String> {
     std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver"))
         .ok()
@@ -104,7 +98,7 @@ pub fn run(r: &mut Report, mode: &str, bdf: &str) {
 
 /// iommu=pt: identity default domains, and VFIO works as predicted.
 fn identity_domain(r: &mut Report, bdf: &str, group: u32) {
-    let kind = read(&format!("/sys/kernel/iommu_groups/{group}/type"));
+    let kind = facts::read_trimmed(&format!("/sys/kernel/iommu_groups/{group}/type"));
     r.eq(
         "readiness/pt-group-type-identity",
         kind.as_str(),
@@ -250,7 +244,7 @@ fn interrupt_remapping_off(r: &mut Report, bdf: &str, group: u32) {
     let param = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts";
     r.eq(
         "readiness/noir-unsafe-off-by-default",
-        read(param).as_str(),
+        facts::read_trimmed(param).as_str(),
         "N",
     );
     // Predicted refusal, the kernel's refusal, the simulation's refusal.
