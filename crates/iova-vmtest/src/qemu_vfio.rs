@@ -460,7 +460,12 @@ impl Want {
 
 /// Runs one case: predicts, runs QEMU, compares; returns QEMU's outcome.
 fn case(r: &mut Report, name: &str, argv: &[String], want: Want) -> Option<Outcome> {
-    let check = format!("qemu-vfio/{name}");
+    // A launch-readiness case is named `readiness/...` (issue "Launch readiness").
+    let check = if name.starts_with("readiness/") {
+        name.to_owned()
+    } else {
+        format!("qemu-vfio/{name}")
+    };
     let (mut pred, _, v) = match predict(argv) {
         Ok(p) => p,
         Err(e) => {
@@ -611,7 +616,19 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
         with_entry_limit(r, "iommufd/dma-entry-limit-1-starts", 1, |r| {
             case(r, "iommufd/dma-entry-limit-1-starts", &fits, Want::Starts);
         });
-        memlock(r, "iommufd/", &fits, false);
+        memlock(r, "readiness/iommufd/memlock", &fits, 1, false);
+        memlock_viommu(r, "iommufd/", bdf, aw, true);
+        match facts::vfio_cdev(bdf) {
+            Ok(c) => node_access(
+                r,
+                "iommufd/",
+                &fits,
+                &format!("/dev/vfio/devices/{c}"),
+                // QEMU 10 names the node, not the errno.
+                "Failed to open /dev/vfio/devices/",
+            ),
+            Err(e) => r.fail("readiness/iommufd/device-node-setup", &e),
+        }
         if let Some(fits_b) = second_vm(r, bdf, QEMU10, true) {
             memlock_two_vms(r, "iommufd/", &fits, &fits_b, true);
         }
@@ -621,7 +638,12 @@ fn cases(r: &mut Report, mode: &str, bdf: &str) {
     // 1 and 7: a VM that fits starts, and checked live by its pid says the same.
     let fits = argv(QEMU72, &x86_tail("64M", &[]), bdf, false);
     live(r, &fits);
-    memlock(r, "", &fits, true);
+    memlock(r, "readiness/memlock", &fits, 1, true);
+    memlock_viommu(r, "", bdf, aw, false);
+    match facts::group_of(bdf) {
+        Ok(g) => node_access(r, "", &fits, &format!("/dev/vfio/{g}"), "Permission denied"),
+        Err(e) => r.fail("readiness/device-node-setup", &e),
+    }
     if let Some(fits_b) = second_vm(r, bdf, QEMU72, false) {
         memlock_two_vms(r, "", &fits, &fits_b, false);
     }
@@ -762,8 +784,9 @@ fn kernel_memlock_line() -> Option<String> {
 /// Locked memory: the VM run by an unprivileged user with `ulimit -l` exactly what
 /// `check` says it pins, and one page less. At the limit QEMU starts; one page below,
 /// the map that crosses it fails with ENOMEM (type1: the kernel logs the limit).
-fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
-    let base = format!("qemu-vfio/{prefix}memlock");
+/// `copies`: the containers the VM's 64 MiB of RAM is pinned in (one per address space).
+fn memlock(r: &mut Report, base: &str, fits: &[String], copies: u64, kernel_logs: bool) {
+    let base = base.to_owned();
     if let Err(e) = facts::unprivileged_user(VM_USER) {
         return r.fail(&format!("{base}-setup"), &e);
     }
@@ -779,11 +802,14 @@ fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
             .and_then(|s| s.parse::<u64>().ok()),
         Err(e) => return r.fail(&format!("{base}-setup"), &e),
     };
-    // 64 MiB of RAM less the holes below 1 MiB, at most the RAM plus 1 MiB of ROM.
-    let Some(needed) = needed.filter(|n| *n >= 63 << 20 && *n <= 65 << 20 && n % 4096 == 0) else {
+    // 64 MiB of RAM less the holes below 1 MiB, at most the RAM plus 1 MiB of ROM, in
+    // each container.
+    let Some(needed) = needed.filter(|n| {
+        *n >= copies * (63 << 20) && *n <= copies * (65 << 20) && n % (copies * 4096) == 0
+    }) else {
         return r.fail(
             &format!("{base}-setup"),
-            &format!("check pins {needed:?} bytes for a 64 MiB guest"),
+            &format!("check pins {needed:?} bytes for a 64 MiB guest in {copies} container(s)"),
         );
     };
     r.note(&format!("{base}: check says the VM pins {needed} bytes"));
@@ -834,6 +860,102 @@ fn memlock(r: &mut Report, prefix: &str, fits: &[String], kernel_logs: bool) {
     }
 }
 
+/// Two assigned devices in two groups behind a vIOMMU: each has its own address space,
+/// so its own container (type1) or IOAS (iommufd), and the guest's RAM is pinned and
+/// charged once per device (libvirt multiplies its limit by the devices for this
+/// reason). `check` must say twice the RAM, and the real QEMU must start at exactly
+/// that limit and fail one page below it.
+fn memlock_viommu(r: &mut Report, prefix: &str, bdf: &str, aw: u32, iommufd: bool) {
+    let base = format!("readiness/{prefix}memlock-viommu-two-devices");
+    let Ok(group) = facts::group_of(bdf) else {
+        return r.fail(&format!("{base}-setup"), &format!("no group for {bdf}"));
+    };
+    let Some(other) = facts::pci_devices_with("0x1234", "0x11e8")
+        .into_iter()
+        .find(|d| facts::group_of(d).is_ok_and(|g| g != group))
+    else {
+        return r.fail(
+            &format!("{base}-setup"),
+            "no edu device in a second IOMMU group",
+        );
+    };
+    let (binary, tail) = if iommufd {
+        (QEMU10, ",iommufd=ifd0")
+    } else {
+        (QEMU72, "")
+    };
+    let viommu = format!("intel-iommu,caching-mode=on,aw-bits={aw}");
+    let mut a = argv(
+        binary,
+        &x86_tail("64M", &["-device", &viommu]),
+        bdf,
+        iommufd,
+    );
+    // argv ends with -qmp stdio: the second device goes before it.
+    let qmp = a.split_off(a.len() - 2);
+    a.extend(["-device".to_owned(), format!("vfio-pci,host={other}{tail}")]);
+    a.extend(qmp);
+    memlock(r, &base, &a, 2, !iommufd);
+}
+
+/// Device node access: the fitting VM's node (`/dev/vfio/N`, or the device's cdev for
+/// iommufd) made root's alone (0600, udev's default for a new group), then open to all
+/// (what libvirt arranges for its QEMU). `check` run as the unprivileged user must
+/// predict QEMU's refusal (`refusal` is what QEMU says) in the first case and the
+/// start in the second, and the real QEMU, run as that user, must do just that.
+fn node_access(r: &mut Report, prefix: &str, fits: &[String], node: &str, refusal: &'static str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let base = format!("readiness/{prefix}device-node");
+    if let Err(e) = facts::unprivileged_user(VM_USER) {
+        return r.fail(&format!("{base}-setup"), &e);
+    }
+    // Plenty for a 64 MiB guest: only the node decides here.
+    let kib = 1 << 20;
+    for (mode, name, want) in [
+        (0o600, "root-only-refused", Want::Refused(refusal)),
+        (0o666, "open-starts", Want::Starts),
+    ] {
+        let check = format!("{base}-{name}");
+        if let Err(e) = std::fs::set_permissions(node, std::fs::Permissions::from_mode(mode)) {
+            r.fail(&check, &format!("chmod {node}: {e}"));
+            continue;
+        }
+        let mut c: Vec<String> = [IOVACTL, "check", "--json", "--memlock", "unlimited", "--"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        c.extend(fits.iter().cloned());
+        let v = as_user_with_memlock(&c, kib, "check").and_then(|a| {
+            let out = Command::new(&a[0])
+                .args(&a[1..])
+                .output()
+                .map_err(|e| format!("{}: {e}", a[0]))?;
+            serde_json::from_slice::<Value>(&out.stdout).map_err(|e| {
+                format!(
+                    "check as {VM_USER}: {e}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        });
+        let (pred, v) = match v.and_then(|v| prediction(&v).map(|p| (p.0, v))) {
+            Ok(p) => p,
+            Err(e) => {
+                r.fail(&check, &format!("check: {e}"));
+                continue;
+            }
+        };
+        r.note(&format!("{check}: check's access: {}", v["access"]));
+        let denied = v["access"]["problems"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["kind"] == "device-node-access"));
+        r.eq(&format!("{check}-predicted"), denied, want != Want::Starts);
+        match as_user_with_memlock(fits, kib, "vm").and_then(|a| run_qemu(&a, |_| ())) {
+            Ok(run) => report(r, &check, &pred, &run.outcome, want, &run.stderr, &v),
+            Err(e) => r.fail(&check, &format!("QEMU: {e}")),
+        }
+    }
+}
+
 /// One IOMMU group of two edu devices (vmtest/run puts them behind a conventional PCI
 /// bridge in the guest): behind a vIOMMU, assigned on the inner VM's root bus, each has
 /// its own address space and QEMU refuses ("group N used in multiple address spaces");
@@ -849,7 +971,7 @@ fn address_spaces(r: &mut Report, aw: u32) {
     });
     let Some((a, b)) = pair else {
         return r.fail(
-            "qemu-vfio/address-space-setup",
+            "readiness/address-space-setup",
             "no IOMMU group with two edu devices",
         );
     };
@@ -886,7 +1008,7 @@ fn address_spaces(r: &mut Report, aw: u32) {
     ]);
     case(
         r,
-        "one-group-two-address-spaces-refused",
+        "readiness/one-group-two-address-spaces-refused",
         &split,
         Want::Refused("used in multiple address spaces"),
     );
@@ -900,7 +1022,7 @@ fn address_spaces(r: &mut Report, aw: u32) {
     ]);
     case(
         r,
-        "one-group-on-one-pci-bridge-starts",
+        "readiness/one-group-on-one-pci-bridge-starts",
         &bridged,
         Want::Starts,
     );
@@ -923,7 +1045,7 @@ fn second_vm(r: &mut Report, bdf: &str, binary: &str, iommufd: bool) -> Option<V
 /// first runs (`check --memlock-used` with the first VM's pins predicts it); type1
 /// charges each process, so the second starts as well.
 fn memlock_two_vms(r: &mut Report, prefix: &str, a: &[String], b: &[String], per_user: bool) {
-    let check = format!("qemu-vfio/{prefix}memlock-two-vms-one-user");
+    let check = format!("readiness/{prefix}memlock-two-vms-one-user");
     let mut q = vec![
         "--memlock".to_owned(),
         "unlimited".to_owned(),
