@@ -84,9 +84,19 @@ pub fn domain_to_argv(source: &str, xml: &str) -> Result<Vec<String>, QemuError>
     read_domain(source, xml).map(|(argv, _)| argv)
 }
 
-/// The QEMU command line of [`domain_to_argv`] and the domain's locked-memory policy
-/// ([`LibvirtMemlock`]), from one parse of `xml`.
-pub fn read_domain(source: &str, xml: &str) -> Result<(Vec<String>, LibvirtMemlock), QemuError> {
+/// What libvirt does for a domain besides building its command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainPolicy {
+    /// How libvirt sets the QEMU process's locked-memory limit.
+    pub memlock: LibvirtMemlock,
+    /// The assigned devices libvirt binds to vfio-pci itself at start (`managed='yes'`;
+    /// libvirt's default is `no`: the device must already be bound).
+    pub managed: Vec<String>,
+}
+
+/// The QEMU command line of [`domain_to_argv`] and the domain's policy
+/// ([`DomainPolicy`]), from one parse of `xml`.
+pub fn read_domain(source: &str, xml: &str) -> Result<(Vec<String>, DomainPolicy), QemuError> {
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: MAX_NODES,
@@ -105,7 +115,31 @@ pub fn read_domain(source: &str, xml: &str) -> Result<(Vec<String>, LibvirtMemlo
         ));
     }
     let argv = argv_of(source, dom)?;
-    Ok((argv, memlock_of(dom)?))
+    let managed = child(dom, "devices").map_or_else(Vec::new, |devs| {
+        children(devs, "hostdev")
+            .filter(|h| h.attribute("type") == Some("pci"))
+            .chain(children(devs, "interface").filter(|i| i.attribute("type") == Some("hostdev")))
+            .filter(|h| h.attribute("managed") == Some("yes"))
+            .filter_map(|h| {
+                let a = child(h, "source").and_then(|s| child(s, "address"))?;
+                let n = |k| num_attr(a, k, "address").ok();
+                Some(format!(
+                    "{:04x}:{:02x}:{:02x}.{:x}",
+                    n("domain")?,
+                    n("bus")?,
+                    n("slot")?,
+                    n("function")?
+                ))
+            })
+            .collect()
+    });
+    Ok((
+        argv,
+        DomainPolicy {
+            memlock: memlock_of(dom)?,
+            managed,
+        },
+    ))
 }
 
 /// The command line of a parsed `<domain>`.
@@ -516,6 +550,22 @@ mod tests {
         let e = domain_to_argv("m.xml", &mdev).unwrap_err();
         assert!(e.is_unmodelled(), "{e}");
         assert!(e.to_string().contains("mdev"), "{e}");
+    }
+
+    #[test]
+    fn libvirt_binds_only_the_managed_hostdevs() {
+        // managed='yes' on the hostdev and on the VF interface; a hostdev without the
+        // attribute is unmanaged (libvirt's default) and must be bound beforehand.
+        let xml = DOMAIN.replace(
+            "<disk type='file'",
+            "<interface type='hostdev' managed='yes'><source><address type='pci' \
+             domain='0x0000' bus='0x42' slot='0x00' function='0x3'/></source></interface>\
+             <hostdev mode='subsystem' type='pci'><source><address domain='0x0000' \
+             bus='0x43' slot='0x00' function='0x0'/></source></hostdev><disk type='file'",
+        );
+        let (argv, policy) = read_domain("m.xml", &xml).unwrap();
+        assert!(argv.join(" ").contains("vfio-pci,host=0000:43:00.0"));
+        assert_eq!(policy.managed, ["0000:41:00.0", "0000:42:00.3"]);
     }
 
     #[test]

@@ -1460,6 +1460,15 @@ where
             }
             "amd-iommu" => viommus.push(Viommu::AmdIommu),
             "virtio-iommu-pci" | "virtio-iommu" => {
+                if o.get("boot-bypass")
+                    .is_some_and(|v| matches!(v, "off" | "false" | "no"))
+                {
+                    return Err(QemuError::unmodelled(
+                        input.as_str(),
+                        "virtio-iommu boot-bypass=off: QEMU maps no guest memory until the \
+                         guest's driver attaches (not modelled)",
+                    ));
+                }
                 let aw_bits = match o.get("aw-bits") {
                     Some(v) => Some(bits_of(input, v)?),
                     None => None,

@@ -17,6 +17,7 @@
 pub mod arena;
 pub mod capchain;
 pub mod device;
+pub mod devnodes;
 pub mod hostfacts;
 pub mod iommufd;
 pub mod memory;

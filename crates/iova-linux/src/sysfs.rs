@@ -622,6 +622,8 @@ fn read_settings(root: &Path) -> Result<HostSettings, SysfsError> {
         kernel: None,
         interrupt_remapping_active,
         interrupt_remapping_evidence,
+        // Not in /sys: `devnodes::read_device_nodes` reads the `dev` beside it.
+        device_nodes: None,
     })
 }
 

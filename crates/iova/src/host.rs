@@ -408,6 +408,70 @@ pub struct HostSettings {
     /// What [`HostSettings::interrupt_remapping_active`] was read from, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupt_remapping_evidence: Option<String>,
+    /// The VFIO and iommufd device nodes a VMM opens, with their owners and modes, if
+    /// known (`None`: not read, as for a sysfs tree without its `/dev`). An empty list
+    /// is known: no node exists (the vfio modules are not loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_nodes: Option<Vec<DeviceNode>>,
+}
+
+/// A device node a VMM opens to use VFIO: the container, iommufd, a group, a device's
+/// cdev. A VMM that does not run as root needs read and write access to each it opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// The path, e.g. `/dev/vfio/7`.
+    pub path: String,
+    /// What the node is.
+    pub kind: NodeKind,
+    /// The owner's user id.
+    pub uid: u32,
+    /// The owner's group id.
+    pub gid: u32,
+    /// The permission bits (`0o660`).
+    pub mode: u32,
+    /// Whether the node carries a POSIX access ACL, which can grant more than the mode
+    /// says (udev's `uaccess`): access is then not decided by the mode alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acl: bool,
+}
+
+/// What a [`DeviceNode`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// `/dev/vfio/vfio`: the type1 container (or iommufd's compatibility container).
+    Container,
+    /// `/dev/iommu`: iommufd.
+    Iommufd,
+    /// `/dev/vfio/N`: the group with this number.
+    Group(u32),
+    /// `/dev/vfio/devices/vfioN`: the cdev of this device (`0000:03:00.0`).
+    Cdev(String),
+}
+
+impl DeviceNode {
+    /// Whether a process with user id `uid`, group ids `gids` and (when
+    /// `dac_override`) `CAP_DAC_OVERRIDE` may open the node for reading and writing, by
+    /// its mode. `None` when the node has an ACL that could say otherwise.
+    pub fn read_write_by(&self, uid: u32, gids: &[u32], dac_override: bool) -> Option<bool> {
+        if dac_override {
+            return Some(true);
+        }
+        let bits = if uid == self.uid {
+            self.mode >> 6
+        } else if gids.contains(&self.gid) {
+            self.mode >> 3
+        } else {
+            self.mode
+        } & 0o6;
+        if bits == 0o6 {
+            Some(true)
+        } else if self.acl {
+            None
+        } else {
+            Some(false)
+        }
+    }
 }
 
 impl HostSettings {

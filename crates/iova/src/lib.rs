@@ -93,7 +93,8 @@ pub use container::{AttachError, Container, ContainerConfig, Mapping};
 pub use dma::{Access, DmaInfo, DmaSpace, Errno, InfoError, MapError, UnmapError};
 pub use domain::{Domain, DomainConfig, Flavour, Member, Refusal};
 pub use host::{
-    Device, Group, GroupIssue, Host, IommuUnit, IommuVendor, ReservedKind, ReservedRegion,
+    Device, DeviceNode, Group, GroupIssue, Host, IommuUnit, IommuVendor, NodeKind, ReservedKind,
+    ReservedRegion,
 };
 pub use kernel::KernelVersion;
 pub use pagetable::{Fault, PageTable};

@@ -165,6 +165,8 @@ pub(crate) struct Loaded {
     pub(crate) guest_desc: String,
     /// The locked-memory verdict, when a limit is known.
     pub(crate) memlock: Option<crate::memlock::Verdict>,
+    /// The bindings and device nodes the VMM needs.
+    pub(crate) access: crate::access::Verdict,
 }
 
 fn container(host: &iova::Host, devices: &[String]) -> Result<Container, CliError> {
@@ -201,6 +203,8 @@ pub(crate) enum VmDef {
         /// The locked-memory limit learnt with the definition: `--memlock`, the
         /// process's (`--pid`), this shell's (a command line), libvirt's rule.
         memlock: Option<MemlockInput>,
+        /// Who starts it.
+        launcher: crate::access::Launcher,
     },
     /// `--guest PRESET --memory SIZE`.
     Preset {
@@ -210,6 +214,8 @@ pub(crate) enum VmDef {
         memory: u64,
         /// `--memlock`, when given.
         memlock: Option<crate::memlock::Limit>,
+        /// Who starts it: a VMM from this shell.
+        launcher: crate::access::Launcher,
     },
     /// `--layout FILE`, parsed.
     LayoutFile {
@@ -217,6 +223,8 @@ pub(crate) enum VmDef {
         desc: String,
         /// `--memlock`, when given.
         memlock: Option<crate::memlock::Limit>,
+        /// Who starts it: a VMM from this shell.
+        launcher: crate::access::Launcher,
     },
 }
 
@@ -247,7 +255,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
         ));
     }
     let given = memlock_arg(args)?;
-    let mut libvirt_memlock = None;
+    let mut libvirt_policy = None;
     let from_libvirt = match &args.libvirt {
         Some(p) => {
             if !args.vmm.is_empty() {
@@ -256,7 +264,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 ));
             }
             let (argv, name, policy) = crate::vmm::libvirt_argv(p)?;
-            libvirt_memlock = Some(policy);
+            libvirt_policy = Some(policy);
             Some((argv, name))
         }
         None => None,
@@ -303,7 +311,16 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 (v, from)
             }
         };
-        let memlock = match (given, origin, libvirt_memlock) {
+        let launcher = match (&libvirt_policy, origin) {
+            (Some(p), _) => crate::access::Launcher::Libvirt {
+                managed: p.managed.clone(),
+            },
+            (None, Origin::Pid(pid)) => {
+                crate::access::Launcher::Process(crate::access::runner_of(Some(pid))?)
+            }
+            (None, _) => crate::access::Launcher::Process(crate::access::runner_of(None)?),
+        };
+        let memlock = match (given, origin, libvirt_policy.map(|p| p.memlock)) {
             (Some(l), _, _) => Some(MemlockInput::Limit(l)),
             (None, Origin::Libvirt, Some(p)) => Some(MemlockInput::Libvirt(p)),
             (None, Origin::Pid(pid), _) => {
@@ -320,6 +337,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
             version,
             version_from,
             memlock,
+            launcher,
         });
     }
     if args.devices.is_empty() {
@@ -367,6 +385,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 mem_text: mem_text.to_owned(),
                 memory,
                 memlock: given,
+                launcher: crate::access::Launcher::Process(crate::access::runner_of(None)?),
             })
         }
         (None, Some(path)) => {
@@ -396,6 +415,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 layout,
                 desc,
                 memlock: given,
+                launcher: crate::access::Launcher::Process(crate::access::runner_of(None)?),
             })
         }
         _ => Err(CliError::input(
@@ -501,6 +521,17 @@ pub(crate) fn load_on(
         }
     }
     let memlock = memlock_verdict(def, vmm.as_ref(), &layout, &loaded, devices.len());
+    let launcher = match def {
+        VmDef::Argv { launcher, .. }
+        | VmDef::Preset { launcher, .. }
+        | VmDef::LayoutFile { launcher, .. } => launcher,
+    };
+    let access = crate::access::verdict(
+        &loaded.host,
+        &devices,
+        vmm.as_ref().is_some_and(|v| v.vm.vfio_iommufd),
+        launcher,
+    );
     Ok(Loaded {
         vmm,
         version_from,
@@ -510,6 +541,7 @@ pub(crate) fn load_on(
         input,
         guest_desc,
         memlock,
+        access,
     })
 }
 
@@ -554,7 +586,6 @@ fn memlock_verdict(
         crate::memlock::pinned_at_start(layout, page, !per_user),
         containers,
         per_user,
-        viommu,
         limit,
     ))
 }
@@ -724,6 +755,7 @@ pub(crate) fn problems(l: &Loaded, r: &CheckReport) -> Vec<VmmProblem> {
         )
     });
     out.extend(l.memlock.as_ref().and_then(|m| m.problem.clone()));
+    out.extend(l.access.problems.iter().cloned());
     out
 }
 
@@ -936,6 +968,9 @@ fn report_text(r: &CheckReport, l: &Loaded, probs: &[VmmProblem]) -> String {
     if let Some(m) = &l.memlock {
         let _ = writeln!(s, "\n{}", iova_guest::text::clean(&m.text()));
     }
+    for line in l.access.text().lines() {
+        let _ = writeln!(s, "{}", iova_guest::text::clean(line));
+    }
     s.push_str(&problems_text(probs));
     let _ = writeln!(
         s,
@@ -973,6 +1008,7 @@ pub fn run_check_cmd(args: &CheckArgs) -> Result<ExitCode, CliError> {
                     .as_ref()
                     .map_or(Value::Null, crate::memlock::Verdict::json),
             );
+            o.insert("access".to_owned(), l.access.json());
         }
         crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else {

@@ -122,6 +122,15 @@ impl HostArgs {
                 .ok()
                 .and_then(|t| cpuinfo_phys_bits(&t));
         }
+        if root.file_name().is_some_and(|n| n == "sys") {
+            // The device nodes VFIO created, in the `dev` beside a `sys` (the running
+            // host's /dev, or a copied tree's); a sysfs fixture of another name has none.
+            let dev = root
+                .parent()
+                .map_or_else(|| PathBuf::from("dev"), |p| p.join("dev"));
+            host.settings.device_nodes = iova_linux::devnodes::read_device_nodes(&dev, &root)
+                .map_err(|e| sysfs_error(&e))?;
+        }
         if self.sysfs_root.is_none() {
             // The live host: facts /sys does not hold.
             let s = &mut host.settings;

@@ -205,7 +205,38 @@ fn group_json(host: &Host, g: &Group, vfio: &VfioAnswer) -> Result<Value, CliErr
         "warnings": warnings,
         "blocked": issues.iter().any(|i| i.is_blocker()),
         "viability": host.viability(g.id, &[]).ok(),
+        "node": host.settings.device_nodes.as_ref().map(|nodes| {
+            nodes
+                .iter()
+                .find(|n| n.kind == iova::NodeKind::Group(g.id))
+                .map_or(Value::Null, |n| json!({
+                    "path": n.path, "uid": n.uid, "gid": n.gid,
+                    "mode": format!("{:04o}", n.mode), "acl": n.acl,
+                }))
+        }),
     }))
+}
+
+/// The group's `/dev/vfio/N` with its owner and mode, or why there is none; `None`
+/// when the host's nodes were not read.
+fn node_text(host: &Host, g: &Group) -> Option<String> {
+    let nodes = host.settings.device_nodes.as_ref()?;
+    Some(
+        match nodes.iter().find(|n| n.kind == iova::NodeKind::Group(g.id)) {
+            Some(n) => format!(
+                "{} owner {}:{} mode {:04o}{}",
+                n.path,
+                n.uid,
+                n.gid,
+                n.mode,
+                if n.acl { " (with an ACL)" } else { "" }
+            ),
+            None => format!(
+                "no /dev/vfio/{}: no device of the group is bound to vfio-pci",
+                g.id
+            ),
+        },
+    )
 }
 
 /// Whether VFIO can claim the group now (every device unbound, bound to a VFIO driver
@@ -466,6 +497,9 @@ fn to_table(
             VfioAnswer::NotAsked => {}
         }
         let _ = writeln!(s, "  viable    {}", viability_text(host, g));
+        if let Some(n) = node_text(host, g) {
+            let _ = writeln!(s, "  node      {n}");
+        }
         for i in &issues {
             let tag = if i.is_blocker() {
                 "BLOCKER"

@@ -9,6 +9,7 @@
 //! the program ends quietly, with the status a shell shows for a program stopped by
 //! SIGPIPE.
 
+mod access;
 mod docs_cmds;
 mod error;
 mod fleet;

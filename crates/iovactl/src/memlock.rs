@@ -110,29 +110,33 @@ pub fn parse_cap_ipc_lock(name: &str, text: &str) -> Result<bool, CliError> {
     Ok(caps >> CAP_IPC_LOCK_BIT & 1 == 1)
 }
 
+/// The path and text of `/proc/PID/FILE` (`None`: this process). A process that
+/// vanished is bad input (exit 2), an unreadable file an operating-system error, each
+/// naming the file.
+pub fn read_proc(pid: Option<u32>, file: &str) -> Result<(String, String), CliError> {
+    let path = PathBuf::from(match pid {
+        Some(p) => format!("/proc/{p}/{file}"),
+        None => format!("/proc/self/{file}"),
+    });
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let msg = format!("cannot read {}: {e}", path.display());
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CliError::input(msg)
+        } else {
+            CliError::Os(msg)
+        }
+    })?;
+    Ok((path.display().to_string(), text))
+}
+
 /// The limit of process `pid` (`None`: this process), from `/proc/PID/limits` and
 /// `/proc/PID/status`. A process that vanished or cannot be read is an error naming
 /// the file.
 pub fn of_process(pid: Option<u32>) -> Result<Limit, CliError> {
-    let dir = PathBuf::from(match pid {
-        Some(p) => format!("/proc/{p}"),
-        None => "/proc/self".to_owned(),
-    });
-    let read = |f: &str| {
-        let path = dir.join(f);
-        std::fs::read_to_string(&path).map_err(|e| {
-            let msg = format!("cannot read {}: {e}", path.display());
-            if e.kind() == std::io::ErrorKind::NotFound {
-                CliError::input(msg)
-            } else {
-                CliError::Os(msg)
-            }
-        })
-    };
-    let limits_name = dir.join("limits").display().to_string();
-    let bytes = parse_limits(&limits_name, &read("limits")?)?;
-    let status_name = dir.join("status").display().to_string();
-    let cap_ipc_lock = parse_cap_ipc_lock(&status_name, &read("status")?)?;
+    let (limits_name, limits) = read_proc(pid, "limits")?;
+    let bytes = parse_limits(&limits_name, &limits)?;
+    let (status_name, status) = read_proc(pid, "status")?;
+    let cap_ipc_lock = parse_cap_ipc_lock(&status_name, &status)?;
     Ok(Limit {
         bytes,
         cap_ipc_lock,
@@ -200,7 +204,7 @@ pub fn of_libvirt(policy: LibvirtMemlock, guest_memory: u64, devices: u64, viomm
 /// (`is_invalid_reserved_pfn`: it is reserved), so it charges the RAM sections plus the
 /// RAM under the low ROMs (`type1`); iommufd charges every page it pins: the RAM
 /// sections and every ROM section (the low ROMs replace the RAM under them one for
-/// one). Measured by vmtest's `qemu-vfio/memlock-*` (QEMU 7.2 on type1, 10.0 on
+/// one). Measured by vmtest's `readiness/memlock-*` (QEMU 7.2 on type1, 10.0 on
 /// iommufd), which find the boundary exactly there.
 pub fn pinned_at_start(layout: &Layout, page: u64, type1: bool) -> u128 {
     let page = u128::from(page.max(1));
@@ -283,15 +287,12 @@ impl Verdict {
 
 /// The locked-memory verdict for a VM pinning `per_container` bytes into each of
 /// `containers` containers (type1: charged to the process; iommufd: to the user).
-/// Behind a vIOMMU (`viommu`) QEMU pins what the guest maps, as it maps it: the worst
-/// case (all of it, in every container) fails at the guest's DMA, not at start.
-pub fn verdict(
-    per_container: u128,
-    containers: u64,
-    per_user: bool,
-    viommu: bool,
-    limit: Limit,
-) -> Verdict {
+/// Behind a vIOMMU this is charged at start too: until the guest enables it (VT-d's
+/// DMAR is off at reset; virtio-iommu bypasses until its driver attaches, `boot-bypass`
+/// on by default) each device's address space is the guest's memory, and QEMU maps all
+/// of it into each container (measured by vmtest's
+/// `readiness/memlock-viommu-two-devices-*`, type1 and iommufd).
+pub fn verdict(per_container: u128, containers: u64, per_user: bool, limit: Limit) -> Verdict {
     let needed = per_container.saturating_mul(u128::from(containers.max(1)));
     let total = needed.saturating_add(u128::from(limit.already));
     let over = !limit.cap_ipc_lock && limit.bytes.is_some_and(|b| total > u128::from(b));
@@ -301,7 +302,7 @@ pub fn verdict(
         VmmProblem {
             kind: "memlock",
             range: None,
-            when: if viommu { "first-dma" } else { "start" },
+            when: "start",
             message: format!(
                 "the VM pins {} of guest memory{}{}, past RLIMIT_MEMLOCK of {} ({}): \
                  VFIO_IOMMU_MAP_DMA fails with ENOMEM (the kernel logs \

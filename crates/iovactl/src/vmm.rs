@@ -167,7 +167,7 @@ pub fn argv_from(
 /// The QEMU argv of a libvirt domain XML file (`-` for standard input).
 pub fn libvirt_argv(
     path: &Path,
-) -> Result<(Vec<String>, String, iova_guest::libvirt::LibvirtMemlock), CliError> {
+) -> Result<(Vec<String>, String, iova_guest::libvirt::DomainPolicy), CliError> {
     let (bytes, name) = if path == Path::new("-") {
         let mut b = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 16 << 20), &mut b)
@@ -188,8 +188,8 @@ pub fn libvirt_argv(
             CliError::input(format!("libvirt domain: {e}"))
         }
     };
-    let (argv, memlock) = iova_guest::libvirt::read_domain(&name, &text).map_err(err)?;
-    Ok((argv, name, memlock))
+    let (argv, policy) = iova_guest::libvirt::read_domain(&name, &text).map_err(err)?;
+    Ok((argv, name, policy))
 }
 
 /// The size of a firmware file QEMU would load: the path as given, else in the `-L`
