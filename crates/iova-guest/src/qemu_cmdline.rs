@@ -442,6 +442,22 @@ impl Opts {
         Opts { items }
     }
 
+    /// The argument of an option QEMU also takes as JSON (`-device`, `-object`: QEMU
+    /// reads a `{` argument as a JSON object, which libvirt writes for every device and
+    /// object): the same properties as the `key=value` form. Strings stay as they are,
+    /// booleans become `on`/`off`, numbers their decimal text; nested objects and
+    /// arrays are flattened with dots (`a.b`, `a.0`), as QEMU's `qdict_flatten` does.
+    fn parse_or_json(text: &str, implied: &str, input: &str) -> Result<Opts, QemuError> {
+        if !text.trim_start().starts_with('{') {
+            return Ok(Opts::parse(text, implied));
+        }
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| QemuError::bad(input, format!("not a valid JSON object: {e}")))?;
+        let mut items = Vec::new();
+        flatten_json(input, "", &v, &mut items)?;
+        Ok(Opts { items })
+    }
+
     fn get(&self, key: &str) -> Option<&str> {
         self.items
             .iter()
@@ -449,6 +465,47 @@ impl Opts {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+fn flatten_json(
+    input: &str,
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), QemuError> {
+    use serde_json::Value as V;
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        V::Object(m) => {
+            for (k, x) in m {
+                flatten_json(input, &key(k), x, out)?;
+            }
+        }
+        V::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten_json(input, &key(&i.to_string()), x, out)?;
+            }
+        }
+        _ if prefix.is_empty() => {
+            return Err(QemuError::bad(input, "the JSON argument must be an object"));
+        }
+        V::String(t) => out.push((prefix.to_owned(), t.clone())),
+        V::Bool(b) => out.push((prefix.to_owned(), if *b { "on" } else { "off" }.to_owned())),
+        V::Number(n) => out.push((prefix.to_owned(), n.to_string())),
+        V::Null => {
+            return Err(QemuError::bad(
+                input,
+                format!("property '{prefix}' is null, which QEMU does not accept"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// QEMU's size grammar (`qemu_strtosz`): `1024`, `0x1000`, `8G`, `1.5g`, `512k`,
@@ -743,6 +800,8 @@ pub(crate) const IGNORED_FLAGS: &[&str] = &[
 
 /// Options that take an argument and cannot change what VFIO maps.
 pub(crate) const IGNORED_WITH_ARG: &[&str] = &[
+    // A shim for UEFI direct kernel boot (QEMU 10.0 has it), handed over through fw_cfg.
+    "shim",
     "name",
     "uuid",
     "smp",
@@ -910,6 +969,76 @@ pub(crate) const IGNORED_DEVICES: &[&str] = &[
     "ramfb",
     "bochs-display",
     "secondary-vga",
+    // Display devices without the legacy VGA window: their memory is a BAR, mapped
+    // (in the PCI hole) only once the guest's firmware assigns it.
+    "qxl",
+    "virtio-gpu-gl-pci",
+    "vhost-user-gpu-pci",
+    // Storage, USB, smart-card, sound and other controllers: no guest memory of
+    // their own at start, no legacy window.
+    "lsi",
+    "lsi53c895a",
+    "lsi53c810",
+    "megasas",
+    "megasas-gen2",
+    "mptsas1068",
+    "pvscsi",
+    "am53c974",
+    "dc390",
+    "vhost-scsi-pci",
+    "vhost-user-scsi-pci",
+    "usb-ccid",
+    "ccid-card-emulated",
+    "ccid-card-passthru",
+    "usb-redir",
+    "usb-uas",
+    "usb-bot",
+    "usb-audio",
+    "usb-serial",
+    "usb-braille",
+    "usb-net",
+    "usb-wacom-tablet",
+    "ich9-usb-ehci2",
+    "ich9-usb-uhci2",
+    "ich9-usb-uhci3",
+    "ich9-usb-uhci4",
+    "ich9-usb-uhci5",
+    "ich9-usb-uhci6",
+    "piix4-usb-uhci",
+    "vt82c686b-usb-uhci",
+    "pci-ohci",
+    "floppy",
+    "isa-fdc",
+    "ES1370",
+    "sb16",
+    "virtio-sound-pci",
+    "virtio-crypto-pci",
+    "virtio-net-pci-transitional",
+    "virtio-blk-pci-transitional",
+    "virtio-scsi-pci-transitional",
+    "virtio-scsi-pci-non-transitional",
+    "virtio-serial-pci-transitional",
+    "virtio-serial-pci-non-transitional",
+    "virtio-rng-pci-transitional",
+    "virtio-rng-pci-non-transitional",
+    "virtio-balloon-pci-transitional",
+    "virtio-balloon-pci-non-transitional",
+    "virtio-9p-pci-transitional",
+    "virtio-9p-pci-non-transitional",
+    "vhost-vsock-pci-non-transitional",
+    "vhost-user-blk-pci-non-transitional",
+    "vhost-user-fs-pci-non-transitional",
+    "virtio-input-host-pci-non-transitional",
+    "ne2k_pci",
+    "i82550",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "smbus-ipmi",
+    "ipmi-bmc-sim",
+    "isa-ipmi-kcs",
+    "isa-ipmi-bt",
+    "vmcoreinfo",
 ];
 
 /// `-device` types that provide a VGA-compatible device (they claim 0xa0000-0xbffff).
@@ -1053,7 +1182,11 @@ where
             }
             "machine" | "M" => {
                 let o = Opts::parse(arg_s, "type");
-                machine_opts.items.extend(o.items);
+                // QEMU sets machine properties by their QOM names, with `_` read as `-`
+                // (`kernel_irqchip=split` is `kernel-irqchip`).
+                machine_opts
+                    .items
+                    .extend(o.items.into_iter().map(|(k, v)| (k.replace('_', "-"), v)));
             }
             "m" => {
                 let o = Opts::parse(arg_s, "size");
@@ -1064,7 +1197,7 @@ where
             "L" => data_dirs.push(arg_s.to_owned()),
             "bios" => bios = Some(arg_s.to_owned()),
             "object" => {
-                let o = Opts::parse(arg_s, "qom-type");
+                let o = Opts::parse_or_json(arg_s, "qom-type", &input)?;
                 let ty = o.get("qom-type").unwrap_or("");
                 if ty == "iommufd" {
                     let id = o
@@ -1095,14 +1228,25 @@ where
                 }
             }
             "device" => {
-                let o = Opts::parse(arg_s, "driver");
+                let o = Opts::parse_or_json(arg_s, "driver", &input)?;
                 devices.push((input.clone(), o));
             }
             "global" => {
-                let Some((lhs, value)) = arg_s.split_once('=') else {
-                    return Err(QemuError::bad(&input, "expected DRIVER.PROPERTY=VALUE"));
+                // `DRIVER.PROPERTY=VALUE`, or libvirt's `driver=D,property=P,value=V`.
+                let long = Opts::parse(arg_s, "driver");
+                let joined;
+                let (lhs, value) = match (long.get("property"), long.get("value")) {
+                    (Some(p), Some(v)) if arg_s.starts_with("driver=") => {
+                        joined = format!("{}.{p}", long.get("driver").unwrap_or(""));
+                        (joined.as_str(), v)
+                    }
+                    _ => arg_s.split_once('=').ok_or_else(|| {
+                        QemuError::bad(
+                            &input,
+                            "expected DRIVER.PROPERTY=VALUE or driver=D,property=P,value=V",
+                        )
+                    })?,
                 };
-                let lhs = lhs.strip_prefix("driver=").unwrap_or(lhs);
                 match lhs {
                     "q35-pcihost.pci-hole64-size" | "i440FX-pcihost.pci-hole64-size" => {
                         hole64 = Some(size_of(&input, value, 1)?);
@@ -1237,12 +1381,19 @@ where
                 | "pit"
                 | "pic"
                 | "i8042"
-                | "default-bus-bypass-iommu"
                 | "smbios-entry-point-type"
                 | "acpi"
                 | "s3"
                 | "s4",
             ) => {}
+            (_, "default-bus-bypass-iommu") => {
+                if bool_of(&input, v)? {
+                    return Err(QemuError::unmodelled(
+                        &input,
+                        "devices that bypass the vIOMMU are not modelled",
+                    ));
+                }
+            }
             (MachineFamily::Q35 | MachineFamily::Pc, "nvdimm") => {
                 bool_of(&input, v)?;
             }
@@ -1383,7 +1534,8 @@ where
     for (input, o) in &devices {
         let driver = o.get("driver").unwrap_or("");
         match driver {
-            "vfio-pci" => {
+            // vfio-pci-nohotplug: vfio-pci that the guest cannot unplug.
+            "vfio-pci" | "vfio-pci-nohotplug" => {
                 let dev = o.get("host").or(o.get("sysfsdev")).ok_or_else(|| {
                     QemuError::bad(input.as_str(), "vfio-pci needs host= or sysfsdev=")
                 })?;
@@ -1477,6 +1629,21 @@ where
                     aw_bits,
                     granule: o.get("granule").map(str::to_owned),
                 });
+            }
+            // PCI expander buses: their windows are carved from the host bridge's and
+            // RAM stays where it is; but devices behind one with `bypass_iommu=on` skip
+            // the vIOMMU, which changes their address space.
+            "pxb" | "pxb-pcie" => {
+                let bypass = match o.get("bypass_iommu") {
+                    Some(v) => bool_of(input, v)?,
+                    None => false,
+                };
+                if bypass {
+                    return Err(QemuError::unmodelled(
+                        input.as_str(),
+                        "an expander bus whose devices bypass the vIOMMU is not modelled",
+                    ));
+                }
             }
             v if VGA_DEVICES.contains(&v) => vga = arch == QemuArch::X86_64,
             v if IGNORED_DEVICES.contains(&v) => {}
@@ -1590,6 +1757,134 @@ mod tests {
     }
 
     #[test]
+    fn json_arguments_read_as_their_key_value_form() {
+        // libvirt 11 writes every -object and -device as JSON (tests/qemuxmlconfdata).
+        let pair = |json: &[&str], kv: &[&str]| {
+            let head = [
+                "qemu-system-x86_64",
+                "-machine",
+                "pc-q35-7.0,memory-backend=pc.ram",
+            ];
+            let a: Vec<String> = head.iter().chain(json).map(|s| (*s).to_owned()).collect();
+            let b: Vec<String> = head.iter().chain(kv).map(|s| (*s).to_owned()).collect();
+            (
+                parse_qemu_argv(&a, |_, _| None),
+                parse_qemu_argv(&b, |_, _| None),
+            )
+        };
+        let (j, k) = pair(
+            &[
+                "-m",
+                "size=2097152k",
+                "-object",
+                r#"{"qom-type":"memory-backend-ram","id":"pc.ram","size":2147483648}"#,
+                "-object",
+                r#"{"qom-type":"secret","id":"masterKey0","format":"raw","file":"/k"}"#,
+                "-device",
+                r#"{"driver":"intel-iommu","id":"iommu0","intremap":"on","caching-mode":true,"aw-bits":39}"#,
+                "-device",
+                r#"{"driver":"vfio-pci","host":"0000:03:00.0","id":"hostdev0","bus":"pcie.0","addr":"0x3"}"#,
+                "-blockdev",
+                r#"{"driver":"file","filename":"/d.img","node-name":"s1","read-only":false}"#,
+            ],
+            &[
+                "-m",
+                "size=2097152k",
+                "-object",
+                "memory-backend-ram,id=pc.ram,size=2147483648",
+                "-object",
+                "secret,id=masterKey0,format=raw,file=/k",
+                "-device",
+                "intel-iommu,id=iommu0,intremap=on,caching-mode=on,aw-bits=39",
+                "-device",
+                "vfio-pci,host=0000:03:00.0,id=hostdev0,bus=pcie.0,addr=0x3",
+                "-blockdev",
+                "driver=file,filename=/d.img,node-name=s1,read-only=off",
+            ],
+        );
+        let j = j.unwrap();
+        assert_eq!(Ok(&j), k.as_ref());
+        assert_eq!(j.vfio, ["0000:03:00.0"]);
+        assert_eq!(j.viommus, [Viommu::IntelIommu { aw_bits: Some(39) }]);
+        // Nested objects flatten with dots, as QEMU's qdict_flatten.
+        let mut items = Vec::new();
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"b":1,"c":[true,"x"]},"d":"e"}"#).unwrap();
+        flatten_json("t", "", &v, &mut items).unwrap();
+        let want: Vec<(String, String)> =
+            [("a.b", "1"), ("a.c.0", "on"), ("a.c.1", "x"), ("d", "e")]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        assert_eq!(items, want);
+        // Bad JSON and a null are errors naming the input.
+        for bad in [r#"{"driver":"vfio-pci","#, r#"{"driver":null}"#, "{"] {
+            let argv = vec![
+                "qemu-system-x86_64".to_owned(),
+                "-device".to_owned(),
+                bad.to_owned(),
+            ];
+            let e = parse_qemu_argv(&argv, |_, _| None).unwrap_err();
+            assert!(!e.is_unmodelled(), "{bad}: {e}");
+            assert!(e.to_string().contains("-device"), "{e}");
+        }
+        // An unknown device in JSON is named like one in key=value form.
+        let argv: Vec<String> = [
+            "qemu-system-x86_64",
+            "-device",
+            r#"{"driver":"frobnicator"}"#,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let e = parse_qemu_argv(&argv, |_, _| None).unwrap_err();
+        assert!(
+            e.is_unmodelled() && e.to_string().contains("frobnicator"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn spellings_libvirt_writes_read_as_qemu_reads_them() {
+        let base = "qemu-system-x86_64 -machine q35 -device vfio-pci,host=0000:03:00.0";
+        let plain = parse(base).unwrap();
+        // Machine properties with `_` (QEMU reads them as `-`).
+        let irq = parse(&base.replace("q35", "q35,kernel_irqchip=split")).unwrap();
+        assert_eq!(irq.ram, plain.ram);
+        // -global in libvirt's long form, the same value as the short one.
+        let long = parse(&format!(
+            "{base} -global driver=q35-pcihost,property=pci-hole64-size,value=64G"
+        ))
+        .unwrap();
+        let short = parse(&format!("{base} -global q35-pcihost.pci-hole64-size=64G")).unwrap();
+        assert_eq!(long, short);
+        assert_eq!(long.pci_hole64_size, Some(64 << 30));
+        let e = parse(&format!("{base} -global driver=foo,property=bar,value=1")).unwrap_err();
+        assert!(
+            e.is_unmodelled() && e.to_string().contains("driver=foo"),
+            "{e}"
+        );
+        // vfio-pci-nohotplug assigns a device like vfio-pci.
+        let nohp = parse(&base.replace("vfio-pci,", "vfio-pci-nohotplug,")).unwrap();
+        assert_eq!(nohp.vfio, ["0000:03:00.0"]);
+        // Devices with no DMA-mapped memory at start and no legacy window, and -shim.
+        for extra in [
+            "-device lsi",
+            "-device usb-ccid",
+            "-device qxl",
+            "-device pxb-pcie,id=x",
+            "-shim /s",
+        ] {
+            let vm = parse(&format!("{base} {extra}")).unwrap();
+            assert_eq!(
+                (vm.ram, vm.vga, &vm.vfio),
+                (plain.ram, plain.vga, &plain.vfio),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
     fn opts_follow_qemu_grammar() {
         let items = split_opts("q35,accel=kvm,,tcg,usb");
         assert_eq!(items.len(), 3);
@@ -1661,11 +1956,13 @@ mod tests {
 
     #[test]
     fn unmodelled_and_bad_inputs_are_named() {
-        let e = parse("qemu-system-x86_64 -device pxb-pcie,id=x").unwrap_err();
+        let e = parse("qemu-system-x86_64 -device pxb-pcie,id=x,bypass_iommu=on").unwrap_err();
         assert!(
             e.is_unmodelled() && e.to_string().contains("pxb-pcie"),
             "{e}"
         );
+        let e = parse("qemu-system-x86_64 -machine q35,default_bus_bypass_iommu=on").unwrap_err();
+        assert!(e.is_unmodelled() && e.to_string().contains("bypass"), "{e}");
         let e = parse("qemu-system-x86_64 -frobnicate").unwrap_err();
         assert!(
             !e.is_unmodelled() && e.to_string().contains("-frobnicate"),

@@ -39,7 +39,12 @@ pub fn parse_cmdline_text(name: &str, bytes: &[u8]) -> Result<Vec<String>, CliEr
         return Err(CliError::input(format!("{name}: no command line in it")));
     }
     if lines.len() == 1 || lines.iter().any(|l| l.ends_with('\\')) {
-        return shell_words(&text).map_err(|e| CliError::input(format!("{name}: {e}")));
+        let mut words = shell_words(&text).map_err(|e| CliError::input(format!("{name}: {e}")))?;
+        // Leading NAME=VALUE words set the command's environment, as in a shell (libvirt's
+        // `.args` files and logs start with `LC_ALL=C PATH=... HOME=...`).
+        let env = words.iter().take_while(|w| is_assignment(w)).count();
+        words.drain(..env);
+        return Ok(words);
     }
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {
@@ -57,6 +62,16 @@ pub fn parse_cmdline_text(name: &str, bytes: &[u8]) -> Result<Vec<String>, CliEr
         }
     }
     Ok(out)
+}
+
+/// Whether a shell word is a variable assignment (`NAME=VALUE`, NAME a shell name).
+fn is_assignment(w: &str) -> bool {
+    w.split_once('=').is_some_and(|(n, _)| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 /// Splits text as a POSIX shell would split words (quotes, backslashes, line
@@ -565,6 +580,33 @@ pub fn vmm_problems(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libvirt_args_files_drop_their_environment() {
+        // The shape of libvirt's `.args` files and per-domain logs: environment
+        // assignments, then the binary, one option per continued line, JSON quoted.
+        let text = "LC_ALL=C \\\nPATH=/bin \\\nHOME=/var/lib/libvirt/qemu/domain-7-vm \\\n\
+                    /usr/bin/qemu-system-x86_64 \\\n-name guest=vm,debug-threads=on \\\n\
+                    -device '{\"driver\":\"vfio-pci\",\"host\":\"0000:03:00.0\"}' \\\n\
+                    -msg timestamp=on\n";
+        let argv = parse_cmdline_text("t", text.as_bytes()).unwrap();
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/qemu-system-x86_64",
+                "-name",
+                "guest=vm,debug-threads=on",
+                "-device",
+                r#"{"driver":"vfio-pci","host":"0000:03:00.0"}"#,
+                "-msg",
+                "timestamp=on"
+            ]
+        );
+        // Only leading assignments are environment; a later NAME=VALUE is an argument.
+        let argv = parse_cmdline_text("t", b"A=1 qemu-system-x86_64 -m 1G B=2").unwrap();
+        assert_eq!(argv, ["qemu-system-x86_64", "-m", "1G", "B=2"]);
+        assert!(is_assignment("_X1=") && !is_assignment("1X=2") && !is_assignment("-m=1"));
+    }
 
     #[test]
     fn cmdline_files() {

@@ -731,7 +731,7 @@ static CASES: &[Case] = &[
     vmm_case!(
         "qemu: unmodelled device cannot be answered",
         4,
-        ["-device", "pxb-pcie,id=pxb"],
+        ["-device", "pxb-pcie,id=pxb,bypass_iommu=on"],
         ["pxb-pcie", "cannot answer"]
     ),
     vmm_case!(
