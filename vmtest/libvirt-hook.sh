@@ -85,6 +85,8 @@ cleanup() {
   rm -rf /var/lib/iova-vmtest-libvirt
   virsh -q -c qemu:///system undefine iova-hook-big >/dev/null 2>&1 || true
   virsh -q -c qemu:///system undefine iova-hook-small >/dev/null 2>&1 || true
+  virsh -q -c qemu:///system destroy iova-pid >/dev/null 2>&1 || true
+  virsh -q -c qemu:///system undefine iova-pid >/dev/null 2>&1 || true
   if [ $mode = repo ]; then
     if [ -n "$saved" ]; then mv "$saved" "$hookdir/qemu"; else rm -f "$hookdir/qemu"; fi
   elif dpkg-query -W iovactl >/dev/null 2>&1; then
@@ -153,6 +155,49 @@ for spec in "iova-hook-big 600 refuse" "iova-hook-small 1 pass"; do
   esac
   virsh -q -c qemu:///system undefine "$1" >/dev/null 2>&1 || true
 done
+# `check --pid` of a VM the real libvirtd started: libvirt writes every -device and
+# -object as JSON and runs QEMU as its own user. A domain without a host device (this
+# machine has none to give) starts under TCG; iovactl reads its command line from
+# /proc, asks its binary for the release, and must answer with the same layout as the
+# domain XML gives (`--libvirt`), checked against the fixture host with `--device`.
+if [ $mode = repo ]; then
+  name=iova-pid
+  cat > "$tmp/$name.xml" <<XML
+<domain type='qemu'>
+  <name>$name</name>
+  <memory unit='KiB'>219100</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices><emulator>$emulator</emulator><graphics type='vnc' port='-1' listen='127.0.0.1'/></devices>
+</domain>
+XML
+  virsh -q -c qemu:///system undefine $name >/dev/null 2>&1 || true
+  virsh -q -c qemu:///system define "$tmp/$name.xml" >/dev/null
+  if out=$(virsh -c qemu:///system start $name 2>&1); then
+    pid=$(cat /run/libvirt/qemu/$name.pid 2>/dev/null || true)
+    host=(--sysfs-root "$repo/examples/hosts/intel-vtd-39" --device 03:00.0)
+    if by_pid=$(target/debug/iovactl check --json --memlock unlimited --pid "$pid" "${host[@]}" 2>&1) &&
+       by_xml=$(target/debug/iovactl check --json --memlock unlimited --libvirt "$tmp/$name.xml" --qemu-version 7.2 "${host[@]}" 2>&1); then
+      same=$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print("yes" if a["layout"]==b["layout"] and a["ok"] and b["ok"] else "no")' "$by_pid" "$by_xml" 2>&1)
+      # libvirt rounds 219100 KiB up to 1 MiB: QEMU gets 214 MiB, RAM below 4G ends at 0xd5fffff.
+      ram=$(python3 -c 'import json,sys; print([s["last"] for s in json.loads(sys.argv[1])["layout"] if s["name"]=="ram-below-4g"])' "$by_pid" 2>&1)
+      if [ "$same" = yes ] && [ "$ram" = "['0xd5fffff']" ]; then
+        echo "libvirt-hook: PASS pid/check-of-a-libvirt-vm-answers (pid $pid; same layout as --libvirt; ram-below-4g ends at 0xd5fffff)"
+        passed=$((passed + 1))
+      else
+        echo "libvirt-hook: FAIL pid/check-of-a-libvirt-vm-answers: same=$same ram=$ram; argv: $(tr '\0' ' ' < /proc/$pid/cmdline | head -c 600)"
+        failed=$((failed + 1))
+      fi
+    else
+      echo "libvirt-hook: FAIL pid/check-of-a-libvirt-vm-answers: --pid: $(head -c 400 <<<"$by_pid") --libvirt: $(head -c 400 <<<"${by_xml:-}")"
+      failed=$((failed + 1))
+    fi
+    virsh -q -c qemu:///system destroy $name >/dev/null 2>&1 || true
+  else
+    echo "libvirt-hook: FAIL pid/check-of-a-libvirt-vm-answers: the domain did not start: $out"
+    failed=$((failed + 1))
+  fi
+  virsh -q -c qemu:///system undefine $name >/dev/null 2>&1 || true
+fi
 rm -rf "$tmp"
 if [ $mode = package ]; then
   check() { # NAME COMMAND...: one PASS/FAIL line

@@ -38,10 +38,15 @@ fn unmodelled(input: impl Into<String>, message: impl Into<String>) -> QemuError
 /// Bytes of a libvirt scaled integer (`unit` attribute; KiB by default).
 fn scaled(node: Node<'_, '_>, what: &str) -> Result<u64, QemuError> {
     let text = node.text().unwrap_or("").trim();
+    scaled_value(text, node.attribute("unit"), what)
+}
+
+/// Bytes of a scaled integer given as text and unit (`<cell memory='7' unit='GiB'>`).
+fn scaled_value(text: &str, unit: Option<&str>, what: &str) -> Result<u64, QemuError> {
     let n: u64 = text
         .parse()
         .map_err(|_| bad(format!("<{what}>{text}"), "not a whole number"))?;
-    let unit = node.attribute("unit").unwrap_or("KiB");
+    let unit = unit.unwrap_or("KiB");
     let mul: u64 = match unit {
         "b" | "bytes" => 1,
         "KB" => 1_000,
@@ -368,13 +373,50 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     }
     argv.extend(["-machine".to_owned(), machine]);
 
-    // Memory.
-    let mem = child(dom, "memory").ok_or_else(|| bad(source, "no <memory> element"))?;
-    let total = scaled(mem, "memory")?;
-    let initial = total
-        .checked_sub(dimm_total)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| bad("<memory>", "smaller than its memory devices"))?;
+    // Memory. libvirt rounds the initial memory up to whole MiB
+    // (qemuDomainAlignMemorySizes; 256 MiB on ppc64, not modelled here), each NUMA
+    // cell on its own; with cells, QEMU's -m is their sum and each cell gets a RAM
+    // backend and `-numa node,memdev=`.
+    let round = |v: u64, what: &str| {
+        v.checked_next_multiple_of(1 << 20)
+            .ok_or_else(|| bad(what.to_owned(), "past 2^64 bytes"))
+    };
+    let cells: Vec<Node<'_, '_>> = child(dom, "cpu")
+        .and_then(|c| child(c, "numa"))
+        .map(|n| children(n, "cell").collect())
+        .unwrap_or_default();
+    let initial = if cells.is_empty() {
+        let mem = child(dom, "memory").ok_or_else(|| bad(source, "no <memory> element"))?;
+        let total = scaled(mem, "memory")?;
+        let initial = total
+            .checked_sub(dimm_total)
+            .filter(|v| *v > 0)
+            .ok_or_else(|| bad("<memory>", "smaller than its memory devices"))?;
+        round(initial, "<memory>")?
+    } else {
+        let mut sum: u64 = 0;
+        for (i, c) in cells.iter().enumerate() {
+            let id = c.attribute("id").unwrap_or("0");
+            let what = format!("<numa><cell id='{id}'>");
+            let text = c
+                .attribute("memory")
+                .ok_or_else(|| bad(what.clone(), "no memory attribute"))?;
+            let size = round(
+                scaled_value(text, c.attribute("unit"), "cell memory")?,
+                &what,
+            )?;
+            sum = sum
+                .checked_add(size)
+                .ok_or_else(|| bad(what.clone(), "the cells' memory passes 2^64 bytes"))?;
+            argv.extend([
+                "-object".to_owned(),
+                format!("memory-backend-ram,id=ram-node{i},size={size}"),
+                "-numa".to_owned(),
+                format!("node,nodeid={id},memdev=ram-node{i}"),
+            ]);
+        }
+        sum
+    };
     let mut m = format!("size={initial}b");
     if let Some(mx) = child(dom, "maxMemory") {
         let max = scaled(mx, "maxMemory")?;
@@ -550,6 +592,41 @@ mod tests {
         let e = domain_to_argv("m.xml", &mdev).unwrap_err();
         assert!(e.is_unmodelled(), "{e}");
         assert!(e.to_string().contains("mdev"), "{e}");
+    }
+
+    #[test]
+    fn memory_is_rounded_up_to_mib_and_numa_cells_add_up() {
+        // libvirt gives QEMU whole MiB: 219100 KiB becomes 214 MiB.
+        let xml = DOMAIN
+            .replace("<memory unit='GiB'>20</memory>", "<memory unit='KiB'>4413404</memory>")
+            .replace(
+                "<memory model='dimm'><target><size unit='GiB'>4</size><node>0</node></target></memory>",
+                "",
+            );
+        let line = domain_to_argv("r.xml", &xml).unwrap().join(" ");
+        assert!(
+            line.contains(&format!("-m size={}b", 4310u64 << 20)),
+            "{line}"
+        );
+        // With NUMA cells, -m is the sum of the (rounded) cells, whatever <memory> says,
+        // and each cell has its backend.
+        let xml = DOMAIN.replace(
+            "<maxphysaddr mode='emulate' bits='42'/>",
+            "<maxphysaddr mode='emulate' bits='42'/><numa><cell id='0' cpus='0' memory='20' \
+             unit='GiB'/><cell id='1' cpus='1' memory='22' unit='GiB'/></numa>",
+        );
+        let argv = domain_to_argv("n.xml", &xml).unwrap();
+        let line = argv.join(" ");
+        assert!(
+            line.contains(&format!("-m size={}b", 42u64 << 30)),
+            "{line}"
+        );
+        assert!(
+            line.contains("-numa node,nodeid=1,memdev=ram-node1"),
+            "{line}"
+        );
+        let vm = crate::qemu_cmdline::parse_qemu_argv(&argv, |_, _| None).unwrap();
+        assert_eq!(vm.ram, 42 << 30);
     }
 
     #[test]

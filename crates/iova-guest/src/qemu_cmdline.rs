@@ -508,6 +508,73 @@ fn flatten_json(
     Ok(())
 }
 
+/// `-numa`: the guest's RAM split into nodes. The map stays the same (RAM is still
+/// one range below and above 4 GiB); QEMU only requires the nodes' memory (`memdev=`
+/// backends or legacy `mem=`) to add up to `-m` (`numa_complete_configuration`).
+/// `dist`, `cpu` and `hmat-*` entries describe the topology only.
+fn numa_fits(
+    numa: &[(String, Opts)],
+    backends: &BTreeMap<String, Backend>,
+    ram: u64,
+    notes: &mut Vec<String>,
+) -> Result<(), QemuError> {
+    let mut sum: u64 = 0;
+    let mut sized = false;
+    for (input, o) in numa {
+        match o.get("type").unwrap_or("") {
+            "node" => {
+                let size = match (o.get("memdev"), o.get("mem")) {
+                    (Some(_), Some(_)) => {
+                        return Err(QemuError::bad(input.as_str(), "memdev= and mem= together"));
+                    }
+                    (Some(id), None) => Some(
+                        backends
+                            .get(id)
+                            .ok_or_else(|| {
+                                QemuError::bad(
+                                    input.as_str(),
+                                    format!(
+                                        "memdev '{id}': no -object memory-backend-* has this id"
+                                    ),
+                                )
+                            })?
+                            .size,
+                    ),
+                    (None, Some(m)) => Some(size_of(input, m, MIB)?),
+                    (None, None) => None,
+                };
+                if let Some(sz) = size {
+                    sized = true;
+                    sum = sum.checked_add(sz).ok_or_else(|| {
+                        QemuError::bad(input.as_str(), "the nodes' memory passes 2^64 bytes")
+                    })?;
+                }
+            }
+            "dist" | "cpu" | "hmat-lb" | "hmat-cache" => {}
+            other => {
+                return Err(QemuError::bad(
+                    input.as_str(),
+                    format!("'{other}' is not a -numa type (node, dist, cpu, hmat-lb, hmat-cache)"),
+                ));
+            }
+        }
+    }
+    if sized && sum != ram {
+        return Err(QemuError::bad(
+            "-numa",
+            format!(
+                "the nodes' memory ({sum:#x}) must equal the RAM size ({ram:#x}); QEMU refuses"
+            ),
+        ));
+    }
+    if !numa.is_empty() {
+        notes.push(
+            "-numa: the nodes split the RAM, whose place in the map does not change".to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// QEMU's size grammar (`qemu_strtosz`): `1024`, `0x1000`, `8G`, `1.5g`, `512k`,
 /// `2T`. A number without suffix is multiplied by `default_unit` (1 for most sizes,
 /// 1 MiB for `-m`). Fractions need a suffix and are truncated to whole bytes, as QEMU
@@ -1168,6 +1235,7 @@ where
     let mut data_dirs = Vec::new();
     let mut pflash_drives: Vec<(u32, String)> = Vec::new();
     let mut iommufd_ids: Vec<String> = Vec::new();
+    let mut numa: Vec<(String, Opts)> = Vec::new();
 
     for (name, arg) in &opts {
         let arg_s = arg.as_deref().unwrap_or("");
@@ -1291,7 +1359,8 @@ where
                 let unit = u32::try_from(pflash_drives.len()).unwrap_or(u32::MAX);
                 pflash_drives.push((unit, arg_s.to_owned()));
             }
-            "numa" | "readconfig" | "set" | "option-rom" | "plugin" | "xen-domid" | "compat"
+            "numa" => numa.push((input.clone(), Opts::parse(arg_s, "type"))),
+            "readconfig" | "set" | "option-rom" | "plugin" | "xen-domid" | "compat"
             | "acpitable" | "device-tree" | "sgx-epc" | "machine-opts" | "mem-path"
             | "mem-prealloc" => {
                 if matches!(name.as_str(), "mem-path" | "mem-prealloc") {
@@ -1500,6 +1569,7 @@ where
     if ram == 0 {
         return Err(QemuError::bad("-m", "the RAM size is 0"));
     }
+    numa_fits(&numa, &backends, ram, &mut vm_notes)?;
 
     // The CPU.
     let cpu = match &cpu_text {
@@ -1842,6 +1912,33 @@ mod tests {
             e.is_unmodelled() && e.to_string().contains("frobnicator"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn numa_nodes_split_ram_without_moving_it() {
+        let base = "qemu-system-x86_64 -machine q35 -m 6G -device vfio-pci,host=0000:03:00.0";
+        let plain = parse(base).unwrap();
+        let numa = parse(&format!(
+            "{base} -object memory-backend-ram,id=a,size=2G -numa node,nodeid=0,memdev=a \
+             -object memory-backend-ram,id=b,size=4G -numa node,nodeid=1,memdev=b \
+             -numa dist,src=0,dst=1,val=20 -numa cpu,node-id=0,socket-id=0"
+        ))
+        .unwrap();
+        assert_eq!((numa.ram, numa.maxmem), (plain.ram, plain.maxmem));
+        // Legacy mem= counts MiB without a suffix, as QEMU's fix-up does.
+        assert!(parse(&format!("{base} -numa node,mem=2048 -numa node,mem=4G")).is_ok());
+        for (bad, says) in [
+            ("-numa node,mem=2G", "must equal"),
+            ("-numa node,memdev=nope", "nope"),
+            ("-numa node,mem=6G,memdev=x", "together"),
+            ("-numa frob", "frob"),
+        ] {
+            let e = parse(&format!("{base} {bad}")).unwrap_err();
+            assert!(
+                !e.is_unmodelled() && e.to_string().contains(says),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

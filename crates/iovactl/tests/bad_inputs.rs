@@ -747,7 +747,8 @@ static CASES: &[Case] = &[
         ["sev-guest", "cannot answer"]
     ),
     vmm_case!("qemu: unknown CPU model cannot be answered", 4, ["-cpu", "pentium3"], ["-cpu pentium3", "cannot answer"]),
-    vmm_case!("qemu: -numa cannot be answered", 4, ["-numa", "node,memdev=m0"], ["-numa", "cannot answer"]),
+    vmm_case!("qemu: -numa with a missing backend is bad input", 2, ["-numa", "node,memdev=m0"], ["-numa", "'m0'"]),
+    vmm_case!("qemu: -numa nodes not adding up to -m is bad input", 2, ["-m", "2G", "-numa", "node,mem=1G"], ["-numa", "must equal"]),
     case(
         "qemu: unmodelled VMM binary",
         Sysfs,
