@@ -73,6 +73,11 @@ fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = 
         .filter(move |c| c.is_element() && c.tag_name().name() == name)
 }
 
+/// Whether a device's guest address is `<address type='unassigned'/>`.
+fn unassigned(n: Node<'_, '_>) -> bool {
+    child(n, "address").and_then(|a| a.attribute("type")) == Some("unassigned")
+}
+
 /// Hex or decimal attribute value (`0x41`, `65`).
 fn num_attr(n: Node<'_, '_>, name: &str, what: &str) -> Result<u64, QemuError> {
     let t = n.attribute(name).unwrap_or("0");
@@ -124,7 +129,7 @@ pub fn read_domain(source: &str, xml: &str) -> Result<(Vec<String>, DomainPolicy
         children(devs, "hostdev")
             .filter(|h| h.attribute("type") == Some("pci"))
             .chain(children(devs, "interface").filter(|i| i.attribute("type") == Some("hostdev")))
-            .filter(|h| h.attribute("managed") == Some("yes"))
+            .filter(|h| h.attribute("managed") == Some("yes") && !unassigned(*h))
             .filter_map(|h| {
                 let a = child(h, "source").and_then(|s| child(s, "address"))?;
                 let n = |k| num_attr(a, k, "address").ok();
@@ -277,8 +282,10 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
         // VF: libvirt assigns it with vfio-pci as well). A mediated device (mdev) is
         // VFIO too, with its own IOMMU backing: not modelled. USB and SCSI host
         // devices are not VFIO.
+        // A hostdev whose guest address is `type='unassigned'` stays with libvirt (it
+        // is kept ready for a later use) and is not passed to QEMU.
         let pci_hostdevs = children(devs, "hostdev")
-            .filter(|h| h.attribute("type") == Some("pci"))
+            .filter(|h| h.attribute("type") == Some("pci") && !unassigned(*h))
             .map(|h| (h, "<hostdev type='pci'>"))
             .chain(
                 children(devs, "interface")
@@ -428,7 +435,19 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     // CPU.
     if let Some(cpu) = child(dom, "cpu") {
         let mode = cpu.attribute("mode").unwrap_or("custom");
+        let tcg = dom.attribute("type") == Some("qemu");
         let mut c = match mode {
+            // Without KVM libvirt expands host-model to a named model from its TCG
+            // capabilities of this host, which the domain XML does not say.
+            // (host-passthrough without KVM: libvirt refuses, as `-cpu host` is.)
+            "host-model" if tcg => {
+                return Err(unmodelled(
+                    format!("<domain type='qemu'><cpu mode='{mode}'>"),
+                    "libvirt picks a named CPU model from its TCG capabilities of the host \
+                     (give --libvirt the domain's <cpu mode='custom'><model>, or check the \
+                     running VM with --pid)",
+                ));
+            }
             "host-passthrough" => "host".to_owned(),
             "host-model" => "host,host-phys-bits=off".to_owned(),
             "maximum" => "max".to_owned(),
@@ -452,11 +471,11 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
                         c.push_str(&format!(",host-phys-bits-limit={l}"));
                     }
                 }
+                // Without bits= libvirt passes nothing: QEMU's default width.
                 Some("emulate") => {
-                    let bits = p
-                        .attribute("bits")
-                        .ok_or_else(|| bad("<maxphysaddr mode='emulate'>", "needs bits="))?;
-                    c.push_str(&format!(",phys-bits={bits}"));
+                    if let Some(bits) = p.attribute("bits") {
+                        c.push_str(&format!(",phys-bits={bits}"));
+                    }
                 }
                 other => {
                     return Err(bad(
@@ -630,6 +649,43 @@ mod tests {
     }
 
     #[test]
+    fn cpu_spellings_of_libvirt() {
+        // <maxphysaddr mode='emulate'/> without bits: QEMU's default.
+        let no_bits = DOMAIN.replace(
+            "<maxphysaddr mode='emulate' bits='42'/>",
+            "<maxphysaddr mode='emulate'/>",
+        );
+        let line = domain_to_argv("e.xml", &no_bits).unwrap().join(" ");
+        assert!(
+            line.contains("-cpu EPYC ") || line.ends_with("-cpu EPYC"),
+            "{line}"
+        );
+        // host-model without KVM: libvirt's choice of a named model is not in the XML.
+        let tcg = DOMAIN
+            .replace("<domain type='kvm'", "<domain type='qemu'")
+            .replace(
+                "<cpu mode='custom'><model>EPYC</model>",
+                "<cpu mode='host-model'>",
+            );
+        let e = domain_to_argv("t.xml", &tcg).unwrap_err();
+        assert!(
+            e.is_unmodelled() && e.to_string().contains("host-model"),
+            "{e}"
+        );
+        // Under KVM it is the host's CPU.
+        let kvm = DOMAIN.replace(
+            "<cpu mode='custom'><model>EPYC</model>",
+            "<cpu mode='host-model'>",
+        );
+        assert!(
+            domain_to_argv("k.xml", &kvm)
+                .unwrap()
+                .join(" ")
+                .contains("-cpu host,")
+        );
+    }
+
+    #[test]
     fn libvirt_binds_only_the_managed_hostdevs() {
         // managed='yes' on the hostdev and on the VF interface; a hostdev without the
         // attribute is unmanaged (libvirt's default) and must be bound beforehand.
@@ -643,6 +699,16 @@ mod tests {
         let (argv, policy) = read_domain("m.xml", &xml).unwrap();
         assert!(argv.join(" ").contains("vfio-pci,host=0000:43:00.0"));
         assert_eq!(policy.managed, ["0000:41:00.0", "0000:42:00.3"]);
+        // An unassigned hostdev is not given to QEMU.
+        let xml = DOMAIN.replace(
+            "<disk type='file'",
+            "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' \
+             bus='0x44' slot='0x00' function='0x0'/></source><address type='unassigned'/>\
+             </hostdev><disk type='file'",
+        );
+        let (argv, policy) = read_domain("u.xml", &xml).unwrap();
+        assert!(!argv.join(" ").contains("0000:44:00.0"));
+        assert_eq!(policy.managed, ["0000:41:00.0"]);
     }
 
     #[test]
