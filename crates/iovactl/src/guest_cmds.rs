@@ -771,6 +771,7 @@ fn vmm_json(l: &Loaded, problems: &[VmmProblem]) -> Value {
         "qemu_version_from": l.version_from,
         "machine": v.vm.machine_name,
         "machine_version": m.machine_version.to_string(),
+        "ram": v.vm.ram.to_string(),
         "cpu_model": v.vm.cpu.model,
         "cpu_vendor": m.cpu_vendor.as_str(),
         "phys_bits": m.phys_bits,
