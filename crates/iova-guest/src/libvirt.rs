@@ -334,10 +334,25 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
                 }
             }
         }
-        for (i, v) in children(devs, "video").enumerate() {
-            let t = child(v, "model")
-                .and_then(|m| m.attribute("type"))
-                .unwrap_or("");
+        // libvirt adds a video device of the default type to a domain with graphics
+        // and none (virDomainDefAddImplicitVideo); the default type of QEMU's x86
+        // machines is cirrus (a VGA device), of aarch64 virt virtio (virtio-gpu-pci).
+        let default_video = if arch == "x86_64" { "cirrus" } else { "virtio" };
+        let videos: Vec<Node<'_, '_>> = children(devs, "video").collect();
+        let implicit = videos.is_empty() && children(devs, "graphics").next().is_some();
+        let types: Vec<&str> = if implicit {
+            vec![default_video]
+        } else {
+            videos
+                .iter()
+                .map(|v| {
+                    child(*v, "model")
+                        .and_then(|m| m.attribute("type"))
+                        .unwrap_or(default_video)
+                })
+                .collect()
+        };
+        for (i, t) in types.into_iter().enumerate() {
             let primary = i == 0;
             let dev = match (t, primary && arch == "x86_64") {
                 ("none", _) => None,
@@ -435,20 +450,15 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     // CPU.
     if let Some(cpu) = child(dom, "cpu") {
         let mode = cpu.attribute("mode").unwrap_or("custom");
-        let tcg = dom.attribute("type") == Some("qemu");
         let mut c = match mode {
-            // Without KVM libvirt expands host-model to a named model from its TCG
-            // capabilities of this host, which the domain XML does not say.
-            // (host-passthrough without KVM: libvirt refuses, as `-cpu host` is.)
-            "host-model" if tcg => {
-                return Err(unmodelled(
-                    format!("<domain type='qemu'><cpu mode='{mode}'>"),
-                    "libvirt picks a named CPU model from its TCG capabilities of the host \
-                     (give --libvirt the domain's <cpu mode='custom'><model>, or check the \
-                     running VM with --pid)",
-                ));
-            }
             "host-passthrough" => "host".to_owned(),
+            // libvirt expands host-model to a named model of the host's CPU (from its
+            // KVM or TCG capabilities of the host): the host's vendor, with the default
+            // width of named models. (host-passthrough without KVM: libvirt refuses, as
+            // QEMU refuses `-cpu host`.)
+            "host-model" if arch == "x86_64" => {
+                crate::qemu_cmdline::LIBVIRT_HOST_MODEL.to_owned()
+            }
             "host-model" => "host,host-phys-bits=off".to_owned(),
             "maximum" => "max".to_owned(),
             _ => child(cpu, "model")
@@ -660,29 +670,23 @@ mod tests {
             line.contains("-cpu EPYC ") || line.ends_with("-cpu EPYC"),
             "{line}"
         );
-        // host-model without KVM: libvirt's choice of a named model is not in the XML.
-        let tcg = DOMAIN
-            .replace("<domain type='kvm'", "<domain type='qemu'")
-            .replace(
-                "<cpu mode='custom'><model>EPYC</model>",
-                "<cpu mode='host-model'>",
-            );
-        let e = domain_to_argv("t.xml", &tcg).unwrap_err();
-        assert!(
-            e.is_unmodelled() && e.to_string().contains("host-model"),
-            "{e}"
-        );
-        // Under KVM it is the host's CPU.
-        let kvm = DOMAIN.replace(
-            "<cpu mode='custom'><model>EPYC</model>",
-            "<cpu mode='host-model'>",
-        );
-        assert!(
-            domain_to_argv("k.xml", &kvm)
-                .unwrap()
-                .join(" ")
-                .contains("-cpu host,")
-        );
+        // host-model, with KVM or without: a named model of the host's vendor, 40 bits.
+        for t in ["kvm", "qemu"] {
+            let xml = DOMAIN
+                .replace("<domain type='kvm'", &format!("<domain type='{t}'"))
+                .replace("<cpu mode='custom'><model>EPYC</model>", "<cpu mode='host-model'>")
+                .replace("<maxphysaddr mode='emulate' bits='42'/>", "");
+            let argv = domain_to_argv("h.xml", &xml).unwrap();
+            assert!(argv.join(" ").contains("-cpu libvirt:host-model"), "{t}");
+            let vm = crate::qemu_cmdline::parse_qemu_argv(&argv, |_, _| None).unwrap();
+            let host = crate::qemu_model::HostCpu {
+                vendor: Some(crate::CpuVendor::Intel),
+                phys_bits: Some(46),
+            };
+            let m = crate::qemu_model::model(&vm, crate::qemu_cmdline::QemuVersion::new(10, 0), &host)
+                .unwrap();
+            assert_eq!((m.cpu_vendor, m.phys_bits), (crate::CpuVendor::Intel, Some(40)), "{t}");
+        }
     }
 
     #[test]

@@ -1784,10 +1784,18 @@ fn accel_of(input: &str, v: &str) -> Result<Accel, QemuError> {
 
 /// The CPU vendor of an x86 CPU model (`qemu64` and `max` under TCG are AMD; `host`
 /// and `max` under KVM are the host's); `None` for a model this table does not know.
+/// The CPU a libvirt domain's `<cpu mode='host-model'>` becomes on x86: libvirt picks a
+/// named model of the host's CPU (from its capabilities of the host, for KVM and for
+/// TCG alike), with QEMU's default width for named models. The XML does not say which,
+/// so the command line built from a domain names it this way, which QEMU itself never
+/// accepts (the colon), so no user's command line can mean it.
+pub const LIBVIRT_HOST_MODEL: &str = "libvirt:host-model";
+
+/// The vendor of an x86 CPU model, `host` being the host's.
 pub fn x86_model_vendor(model: &str, accel: Accel, host: Option<CpuVendor>) -> Option<CpuVendor> {
     let base = model.split("-v").next().unwrap_or(model);
     match base {
-        "host" => host,
+        "host" | LIBVIRT_HOST_MODEL => host,
         "max" => match accel {
             Accel::Tcg => Some(CpuVendor::Amd),
             Accel::Kvm => host,

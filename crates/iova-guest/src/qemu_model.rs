@@ -416,7 +416,10 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
             unmodelled(format!("-cpu ...,vendor={v}"), "only GenuineIntel and AuthenticAMD are modelled")
         })?,
         None => x86_model_vendor(&vm.cpu.model, vm.accel, host.vendor).ok_or_else(|| {
-            if matches!(vm.cpu.model.as_str(), "host" | "max") {
+            if matches!(
+                vm.cpu.model.as_str(),
+                "host" | "max" | crate::qemu_cmdline::LIBVIRT_HOST_MODEL
+            ) {
                 unmodelled(
                     format!("-cpu {}", vm.cpu.model),
                     "the vCPU takes the host's vendor, which is not known: give --cpu-vendor",
