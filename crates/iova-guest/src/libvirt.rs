@@ -157,11 +157,30 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     let os = child(dom, "os").ok_or_else(|| bad(source, "no <os> element"))?;
     let ty = child(os, "type").ok_or_else(|| bad(source, "no <os><type> element"))?;
     let arch = ty.attribute("arch").unwrap_or("x86_64");
+    if let Some(ls) = child(dom, "launchSecurity") {
+        return Err(unmodelled(
+            format!(
+                "<launchSecurity type='{}'>",
+                ls.attribute("type").unwrap_or("")
+            ),
+            "confidential guests (SEV, SEV-SNP, TDX) are not modelled",
+        ));
+    }
+    // An i686 guest run by qemu-system-x86_64 (its <emulator>) is a PC like an x86_64
+    // one (libvirt's test suite has them).
+    let x86 = matches!(arch, "x86_64" | "i686");
     let devices = child(dom, "devices");
     let emulator = devices
         .and_then(|d| child(d, "emulator"))
         .and_then(|e| e.text())
         .map(|t| t.trim().to_owned());
+    if !matches!(arch, "x86_64" | "i686" | "aarch64") {
+        // armv7l on qemu-system-aarch64 (a 32-bit vCPU), ppc64, s390x, riscv64, ...
+        return Err(unmodelled(
+            format!("<type arch='{arch}'>"),
+            "only x86_64 (and i686 on qemu-system-x86_64) and aarch64 guests are modelled",
+        ));
+    }
     let bin = match (emulator, arch) {
         (Some(e), _) => e,
         (None, "x86_64") => "qemu-system-x86_64".to_owned(),
@@ -214,7 +233,7 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
             Some("rom") | None if !path.is_empty() => argv.extend(["-bios".to_owned(), path]),
             _ => {}
         }
-    } else if os.attribute("firmware") == Some("efi") && arch == "x86_64" {
+    } else if os.attribute("firmware") == Some("efi") && x86 {
         argv.extend([
             "-drive".to_owned(),
             "if=pflash,format=raw,unit=0,readonly=on,file=efi-firmware-chosen-by-libvirt"
@@ -228,7 +247,17 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     let mut iommu_machine: Option<String> = None;
     let mut vga = false;
     if let Some(devs) = devices {
-        for (i, m) in children(devs, "memory").enumerate() {
+        // libvirt's aliases: a DIMM or NVDIMM is named by its slot (one without gets
+        // the lowest free slot, in document order), a virtio-mem device by its count.
+        let slot_of = |m: Node<'_, '_>| {
+            child(m, "address")
+                .filter(|a| a.attribute("type") == Some("dimm"))
+                .and_then(|a| a.attribute("slot"))
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let mut used: Vec<usize> = children(devs, "memory").filter_map(slot_of).collect();
+        let mut virtio_mems = 0usize;
+        for m in children(devs, "memory") {
             let model = m.attribute("model").unwrap_or("");
             let target = child(m, "target")
                 .ok_or_else(|| bad(format!("<memory model='{model}'>"), "no <target>"))?;
@@ -240,7 +269,24 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
             dimm_total = dimm_total
                 .checked_add(size)
                 .ok_or_else(|| bad("<memory>", "sizes past 2^64"))?;
-            let id = format!("dimm{i}");
+            // libvirt rounds memory modules up to 2 MiB (qemuDomainAlignMemorySizes;
+            // "dimm memory modules require 2MiB alignment"), after taking their
+            // unrounded sizes off <memory> for the initial memory.
+            let size = size
+                .checked_next_multiple_of(2 << 20)
+                .ok_or_else(|| bad("<memory>", "sizes past 2^64"))?;
+            let id = if model == "virtio-mem" {
+                virtio_mems += 1;
+                format!("virtiomem{}", virtio_mems - 1)
+            } else {
+                let slot = slot_of(m).unwrap_or_else(|| {
+                    let free = (0..).find(|s| !used.contains(s)).unwrap_or(0);
+                    used.push(free);
+                    free
+                });
+                let prefix = if model == "nvdimm" { "nvdimm" } else { "dimm" };
+                format!("{prefix}{slot}")
+            };
             dev_args.extend([
                 "-object".to_owned(),
                 format!("memory-backend-ram,id=mem{id},size={size}"),
@@ -265,8 +311,14 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
                         .map(|b| scaled(b, "requested"))
                         .transpose()?
                         .unwrap_or(0);
+                    // <target><address base=> places it (QEMU's memaddr=).
+                    let base = child(target, "address")
+                        .filter(|a| a.attribute("base").is_some())
+                        .map(|a| num_attr(a, "base", "address"))
+                        .transpose()?
+                        .map_or(String::new(), |b| format!(",memaddr={b:#x}"));
                     format!(
-                        "virtio-mem-pci,memdev=mem{id},id={id},block-size={block},requested-size={req}"
+                        "virtio-mem-pci,memdev=mem{id},id={id},block-size={block},requested-size={req}{base}"
                     )
                 }
                 other => {
@@ -337,7 +389,7 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
         // libvirt adds a video device of the default type to a domain with graphics
         // and none (virDomainDefAddImplicitVideo); the default type of QEMU's x86
         // machines is cirrus (a VGA device), of aarch64 virt virtio (virtio-gpu-pci).
-        let default_video = if arch == "x86_64" { "cirrus" } else { "virtio" };
+        let default_video = if x86 { "cirrus" } else { "virtio" };
         let videos: Vec<Node<'_, '_>> = children(devs, "video").collect();
         let implicit = videos.is_empty() && children(devs, "graphics").next().is_some();
         let types: Vec<&str> = if implicit {
@@ -354,7 +406,7 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
         };
         for (i, t) in types.into_iter().enumerate() {
             let primary = i == 0;
-            let dev = match (t, primary && arch == "x86_64") {
+            let dev = match (t, primary && x86) {
                 ("none", _) => None,
                 ("vga", true) => Some("VGA"),
                 ("cirrus", true) => Some("cirrus-vga"),
@@ -376,6 +428,13 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
             }
         }
         for c in children(devs, "controller") {
+            if c.attribute("model") == Some("ibmvscsi") {
+                // libvirt writes spapr-vscsi, a pseries device.
+                return Err(unmodelled(
+                    "<controller type='scsi' model='ibmvscsi'>",
+                    "the sPAPR VSCSI controller (spapr-vscsi) is not modelled here",
+                ));
+            }
             if let Some(h) = child(c, "pcihole64") {
                 let size = scaled(h, "pcihole64")?;
                 let dev = match c.attribute("model") {
@@ -447,57 +506,90 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     }
     argv.extend(["-m".to_owned(), m]);
 
-    // CPU.
-    if let Some(cpu) = child(dom, "cpu") {
-        let mode = cpu.attribute("mode").unwrap_or("custom");
-        let mut c = match mode {
-            "host-passthrough" => "host".to_owned(),
-            // libvirt expands host-model to a named model of the host's CPU (from its
-            // KVM or TCG capabilities of the host): the host's vendor, with the default
-            // width of named models. (host-passthrough without KVM: libvirt refuses, as
-            // QEMU refuses `-cpu host`.)
-            "host-model" if arch == "x86_64" => {
-                crate::qemu_cmdline::LIBVIRT_HOST_MODEL.to_owned()
-            }
-            "host-model" => "host,host-phys-bits=off".to_owned(),
-            "maximum" => "max".to_owned(),
-            _ => child(cpu, "model")
-                .and_then(|m| m.text())
-                .map_or_else(|| "qemu64".to_owned(), |t| t.trim().to_owned()),
-        };
-        if let Some(v) = child(cpu, "vendor").and_then(|v| v.text()) {
-            let v = match v.trim() {
-                "AMD" => "AuthenticAMD",
-                "Intel" => "GenuineIntel",
-                other => other,
+    // CPU. Without a model (no <cpu>, or one with only a topology) QEMU's default is
+    // used, except that libvirt names cortex-a15 for an aarch64 TCG domain.
+    let tcg = dom.attribute("type") == Some("qemu");
+    let default_cpu = || (arch == "aarch64" && tcg).then(|| "cortex-a15".to_owned());
+    let cpu_arg = match child(dom, "cpu") {
+        Some(cpu) => {
+            let mode = cpu.attribute("mode").unwrap_or("custom");
+            let model = child(cpu, "model");
+            let named = model.and_then(|m| m.text()).map(|t| t.trim().to_owned());
+            let base = match mode {
+                "host-passthrough" => Some("host".to_owned()),
+                // libvirt expands host-model (and a custom CPU with match='minimum',
+                // which it raises to the host's) to a named model of the host's CPU (from
+                // its KVM or TCG capabilities of the host): the host's vendor, with the
+                // default width of named models. (host-passthrough without KVM: libvirt
+                // refuses, as QEMU refuses `-cpu host`.)
+                "host-model" if x86 => Some(crate::qemu_cmdline::LIBVIRT_HOST_MODEL.to_owned()),
+                _ if x86 && cpu.attribute("match") == Some("minimum") => {
+                    Some(crate::qemu_cmdline::LIBVIRT_HOST_MODEL.to_owned())
+                }
+                "host-model" => Some("host,host-phys-bits=off".to_owned()),
+                "maximum" => Some("max".to_owned()),
+                _ => named.or_else(default_cpu),
             };
-            c.push_str(&format!(",vendor={v}"));
-        }
-        if let Some(p) = child(cpu, "maxphysaddr") {
-            match p.attribute("mode") {
-                Some("passthrough") => {
-                    c.push_str(",host-phys-bits=on");
-                    if let Some(l) = p.attribute("limit") {
-                        c.push_str(&format!(",host-phys-bits-limit={l}"));
-                    }
-                }
-                // Without bits= libvirt passes nothing: QEMU's default width.
-                Some("emulate") => {
-                    if let Some(bits) = p.attribute("bits") {
-                        c.push_str(&format!(",phys-bits={bits}"));
-                    }
-                }
-                other => {
-                    return Err(bad(
-                        format!("<maxphysaddr mode='{}'>", other.unwrap_or("")),
-                        "mode must be passthrough or emulate",
-                    ));
+            let mut props = String::new();
+            let vendor = child(cpu, "vendor")
+                .and_then(|v| v.text())
+                .or_else(|| model.and_then(|m| m.attribute("vendor_id")));
+            if let Some(v) = vendor {
+                let v = match v.trim() {
+                    "AMD" => "AuthenticAMD",
+                    "Intel" => "GenuineIntel",
+                    other => other,
+                };
+                props.push_str(&format!(",vendor={v}"));
+            }
+            // Features, as libvirt passes them: `name=on` / `name=off` (lm=off and
+            // aarch64=off make a 32-bit vCPU, which the model refuses to guess).
+            for f in children(cpu, "feature") {
+                let Some(name) = f.attribute("name") else {
+                    continue;
+                };
+                match f.attribute("policy").unwrap_or("require") {
+                    "disable" | "forbid" => props.push_str(&format!(",{name}=off")),
+                    "require" | "force" => props.push_str(&format!(",{name}=on")),
+                    _ => {}
                 }
             }
+            if let Some(p) = child(cpu, "maxphysaddr") {
+                match p.attribute("mode") {
+                    Some("passthrough") => {
+                        props.push_str(",host-phys-bits=on");
+                        if let Some(l) = p.attribute("limit") {
+                            props.push_str(&format!(",host-phys-bits-limit={l}"));
+                        }
+                    }
+                    // Without bits= libvirt passes nothing: QEMU's default width.
+                    Some("emulate") => {
+                        if let Some(bits) = p.attribute("bits") {
+                            props.push_str(&format!(",phys-bits={bits}"));
+                        }
+                    }
+                    other => {
+                        return Err(bad(
+                            format!("<maxphysaddr mode='{}'>", other.unwrap_or("")),
+                            "mode must be passthrough or emulate",
+                        ));
+                    }
+                }
+            }
+            match base {
+                Some(b) => Some(format!("{b}{props}")),
+                // Properties without a model: QEMU's default model with them.
+                None if !props.is_empty() => Some(format!(
+                    "{}{props}",
+                    if x86 { "qemu64" } else { "cortex-a15" }
+                )),
+                None => None,
+            }
         }
+        None => default_cpu(),
+    };
+    if let Some(c) = cpu_arg {
         argv.extend(["-cpu".to_owned(), c]);
-    } else if arch == "aarch64" {
-        argv.extend(["-cpu".to_owned(), "max".to_owned()]);
     }
     argv.extend(dev_args);
 
@@ -674,7 +766,10 @@ mod tests {
         for t in ["kvm", "qemu"] {
             let xml = DOMAIN
                 .replace("<domain type='kvm'", &format!("<domain type='{t}'"))
-                .replace("<cpu mode='custom'><model>EPYC</model>", "<cpu mode='host-model'>")
+                .replace(
+                    "<cpu mode='custom'><model>EPYC</model>",
+                    "<cpu mode='host-model'>",
+                )
                 .replace("<maxphysaddr mode='emulate' bits='42'/>", "");
             let argv = domain_to_argv("h.xml", &xml).unwrap();
             assert!(argv.join(" ").contains("-cpu libvirt:host-model"), "{t}");
@@ -683,9 +778,14 @@ mod tests {
                 vendor: Some(crate::CpuVendor::Intel),
                 phys_bits: Some(46),
             };
-            let m = crate::qemu_model::model(&vm, crate::qemu_cmdline::QemuVersion::new(10, 0), &host)
-                .unwrap();
-            assert_eq!((m.cpu_vendor, m.phys_bits), (crate::CpuVendor::Intel, Some(40)), "{t}");
+            let m =
+                crate::qemu_model::model(&vm, crate::qemu_cmdline::QemuVersion::new(10, 0), &host)
+                    .unwrap();
+            assert_eq!(
+                (m.cpu_vendor, m.phys_bits),
+                (crate::CpuVendor::Intel, Some(40)),
+                "{t}"
+            );
         }
     }
 

@@ -1096,6 +1096,23 @@ pub(crate) const IGNORED_DEVICES: &[&str] = &[
     "vhost-user-blk-pci-non-transitional",
     "vhost-user-fs-pci-non-transitional",
     "virtio-input-host-pci-non-transitional",
+    "isa-parallel",
+    "usb-mtp",
+    "vhost-vsock-pci-transitional",
+    "virtio-balloon-device",
+    "tpm-tis-device",
+    "vhost-scsi-pci",
+    "vhost-scsi-pci-transitional",
+    "vhost-scsi-pci-non-transitional",
+    // The generation ID lives in guest RAM that the firmware reserves.
+    "vmgenid",
+    // Their shared memory (ivshmem) and storage (acpi-erst) is a BAR, mapped in the PCI
+    // window once the guest's firmware assigns it, like any emulated BAR.
+    "ivshmem-plain",
+    "ivshmem-doorbell",
+    "acpi-erst",
+    // The DMI-to-PCI bridge: a conventional PCI bus (see `conventional_buses`).
+    "i82801b11-bridge",
     "ne2k_pci",
     "i82550",
     "i82551",
@@ -1124,6 +1141,7 @@ pub(crate) const VGA_DEVICES: &[&str] = &[
 /// `-object` types that cannot change the memory map.
 pub(crate) const IGNORED_OBJECTS: &[&str] = &[
     "iothread",
+    "pr-manager-helper",
     "rng-random",
     "rng-builtin",
     "rng-egd",
@@ -1451,6 +1469,8 @@ where
                 | "pic"
                 | "i8042"
                 | "smbios-entry-point-type"
+                | "pcspk-audiodev"
+                | "hmat"
                 | "acpi"
                 | "s3"
                 | "s4",
@@ -1474,6 +1494,9 @@ where
                 pflash_drives.push((unit, v.clone()));
             }
             (MachineFamily::Virt, "highmem") => highmem = bool_of(&input, v)?,
+            // The blockdevs behind virt's two 64 MiB flash devices, which are always
+            // there (modelled as `flash`, not DMA-mapped).
+            (MachineFamily::Virt, "pflash0" | "pflash1") => {}
             (MachineFamily::Virt, "highmem-redists" | "highmem-ecam" | "highmem-mmio") => {
                 if !bool_of(&input, v)? {
                     return Err(QemuError::unmodelled(
@@ -1598,7 +1621,12 @@ where
     let mut vfio_on_iommufd = 0usize;
     let conventional_buses: Vec<String> = devices
         .iter()
-        .filter(|(_, o)| matches!(o.get("driver"), Some("pci-bridge" | "pcie-pci-bridge")))
+        .filter(|(_, o)| {
+            matches!(
+                o.get("driver"),
+                Some("pci-bridge" | "pcie-pci-bridge" | "i82801b11-bridge")
+            )
+        })
         .filter_map(|(_, o)| o.get("id").map(str::to_owned))
         .collect();
     for (input, o) in &devices {
@@ -1609,6 +1637,12 @@ where
                 let dev = o.get("host").or(o.get("sysfsdev")).ok_or_else(|| {
                     QemuError::bad(input.as_str(), "vfio-pci needs host= or sysfsdev=")
                 })?;
+                if o.get("host").is_none() && dev.contains("/mdev/") {
+                    return Err(QemuError::unmodelled(
+                        input.as_str(),
+                        "a mediated device (vfio-mdev) is not modelled",
+                    ));
+                }
                 let dev = dev
                     .trim_end_matches('/')
                     .rsplit('/')
@@ -1637,7 +1671,14 @@ where
                         format!("memdev '{memdev}': no -object memory-backend-* has this id"),
                     )
                 })?;
-                let addr = match o.get("addr") {
+                // A DIMM's `addr=` is its memory address; a virtio-mem-pci's `addr=` is
+                // its PCI slot, and `memaddr=` the memory address.
+                let key = if driver == "virtio-mem-pci" {
+                    "memaddr"
+                } else {
+                    "addr"
+                };
+                let addr = match o.get(key) {
                     Some(a) => Some(size_of(input, a, 1)?),
                     None => None,
                 };

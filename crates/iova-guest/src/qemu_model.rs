@@ -680,7 +680,11 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
 /// The physical address bits of an aarch64 CPU model under TCG (ID_AA64MMFR0 PARange).
 fn arm_pa_bits(model: &str) -> Option<u8> {
     match model {
-        "cortex-a53" | "cortex-a35" | "cortex-a55" => Some(40),
+        // cortex-a15 and cortex-a7 are 32-bit CPUs with LPAE (40-bit physical
+        // addresses): QEMU 7.2 lays virt out for them exactly as for a 40-bit
+        // cortex-a53 (`info mtree -f` of both, 1-4 GiB of RAM). cortex-a15 is QEMU's
+        // default CPU for virt, and libvirt's for an aarch64 TCG domain without <cpu>.
+        "cortex-a53" | "cortex-a35" | "cortex-a55" | "cortex-a15" | "cortex-a7" => Some(40),
         "cortex-a57" | "cortex-a72" | "cortex-a76" | "neoverse-n1" | "a64fx" => Some(44),
         "max" | "neoverse-v1" | "neoverse-n2" => Some(48),
         _ => None,
@@ -696,7 +700,7 @@ fn model_virt(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuM
         (m, _) => Some(arm_pa_bits(m).ok_or_else(|| {
             unmodelled(
                 format!("-cpu {m}"),
-                "CPU model not modelled for virt (cortex-a53/a57/a72/a76, neoverse-*, max, host)",
+                "CPU model not modelled for virt (cortex-a7/a15/a53/a57/a72/a76, neoverse-*, max, host)",
             )
         })?),
     };
