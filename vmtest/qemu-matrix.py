@@ -48,6 +48,17 @@ def x86_cases(tmp):
     for machine in ["pc-q35-7.0", "pc-q35-7.1", "pc-i440fx-7.0", "pc-i440fx-7.2", "pc-q35-6.2"]:
         for size in ["8G", "1000G"]:
             cases.append((f"{machine}-{size}-amd", mem(size, machine, amd)))
+    # Machine types before 5.0 (libvirt's test suite has many): the oldest each release
+    # has (QEMU 10.0 no longer has pc-i440fx before 2.4: both must refuse), before
+    # x-pci-hole64-fix (2.11), and one with DIMMs.
+    for machine in ["pc-q35-2.4", "pc-q35-2.10", "pc-q35-4.0", "pc-i440fx-2.1", "pc-i440fx-2.4",
+                    "pc-i440fx-2.12", "pc-i440fx-4.2"]:
+        for size in ["3G", "8G"]:
+            cases.append((f"{machine}-{size}-intel", mem(size, machine, intel)))
+        base = mem("8G", machine, intel, ["-object", "memory-backend-ram,id=d0,size=4G,reserve=off",
+                                          "-device", "pc-dimm,memdev=d0,id=dimm0"])
+        base[base.index("8G", base.index("-m"))] = "8G,slots=2,maxmem=32G"
+        cases.append((f"{machine}-8G-dimm4G", base))
     cases.append(("q35-1000G-qemu64", mem("1000G", "q35", "qemu64")))
     cases.append(("q35-2T-amd", mem("2T", "q35", amd, ["-cpu", "EPYC,phys-bits=42"])))
     cases.append(("q35-2T-intel", mem("2T", "q35", intel, ["-cpu", f"{intel},phys-bits=42"])))
@@ -128,6 +139,14 @@ def arm_cases():
     cases.append(("virt-300G-a57", mem("300G", "cortex-a57")))
     cases.append(("virt-3G-highmem-off", mem("3G", "max", ",highmem=off")))
     cases.append(("virt-7.2-8G", ["-machine", "virt-7.2", "-cpu", "max", "-m", "8G"]))
+    # virt types from 3.0 map like 5.0; cortex-a15 (libvirt's aarch64 TCG default, 40-bit).
+    for machine in ["virt-3.0", "virt-4.0", "virt-4.2"]:
+        for size in ["1G", "300G"]:
+            cases.append((f"{machine}-{size}-max", [
+                "-machine", f"{machine},memory-backend=m0", "-cpu", "max", "-object",
+                f"memory-backend-ram,id=m0,size={size},reserve=off", "-m", size]))
+    for size in ["1G", "4G", "300G"]:
+        cases.append((f"virt-{size}-a15", mem(size, "cortex-a15")))
     return cases
 
 

@@ -208,37 +208,54 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
         .unwrap_or(if arch == "aarch64" { "virt" } else { "pc" })
         .to_owned();
 
-    // Firmware.
-    if let Some(loader) = child(os, "loader") {
-        let path = loader.text().unwrap_or("").trim().to_owned();
-        match loader.attribute("type") {
-            Some("pflash") => {
-                argv.extend([
-                    "-drive".to_owned(),
-                    format!(
-                        "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                        path.replace(',', ",,")
-                    ),
-                ]);
-                if let Some(nv) = child(os, "nvram").and_then(|n| n.text()) {
-                    argv.extend([
-                        "-drive".to_owned(),
-                        format!(
-                            "if=pflash,format=raw,unit=1,file={}",
-                            nv.trim().replace(',', ",,")
-                        ),
-                    ]);
-                }
-            }
-            Some("rom") | None if !path.is_empty() => argv.extend(["-bios".to_owned(), path]),
-            _ => {}
-        }
-    } else if os.attribute("firmware") == Some("efi") && x86 {
+    // Firmware. A pflash loader, or `<os firmware='efi'>` (libvirt picks the image), is
+    // a flash device for the code and, unless the loader is stateless, one for the
+    // variables: the domain's <nvram>, or the file libvirt makes for a read-only loader.
+    // The images' sizes are read where they exist here (they decide only where the
+    // flash sits below 4 GiB, which is not DMA-mapped).
+    let loader = child(os, "loader");
+    let path = loader
+        .and_then(|l| l.text())
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    let ltype = loader.and_then(|l| l.attribute("type"));
+    let auto_efi = os.attribute("firmware") == Some("efi") && x86 && ltype != Some("rom");
+    if ltype == Some("pflash") || auto_efi {
+        let code = if path.is_empty() {
+            "efi-firmware-chosen-by-libvirt".to_owned()
+        } else {
+            path.clone()
+        };
         argv.extend([
             "-drive".to_owned(),
-            "if=pflash,format=raw,unit=0,readonly=on,file=efi-firmware-chosen-by-libvirt"
-                .to_owned(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                code.replace(',', ",,")
+            ),
         ]);
+        let stateless = loader.and_then(|l| l.attribute("stateless")) == Some("yes");
+        let readonly = loader.and_then(|l| l.attribute("readonly")) == Some("yes");
+        let nvram = child(os, "nvram").map(|n| n.text().unwrap_or("").trim().to_owned());
+        let vars = match nvram {
+            Some(n) if !n.is_empty() => Some(n),
+            Some(_) => Some("nvram-made-by-libvirt".to_owned()),
+            None if !stateless && (auto_efi || readonly) => {
+                Some("nvram-made-by-libvirt".to_owned())
+            }
+            None => None,
+        };
+        if let Some(v) = vars {
+            argv.extend([
+                "-drive".to_owned(),
+                format!("if=pflash,format=raw,unit=1,file={}", v.replace(',', ",,")),
+            ]);
+        }
+    } else if !path.is_empty() && ltype != Some("pflash") {
+        argv.extend(["-bios".to_owned(), path]);
+    } else if os.attribute("firmware") == Some("bios") && x86 {
+        // libvirt picks the BIOS image from its firmware descriptors and passes it with
+        // -bios: its size decides the ROM below 4 GiB, and the XML does not say it.
+        argv.extend(["-bios".to_owned(), "bios-chosen-by-libvirt".to_owned()]);
     }
 
     // Memory devices first: libvirt's -m is <memory> minus them.

@@ -1097,6 +1097,17 @@ pub(crate) const IGNORED_DEVICES: &[&str] = &[
     "vhost-user-fs-pci-non-transitional",
     "virtio-input-host-pci-non-transitional",
     "isa-parallel",
+    // virtio-mmio devices (on virt's virtio-mmio transports): no guest memory.
+    "virtio-serial-device",
+    "virtio-blk-device",
+    "virtio-net-device",
+    "virtio-rng-device",
+    "virtio-sound-device",
+    "virtio-gpu-device",
+    "virtio-keyboard-device",
+    "virtio-mouse-device",
+    "virtio-tablet-device",
+    "virtio-scsi-device",
     "usb-mtp",
     "vhost-vsock-pci-transitional",
     "virtio-balloon-device",
@@ -1254,6 +1265,8 @@ where
     let mut pflash_drives: Vec<(u32, String)> = Vec::new();
     let mut iommufd_ids: Vec<String> = Vec::new();
     let mut numa: Vec<(String, Opts)> = Vec::new();
+    // -blockdev node-name -> (whether the target is a file name, the file or next node).
+    let mut blockdevs: BTreeMap<String, (bool, String)> = BTreeMap::new();
 
     for (name, arg) in &opts {
         let arg_s = arg.as_deref().unwrap_or("");
@@ -1349,7 +1362,10 @@ where
                         || l.starts_with("isa-fdc.")
                         || l.starts_with("kvm-pit.")
                         || l.starts_with("virtio-")
-                        || l.starts_with("cfi.pflash01.secure") =>
+                        || l.starts_with("cfi.pflash01.secure")
+                        // TSEG is taken from the top of low RAM only once the firmware
+                        // enables it (after start), whatever its size.
+                        || l == "mch.extended-tseg-mbytes" =>
                     {
                         vm_notes.push(format!("ignored {input}: cannot change the memory map"));
                     }
@@ -1371,6 +1387,21 @@ where
                         None => u32::try_from(pflash_drives.len()).unwrap_or(u32::MAX),
                     };
                     pflash_drives.push((unit, o.get("file").unwrap_or("").to_owned()));
+                }
+            }
+            "blockdev" => {
+                // Only to find the file behind a flash device's node name
+                // (`-machine pflash0=NODE`, as libvirt writes it).
+                if let Ok(o) = Opts::parse_or_json(arg_s, "driver", &input) {
+                    if let Some(node) = o.get("node-name") {
+                        let next = o
+                            .get("filename")
+                            .map(|f| (true, f))
+                            .or(o.get("file").map(|f| (false, f)));
+                        if let Some((is_file, target)) = next {
+                            blockdevs.insert(node.to_owned(), (is_file, target.to_owned()));
+                        }
+                    }
                 }
             }
             "pflash" => {
@@ -1772,12 +1803,27 @@ where
     }
 
     pflash_drives.sort_by_key(|p| p.0);
+    // A node name given to -machine pflashN= leads through -blockdev to a file.
+    let resolve = |source: String| {
+        let mut cur = source;
+        for _ in 0..8 {
+            match blockdevs.get(&cur) {
+                Some((true, file)) => return file.clone(),
+                Some((false, next)) => cur = next.clone(),
+                None => break,
+            }
+        }
+        cur
+    };
     let pflash = pflash_drives
         .into_iter()
-        .map(|(unit, source)| Pflash {
-            unit,
-            size: file_size(&source, &data_dirs),
-            source,
+        .map(|(unit, source)| {
+            let source = resolve(source);
+            Pflash {
+                unit,
+                size: file_size(&source, &data_dirs),
+                source,
+            }
         })
         .collect();
 

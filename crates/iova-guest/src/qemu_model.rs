@@ -169,16 +169,62 @@ pub fn model(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
                 format!("QEMU {version} has no such machine type (newer than the release)"),
             ));
         }
-        if mv < QemuVersion::new(5, 0) {
-            return Err(unmodelled(
-                format!("-machine {}", vm.machine_name),
-                "machine types older than 5.0 are not modelled",
-            ));
-        }
+        old_machine_type(vm, mv, version)?;
     }
     match vm.arch {
         QemuArch::X86_64 => model_x86(vm, version, host),
         QemuArch::Aarch64 => model_virt(vm, version, host),
+    }
+}
+
+/// Machine types older than 5.0. Measured on QEMU 7.2 (`info mtree -f` and the host
+/// bridge's `pci-hole64-start`/`-end`, against the 5.0 type, with 512 MiB to 8 GiB of RAM
+/// and two DIMMs): every `pc-q35-X.Y` it has (from 2.4) and `pc-i440fx-X.Y` from 2.0 map
+/// RAM and ROM exactly as 5.0 does; before 2.11 QEMU leaves the 64-bit PCI window to
+/// the firmware (`x-pci-hole64-fix` off: a note); before 2.1 `maxmem` is refused.
+/// `pc-i440fx-1.x` (a 128 KiB BIOS, the RAM split not aligned to 1 GiB) and `virt`
+/// before 3.0 (the PCIe ECAM below 4 GiB) differ and are not modelled. The oldest
+/// types each release has: QEMU 7.2 `pc-i440fx-1.4`, `pc-q35-2.4`, `virt-2.6`; QEMU
+/// 10.0 `pc-i440fx-2.4`, `pc-q35-2.4`, `virt-2.6` (their `-machine help`).
+fn old_machine_type(vm: &QemuVm, mv: QemuVersion, version: QemuVersion) -> Result<(), QemuError> {
+    let v = QemuVersion::new;
+    let machine = format!("-machine {}", vm.machine_name);
+    let oldest = match vm.machine.family {
+        MachineFamily::Q35 => v(2, 4),
+        MachineFamily::Virt => v(2, 6),
+        MachineFamily::Pc if version >= v(10, 0) => v(2, 4),
+        MachineFamily::Pc if version <= v(7, 2) => v(1, 4),
+        MachineFamily::Pc => {
+            if mv < v(2, 4) {
+                return Err(unmodelled(
+                    machine,
+                    format!("whether QEMU {version} still has this machine type is not known"),
+                ));
+            }
+            v(2, 4)
+        }
+    };
+    if mv < oldest {
+        return Err(bad(
+            machine,
+            format!("QEMU {version} has no such machine type (its oldest is {oldest})"),
+        ));
+    }
+    match vm.machine.family {
+        MachineFamily::Pc if mv < v(2, 0) => Err(unmodelled(
+            machine,
+            "pc-i440fx types before 2.0 (a 128 KiB BIOS, the RAM split not aligned to 1 GiB) \
+             are not modelled",
+        )),
+        MachineFamily::Pc if mv < v(2, 1) && vm.slots > 0 => Err(bad(
+            machine,
+            "QEMU refuses maxmem/slots with this machine type (memory hot-plug came with 2.1)",
+        )),
+        MachineFamily::Virt if mv < v(3, 0) => Err(unmodelled(
+            machine,
+            "virt types before 3.0 put the PCIe ECAM below 4 GiB (highmem-ecam off), not modelled",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -411,6 +457,13 @@ fn model_x86(vm: &QemuVm, version: QemuVersion, host: &HostCpu) -> Result<QemuMo
     let q35 = vm.machine.family == MachineFamily::Q35;
     let mversion = vm.machine.effective_version(version);
     let mut notes = vm.notes.clone();
+    if mversion < QemuVersion::new(2, 11) {
+        notes.push(format!(
+            "{}: before 2.11 QEMU leaves the 64-bit PCI window to the firmware \
+             (x-pci-hole64-fix off); pci-hole64 is shown where newer types put it",
+            vm.machine_name
+        ));
+    }
     let vendor = match &vm.cpu.vendor_override {
         Some(v) => CpuVendor::parse(v).filter(|v| *v != CpuVendor::Arm).ok_or_else(|| {
             unmodelled(format!("-cpu ...,vendor={v}"), "only GenuineIntel and AuthenticAMD are modelled")
@@ -844,6 +897,39 @@ mod tests {
 
     const V72: QemuVersion = QemuVersion::new(7, 2);
     const V10: QemuVersion = QemuVersion::new(10, 0);
+
+    #[test]
+    fn machine_types_before_5_0_as_qemu_has_them() {
+        let err = |cmd: &str, v: QemuVersion| {
+            let argv: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+            let vm = parse_qemu_argv(&argv, |_, _| None).unwrap();
+            model(&vm, v, &HostCpu::default()).unwrap_err()
+        };
+        // Mapped like 5.0 (measured on QEMU 7.2), with a note before 2.11.
+        for t in ["pc-q35-2.4", "pc-q35-4.0", "pc-i440fx-2.0", "pc-i440fx-4.2"] {
+            let old = m(&format!("qemu-system-x86_64 -M {t} -m 8G"), V72);
+            let fam = if t.contains("q35") { "pc-q35-5.0" } else { "pc-i440fx-5.0" };
+            let new = m(&format!("qemu-system-x86_64 -M {fam} -m 8G"), V72);
+            assert_eq!(mapped(&old), mapped(&new), "{t}");
+            assert_eq!(
+                old.layout.notes.iter().any(|n| n.contains("x-pci-hole64-fix")),
+                t.ends_with("2.4") || t.ends_with("2.0"),
+                "{t}"
+            );
+        }
+        let vm = m("qemu-system-aarch64 -M virt-3.0 -cpu max -m 4G", V72);
+        assert_eq!(mapped(&vm), mapped(&m("qemu-system-aarch64 -M virt-5.0 -cpu max -m 4G", V72)));
+        // What QEMU no longer has is bad input; what differs is not modelled.
+        let e = err("qemu-system-x86_64 -M pc-i440fx-2.1 -m 1G", V10);
+        assert!(!e.is_unmodelled() && e.to_string().contains("oldest is 2.4"), "{e}");
+        let e = err("qemu-system-x86_64 -M pc-q35-2.3 -m 1G", V72);
+        assert!(!e.is_unmodelled(), "{e}");
+        assert!(err("qemu-system-x86_64 -M pc-i440fx-1.7 -m 1G", V72).is_unmodelled());
+        assert!(err("qemu-system-x86_64 -M pc-i440fx-2.2 -m 1G", QemuVersion::new(9, 0)).is_unmodelled());
+        assert!(err("qemu-system-aarch64 -M virt-2.12 -cpu max -m 1G", V72).is_unmodelled());
+        let e = err("qemu-system-x86_64 -M pc-i440fx-2.0 -m 1G,slots=1,maxmem=2G", V72);
+        assert!(!e.is_unmodelled() && e.to_string().contains("maxmem"), "{e}");
+    }
 
     #[test]
     fn old_machine_types_keep_ram_at_4g_on_amd() {
