@@ -172,8 +172,9 @@ impl Preset {
             )));
         }
         let layout = match self {
-            Preset::QemuQ35 | Preset::QemuPc => qemu_x86(self, cfg),
-            Preset::QemuVirt => qemu_virt(cfg),
+            Preset::QemuQ35 | Preset::QemuPc | Preset::QemuVirt => {
+                qemu_by_model(self, &self.canonical_argv(cfg).unwrap_or_default(), cfg)
+            }
             Preset::CloudHypervisor => cloud_hypervisor(cfg),
             Preset::Firecracker => firecracker(cfg),
             Preset::Crosvm => crosvm(cfg),
@@ -182,6 +183,38 @@ impl Preset {
             name: self.name().to_owned(),
             ..layout
         })
+    }
+
+    /// A QEMU preset as the command line it stands for (the newest QEMU modelled, its
+    /// newest machine type, KVM with the host's CPU of `cfg`'s vendor): its layout is
+    /// that command line's, from the one model of QEMU ([`crate::qemu_model`]), so a
+    /// preset and the command line can never disagree. `None` for other VMMs.
+    pub fn canonical_argv(self, cfg: &GuestConfig) -> Option<Vec<String>> {
+        let (binary, machine) = match self {
+            Preset::QemuQ35 => ("qemu-system-x86_64", "q35"),
+            Preset::QemuPc => ("qemu-system-x86_64", "pc"),
+            Preset::QemuVirt => ("qemu-system-aarch64", "virt"),
+            _ => return None,
+        };
+        let mut machine = machine.to_owned();
+        if let Some(m) = cfg.max_ram_below_4g {
+            machine.push_str(&format!(",max-ram-below-4g={m}"));
+        }
+        let mut argv: Vec<String> = [binary, "-accel", "kvm", "-machine", &machine, "-m"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        argv.push(format!("{}b", cfg.memory));
+        if let Some(h) = cfg.pci_hole64_size {
+            let dev = if self == Preset::QemuQ35 {
+                "q35-pcihost"
+            } else {
+                "i440FX-pcihost"
+            };
+            argv.extend(["-global".to_owned(), format!("{dev}.pci-hole64-size={h}")]);
+        }
+        argv.extend(["-cpu".to_owned(), "host".to_owned()]);
+        Some(argv)
     }
 
     /// The command line (or configuration) that makes this VMM build the layout for
@@ -225,6 +258,25 @@ impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// A QEMU preset's layout: its canonical command line through the QEMU model, with the
+/// host's CPU of the preset's vendor (its width unknown: KVM's `-cpu host` takes it, and
+/// the layout does not depend on it).
+fn qemu_by_model(p: Preset, argv: &[String], cfg: &GuestConfig) -> Result<Layout, LayoutError> {
+    let err = |e: crate::qemu_cmdline::QemuError| {
+        LayoutError::Invalid(format!("{} --memory {}: {e}", p.name(), human_bytes(u128::from(cfg.memory))))
+    };
+    let vm = crate::qemu_cmdline::parse_qemu_argv(argv, |_, _| None).map_err(err)?;
+    let host = crate::qemu_model::HostCpu {
+        vendor: Some(cfg.cpu_vendor),
+        phys_bits: None,
+    };
+    let m = crate::qemu_model::model(&vm, crate::qemu_cmdline::QemuVersion::NEWEST, &host)
+        .map_err(err)?;
+    let mut layout = m.layout;
+    layout.name = p.name().to_owned();
+    Ok(layout)
 }
 
 /// `8G`, `1536M`, `4100K`: the largest unit that divides `n`.
@@ -300,9 +352,6 @@ impl Builder {
     }
 }
 
-fn overflow(what: &str) -> LayoutError {
-    LayoutError::Invalid(format!("{what} runs past the 64-bit address space"))
-}
 
 /// The RAM split of QEMU's PC machines: (below 4 GiB, above 4 GiB).
 ///
@@ -336,183 +385,6 @@ pub fn qemu_ram_split(preset: Preset, cfg: &GuestConfig) -> (u64, u64) {
     (below, ram - below)
 }
 
-/// QEMU q35 / pc on x86_64.
-///
-/// Below 4 GiB (hw/i386/pc.c `pc_memory_init`, `PC_ROM_MIN_VGA` 0xc0000 ..
-/// `PC_ROM_MAX` 0xe0000 plus the isa-bios alias up to 1 MiB): RAM under 640 KiB, the VGA
-/// window, the option-ROM/BIOS shadow, RAM from 1 MiB up to the split; the 32-bit PCI
-/// hole up to `IO_APIC_DEFAULT_ADDRESS` (0xfec00000), on q35 with the MMCONFIG
-/// (`MCH_HOST_BRIDGE_PCIEXBAR_DEFAULT` 0xb0000000, 256 MiB) inside it; IOAPIC, LAPIC,
-/// the SeaBIOS image (256 KiB below 4 GiB).
-///
-/// Above 4 GiB: `ram-above-4g` at `above_4g_mem_start` (4 GiB), then the 64-bit PCI
-/// hole at `pc_pci_hole64_start()` = ROUND_UP(end of RAM above 4 GiB, 1 GiB) with
-/// `pci-hole64-size` (`Q35_PCI_HOST_HOLE64_SIZE_DEFAULT` 1<<35 = 32 GiB,
-/// `I440FX_PCI_HOST_HOLE64_SIZE_DEFAULT` 1<<31 = 2 GiB).
-///
-/// AMD (QEMU >= 7.1, `enforce_amd_1tb_hole`): with an AMD vCPU, when
-/// `pc_max_used_gpa()` = hole64 start + hole64 size - 1 reaches `AMD_HT_START`
-/// (0xfd00000000), `above_4g_mem_start` becomes `AMD_ABOVE_1TB_START` (1 TiB) and the
-/// whole RAM-above-4G block (and the 64-bit hole after it) moves there.
-fn qemu_x86(preset: Preset, cfg: &GuestConfig) -> Result<Layout, LayoutError> {
-    let q35 = preset == Preset::QemuQ35;
-    let (below, above) = qemu_ram_split(preset, cfg);
-    if below < 2 * MIB {
-        return Err(LayoutError::Invalid(format!(
-            "{}: max-ram-below-4g leaves only {} below 4 GiB; at least 2 MiB is needed",
-            preset.name(),
-            human_bytes(u128::from(below))
-        )));
-    }
-    if below > 0xfec0_0000 {
-        return Err(LayoutError::Invalid(format!(
-            "{}: max-ram-below-4g leaves {} of RAM below 4 GiB, past the IOAPIC at 0xfec00000",
-            preset.name(),
-            human_bytes(u128::from(below))
-        )));
-    }
-    let mut b = Builder::new();
-    b.add_incl(
-        "ram-below-640k",
-        SectionKind::Ram,
-        0,
-        0x9_ffff.min(below - 1),
-        false,
-    )?;
-    b.add_incl("vga-window", SectionKind::Mmio, 0xa_0000, 0xb_ffff, false)?;
-    b.add_incl("rom-shadow", SectionKind::Rom, 0xc_0000, 0xf_ffff, false)?;
-    b.add_incl(
-        "ram-below-4g",
-        SectionKind::Ram,
-        0x10_0000,
-        below - 1,
-        false,
-    )?;
-    if q35 {
-        b.add_incl("pci-hole32", SectionKind::Mmio, below, 0xafff_ffff, true)?;
-        b.add_incl(
-            "pcie-mmconfig",
-            SectionKind::Mmio,
-            0xb000_0000,
-            0xbfff_ffff,
-            false,
-        )?;
-        b.add_incl(
-            "pci-hole32-high",
-            SectionKind::Mmio,
-            0xc000_0000.max(below),
-            0xfebf_ffff,
-            true,
-        )?;
-    } else {
-        b.add_incl("pci-hole32", SectionKind::Mmio, below, 0xfebf_ffff, true)?;
-    }
-    b.add("ioapic", SectionKind::Mmio, 0xfec0_0000, 4 * KIB, false)?;
-    b.add("lapic", SectionKind::Mmio, 0xfee0_0000, MIB, false)?;
-    b.add(
-        "bios",
-        SectionKind::Rom,
-        FOUR_GIB - 256 * KIB,
-        256 * KIB,
-        false,
-    )?;
-
-    let hole64 = cfg
-        .pci_hole64_size
-        .unwrap_or(if q35 { 32 * GIB } else { 2 * GIB });
-    let hole64_start = |start: u64| -> Result<u64, LayoutError> {
-        start
-            .checked_add(above)
-            .and_then(|e| super::align_up(e, GIB))
-            .ok_or_else(|| overflow("RAM above 4 GiB"))
-    };
-    let mut start = FOUR_GIB;
-    if cfg.cpu_vendor == CpuVendor::Amd {
-        // pc_max_used_gpa() for a 64-bit CPU: the last byte of the 64-bit PCI hole.
-        let max_used = hole64_start(start)?
-            .checked_add(hole64)
-            .map(|e| e.saturating_sub(1))
-            .ok_or_else(|| overflow("the 64-bit PCI hole"))?;
-        if max_used >= AMD_HT_START {
-            start = AMD_ABOVE_1TB_START;
-            b.notes.push(format!(
-                "AMD vCPU: the highest used address {max_used:#x} reaches the HyperTransport \
-                 window at {AMD_HT_START:#x}, so QEMU (>= 7.1) starts RAM above 4 GiB at 1 TiB \
-                 ({AMD_ABOVE_1TB_START:#x}) and marks the window reserved in the e820 map"
-            ));
-        }
-    }
-    b.add("ram-above-4g", SectionKind::Ram, start, above, false)?;
-    b.add(
-        "pci-hole64",
-        SectionKind::Mmio,
-        hole64_start(start)?,
-        hole64,
-        true,
-    )?;
-    b.notes.push(format!(
-        "{}: {} below 4 GiB, {} above at {start:#x}",
-        preset.name(),
-        human_bytes(u128::from(below)),
-        human_bytes(u128::from(above))
-    ));
-    b.finish(preset.name())
-}
-
-/// QEMU `virt` (aarch64), hw/arm/virt.c: `base_memmap` puts flash at 0 (2 x 64 MiB),
-/// the GIC, UART, RTC, fw_cfg, virtio-mmio and platform bus between 0x08000000 and
-/// 0x0fffffff, the PCIe 32-bit MMIO window at 0x10000000 (0x2eff0000 bytes), PCIe PIO
-/// at 0x3eff0000, ECAM at 0x3f000000 and RAM at 1 GiB, at most 255 GiB of it
-/// (`LEGACY_RAMLIMIT_GB`). `extended_memmap` places, from 256 GiB and each aligned to
-/// its size: the second redistributor region (64 MiB), the high ECAM (256 MiB) and the
-/// high PCIe MMIO window (512 GiB, so at 512 GiB).
-fn qemu_virt(cfg: &GuestConfig) -> Result<Layout, LayoutError> {
-    if cfg.memory > 255 * GIB {
-        return Err(LayoutError::Invalid(format!(
-            "qemu-virt: {} of RAM; the virt machine models at most 255 GiB (LEGACY_RAMLIMIT_GB)",
-            human_bytes(u128::from(cfg.memory))
-        )));
-    }
-    let mut b = Builder::new();
-    b.add("flash", SectionKind::Rom, 0, 128 * MIB, false)?;
-    b.add(
-        "gic-uart-virtio-platform",
-        SectionKind::Mmio,
-        0x0800_0000,
-        128 * MIB,
-        false,
-    )?;
-    b.add(
-        "pcie-mmio",
-        SectionKind::Mmio,
-        0x1000_0000,
-        0x2eff_0000,
-        true,
-    )?;
-    b.add("pcie-pio", SectionKind::Mmio, 0x3eff_0000, 64 * KIB, false)?;
-    b.add("pcie-ecam", SectionKind::Mmio, 0x3f00_0000, 16 * MIB, false)?;
-    b.add("ram", SectionKind::Ram, GIB, cfg.memory, false)?;
-    b.add("gic-redist2", SectionKind::Mmio, 256 * GIB, 64 * MIB, false)?;
-    b.add(
-        "pcie-ecam-high",
-        SectionKind::Mmio,
-        256 * GIB + 256 * MIB,
-        256 * MIB,
-        false,
-    )?;
-    b.add(
-        "pcie-mmio-high",
-        SectionKind::Mmio,
-        512 * GIB,
-        512 * GIB,
-        true,
-    )?;
-    b.notes.push(
-        "the high PCIe window needs a 40-bit IPA space; with fewer bits QEMU drops it (highmem)"
-            .to_owned(),
-    );
-    b.finish("qemu-virt")
-}
 
 /// cloud-hypervisor x86_64, arch/src/x86_64/layout.rs: RAM from 0 up to
 /// `MEM_32BIT_RESERVED_START` (3 GiB); the 32-bit reserved area holds the 32-bit PCI

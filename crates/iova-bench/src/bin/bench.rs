@@ -425,6 +425,48 @@ fn start_path_lines(r: &mut Report, quick: bool) {
             &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
         );
     }
+    // The command line of a libvirt domain as libvirt writes it (a `.args` file or a
+    // domain log: its environment, JSON -object/-device), checked from the file.
+    let args_file = dir.join("domain.args");
+    let libvirt_args = "LC_ALL=C \\\nPATH=/bin \\\nHOME=/var/lib/libvirt/qemu/domain-1-bench \\\n\
+        /usr/bin/qemu-system-x86_64 \\\n-name guest=bench,debug-threads=on \\\n-S \\\n\
+        -object '{\"qom-type\":\"secret\",\"id\":\"masterKey0\",\"format\":\"raw\",\"file\":\"/k\"}' \\\n\
+        -machine pc-q35-7.2,usb=off,dump-guest-core=off,memory-backend=pc.ram,acpi=on \\\n\
+        -accel kvm \\\n-cpu host,migratable=on \\\n-m size=8388608k \\\n\
+        -object '{\"qom-type\":\"memory-backend-ram\",\"id\":\"pc.ram\",\"size\":8589934592}' \\\n\
+        -overcommit mem-lock=off \\\n-smp 4,sockets=4,cores=1,threads=1 \\\n-no-user-config \\\n\
+        -nodefaults \\\n-device '{\"driver\":\"pcie-root-port\",\"port\":16,\"chassis\":1,\"id\":\"pci.1\",\"bus\":\"pcie.0\",\"addr\":\"0x2\"}' \\\n\
+        -device '{\"driver\":\"vfio-pci\",\"host\":\"0000:01:00.0\",\"id\":\"hostdev0\",\"bus\":\"pci.1\",\"addr\":\"0x0\"}' \\\n\
+        -msg timestamp=on\n";
+    if std::fs::write(&args_file, libvirt_args).is_ok() {
+        let args_s = args_file.to_string_lossy().into_owned();
+        let ms = run_ms(
+            &iovactl,
+            &strings(&[
+                "check",
+                "--sysfs-root",
+                &root_s,
+                "--qemu-version",
+                "10.0",
+                "--memlock",
+                "unlimited",
+                "--host-phys-bits",
+                "46",
+                "--cmdline",
+                &args_s,
+            ]),
+            reps,
+        );
+        if let (Some(o), Some(p)) = (ms, floor) {
+            r.line(
+                "check-libvirt-args",
+                o * 1e6,
+                "true",
+                p * 1e6,
+                &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
+            );
+        }
+    }
     // A stand-in for a running QEMU: argv[0] qemu-system-x86_64, the default machine.
     let child = std::process::Command::new("bash")
         .args(["-c", "exec -a qemu-system-x86_64 sleep 120"])
@@ -1056,7 +1098,7 @@ fn main() {
     if want("fleet") {
         fleet_lines(&mut r, quick);
     }
-    if want("libvirt-hook") || want("check-pid") {
+    if want("libvirt-hook") || want("check-pid") || want("check-libvirt-args") {
         start_path_lines(&mut r, quick);
     }
     if want("alloc-hit") {
