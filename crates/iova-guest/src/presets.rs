@@ -265,7 +265,11 @@ impl fmt::Display for Preset {
 /// the layout does not depend on it).
 fn qemu_by_model(p: Preset, argv: &[String], cfg: &GuestConfig) -> Result<Layout, LayoutError> {
     let err = |e: crate::qemu_cmdline::QemuError| {
-        LayoutError::Invalid(format!("{} --memory {}: {e}", p.name(), human_bytes(u128::from(cfg.memory))))
+        LayoutError::Invalid(format!(
+            "{} --memory {}: {e}",
+            p.name(),
+            human_bytes(u128::from(cfg.memory))
+        ))
     };
     let vm = crate::qemu_cmdline::parse_qemu_argv(argv, |_, _| None).map_err(err)?;
     let host = crate::qemu_model::HostCpu {
@@ -352,7 +356,6 @@ impl Builder {
     }
 }
 
-
 /// The RAM split of QEMU's PC machines: (below 4 GiB, above 4 GiB).
 ///
 /// q35 (hw/i386/pc_q35.c `pc_q35_init`): RAM of 0xb0000000 (2.75 GiB) or more keeps
@@ -384,7 +387,6 @@ pub fn qemu_ram_split(preset: Preset, cfg: &GuestConfig) -> (u64, u64) {
     let below = ram.min(lowmem);
     (below, ram - below)
 }
-
 
 /// cloud-hypervisor x86_64, arch/src/x86_64/layout.rs: RAM from 0 up to
 /// `MEM_32BIT_RESERVED_START` (3 GiB); the 32-bit reserved area holds the 32-bit PCI

@@ -908,27 +908,52 @@ mod tests {
         // Mapped like 5.0 (measured on QEMU 7.2), with a note before 2.11.
         for t in ["pc-q35-2.4", "pc-q35-4.0", "pc-i440fx-2.0", "pc-i440fx-4.2"] {
             let old = m(&format!("qemu-system-x86_64 -M {t} -m 8G"), V72);
-            let fam = if t.contains("q35") { "pc-q35-5.0" } else { "pc-i440fx-5.0" };
+            let fam = if t.contains("q35") {
+                "pc-q35-5.0"
+            } else {
+                "pc-i440fx-5.0"
+            };
             let new = m(&format!("qemu-system-x86_64 -M {fam} -m 8G"), V72);
             assert_eq!(mapped(&old), mapped(&new), "{t}");
             assert_eq!(
-                old.layout.notes.iter().any(|n| n.contains("x-pci-hole64-fix")),
+                old.layout
+                    .notes
+                    .iter()
+                    .any(|n| n.contains("x-pci-hole64-fix")),
                 t.ends_with("2.4") || t.ends_with("2.0"),
                 "{t}"
             );
         }
         let vm = m("qemu-system-aarch64 -M virt-3.0 -cpu max -m 4G", V72);
-        assert_eq!(mapped(&vm), mapped(&m("qemu-system-aarch64 -M virt-5.0 -cpu max -m 4G", V72)));
+        assert_eq!(
+            mapped(&vm),
+            mapped(&m("qemu-system-aarch64 -M virt-5.0 -cpu max -m 4G", V72))
+        );
         // What QEMU no longer has is bad input; what differs is not modelled.
         let e = err("qemu-system-x86_64 -M pc-i440fx-2.1 -m 1G", V10);
-        assert!(!e.is_unmodelled() && e.to_string().contains("oldest is 2.4"), "{e}");
+        assert!(
+            !e.is_unmodelled() && e.to_string().contains("oldest is 2.4"),
+            "{e}"
+        );
         let e = err("qemu-system-x86_64 -M pc-q35-2.3 -m 1G", V72);
         assert!(!e.is_unmodelled(), "{e}");
         assert!(err("qemu-system-x86_64 -M pc-i440fx-1.7 -m 1G", V72).is_unmodelled());
-        assert!(err("qemu-system-x86_64 -M pc-i440fx-2.2 -m 1G", QemuVersion::new(9, 0)).is_unmodelled());
+        assert!(
+            err(
+                "qemu-system-x86_64 -M pc-i440fx-2.2 -m 1G",
+                QemuVersion::new(9, 0)
+            )
+            .is_unmodelled()
+        );
         assert!(err("qemu-system-aarch64 -M virt-2.12 -cpu max -m 1G", V72).is_unmodelled());
-        let e = err("qemu-system-x86_64 -M pc-i440fx-2.0 -m 1G,slots=1,maxmem=2G", V72);
-        assert!(!e.is_unmodelled() && e.to_string().contains("maxmem"), "{e}");
+        let e = err(
+            "qemu-system-x86_64 -M pc-i440fx-2.0 -m 1G,slots=1,maxmem=2G",
+            V72,
+        );
+        assert!(
+            !e.is_unmodelled() && e.to_string().contains("maxmem"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -154,7 +154,10 @@ fn qemu_presets_are_their_command_lines() {
             }
         }
     }
-    assert_eq!(Preset::Firecracker.canonical_argv(&GuestConfig::new(GIB, CpuVendor::Intel)), None);
+    assert_eq!(
+        Preset::Firecracker.canonical_argv(&GuestConfig::new(GIB, CpuVendor::Intel)),
+        None
+    );
 }
 
 #[test]
