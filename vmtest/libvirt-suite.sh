@@ -7,7 +7,9 @@
 # The test data is libvirt's, fetched at test time and never copied into this
 # repository: the Debian source package's upstream tarball (libvirt 11.3.0, Debian 13's
 # release), downloaded with apt-get through a private apt state that has deb-src entries
-# (the host's apt state is not touched), and unpacked into the cache:
+# (the host's apt state is not touched), and unpacked into the cache. Then the x86_64
+# command lines, stripped of what needs host resources, run in the real QEMU 10.0.2 and
+# their memory maps are compared with the model (vmtest/libvirt-suite-qemu.py). Cache:
 #   $CACHE/libvirt-src/VERSION/tests/{qemuxmlconfdata,qemucapabilitiesdata}
 # CACHE is IOVA_VMTEST_CACHE or ~/.cache/iova-vmtest. Prints the suite's counts; exits
 # non-zero on any failure.
@@ -59,4 +61,12 @@ SRC
   echo "libvirt-suite: libvirt $VERSION's test data unpacked into $dest" >&2
 fi
 cargo build -q --locked -p iovactl
-exec python3 vmtest/libvirt-suite.py "$dest/tests" "$PWD/target/debug/iovactl" "$PWD/target/libvirt-suite" "$@"
+rc=0
+python3 vmtest/libvirt-suite.py "$dest/tests" "$PWD/target/debug/iovactl" "$PWD/target/libvirt-suite" "$@" || rc=1
+# The same command lines, made runnable here, in the real QEMU 10.0.2 (vmtest/qemu-fetch.sh
+# unpacks it into the cache): its memory map against the model's, on at least 100 domains.
+new=$(vmtest/qemu-fetch.sh 10.0.2)
+python3 vmtest/libvirt-suite-qemu.py "$dest/tests" "$PWD/target/debug/iovactl" \
+  "$new/bin/qemu-system-x86_64" --min 100 -- \
+  --sysfs-root examples/hosts/amd-epyc --device 0000:41:00.0 || rc=1
+exit $rc

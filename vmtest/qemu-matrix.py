@@ -152,8 +152,15 @@ def arm_cases():
 
 def qmp_run(binary, argv, env):
     """Starts QEMU paused; returns (flat mtree, tree mtree, None) or (None, None, stderr)."""
+    # stderr goes to a file: a QEMU that warns a lot (TCG and many -cpu features) would
+    # otherwise block on a full pipe before it answers QMP.
+    errf = tempfile.TemporaryFile(mode="w+")
     p = subprocess.Popen([binary] + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+                         stderr=errf, text=True, env=env)
+
+    def stderr_text():
+        errf.seek(0)
+        return errf.read()
 
     def read():
         while True:
@@ -175,18 +182,19 @@ def qmp_run(binary, argv, env):
     try:
         if read() is None or cmd("qmp_capabilities") is None:
             p.wait(timeout=30)
-            return None, None, p.stderr.read()
+            return None, None, stderr_text()
         flat = cmd("human-monitor-command", **{"command-line": "info mtree -f"})
         tree = cmd("human-monitor-command", **{"command-line": "info mtree"})
         cmd("quit")
         p.wait(timeout=30)
         if flat is None or tree is None:
-            return None, None, p.stderr.read()
+            return None, None, stderr_text()
         return flat["return"], tree["return"], None
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+        errf.close()
 
 
 LINE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, (\w+)\): (\S+)")

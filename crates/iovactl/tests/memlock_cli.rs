@@ -373,3 +373,28 @@ fn pseries_memlock_is_not_modelled() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("--memlock"));
 }
+
+#[test]
+fn a_pid_that_vanished_is_an_error_naming_it() {
+    // A process that has exited and been reaped: its /proc entry is gone.
+    let mut child = Command::new("true").spawn().expect("true runs");
+    let pid = child.id();
+    child.wait().expect("true exits");
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &host("intel-vtd-39"),
+        "--qemu-version",
+        "10.0",
+        "--device",
+        "03:00.0",
+        "--pid",
+        &pid.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("/proc/{pid}")),
+        "{}",
+        stderr(&out)
+    );
+}
