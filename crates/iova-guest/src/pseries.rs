@@ -41,8 +41,8 @@ use serde::Serialize;
 use iova::spapr::{SpaprConfig, SpaprContainer, SpaprInfo, SpaprSpace, SpaprVersion};
 
 use crate::qemu_cmdline::{
-    Accel, IGNORED_DEVICES, IGNORED_FLAGS, IGNORED_OBJECTS, IGNORED_WITH_ARG, QemuError,
-    QemuVersion, VGA_DEVICES, parse_qemu_size, split_opts,
+    Accel, DeviceClass, IGNORED_FLAGS, IGNORED_OBJECTS, IGNORED_WITH_ARG, QemuError, QemuVersion,
+    device_class, parse_qemu_size, split_opts,
 };
 
 /// QEMU's `dma_win_size` default: the 32-bit window is `[0, 1 GiB)`.
@@ -387,9 +387,10 @@ impl PseriesVm {
                     match drv.as_str() {
                         "spapr-pci-host-bridge" => phb_devices.push((input.clone(), o)),
                         "vfio-pci" => vfio.push((input.clone(), o)),
-                        d if IGNORED_DEVICES.contains(&d)
-                            || IGNORED_PSERIES_DEVICES.contains(&d)
-                            || VGA_DEVICES.contains(&d) =>
+                        d if matches!(
+                            device_class(d),
+                            Some(DeviceClass::NoEffect | DeviceClass::Vga)
+                        ) || IGNORED_PSERIES_DEVICES.contains(&d) =>
                         {
                             notes.push(format!("ignored {input}: cannot change the DMA windows"));
                         }

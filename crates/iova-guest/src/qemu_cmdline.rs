@@ -958,196 +958,235 @@ pub(crate) const IGNORED_WITH_ARG: &[&str] = &[
     "machine-opts",
 ];
 
-/// `-device` types that cannot change what VFIO maps (their BARs are MMIO, placed by
-/// the firmware inside the PCI windows, and never DMA-mapped without a p2p request).
-pub(crate) const IGNORED_DEVICES: &[&str] = &[
-    "virtio-net-pci",
-    "virtio-net-pci-non-transitional",
-    "virtio-blk-pci",
-    "virtio-blk-pci-non-transitional",
-    "virtio-scsi-pci",
-    "virtio-serial-pci",
-    "virtio-rng-pci",
-    "virtio-balloon-pci",
-    "virtio-keyboard-pci",
-    "virtio-mouse-pci",
-    "virtio-tablet-pci",
-    "virtio-input-host-pci",
-    "virtio-9p-pci",
-    "vhost-user-fs-pci",
-    "vhost-vsock-pci",
-    "vhost-user-blk-pci",
-    "virtio-gpu-pci",
-    "virtserialport",
-    "virtconsole",
-    "scsi-hd",
-    "scsi-cd",
-    "scsi-generic",
-    "scsi-block",
-    "ide-hd",
-    "ide-cd",
-    "nvme",
-    "nvme-ns",
-    "e1000",
-    "e1000e",
-    "igb",
-    "rtl8139",
-    "vmxnet3",
-    "pcnet",
-    "qemu-xhci",
-    "nec-usb-xhci",
-    "usb-ehci",
-    "ich9-usb-ehci1",
-    "ich9-usb-uhci1",
-    "piix3-usb-uhci",
-    "usb-tablet",
-    "usb-kbd",
-    "usb-mouse",
-    "usb-storage",
-    "usb-host",
-    "usb-hub",
-    "pcie-root-port",
-    "pci-bridge",
-    "pcie-pci-bridge",
-    "ioh3420",
-    "x3130-upstream",
-    "xio3130-downstream",
-    "ich9-ahci",
-    "ahci",
-    "isa-serial",
-    "pci-serial",
-    "i6300esb",
-    "ib700",
-    "ich9-intel-hda",
-    "intel-hda",
-    "hda-duplex",
-    "hda-output",
-    "hda-micro",
-    "AC97",
-    "tpm-tis",
-    "tpm-crb",
-    "pvpanic",
-    "pvpanic-pci",
-    "isa-debugcon",
-    "isa-debug-exit",
-    "sga",
-    "edu",
-    "pci-testdev",
-    "ramfb",
-    "bochs-display",
-    "secondary-vga",
+/// What a `-device` type does to the memory map VFIO sees: the one table of device
+/// classes (docs/guest-layouts.md). A type not in it cannot be answered (exit 4, named).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceClass {
+    /// An assigned device (`vfio-pci`): its group joins the container.
+    Assigned,
+    /// Adds DMA-mapped guest memory (DIMMs, NVDIMMs, virtio-mem).
+    Memory,
+    /// A vIOMMU: each device behind it gets its own address space.
+    Viommu,
+    /// A PCI expander bus (`pxb`, `pxb-pcie`): its windows come from the host bridge's.
+    ExpanderBus,
+    /// A VGA-compatible device: it takes the legacy window 0xa0000-0xbffff (x86).
+    Vga,
+    /// No guest memory of its own at start and no legacy window: its BARs (in the PCI
+    /// windows, placed by the firmware) are peer-to-peer at most.
+    NoEffect,
+}
+
+/// The class of every `-device` type the model knows ([`device_class`]).
+pub(crate) const DEVICE_CLASSES: &[(&str, DeviceClass)] = &[
+    ("vfio-pci", DeviceClass::Assigned),
+    // vfio-pci that the guest cannot unplug.
+    ("vfio-pci-nohotplug", DeviceClass::Assigned),
+    ("pc-dimm", DeviceClass::Memory),
+    ("nvdimm", DeviceClass::Memory),
+    ("virtio-mem-pci", DeviceClass::Memory),
+    ("intel-iommu", DeviceClass::Viommu),
+    ("amd-iommu", DeviceClass::Viommu),
+    ("virtio-iommu-pci", DeviceClass::Viommu),
+    ("virtio-iommu", DeviceClass::Viommu),
+    ("pxb", DeviceClass::ExpanderBus),
+    ("pxb-pcie", DeviceClass::ExpanderBus),
+    // VGA-compatible (they claim 0xa0000-0xbffff). `virtio-vga-gl` and `vhost-user-vga`
+    // are `virtio-vga` variants (QEMU's `TYPE_VIRTIO_VGA_BASE`), VGA-compatible like it.
+    ("VGA", DeviceClass::Vga),
+    ("cirrus-vga", DeviceClass::Vga),
+    ("qxl-vga", DeviceClass::Vga),
+    ("virtio-vga", DeviceClass::Vga),
+    ("virtio-vga-gl", DeviceClass::Vga),
+    ("vhost-user-vga", DeviceClass::Vga),
+    ("vmware-svga", DeviceClass::Vga),
+    // Cannot change what VFIO maps (their BARs are MMIO, placed by the firmware inside
+    // the PCI windows, and never DMA-mapped without a p2p request).
+    ("virtio-net-pci", DeviceClass::NoEffect),
+    ("virtio-net-pci-non-transitional", DeviceClass::NoEffect),
+    ("virtio-blk-pci", DeviceClass::NoEffect),
+    ("virtio-blk-pci-non-transitional", DeviceClass::NoEffect),
+    ("virtio-scsi-pci", DeviceClass::NoEffect),
+    ("virtio-serial-pci", DeviceClass::NoEffect),
+    ("virtio-rng-pci", DeviceClass::NoEffect),
+    ("virtio-balloon-pci", DeviceClass::NoEffect),
+    ("virtio-keyboard-pci", DeviceClass::NoEffect),
+    ("virtio-mouse-pci", DeviceClass::NoEffect),
+    ("virtio-tablet-pci", DeviceClass::NoEffect),
+    ("virtio-input-host-pci", DeviceClass::NoEffect),
+    ("virtio-9p-pci", DeviceClass::NoEffect),
+    ("vhost-user-fs-pci", DeviceClass::NoEffect),
+    ("vhost-vsock-pci", DeviceClass::NoEffect),
+    ("vhost-user-blk-pci", DeviceClass::NoEffect),
+    ("virtio-gpu-pci", DeviceClass::NoEffect),
+    ("virtserialport", DeviceClass::NoEffect),
+    ("virtconsole", DeviceClass::NoEffect),
+    ("scsi-hd", DeviceClass::NoEffect),
+    ("scsi-cd", DeviceClass::NoEffect),
+    ("scsi-generic", DeviceClass::NoEffect),
+    ("scsi-block", DeviceClass::NoEffect),
+    ("ide-hd", DeviceClass::NoEffect),
+    ("ide-cd", DeviceClass::NoEffect),
+    ("nvme", DeviceClass::NoEffect),
+    ("nvme-ns", DeviceClass::NoEffect),
+    ("e1000", DeviceClass::NoEffect),
+    ("e1000e", DeviceClass::NoEffect),
+    ("igb", DeviceClass::NoEffect),
+    ("rtl8139", DeviceClass::NoEffect),
+    ("vmxnet3", DeviceClass::NoEffect),
+    ("pcnet", DeviceClass::NoEffect),
+    ("qemu-xhci", DeviceClass::NoEffect),
+    ("nec-usb-xhci", DeviceClass::NoEffect),
+    ("usb-ehci", DeviceClass::NoEffect),
+    ("ich9-usb-ehci1", DeviceClass::NoEffect),
+    ("ich9-usb-uhci1", DeviceClass::NoEffect),
+    ("piix3-usb-uhci", DeviceClass::NoEffect),
+    ("usb-tablet", DeviceClass::NoEffect),
+    ("usb-kbd", DeviceClass::NoEffect),
+    ("usb-mouse", DeviceClass::NoEffect),
+    ("usb-storage", DeviceClass::NoEffect),
+    ("usb-host", DeviceClass::NoEffect),
+    ("usb-hub", DeviceClass::NoEffect),
+    ("pcie-root-port", DeviceClass::NoEffect),
+    ("pci-bridge", DeviceClass::NoEffect),
+    ("pcie-pci-bridge", DeviceClass::NoEffect),
+    ("ioh3420", DeviceClass::NoEffect),
+    ("x3130-upstream", DeviceClass::NoEffect),
+    ("xio3130-downstream", DeviceClass::NoEffect),
+    ("ich9-ahci", DeviceClass::NoEffect),
+    ("ahci", DeviceClass::NoEffect),
+    ("isa-serial", DeviceClass::NoEffect),
+    ("pci-serial", DeviceClass::NoEffect),
+    ("i6300esb", DeviceClass::NoEffect),
+    ("ib700", DeviceClass::NoEffect),
+    ("ich9-intel-hda", DeviceClass::NoEffect),
+    ("intel-hda", DeviceClass::NoEffect),
+    ("hda-duplex", DeviceClass::NoEffect),
+    ("hda-output", DeviceClass::NoEffect),
+    ("hda-micro", DeviceClass::NoEffect),
+    ("AC97", DeviceClass::NoEffect),
+    ("tpm-tis", DeviceClass::NoEffect),
+    ("tpm-crb", DeviceClass::NoEffect),
+    ("pvpanic", DeviceClass::NoEffect),
+    ("pvpanic-pci", DeviceClass::NoEffect),
+    ("isa-debugcon", DeviceClass::NoEffect),
+    ("isa-debug-exit", DeviceClass::NoEffect),
+    ("sga", DeviceClass::NoEffect),
+    ("edu", DeviceClass::NoEffect),
+    ("pci-testdev", DeviceClass::NoEffect),
+    ("ramfb", DeviceClass::NoEffect),
+    ("bochs-display", DeviceClass::NoEffect),
+    ("secondary-vga", DeviceClass::NoEffect),
     // Display devices without the legacy VGA window: their memory is a BAR, mapped
     // (in the PCI hole) only once the guest's firmware assigns it.
-    "qxl",
-    "virtio-gpu-gl-pci",
-    "vhost-user-gpu-pci",
+    ("qxl", DeviceClass::NoEffect),
+    ("virtio-gpu-gl-pci", DeviceClass::NoEffect),
+    ("vhost-user-gpu-pci", DeviceClass::NoEffect),
     // Storage, USB, smart-card, sound and other controllers: no guest memory of
     // their own at start, no legacy window.
-    "lsi",
-    "lsi53c895a",
-    "lsi53c810",
-    "megasas",
-    "megasas-gen2",
-    "mptsas1068",
-    "pvscsi",
-    "am53c974",
-    "dc390",
-    "vhost-scsi-pci",
-    "vhost-user-scsi-pci",
-    "usb-ccid",
-    "ccid-card-emulated",
-    "ccid-card-passthru",
-    "usb-redir",
-    "usb-uas",
-    "usb-bot",
-    "usb-audio",
-    "usb-serial",
-    "usb-braille",
-    "usb-net",
-    "usb-wacom-tablet",
-    "ich9-usb-ehci2",
-    "ich9-usb-uhci2",
-    "ich9-usb-uhci3",
-    "ich9-usb-uhci4",
-    "ich9-usb-uhci5",
-    "ich9-usb-uhci6",
-    "piix4-usb-uhci",
-    "vt82c686b-usb-uhci",
-    "pci-ohci",
-    "floppy",
-    "isa-fdc",
-    "ES1370",
-    "sb16",
-    "virtio-sound-pci",
-    "virtio-crypto-pci",
-    "virtio-net-pci-transitional",
-    "virtio-blk-pci-transitional",
-    "virtio-scsi-pci-transitional",
-    "virtio-scsi-pci-non-transitional",
-    "virtio-serial-pci-transitional",
-    "virtio-serial-pci-non-transitional",
-    "virtio-rng-pci-transitional",
-    "virtio-rng-pci-non-transitional",
-    "virtio-balloon-pci-transitional",
-    "virtio-balloon-pci-non-transitional",
-    "virtio-9p-pci-transitional",
-    "virtio-9p-pci-non-transitional",
-    "vhost-vsock-pci-non-transitional",
-    "vhost-user-blk-pci-non-transitional",
-    "vhost-user-fs-pci-non-transitional",
-    "virtio-input-host-pci-non-transitional",
-    "isa-parallel",
+    ("lsi", DeviceClass::NoEffect),
+    ("lsi53c895a", DeviceClass::NoEffect),
+    ("lsi53c810", DeviceClass::NoEffect),
+    ("megasas", DeviceClass::NoEffect),
+    ("megasas-gen2", DeviceClass::NoEffect),
+    ("mptsas1068", DeviceClass::NoEffect),
+    ("pvscsi", DeviceClass::NoEffect),
+    ("am53c974", DeviceClass::NoEffect),
+    ("dc390", DeviceClass::NoEffect),
+    ("vhost-scsi-pci", DeviceClass::NoEffect),
+    ("vhost-user-scsi-pci", DeviceClass::NoEffect),
+    ("usb-ccid", DeviceClass::NoEffect),
+    ("ccid-card-emulated", DeviceClass::NoEffect),
+    ("ccid-card-passthru", DeviceClass::NoEffect),
+    ("usb-redir", DeviceClass::NoEffect),
+    ("usb-uas", DeviceClass::NoEffect),
+    ("usb-bot", DeviceClass::NoEffect),
+    ("usb-audio", DeviceClass::NoEffect),
+    ("usb-serial", DeviceClass::NoEffect),
+    ("usb-braille", DeviceClass::NoEffect),
+    ("usb-net", DeviceClass::NoEffect),
+    ("usb-wacom-tablet", DeviceClass::NoEffect),
+    ("ich9-usb-ehci2", DeviceClass::NoEffect),
+    ("ich9-usb-uhci2", DeviceClass::NoEffect),
+    ("ich9-usb-uhci3", DeviceClass::NoEffect),
+    ("ich9-usb-uhci4", DeviceClass::NoEffect),
+    ("ich9-usb-uhci5", DeviceClass::NoEffect),
+    ("ich9-usb-uhci6", DeviceClass::NoEffect),
+    ("piix4-usb-uhci", DeviceClass::NoEffect),
+    ("vt82c686b-usb-uhci", DeviceClass::NoEffect),
+    ("pci-ohci", DeviceClass::NoEffect),
+    ("floppy", DeviceClass::NoEffect),
+    ("isa-fdc", DeviceClass::NoEffect),
+    ("ES1370", DeviceClass::NoEffect),
+    ("sb16", DeviceClass::NoEffect),
+    ("virtio-sound-pci", DeviceClass::NoEffect),
+    ("virtio-crypto-pci", DeviceClass::NoEffect),
+    ("virtio-net-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-blk-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-scsi-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-scsi-pci-non-transitional", DeviceClass::NoEffect),
+    ("virtio-serial-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-serial-pci-non-transitional", DeviceClass::NoEffect),
+    ("virtio-rng-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-rng-pci-non-transitional", DeviceClass::NoEffect),
+    ("virtio-balloon-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-balloon-pci-non-transitional", DeviceClass::NoEffect),
+    ("virtio-9p-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-9p-pci-non-transitional", DeviceClass::NoEffect),
+    ("vhost-vsock-pci-non-transitional", DeviceClass::NoEffect),
+    ("vhost-user-blk-pci-non-transitional", DeviceClass::NoEffect),
+    ("vhost-user-fs-pci-non-transitional", DeviceClass::NoEffect),
+    (
+        "virtio-input-host-pci-non-transitional",
+        DeviceClass::NoEffect,
+    ),
+    ("isa-parallel", DeviceClass::NoEffect),
     // virtio-mmio devices (on virt's virtio-mmio transports): no guest memory.
-    "virtio-serial-device",
-    "virtio-blk-device",
-    "virtio-net-device",
-    "virtio-rng-device",
-    "virtio-sound-device",
-    "virtio-gpu-device",
-    "virtio-keyboard-device",
-    "virtio-mouse-device",
-    "virtio-tablet-device",
-    "virtio-scsi-device",
-    "usb-mtp",
-    "vhost-vsock-pci-transitional",
-    "virtio-balloon-device",
-    "tpm-tis-device",
-    "vhost-scsi-pci",
-    "vhost-scsi-pci-transitional",
-    "vhost-scsi-pci-non-transitional",
+    ("virtio-serial-device", DeviceClass::NoEffect),
+    ("virtio-blk-device", DeviceClass::NoEffect),
+    ("virtio-net-device", DeviceClass::NoEffect),
+    ("virtio-rng-device", DeviceClass::NoEffect),
+    ("virtio-sound-device", DeviceClass::NoEffect),
+    ("virtio-gpu-device", DeviceClass::NoEffect),
+    ("virtio-keyboard-device", DeviceClass::NoEffect),
+    ("virtio-mouse-device", DeviceClass::NoEffect),
+    ("virtio-tablet-device", DeviceClass::NoEffect),
+    ("virtio-scsi-device", DeviceClass::NoEffect),
+    ("usb-mtp", DeviceClass::NoEffect),
+    ("vhost-vsock-pci-transitional", DeviceClass::NoEffect),
+    ("virtio-balloon-device", DeviceClass::NoEffect),
+    ("tpm-tis-device", DeviceClass::NoEffect),
+    ("vhost-scsi-pci-transitional", DeviceClass::NoEffect),
+    ("vhost-scsi-pci-non-transitional", DeviceClass::NoEffect),
     // The generation ID lives in guest RAM that the firmware reserves.
-    "vmgenid",
+    ("vmgenid", DeviceClass::NoEffect),
     // Their shared memory (ivshmem) and storage (acpi-erst) is a BAR, mapped in the PCI
     // window once the guest's firmware assigns it, like any emulated BAR.
-    "ivshmem-plain",
-    "ivshmem-doorbell",
-    "acpi-erst",
+    ("ivshmem-plain", DeviceClass::NoEffect),
+    ("ivshmem-doorbell", DeviceClass::NoEffect),
+    ("acpi-erst", DeviceClass::NoEffect),
     // The DMI-to-PCI bridge: a conventional PCI bus (see `conventional_buses`).
-    "i82801b11-bridge",
-    "ne2k_pci",
-    "i82550",
-    "i82551",
-    "i82557b",
-    "i82559er",
-    "smbus-ipmi",
-    "ipmi-bmc-sim",
-    "isa-ipmi-kcs",
-    "isa-ipmi-bt",
-    "vmcoreinfo",
+    ("i82801b11-bridge", DeviceClass::NoEffect),
+    ("ne2k_pci", DeviceClass::NoEffect),
+    ("i82550", DeviceClass::NoEffect),
+    ("i82551", DeviceClass::NoEffect),
+    ("i82557b", DeviceClass::NoEffect),
+    ("i82559er", DeviceClass::NoEffect),
+    ("smbus-ipmi", DeviceClass::NoEffect),
+    ("ipmi-bmc-sim", DeviceClass::NoEffect),
+    ("isa-ipmi-kcs", DeviceClass::NoEffect),
+    ("isa-ipmi-bt", DeviceClass::NoEffect),
+    ("vmcoreinfo", DeviceClass::NoEffect),
 ];
 
-/// `-device` types that provide a VGA-compatible device (they claim 0xa0000-0xbffff).
-/// `virtio-vga-gl` and `vhost-user-vga` are `virtio-vga` variants (QEMU's
-/// `TYPE_VIRTIO_VGA_BASE`), VGA-compatible like it.
-pub(crate) const VGA_DEVICES: &[&str] = &[
-    "VGA",
-    "cirrus-vga",
-    "qxl-vga",
-    "virtio-vga",
-    "virtio-vga-gl",
-    "vhost-user-vga",
-    "vmware-svga",
-];
+/// The class of a `-device` type, `None` when the model does not know it.
+pub fn device_class(driver: &str) -> Option<DeviceClass> {
+    DEVICE_CLASSES
+        .iter()
+        .find(|(d, _)| *d == driver)
+        .map(|(_, c)| *c)
+}
 
 /// `-object` types that cannot change the memory map.
 pub(crate) const IGNORED_OBJECTS: &[&str] = &[
@@ -1663,8 +1702,7 @@ where
     for (input, o) in &devices {
         let driver = o.get("driver").unwrap_or("");
         match driver {
-            // vfio-pci-nohotplug: vfio-pci that the guest cannot unplug.
-            "vfio-pci" | "vfio-pci-nohotplug" => {
+            v if device_class(v) == Some(DeviceClass::Assigned) => {
                 let dev = o.get("host").or(o.get("sysfsdev")).ok_or_else(|| {
                     QemuError::bad(input.as_str(), "vfio-pci needs host= or sysfsdev=")
                 })?;
@@ -1787,8 +1825,8 @@ where
                     ));
                 }
             }
-            v if VGA_DEVICES.contains(&v) => vga = arch == QemuArch::X86_64,
-            v if IGNORED_DEVICES.contains(&v) => {}
+            v if device_class(v) == Some(DeviceClass::Vga) => vga = arch == QemuArch::X86_64,
+            v if device_class(v) == Some(DeviceClass::NoEffect) => {}
             "" => return Err(QemuError::bad(input.as_str(), "no device type")),
             other => {
                 return Err(QemuError::unmodelled(
@@ -2007,6 +2045,28 @@ mod tests {
             e.is_unmodelled() && e.to_string().contains("frobnicator"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn one_class_per_device_type() {
+        let mut names: Vec<&str> = DEVICE_CLASSES.iter().map(|(d, _)| *d).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "a device type is listed twice");
+        // The types the parser reads for their properties have their class.
+        for (d, c) in [
+            ("vfio-pci", DeviceClass::Assigned),
+            ("pc-dimm", DeviceClass::Memory),
+            ("virtio-mem-pci", DeviceClass::Memory),
+            ("intel-iommu", DeviceClass::Viommu),
+            ("pxb-pcie", DeviceClass::ExpanderBus),
+            ("cirrus-vga", DeviceClass::Vga),
+            ("lsi", DeviceClass::NoEffect),
+        ] {
+            assert_eq!(device_class(d), Some(c), "{d}");
+        }
+        assert_eq!(device_class("frobnicator"), None);
     }
 
     #[test]
