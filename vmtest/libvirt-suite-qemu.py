@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """libvirt's own command lines run by the real QEMU, against the model.
 
-For the x86_64 domains of libvirt's tests/qemuxmlconfdata (NAME.x86_64-latest.args),
+For the x86_64 and aarch64 domains of libvirt's tests/qemuxmlconfdata
+(NAME.ARCH-latest.args; qemu-system-aarch64 is taken from QEMU_X86's folder),
 libvirt's command line is made runnable here by removing only what needs host
 resources: disks, network and chardev back ends and the devices that use them, assigned
 and passed-through host devices, secrets and TLS files, file-backed RAM (made plain RAM
@@ -33,7 +34,7 @@ DROP_WITH_ARG = {"blockdev", "drive", "netdev", "chardev", "mon", "fsdev", "add-
                  "audiodev", "spice", "vnc", "incoming", "sandbox", "serial", "parallel",
                  "monitor", "qmp", "tpmdev", "iscsi", "fw_cfg", "smbios", "display",
                  "object-add", "loadvm", "run-with", "pidfile", "daemonize", "chroot",
-                 "runas", "acpitable"}
+                 "runas", "acpitable", "kernel", "initrd", "dtb", "append"}
 # Device properties that point at something dropped above.
 DEVICE_REFS = ("drive", "netdev", "chardev", "fsdev", "vhostfd", "fd", "audiodev",
                "tpmdev", "fds", "vhostfds", "romfile", "rng")
@@ -145,13 +146,16 @@ def main():
     data = os.path.join(tests, "qemuxmlconfdata")
     env = dict(os.environ)
     passed = failed = skipped = 0
+    arm = os.path.join(os.path.dirname(qemu), "qemu-system-aarch64")
     for name in sorted(os.listdir(data)):
-        if not name.endswith(".x86_64-latest.args"):
+        m = re.match(r"(.+)\.(x86_64|aarch64)-latest\.args$", name)
+        if not m:
             continue
+        binary = qemu if m.group(2) == "x86_64" else arm
         with open(os.path.join(data, name), encoding="utf-8", errors="replace") as f:
             words = parse_args(f.read())
-        argv, why = strip(words, qemu)
-        tag = name[:-len(".x86_64-latest.args")]
+        argv, why = strip(words, binary)
+        tag = f"{m.group(1)}.{m.group(2)}"
         if argv is None:
             skipped += 1
             continue
@@ -161,7 +165,7 @@ def main():
             # libvirt-suite.py already checks the model's answers on the whole suite.
             skipped += 1
             continue
-        flat, tree, err = qm.qmp_run(qemu, argv[1:], env)
+        flat, tree, err = qm.qmp_run(binary, argv[1:], env)
         if err is not None:
             last = err.strip().splitlines()[-1] if err.strip() else "?"
             print(f"libvirt-suite-qemu: skip {tag}: QEMU refused the runnable line: {last[:160]}")

@@ -7,8 +7,8 @@
 # The test data is libvirt's, fetched at test time and never copied into this
 # repository: the Debian source package's upstream tarball (libvirt 11.3.0, Debian 13's
 # release), downloaded with apt-get through a private apt state that has deb-src entries
-# (the host's apt state is not touched), and unpacked into the cache. Then the x86_64
-# command lines, stripped of what needs host resources, run in the real QEMU 10.0.2 and
+# (the host's apt state is not touched), and unpacked into the cache. Then the x86_64 and
+# aarch64 command lines, stripped of what needs host resources, run in the real QEMU 10.0.2 and
 # their memory maps are compared with the model (vmtest/libvirt-suite-qemu.py). Cache:
 #   $CACHE/libvirt-src/VERSION/tests/{qemuxmlconfdata,qemucapabilitiesdata}
 # CACHE is IOVA_VMTEST_CACHE or ~/.cache/iova-vmtest. Prints the suite's counts; exits
