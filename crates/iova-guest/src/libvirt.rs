@@ -517,7 +517,8 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
     };
     let mut m = format!("size={initial}b");
     if let Some(mx) = child(dom, "maxMemory") {
-        let max = scaled(mx, "maxMemory")?;
+        // Rounded up to whole MiB like the memory (QEMU needs whole pages).
+        let max = round(scaled(mx, "maxMemory")?, "<maxMemory>")?;
         let slots = mx.attribute("slots").unwrap_or("0");
         m.push_str(&format!(",slots={slots},maxmem={max}b"));
     }

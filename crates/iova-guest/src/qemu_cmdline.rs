@@ -512,12 +512,30 @@ fn flatten_json(
 /// one range below and above 4 GiB); QEMU only requires the nodes' memory (`memdev=`
 /// backends or legacy `mem=`) to add up to `-m` (`numa_complete_configuration`).
 /// `dist`, `cpu` and `hmat-*` entries describe the topology only.
+/// Legacy `mem=` is accepted only by machine types up to 5.0 (`numa_mem_supported`),
+/// and never mixed with `memdev=` across nodes.
 fn numa_fits(
     numa: &[(String, Opts)],
     backends: &BTreeMap<String, Backend>,
     ram: u64,
+    machine: &MachineType,
     notes: &mut Vec<String>,
 ) -> Result<(), QemuError> {
+    let legacy = numa.iter().find(|(_, o)| o.get("mem").is_some());
+    if let Some((input, _)) = legacy {
+        if machine.version.is_none_or(|v| v > QemuVersion::new(5, 0)) {
+            return Err(QemuError::bad(
+                input.as_str(),
+                "QEMU refuses -numa node,mem= with machine types after 5.0: use memdev=",
+            ));
+        }
+        if numa.iter().any(|(_, o)| o.get("memdev").is_some()) {
+            return Err(QemuError::bad(
+                input.as_str(),
+                "QEMU refuses mem= on some nodes and memdev= on others",
+            ));
+        }
+    }
     let mut sum: u64 = 0;
     let mut sized = false;
     for (input, o) in numa {
@@ -1373,18 +1391,19 @@ where
                 // `DRIVER.PROPERTY=VALUE`, or libvirt's `driver=D,property=P,value=V`.
                 let long = Opts::parse(arg_s, "driver");
                 let joined;
-                let (lhs, value) = match (long.get("property"), long.get("value")) {
-                    (Some(p), Some(v)) if arg_s.starts_with("driver=") => {
-                        joined = format!("{}.{p}", long.get("driver").unwrap_or(""));
-                        (joined.as_str(), v)
-                    }
-                    _ => arg_s.split_once('=').ok_or_else(|| {
-                        QemuError::bad(
-                            &input,
-                            "expected DRIVER.PROPERTY=VALUE or driver=D,property=P,value=V",
-                        )
-                    })?,
-                };
+                let (lhs, value) =
+                    match (long.get("driver"), long.get("property"), long.get("value")) {
+                        (Some(d), Some(p), Some(v)) => {
+                            joined = format!("{d}.{p}");
+                            (joined.as_str(), v)
+                        }
+                        _ => arg_s.split_once('=').ok_or_else(|| {
+                            QemuError::bad(
+                                &input,
+                                "expected DRIVER.PROPERTY=VALUE or driver=D,property=P,value=V",
+                            )
+                        })?,
+                    };
                 match lhs {
                     "q35-pcihost.pci-hole64-size" | "i440FX-pcihost.pci-hole64-size" => {
                         hole64 = Some(size_of(&input, value, 1)?);
@@ -1652,6 +1671,12 @@ where
                     "maxmem is below the RAM size",
                 ));
             }
+            if maxmem % 4096 != 0 {
+                return Err(QemuError::bad(
+                    input.as_str(),
+                    "QEMU refuses a maxmem that is not a multiple of 4 KiB",
+                ));
+            }
             (ram, slots, maxmem)
         }
         None => {
@@ -1662,7 +1687,7 @@ where
     if ram == 0 {
         return Err(QemuError::bad("-m", "the RAM size is 0"));
     }
-    numa_fits(&numa, &backends, ram, &mut vm_notes)?;
+    numa_fits(&numa, &backends, ram, &machine, &mut vm_notes)?;
 
     // The CPU.
     let cpu = match &cpu_text {
@@ -1792,9 +1817,11 @@ where
             }
             "amd-iommu" => viommus.push(Viommu::AmdIommu),
             "virtio-iommu-pci" | "virtio-iommu" => {
-                if o.get("boot-bypass")
-                    .is_some_and(|v| matches!(v, "off" | "false" | "no"))
-                {
+                let bypass = match o.get("boot-bypass") {
+                    Some(v) => bool_of(input, v)?,
+                    None => true,
+                };
+                if !bypass {
                     return Err(QemuError::unmodelled(
                         input.as_str(),
                         "virtio-iommu boot-bypass=off: QEMU maps no guest memory until the \
@@ -1907,16 +1934,15 @@ fn accel_of(input: &str, v: &str) -> Result<Accel, QemuError> {
     }
 }
 
-/// The CPU vendor of an x86 CPU model (`qemu64` and `max` under TCG are AMD; `host`
-/// and `max` under KVM are the host's); `None` for a model this table does not know.
 /// The CPU a libvirt domain's `<cpu mode='host-model'>` becomes on x86: libvirt picks a
 /// named model of the host's CPU (from its capabilities of the host, for KVM and for
 /// TCG alike), with QEMU's default width for named models. The XML does not say which,
-/// so the command line built from a domain names it this way, which QEMU itself never
-/// accepts (the colon), so no user's command line can mean it.
+/// so the command line built from a domain names it this way. QEMU has no such model
+/// (the colon): `iovactl` refuses it on a command line that did not come from a domain.
 pub const LIBVIRT_HOST_MODEL: &str = "libvirt:host-model";
 
-/// The vendor of an x86 CPU model, `host` being the host's.
+/// The CPU vendor of an x86 CPU model (`qemu64` and `max` under TCG are AMD; `host`
+/// and `max` under KVM are the host's); `None` for a model this table does not know.
 pub fn x86_model_vendor(model: &str, accel: Accel, host: Option<CpuVendor>) -> Option<CpuVendor> {
     let base = model.split("-v").next().unwrap_or(model);
     match base {
@@ -2080,12 +2106,22 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((numa.ram, numa.maxmem), (plain.ram, plain.maxmem));
-        // Legacy mem= counts MiB without a suffix, as QEMU's fix-up does.
-        assert!(parse(&format!("{base} -numa node,mem=2048 -numa node,mem=4G")).is_ok());
+        // Legacy mem= (machine types up to 5.0) counts MiB without a suffix, as QEMU's
+        // fix-up does; newer types refuse it, as does mixing it with memdev=.
+        let old = base.replace("-machine q35", "-machine pc-q35-5.0");
+        assert!(parse(&format!("{old} -numa node,mem=2048 -numa node,mem=4G")).is_ok());
+        let mixed = format!(
+            "{old} -numa node,mem=2G -object memory-backend-ram,id=b,size=4G -numa node,memdev=b"
+        );
+        assert!(parse(&mixed).unwrap_err().to_string().contains("others"));
         for (bad, says) in [
-            ("-numa node,mem=2G", "must equal"),
+            ("-numa node,mem=6G", "after 5.0"),
+            (
+                "-object memory-backend-ram,id=a,size=2G -numa node,memdev=a",
+                "must equal",
+            ),
             ("-numa node,memdev=nope", "nope"),
-            ("-numa node,mem=6G,memdev=x", "together"),
+            ("-numa node,mem=6G,memdev=x", "after 5.0"),
             ("-numa frob", "frob"),
         ] {
             let e = parse(&format!("{base} {bad}")).unwrap_err();
@@ -2111,6 +2147,29 @@ mod tests {
         let short = parse(&format!("{base} -global q35-pcihost.pci-hole64-size=64G")).unwrap();
         assert_eq!(long, short);
         assert_eq!(long.pci_hole64_size, Some(64 << 30));
+        let any_order = parse(&format!(
+            "{base} -global property=pci-hole64-size,value=64G,driver=q35-pcihost"
+        ))
+        .unwrap();
+        assert_eq!(any_order, short);
+        // boot-bypass takes QEMU's booleans; off is not modelled, bad values are refused.
+        for (v, unmodelled) in [("n", true), ("off", true), ("on", false)] {
+            let r = parse(&format!("{base} -device virtio-iommu-pci,boot-bypass={v}"));
+            assert_eq!(
+                r.err().is_some_and(|e| e.is_unmodelled()),
+                unmodelled,
+                "{v}"
+            );
+        }
+        let e = parse(&format!(
+            "{base} -device virtio-iommu-pci,boot-bypass=bogus"
+        ))
+        .unwrap_err();
+        assert!(!e.is_unmodelled(), "{e}");
+        // maxmem must be whole pages.
+        let e = parse(&base.replace("-machine q35", "-machine q35 -m 1G,slots=1,maxmem=2098177k"))
+            .unwrap_err();
+        assert!(e.to_string().contains("4 KiB"), "{e}");
         let e = parse(&format!("{base} -global driver=foo,property=bar,value=1")).unwrap_err();
         assert!(
             e.is_unmodelled() && e.to_string().contains("driver=foo"),

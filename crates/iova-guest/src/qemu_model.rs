@@ -216,7 +216,7 @@ fn old_machine_type(vm: &QemuVm, mv: QemuVersion, version: QemuVersion) -> Resul
             "pc-i440fx types before 2.0 (a 128 KiB BIOS, the RAM split not aligned to 1 GiB) \
              are not modelled",
         )),
-        MachineFamily::Pc if mv < v(2, 1) && vm.slots > 0 => Err(bad(
+        MachineFamily::Pc if mv < v(2, 1) && (vm.slots > 0 || vm.maxmem > vm.ram) => Err(bad(
             machine,
             "QEMU refuses maxmem/slots with this machine type (memory hot-plug came with 2.1)",
         )),
@@ -946,14 +946,13 @@ mod tests {
             .is_unmodelled()
         );
         assert!(err("qemu-system-aarch64 -M virt-2.12 -cpu max -m 1G", V72).is_unmodelled());
-        let e = err(
-            "qemu-system-x86_64 -M pc-i440fx-2.0 -m 1G,slots=1,maxmem=2G",
-            V72,
-        );
-        assert!(
-            !e.is_unmodelled() && e.to_string().contains("maxmem"),
-            "{e}"
-        );
+        for m in ["1G,slots=1,maxmem=2G", "1G,maxmem=2G"] {
+            let e = err(&format!("qemu-system-x86_64 -M pc-i440fx-2.0 -m {m}"), V72);
+            assert!(
+                !e.is_unmodelled() && e.to_string().contains("maxmem"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -24,8 +24,13 @@ pub enum Launcher {
         /// The managed devices.
         managed: Vec<String>,
     },
-    /// A process with these credentials (the shell's own, or a running VMM's).
+    /// A process with these credentials (this shell's, whose QEMU would have them).
     Process(Runner),
+    /// A VMM that is running already (`--pid`): it has its nodes open, possibly in its
+    /// own `/dev` (libvirt gives QEMU a private one), so only the bindings are judged.
+    Running,
+    /// Credentials that could not be read (no `/proc` here): nodes are not judged.
+    Unknown(String),
 }
 
 /// A process's credentials, as the kernel checks them when it opens a node.
@@ -80,6 +85,16 @@ pub fn parse_status(name: &str, text: &str, from: String) -> Result<Runner, CliE
         dac_override: caps >> CAP_DAC_OVERRIDE_BIT & 1 == 1,
         from,
     })
+}
+
+/// The launcher for a VMM started from this shell: its credentials, or `Unknown` when
+/// they cannot be read (a sandbox without `/proc`), which only leaves node access
+/// unjudged.
+pub fn this_shell() -> Launcher {
+    match runner_of(None) {
+        Ok(r) => Launcher::Process(r),
+        Err(e) => Launcher::Unknown(e.to_string()),
+    }
 }
 
 /// The credentials of process `pid` (`None`: this process, whose children a VMM
@@ -157,7 +172,7 @@ pub fn verdict(host: &Host, devices: &[String], iommufd: bool, launcher: &Launch
     let mut notes = Vec::new();
     let managed = |d: &str| match launcher {
         Launcher::Libvirt { managed } => managed.iter().any(|m| m.eq_ignore_ascii_case(d)),
-        Launcher::Process(_) => false,
+        _ => false,
     };
     let mut unbound_groups = Vec::new();
     for d in devices {
@@ -193,14 +208,36 @@ pub fn verdict(host: &Host, devices: &[String], iommufd: bool, launcher: &Launch
             )),
         }
     }
-    let Launcher::Process(runner) = launcher else {
-        notes.push("libvirt gives its QEMU access to the device nodes itself".to_owned());
-        return Verdict {
-            launcher: "libvirt".to_owned(),
-            nodes: Vec::new(),
-            problems,
-            notes,
-        };
+    let runner = match launcher {
+        Launcher::Process(r) => r,
+        other => {
+            let (who, why) = match other {
+                Launcher::Libvirt { .. } => (
+                    "libvirt".to_owned(),
+                    "libvirt gives its QEMU access to the device nodes itself".to_owned(),
+                ),
+                Launcher::Running => (
+                    "the running VMM".to_owned(),
+                    "the running VMM has its device nodes open already (in its own /dev, \
+                     for libvirt's QEMU): access not judged"
+                        .to_owned(),
+                ),
+                Launcher::Unknown(e) => (
+                    "unknown".to_owned(),
+                    format!(
+                        "the credentials of the VMM's user are not known ({e}): access not judged"
+                    ),
+                ),
+                Launcher::Process(_) => (String::new(), String::new()),
+            };
+            notes.push(why);
+            return Verdict {
+                launcher: who,
+                nodes: Vec::new(),
+                problems,
+                notes,
+            };
+        }
     };
     let launcher_desc = format!(
         "uid {}{}; {}",
@@ -264,14 +301,7 @@ pub fn verdict(host: &Host, devices: &[String], iommufd: bool, launcher: &Launch
                     .is_some_and(|g| unbound_groups.contains(&g)),
                 _ => false,
             };
-            let managed_here = match &kind {
-                NodeKind::Group(g) => devices
-                    .iter()
-                    .any(|d| managed(d) && host.device(d).ok().and_then(|x| x.group) == Some(*g)),
-                NodeKind::Cdev(d) => managed(d),
-                _ => false,
-            };
-            if explained || managed_here {
+            if explained {
                 continue;
             }
             let (message, fix) = match kind {

@@ -295,6 +295,17 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
             (Some(_), _) | (None, Origin::Argv) => None,
             (None, o) => Some(release_without_argv0(&argv, o)?),
         };
+        if origin != Origin::Libvirt
+            && argv.windows(2).any(|w| {
+                w[0] == "-cpu" && w[1].starts_with(iova_guest::qemu_cmdline::LIBVIRT_HOST_MODEL)
+            })
+        {
+            return Err(CliError::input(format!(
+                "-cpu {}: not a QEMU CPU model (it stands for libvirt's host-model in a \
+                 command line built from a domain)",
+                iova_guest::qemu_cmdline::LIBVIRT_HOST_MODEL
+            )));
+        }
         let vm = crate::vmm::parse_vmm_argv(&argv)?;
         let argv0 = argv.first().map_or("", String::as_str);
         let (version, version_from) = match release {
@@ -315,10 +326,8 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
             (Some(p), _) => crate::access::Launcher::Libvirt {
                 managed: p.managed.clone(),
             },
-            (None, Origin::Pid(pid)) => {
-                crate::access::Launcher::Process(crate::access::runner_of(Some(pid))?)
-            }
-            (None, _) => crate::access::Launcher::Process(crate::access::runner_of(None)?),
+            (None, Origin::Pid(_)) => crate::access::Launcher::Running,
+            (None, _) => crate::access::this_shell(),
         };
         let memlock = match (given, origin, libvirt_policy.map(|p| p.memlock)) {
             (Some(l), _, _) => Some(MemlockInput::Limit(l)),
@@ -385,7 +394,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 mem_text: mem_text.to_owned(),
                 memory,
                 memlock: given,
-                launcher: crate::access::Launcher::Process(crate::access::runner_of(None)?),
+                launcher: crate::access::this_shell(),
             })
         }
         (None, Some(path)) => {
@@ -415,7 +424,7 @@ pub(crate) fn vm_def(args: &GuestArgs) -> Result<VmDef, CliError> {
                 layout,
                 desc,
                 memlock: given,
-                launcher: crate::access::Launcher::Process(crate::access::runner_of(None)?),
+                launcher: crate::access::this_shell(),
             })
         }
         _ => Err(CliError::input(

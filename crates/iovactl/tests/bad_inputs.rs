@@ -748,7 +748,8 @@ static CASES: &[Case] = &[
     ),
     vmm_case!("qemu: unknown CPU model cannot be answered", 4, ["-cpu", "pentium3"], ["-cpu pentium3", "cannot answer"]),
     vmm_case!("qemu: -numa with a missing backend is bad input", 2, ["-numa", "node,memdev=m0"], ["-numa", "'m0'"]),
-    vmm_case!("qemu: -numa nodes not adding up to -m is bad input", 2, ["-m", "2G", "-numa", "node,mem=1G"], ["-numa", "must equal"]),
+    vmm_case!("qemu: -numa nodes not adding up to -m is bad input", 2, ["-m", "2G", "-object", "memory-backend-ram,id=n0,size=1G", "-numa", "node,memdev=n0"], ["-numa", "must equal"]),
+    vmm_case!("qemu: legacy -numa mem= after machine type 5.0 is bad input", 2, ["-m", "2G", "-numa", "node,mem=2G"], ["-numa node,mem=2G", "after 5.0"]),
     case(
         "qemu: unmodelled VMM binary",
         Sysfs,

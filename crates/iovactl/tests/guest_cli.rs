@@ -538,3 +538,115 @@ fn the_scoped_sysfs_read_answers_as_the_whole_host() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A QEMU preset checked through `--guest` and its canonical command line checked
+/// through `--` take two paths of the tool (the preset's layout, the parsed argv): they
+/// must give the same layout and verdict.
+#[test]
+fn a_preset_and_its_command_line_answer_alike() {
+    for (h, dev, preset, bin, machine, mem) in [
+        (
+            "intel-vtd-39",
+            "0000:03:00.0",
+            "qemu-q35",
+            "qemu-system-x86_64",
+            "q35",
+            "8G",
+        ),
+        (
+            "intel-vtd-39",
+            "0000:03:00.0",
+            "qemu-q35",
+            "qemu-system-x86_64",
+            "q35",
+            "600G",
+        ),
+        (
+            "amd-epyc",
+            "0000:41:00.0",
+            "qemu-pc",
+            "qemu-system-x86_64",
+            "pc",
+            "1000G",
+        ),
+        (
+            "arm-smmuv3",
+            "0000:00:01.0",
+            "qemu-virt",
+            "qemu-system-aarch64",
+            "virt",
+            "300G",
+        ),
+    ] {
+        let root = host(h);
+        let by_preset = run(&[
+            "check",
+            "--json",
+            "--memlock",
+            "unlimited",
+            "--sysfs-root",
+            &root,
+            "--device",
+            dev,
+            "--guest",
+            preset,
+            "--memory",
+            mem,
+        ]);
+        let by_argv = run(&[
+            "check",
+            "--json",
+            "--memlock",
+            "unlimited",
+            "--sysfs-root",
+            &root,
+            "--qemu-version",
+            "10.0",
+            "--",
+            bin,
+            "-accel",
+            "kvm",
+            "-machine",
+            machine,
+            "-m",
+            mem,
+            "-cpu",
+            "host",
+            "-device",
+            &format!("vfio-pci,host={dev}"),
+        ]);
+        let (p, a) = (json(&by_preset), json(&by_argv));
+        assert_eq!(
+            p["layout"],
+            a["layout"],
+            "{preset} {mem}: {}",
+            stderr(&by_argv)
+        );
+        assert_eq!(p["ok"], a["ok"], "{preset} {mem}");
+        assert_eq!(
+            by_preset.status.code(),
+            by_argv.status.code(),
+            "{preset} {mem}"
+        );
+    }
+    // libvirt's spelling of host-model is not a CPU model of a user's command line.
+    let out = run(&[
+        "check",
+        "--sysfs-root",
+        &host("intel-vtd-39"),
+        "--qemu-version",
+        "10.0",
+        "--",
+        "qemu-system-x86_64",
+        "-cpu",
+        "libvirt:host-model",
+        "-device",
+        "vfio-pci,host=0000:03:00.0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("libvirt:host-model"),
+        "{}",
+        stderr(&out)
+    );
+}
