@@ -76,9 +76,7 @@ pub fn parse_status(name: &str, text: &str, from: String) -> Result<Runner, CliE
     let uid = fs_id("Uid:")?;
     let mut gids = vec![fs_id("Gid:")?];
     gids.extend(ids("Groups:")?);
-    let hex = field("CapEff:")?;
-    let caps = u64::from_str_radix(hex, 16)
-        .map_err(|_| CliError::input(format!("{name}: CapEff '{hex}' is not hexadecimal")))?;
+    let caps = crate::memlock::parse_cap_eff(name, text)?;
     Ok(Runner {
         uid,
         gids,

@@ -97,17 +97,22 @@ pub fn parse_limits(name: &str, text: &str) -> Result<Option<u64>, CliError> {
     }
 }
 
-/// Whether a `/proc/PID/status` text's effective capabilities (`CapEff`) hold
-/// `CAP_IPC_LOCK`.
-pub fn parse_cap_ipc_lock(name: &str, text: &str) -> Result<bool, CliError> {
+/// The effective capability set (`CapEff`, hexadecimal) of a `/proc/PID/status` text;
+/// a missing or malformed line is an error naming the file.
+pub fn parse_cap_eff(name: &str, text: &str) -> Result<u64, CliError> {
     let hex = text
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .map(str::trim)
         .ok_or_else(|| CliError::input(format!("{name}: no CapEff line")))?;
-    let caps = u64::from_str_radix(hex, 16)
-        .map_err(|_| CliError::input(format!("{name}: CapEff '{hex}' is not hexadecimal")))?;
-    Ok(caps >> CAP_IPC_LOCK_BIT & 1 == 1)
+    u64::from_str_radix(hex, 16)
+        .map_err(|_| CliError::input(format!("{name}: CapEff '{hex}' is not hexadecimal")))
+}
+
+/// Whether a `/proc/PID/status` text's effective capabilities (`CapEff`) hold
+/// `CAP_IPC_LOCK`.
+pub fn parse_cap_ipc_lock(name: &str, text: &str) -> Result<bool, CliError> {
+    Ok(parse_cap_eff(name, text)? >> CAP_IPC_LOCK_BIT & 1 == 1)
 }
 
 /// The path and text of `/proc/PID/FILE` (`None`: this process). A process that
