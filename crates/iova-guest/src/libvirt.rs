@@ -73,6 +73,39 @@ fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = 
         .filter(move |c| c.is_element() && c.tag_name().name() == name)
 }
 
+/// The devices libvirt assigns with vfio-pci: PCI host devices, and network interfaces
+/// that are host devices (an SR-IOV VF), each with its element's name for messages.
+/// USB and SCSI host devices are not VFIO. A hostdev whose guest address is
+/// `type='unassigned'` stays with libvirt (kept ready for a later use) and is not
+/// passed to QEMU.
+fn vfio_hostdevs<'a, 'i: 'a>(
+    devs: Node<'a, 'i>,
+) -> impl Iterator<Item = (Node<'a, 'i>, &'static str)> + 'a {
+    children(devs, "hostdev")
+        .filter(|h| h.attribute("type") == Some("pci") && !unassigned(*h))
+        .map(|h| (h, "<hostdev type='pci'>"))
+        .chain(
+            children(devs, "interface")
+                .filter(|i| i.attribute("type") == Some("hostdev"))
+                .map(|i| (i, "<interface type='hostdev'>")),
+        )
+}
+
+/// The host PCI address (`0000:41:00.0`) of such a device's `<source><address>`.
+fn hostdev_bdf(h: Node<'_, '_>, what: &str) -> Result<String, QemuError> {
+    let a = child(h, "source")
+        .and_then(|s| child(s, "address"))
+        .ok_or_else(|| bad(what, "no <source><address>"))?;
+    let n = |k| num_attr(a, k, "address");
+    Ok(format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        n("domain")?,
+        n("bus")?,
+        n("slot")?,
+        n("function")?
+    ))
+}
+
 /// Whether a device's guest address is `<address type='unassigned'/>`.
 fn unassigned(n: Node<'_, '_>) -> bool {
     child(n, "address").and_then(|a| a.attribute("type")) == Some("unassigned")
@@ -125,24 +158,14 @@ pub fn read_domain(source: &str, xml: &str) -> Result<(Vec<String>, DomainPolicy
         ));
     }
     let argv = argv_of(source, dom)?;
-    let managed = child(dom, "devices").map_or_else(Vec::new, |devs| {
-        children(devs, "hostdev")
-            .filter(|h| h.attribute("type") == Some("pci"))
-            .chain(children(devs, "interface").filter(|i| i.attribute("type") == Some("hostdev")))
-            .filter(|h| h.attribute("managed") == Some("yes") && !unassigned(*h))
-            .filter_map(|h| {
-                let a = child(h, "source").and_then(|s| child(s, "address"))?;
-                let n = |k| num_attr(a, k, "address").ok();
-                Some(format!(
-                    "{:04x}:{:02x}:{:02x}.{:x}",
-                    n("domain")?,
-                    n("bus")?,
-                    n("slot")?,
-                    n("function")?
-                ))
-            })
-            .collect()
-    });
+    // The same devices the command line assigns, those libvirt binds itself.
+    let managed = match child(dom, "devices") {
+        Some(devs) => vfio_hostdevs(devs)
+            .filter(|(h, _)| h.attribute("managed") == Some("yes"))
+            .map(|(h, what)| hostdev_bdf(h, what))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     Ok((
         argv,
         DomainPolicy {
@@ -347,20 +370,8 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
             };
             dev_args.extend(["-device".to_owned(), dev]);
         }
-        // PCI host devices, and network interfaces that are host devices (an SR-IOV
-        // VF: libvirt assigns it with vfio-pci as well). A mediated device (mdev) is
-        // VFIO too, with its own IOMMU backing: not modelled. USB and SCSI host
-        // devices are not VFIO.
-        // A hostdev whose guest address is `type='unassigned'` stays with libvirt (it
-        // is kept ready for a later use) and is not passed to QEMU.
-        let pci_hostdevs = children(devs, "hostdev")
-            .filter(|h| h.attribute("type") == Some("pci") && !unassigned(*h))
-            .map(|h| (h, "<hostdev type='pci'>"))
-            .chain(
-                children(devs, "interface")
-                    .filter(|i| i.attribute("type") == Some("hostdev"))
-                    .map(|i| (i, "<interface type='hostdev'>")),
-            );
+        // A mediated device (mdev) is VFIO too, with its own IOMMU backing: not
+        // modelled.
         if let Some(m) = children(devs, "hostdev").find(|h| h.attribute("type") == Some("mdev")) {
             let uuid = child(m, "source")
                 .and_then(|s| child(s, "address"))
@@ -371,17 +382,10 @@ fn argv_of(source: &str, dom: Node<'_, '_>) -> Result<Vec<String>, QemuError> {
                 "a mediated device (vfio-mdev) is not modelled",
             ));
         }
-        for (h, what) in pci_hostdevs {
-            let a = child(h, "source")
-                .and_then(|s| child(s, "address"))
-                .ok_or_else(|| bad(what, "no <source><address>"))?;
-            let d = num_attr(a, "domain", "address")?;
-            let b = num_attr(a, "bus", "address")?;
-            let s = num_attr(a, "slot", "address")?;
-            let f = num_attr(a, "function", "address")?;
+        for (h, what) in vfio_hostdevs(devs) {
             dev_args.extend([
                 "-device".to_owned(),
-                format!("vfio-pci,host={d:04x}:{b:02x}:{s:02x}.{f:x}"),
+                format!("vfio-pci,host={}", hostdev_bdf(h, what)?),
             ]);
         }
         for io in children(devs, "iommu") {
