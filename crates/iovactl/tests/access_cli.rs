@@ -26,20 +26,27 @@ fn tree(tag: &str) -> PathBuf {
     dir
 }
 
-fn check(dir: &Path) -> std::process::Output {
-    let sys = dir.join("sys");
-    run(&[
+/// `check` of an 8 GiB q35 guest with the fixture's NIC on the host at `sys`.
+fn check_at(sys: &str, json: bool) -> std::process::Output {
+    let mut args = vec![
         "check",
         "--sysfs-root",
-        sys.to_str().expect("UTF-8"),
+        sys,
         "--guest",
         "qemu-q35",
         "--memory",
         "8G",
         "--device",
         "03:00.0",
-        "--json",
-    ])
+    ];
+    if json {
+        args.push("--json");
+    }
+    run(&args)
+}
+
+fn check(dir: &Path) -> std::process::Output {
+    check_at(dir.join("sys").to_str().expect("UTF-8"), true)
 }
 
 fn problem_kinds(v: &serde_json::Value) -> Vec<String> {
@@ -53,18 +60,7 @@ fn problem_kinds(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn a_bare_fixture_notes_the_binding() {
-    let out = run(&[
-        "check",
-        "--sysfs-root",
-        &host("intel-vtd-39"),
-        "--guest",
-        "qemu-q35",
-        "--memory",
-        "8G",
-        "--device",
-        "03:00.0",
-        "--json",
-    ]);
+    let out = check_at(&host("intel-vtd-39"), true);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
     assert!(problem_kinds(&v).is_empty());
@@ -105,18 +101,7 @@ fn the_launch_state_decides_where_it_is_known() {
         .collect();
     assert_eq!(states, ["ok", "ok"], "{}", v["access"]);
     // The text report says it too.
-    let sys = dir.join("sys");
-    let text = run(&[
-        "check",
-        "--sysfs-root",
-        sys.to_str().expect("UTF-8"),
-        "--guest",
-        "qemu-q35",
-        "--memory",
-        "8G",
-        "--device",
-        "03:00.0",
-    ]);
+    let text = check_at(dir.join("sys").to_str().expect("UTF-8"), false);
     let t = String::from_utf8_lossy(&text.stdout);
     assert!(t.contains("/dev/vfio/12 ok"), "{t}");
     let _ = std::fs::remove_dir_all(dir);

@@ -402,6 +402,18 @@ fn start_path_lines(r: &mut Report, quick: bool) {
         return;
     }
     let floor = run_ms("true", &[], reps);
+    // One line per row, against starting `true`, when both were measured.
+    let against_true = |r: &mut Report, name: &str, ours: Option<f64>| {
+        if let (Some(o), Some(p)) = (ours, floor) {
+            r.line(
+                name,
+                o * 1e6,
+                "true",
+                p * 1e6,
+                &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
+            );
+        }
+    };
     let hook = run_ms_with(
         &iovactl,
         &strings(&[
@@ -416,15 +428,7 @@ fn start_path_lines(r: &mut Report, quick: bool) {
         Some(&xml),
         reps,
     );
-    if let (Some(o), Some(p)) = (hook, floor) {
-        r.line(
-            "libvirt-hook",
-            o * 1e6,
-            "true",
-            p * 1e6,
-            &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
-        );
-    }
+    against_true(r, "libvirt-hook", hook);
     // The command line of a libvirt domain as libvirt writes it (a `.args` file or a
     // domain log: its environment, JSON -object/-device), checked from the file.
     let args_file = dir.join("domain.args");
@@ -457,15 +461,7 @@ fn start_path_lines(r: &mut Report, quick: bool) {
             ]),
             reps,
         );
-        if let (Some(o), Some(p)) = (ms, floor) {
-            r.line(
-                "check-libvirt-args",
-                o * 1e6,
-                "true",
-                p * 1e6,
-                &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
-            );
-        }
+        against_true(r, "check-libvirt-args", ms);
     }
     // A stand-in for a running QEMU: argv[0] qemu-system-x86_64, the default machine.
     let child = std::process::Command::new("bash")
@@ -493,15 +489,7 @@ fn start_path_lines(r: &mut Report, quick: bool) {
         );
         let _ = child.kill();
         let _ = child.wait();
-        if let (Some(o), Some(p)) = (pid_ms, floor) {
-            r.line(
-                "check-pid",
-                o * 1e6,
-                "true",
-                p * 1e6,
-                &[("ours_ms", o), ("peer_ms", p), ("groups", 256.0)],
-            );
-        }
+        against_true(r, "check-pid", pid_ms);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
